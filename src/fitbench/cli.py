@@ -1,0 +1,215 @@
+"""`fitbench run | determinism | seed`: thin wiring of argparse onto the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from dataclasses import asdict
+from typing import Any, NoReturn, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fitbench import APIS, BACKENDS, DEVICES, __version__
+from fitbench.errors import UsageError
+from fitbench.model import ModelSpec, check_api, parse_widths
+from fitbench.profiles import PROFILES, get_profile
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        sys.stderr.write(f"fitbench: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _positive_int(name: str):  # noqa: ANN202 - argparse type factory
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+        return value
+    return parse
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--batch-sizes must be comma-separated positive integers, got {text!r}") from None
+
+
+def _apis(text: str | None) -> list[str]:
+    if not text:
+        return list(APIS)
+    apis = [check_api(a.strip()) for a in text.split(",")]
+    return list(dict.fromkeys(apis))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fitbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fitbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: all)")
+        p.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default: the seed's 256,256,256)")
+        p.add_argument("--backend", default="tensorflow", help=f"Keras backend, from {', '.join(BACKENDS)}")
+        p.add_argument("--seed", type=int, default=0, help="random seed for weights and data (default 0)")
+        p.add_argument("--json", metavar="PATH", help="write the results as one JSON document")
+
+    run = sub.add_parser("run", help="time the fit loop, one fresh process per cell")
+    common(run)
+    run.add_argument("--profile", default="quick", help=f"{' | '.join(PROFILES)} (default quick)")
+    run.add_argument("--jit", default="both", choices=("on", "off", "both"))
+    run.add_argument("--device", default="cpu", choices=(*DEVICES, "both"))
+    run.add_argument("--batch-sizes", help="comma-separated (default: the profile's)")
+    run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
+    run.add_argument("--cell-timeout", type=_positive_int("--cell-timeout"), default=1800, metavar="S")
+
+    det = sub.add_parser("determinism", help="bit-identity across APIs and across processes")
+    common(det)
+    det.add_argument("--epochs", type=_positive_int("--epochs"), default=3)
+    det.add_argument("--jit", default="off", choices=("on", "off"))
+    det.add_argument("--samples", type=_positive_int("--samples"), default=1,
+                     help="training samples: 1 = the seed's (x, y); more = seeded synthetic data")
+    det.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None)
+    det.add_argument("--threads", type=_positive_int("--threads"), default=2, help="TF intra-op threads (inter-op: 1)")
+    det.add_argument("--no-op-determinism", action="store_true", help="leave TF op determinism off")
+    det.add_argument("--nudge", metavar="API", help="self-test: move one initial weight of API by one ULP")
+
+    seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
+    seed.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
+    seed.add_argument("--seed", type=int, default=0)
+    seed.add_argument("--json", metavar="PATH")
+    return parser
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return backend
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.isolation import IsolatedError, child_env, run_isolated
+    from fitbench.report import check_output_path, jit_ratio_table, run_table, write_json_atomic
+    from fitbench.runtime import hide_gpus_env
+    from fitbench.timing import empty_record, plan_cells
+
+    profile = get_profile(args.profile)
+    spec = ModelSpec(widths=parse_widths(args.widths))
+    batch_sizes = _int_list(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
+    cells = plan_cells(_apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
+                       ["cpu", "gpu"] if args.device == "both" else [args.device], batch_sizes,
+                       _check_backend(args.backend), include_seed=not args.no_seed_workload)
+    out = check_output_path(args.json) if args.json else None
+    doc: dict[str, Any] = {"command": "run", "fitbench_version": __version__, "started": _stamp(),
+                           "profile": asdict(profile), "spec": spec.to_dict(), "seed": args.seed,
+                           "complete": False, "records": []}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("cells", total=len(cells))
+            for cell in cells:
+                progress.update(task, description=cell.label())
+                try:
+                    record = run_isolated("fitbench.timing:measure_cell",
+                                          {"cell": asdict(cell), "profile": asdict(profile),
+                                           "spec": spec.to_dict(), "seed": args.seed},
+                                          env=child_env(hide_gpus_env(cell.device), cell.backend),
+                                          timeout_s=args.cell_timeout)
+                except IsolatedError as exc:
+                    record = empty_record(cell, "error", str(exc))
+                doc["records"].append(record)
+                if out:  # every finished cell is on disk: an interrupted run keeps them
+                    write_json_atomic(out, doc)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {len(doc['records'])} of {len(cells)} cells done"
+                      + (f", kept in {args.json}" if out else ""))
+        return 130
+    doc["complete"], doc["finished"] = True, _stamp()
+    if out:
+        write_json_atomic(out, doc)
+    console.print(run_table(doc["records"]))
+    console.print(jit_ratio_table(doc["records"]))
+    errors = [r for r in doc["records"] if r["status"] == "error"]
+    for r in errors:
+        console.print(f"[red]error[/] in {r['api']} jit={r['jit']} {r['device']} batch {r['batch_size']}: {r['error']}")
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.determinism import check_determinism
+    from fitbench.report import check_output_path, determinism_table, write_json_atomic
+
+    apis = _apis(args.api)
+    if len(apis) < 1:
+        raise UsageError("--api must name at least one api")
+    if args.nudge is not None and check_api(args.nudge) not in apis:
+        raise UsageError(f"--nudge {args.nudge} is not among the apis being checked ({', '.join(apis)})")
+    spec = ModelSpec(widths=parse_widths(args.widths))
+    _check_backend(args.backend)
+    batch_size = args.batch_size or args.samples
+    out = check_output_path(args.json) if args.json else None
+    with console.status("training every API in two fresh processes..."):
+        doc = check_determinism(apis, spec, epochs=args.epochs, jit=args.jit == "on", seed=args.seed,
+                                samples=args.samples, batch_size=batch_size, intra_op_threads=args.threads,
+                                inter_op_threads=1, op_determinism=not args.no_op_determinism, nudge_api=args.nudge)
+    doc["fitbench_version"], doc["finished"] = __version__, _stamp()
+    if out:
+        write_json_atomic(out, doc)
+    console.print(determinism_table(doc))
+    if doc["jit_note"]:
+        console.print(f"[yellow]note:[/] {doc['jit_note']}")
+    for p in doc["pairs"]:
+        if not p["identical"]:
+            console.print(f"[bold red]not bit-identical:[/] {p['a']} vs {p['b']}, "
+                          f"first divergent epoch {p['first_divergent_epoch']}, max {p['max_ulp']} ULP")
+    return EXIT_OK if doc["all_identical"] else EXIT_FOUND
+
+
+def cmd_seed(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.report import check_output_path, seed_table, write_json_atomic
+    from fitbench.seedreplay import replay_seed
+
+    out = check_output_path(args.json) if args.json else None
+    with console.status(f"replaying the seed question ({args.epochs} epochs, up to four processes)..."):
+        doc = replay_seed(epochs=args.epochs, seed=args.seed)
+    doc["fitbench_version"], doc["finished"] = __version__, _stamp()
+    if out:
+        write_json_atomic(out, doc)
+    console.print(seed_table(doc))
+    console.print(f"Keras 3 with one shared optimizer: {doc['shared'].get('keras3_outcome')}")
+    if doc["legacy_note"]:
+        console.print(f"[yellow]note:[/] {doc['legacy_note']}")
+    return EXIT_OK if all(r["status"] == "ok" or r["keras"] == "keras3" and r["optimizer_shared"]
+                          for r in doc["runs"]) else EXIT_FAILED
+
+
+COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # A pipe or a CI log gets a wide table instead of rich's 80-column default.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    try:
+        return COMMANDS[args.command](args, console)
+    except UsageError as exc:
+        sys.stderr.write(f"fitbench: error: {exc}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

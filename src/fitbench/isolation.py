@@ -1,0 +1,52 @@
+"""Run one fitbench function in a fresh Python process and get its JSON-able result back.
+
+Keras picks its backend at import and TF op determinism cannot be turned off once on, so every cell
+that touches a framework runs here, in a child started with the environment it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+
+class IsolatedError(RuntimeError):
+    """The child process failed; the message is its last error line."""
+
+
+def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the terminal
+    env["KERAS_BACKEND"] = backend
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    env.update(extra or {})
+    return env
+
+
+def run_isolated(target: str, kwargs: dict[str, Any], env: dict[str, str] | None = None,
+                 timeout_s: float | None = None) -> Any:
+    """Call `module:function(**kwargs)` in a new interpreter; return its result or raise IsolatedError."""
+    with tempfile.TemporaryDirectory(prefix="fitbench-") as tmp:
+        job_path = os.path.join(tmp, "job.json")
+        result_path = os.path.join(tmp, "result.json")
+        with open(job_path, "w") as f:
+            json.dump({"target": target, "kwargs": kwargs, "result_path": result_path}, f)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "fitbench.worker", job_path],
+                                  env=env if env is not None else child_env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
+        if os.path.exists(result_path):
+            with open(result_path) as f:
+                outcome = json.load(f)
+            if "error" in outcome:
+                raise IsolatedError(outcome["error"])
+            return outcome["result"]
+        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        raise IsolatedError(f"{target} exited with status {proc.returncode}: "
+                            f"{tail[-1] if tail else 'no output'}")

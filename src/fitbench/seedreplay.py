@@ -1,0 +1,110 @@
+"""The seed question replayed: one optimizer shared by two models vs one fresh optimizer each.
+
+Both models start from the same weights (set_random_seed before each build), so what differs between
+the two modes is only the optimizer. Keras 3 refuses a shared optimizer (`Unknown variable`); the legacy
+Keras 2 optimizer (tf-keras, TF_USE_LEGACY_KERAS=1) accepts it and diverges silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fitbench.data import seed_input, seed_target
+from fitbench.determinism import cosine_to_target, enable_determinism
+from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
+
+KERAS3 = "keras3"
+LEGACY = "tf_keras_legacy"
+
+
+def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict[str, Any]:
+    """Train the Functional model, then the Sequential one, as the seed did. Runs in a fresh process."""
+    enable_determinism(seed, intra_op_threads=2, inter_op_threads=1, op_determinism=True)
+    if keras_flavour == LEGACY:
+        import tf_keras as keras_module
+
+        optimizer_name = "tf_keras.optimizers.legacy.Adam"
+    else:
+        import keras as keras_module
+
+        optimizer_name = "keras.optimizers.Adam"
+    legacy = keras_flavour == LEGACY
+    spec = ModelSpec()
+    x, y = seed_input(seed, spec.input_dim), seed_target()
+    functional = build_model("functional", spec, seed=seed, keras_module=keras_module)
+    sequential = build_model("sequential", spec, seed=seed, keras_module=keras_module)
+    initial_identical = all(np.array_equal(a, b) for a, b in zip(functional.get_weights(), sequential.get_weights()))
+    first_optimizer = make_optimizer(spec, keras_module, legacy=legacy)
+    second_optimizer = first_optimizer if shared else make_optimizer(spec, keras_module, legacy=legacy)
+    result: dict[str, Any] = {"keras": keras_flavour, "keras_version": keras_module.__version__,
+                              "optimizer": optimizer_name, "optimizer_shared": shared, "epochs": epochs,
+                              "initial_weights_identical": initial_identical}
+    predictions = {}
+    for name, model, optimizer in (("functional", functional, first_optimizer),
+                                   ("sequential", sequential, second_optimizer)):
+        if legacy:
+            model.compile(loss="mse", optimizer=optimizer)
+        else:
+            compile_model(model, False, spec, optimizer=optimizer)
+        try:
+            model.fit(x, y, validation_data=(x, y), epochs=epochs, verbose=0)
+        except ValueError as exc:  # Keras 3's protection against a shared optimizer
+            first_line = str(exc).strip().splitlines()[0]
+            return {**result, "status": "error", "error": f"ValueError: {first_line}"[:300],
+                    "failed_model": name, "cosine_functional": None, "cosine_sequential": None, "identical": None}
+        predictions[name] = np.asarray(model.predict(x, verbose=0), np.float32)
+        result[f"jit_effective_{name}"] = jit_effective(model) if not legacy else bool(getattr(model, "_jit_compile", False))
+    return {**result, "status": "ok",
+            "cosine_functional": cosine_to_target(predictions["functional"], y),
+            "cosine_sequential": cosine_to_target(predictions["sequential"], y),
+            "identical": bool(np.array_equal(predictions["functional"], predictions["sequential"]))}
+
+
+def legacy_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tf_keras") is not None
+
+
+def replay_seed(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> dict[str, Any]:
+    """Run the four replays, each in its own process, and summarise them as `shared` and `fresh`."""
+    from fitbench.isolation import IsolatedError, child_env, run_isolated
+    from fitbench.runtime import hide_gpus_env
+
+    flavours = [KERAS3] + ([LEGACY] if legacy_available() else [])
+    runs = []
+    for flavour in flavours:
+        env = child_env({**hide_gpus_env("cpu"), **({"TF_USE_LEGACY_KERAS": "1"} if flavour == LEGACY else {})})
+        for shared in (True, False):
+            try:
+                runs.append(run_isolated("fitbench.seedreplay:replay",
+                                         {"epochs": epochs, "shared": shared, "keras_flavour": flavour, "seed": seed},
+                                         env=env, timeout_s=timeout_s))
+            except IsolatedError as exc:
+                runs.append({"keras": flavour, "optimizer_shared": shared, "status": "error", "error": str(exc),
+                             "cosine_functional": None, "cosine_sequential": None, "identical": None})
+    return summarise(runs, epochs, legacy_missing=LEGACY not in flavours)
+
+
+def summarise(runs: list[dict[str, Any]], epochs: int, legacy_missing: bool) -> dict[str, Any]:
+    """`shared`: the run that can show the divergence (legacy when there); `fresh`: Keras 3."""
+    def pick(shared: bool, flavour: str) -> dict[str, Any] | None:
+        return next((r for r in runs if r["optimizer_shared"] == shared and r["keras"] == flavour), None)
+
+    keras3_shared = pick(True, KERAS3)
+    shared = pick(True, LEGACY) or keras3_shared
+    fresh = pick(False, KERAS3)
+    keep = ("keras", "optimizer", "status", "cosine_functional", "cosine_sequential", "identical", "error")
+    return {
+        "command": "seed",
+        "epochs": epochs,
+        "shared": {**{k: shared.get(k) for k in keep if k in shared},
+                   "keras3_outcome": keras3_shared.get("error") if keras3_shared["status"] == "error" else "accepted"},
+        "fresh": {k: fresh.get(k) for k in keep if k in fresh},
+        "legacy_fresh": {k: v for k, v in (pick(False, LEGACY) or {}).items() if k in keep} or None,
+        "legacy_note": "tf-keras is not installed: pip install 'fitbench[legacy]' to replay the silent divergence"
+        if legacy_missing else None,
+        "runs": runs,
+    }
