@@ -69,7 +69,7 @@ def run_table(records: list[dict[str, Any]]) -> Table:
             _fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("samples_per_s") if ok else None, ",.0f"),
-            _fmt(r.get("gflops_per_s") if ok else None, ".1f"),
+            _fmt(r.get("gflops_per_s") if ok else None, ".3g"),
             _fmt(r.get("first_step_s") if ok else None, ".2f"),
             _fmt(r.get("peak_rss_bytes", 0) / 2**20 if ok else None, ".0f"),
             r.get("status", "?") if ok else f"{r.get('status')}: {r.get('reason') or r.get('error', '')}",

@@ -1,0 +1,161 @@
+"""The CLI as a user runs it: exit codes, one-line errors, JSON documents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL, load, run_cli
+
+RUN_FIELDS = {"backend", "device", "api", "jit_requested", "jit_effective", "batch_size", "step_time_median_s",
+              "samples_per_s", "gflops_per_s", "status"}
+PAIR_FIELDS = {"a", "b", "identical", "first_divergent_epoch", "max_ulp"}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fitbench: error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--batch-sizes", "0"], "batch size"),
+    (["run", "--batch-sizes", "-8"], "batch size"),
+    (["run", "--batch-sizes", "eight"], "--batch-sizes"),
+    (["run", "--api", "sequencial"], "unknown api 'sequencial'"),
+    (["run", "--backend", "mxnet"], "unknown backend 'mxnet'"),
+    (["run", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["run", "--widths", "256,,256"], "--widths"),
+    (["run", "--widths", "0"], "--widths"),
+    (["run", "--profile", "huge"], "unknown profile 'huge'"),
+    (["determinism", "--epochs", "0"], "--epochs must be a positive integer"),
+    (["determinism", "--epochs", "-1"], "--epochs must be a positive integer"),
+    (["determinism", "--api", "functional,keras2"], "unknown api 'keras2'"),
+    (["determinism", "--nudge", "subclassed", "--api", "functional"], "--nudge subclassed"),
+    (["seed", "--epochs", "0"], "--epochs must be a positive integer"),
+    (["bench"], "invalid choice: 'bench'"),
+])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(args, fragment):
+    assert_one_line_error(run_cli(*args), fragment)
+
+
+@pytest.mark.parametrize("command", ["run", "determinism", "seed"])
+def test_unwritable_output_path_is_refused_before_any_work(tmp_path, command):
+    missing = tmp_path / "no-such-dir" / "out.json"
+    assert_one_line_error(run_cli(command, "--json", str(missing)), "does not exist")
+    assert_one_line_error(run_cli(command, "--json", str(tmp_path)), "is a directory")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_one(tmp_path):
+    out = tmp_path / "run.json"
+    result = run_cli("run", *SMALL, "--api", "functional,subclassed", "--batch-sizes", "4", "--device", "both",
+                     "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    doc = load(out)
+    assert doc["complete"] is True and doc["command"] == "run" and doc["profile"]["name"] == "quick"
+    records = doc["records"]
+    # 2 apis x 2 jit x 2 devices, fit and seed-epoch kinds
+    assert len(records) == 16
+    for r in records:
+        assert RUN_FIELDS <= r.keys(), RUN_FIELDS - r.keys()
+    cpu = [r for r in records if r["device"] == "cpu"]
+    assert all(r["status"] == "ok" for r in cpu)
+    for r in cpu:
+        assert r["backend"] == "tensorflow" and r["versions"]["keras"].startswith("3.")
+        assert r["steps_timed"] == len(r["step_times_s"]) == 20 and r["step_time_median_s"] > 0
+        assert r["samples_per_s"] == pytest.approx(r["batch_size"] / r["step_time_median_s"])
+        assert r["gflops_per_s"] == pytest.approx(r["flops_per_step"] / r["step_time_median_s"] / 1e9)
+        assert r["first_step_s"] > 0 and r["peak_rss_bytes"] > 0
+        assert r["jit_effective"] == r["jit_requested"]  # no op determinism here: Keras keeps XLA on
+    gpu = [r for r in records if r["device"] == "gpu"]
+    if not any(r["status"] == "ok" for r in gpu):  # a machine without a GPU
+        assert all(r["status"] == "skipped" and "no GPU" in r["reason"] for r in gpu)
+        assert all(r["step_time_median_s"] is None for r in gpu)
+    assert "XLA speed-up" in result.stdout and "on/off" in result.stdout
+
+
+def test_an_interrupted_run_keeps_the_cells_it_finished(tmp_path):
+    out = tmp_path / "run.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "fitbench", "run", *SMALL, "--api", "functional",
+                             "--batch-sizes", "2,4,8", "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out.exists() and load(out)["records"]):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    doc = load(out)  # still a whole JSON document
+    assert doc["complete"] is False and 1 <= len(doc["records"]) < 8
+    assert "interrupted" in stdout
+
+
+def test_determinism_finds_all_pairs_bit_identical_and_reports_effective_jit(tmp_path):
+    out = tmp_path / "det.json"
+    result = run_cli("determinism", *SMALL, "--epochs", "2", "--jit", "on", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load(out)
+    assert doc["all_identical"] is True
+    assert len(doc["pairs"]) == 6  # 3 API pairs + 3 run-to-run pairs
+    for p in doc["pairs"]:
+        assert PAIR_FIELDS <= p.keys()
+        assert p["identical"] and p["first_divergent_epoch"] is None and p["max_ulp"] == 0
+        assert p["identical_per_epoch"] == [True, True, True]
+    # op determinism is on, so Keras turned XLA off: the result must say so and not claim jit on
+    assert doc["jit_requested"] is True and doc["jit_effective"] is False and "jit off" in doc["jit_note"]
+    for run in doc["runs"]:
+        assert run["op_determinism"] is True and run["threads"] == {"intra_op": 2, "inter_op": 1}
+        assert {v["jit_effective"] for v in run["apis"].values()} == {False}
+    assert "jit_compile=True was requested" in result.stdout
+
+
+def test_determinism_names_the_pair_and_epoch_when_one_weight_moves_one_ulp(tmp_path):
+    out = tmp_path / "det.json"
+    result = run_cli("determinism", *SMALL, "--epochs", "2", "--api", "sequential,functional",
+                     "--nudge", "functional", "--json", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    doc = load(out)
+    bad = [p for p in doc["pairs"] if not p["identical"]]
+    assert [(p["a"], p["b"]) for p in bad] == [("sequential@run1", "functional@run1")]
+    assert bad[0]["first_divergent_epoch"] == 0 and bad[0]["max_ulp_weights"] >= 1
+    assert all(p["identical"] for p in doc["pairs"] if p["scope"] == "run_to_run")
+    assert "not bit-identical: sequential@run1 vs functional@run1, first divergent epoch 0" in result.stdout
+
+
+@pytest.mark.slow
+def test_determinism_on_the_full_seed_model_with_synthetic_batches(tmp_path):
+    out = tmp_path / "det.json"
+    result = run_cli("determinism", "--epochs", "2", "--samples", "64", "--batch-size", "16", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load(out)
+    assert doc["settings"]["spec"]["widths"] == [256, 256, 256]
+    assert all(p["identical"] for p in doc["pairs"]) and len(doc["pairs"]) == 6
+
+
+@pytest.mark.slow
+def test_seed_replay_shows_keras3_protection_and_the_legacy_silent_divergence(tmp_path):
+    out = tmp_path / "seed.json"
+    result = run_cli("seed", "--epochs", "30", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load(out)
+    assert "Unknown variable" in doc["shared"]["keras3_outcome"]
+    assert doc["fresh"]["keras"] == "keras3" and doc["fresh"]["identical"] is True
+    assert doc["fresh"]["cosine_functional"] == doc["fresh"]["cosine_sequential"]
+    # tf-keras is in the test extra: the shared legacy optimizer diverges, fresh legacy ones do not
+    assert doc["shared"]["keras"] == "tf_keras_legacy" and doc["shared"]["identical"] is False
+    assert doc["shared"]["cosine_functional"] != doc["shared"]["cosine_sequential"]
+    assert doc["legacy_fresh"]["identical"] is True
+    for key in ("shared", "fresh"):
+        assert {"cosine_functional", "cosine_sequential", "identical"} <= doc[key].keys()
+    assert all(r["initial_weights_identical"] for r in doc["runs"] if r["status"] == "ok")

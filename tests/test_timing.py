@@ -1,0 +1,58 @@
+import pytest
+
+from fitbench.errors import UsageError
+from fitbench.model import ModelSpec
+from fitbench.report import jit_ratios
+from fitbench.timing import FIT, SEED_EPOCH, FitHarness, SeedHarness, plan_cells, summarize
+
+
+def test_summarize_uses_median_and_quartiles():
+    s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s["median_s"] == 3.0 and s["min_s"] == 1.0 and s["max_s"] == 100.0
+    assert s["p25_s"] == 2.0 and s["p75_s"] == 4.0 and s["iqr_s"] == 2.0
+    assert summarize([0.5])["median_s"] == 0.5
+
+
+def test_plan_cells_crosses_every_axis_and_adds_the_seed_workload():
+    cells = plan_cells(["sequential", "functional"], [False, True], ["cpu", "gpu"], [1, 32])
+    fit = [c for c in cells if c.kind == FIT]
+    assert len(fit) == 2 * 2 * 2 * 2 and len(cells) - len(fit) == 2 * 2 * 2
+    assert {c.batch_size for c in cells if c.kind == SEED_EPOCH} == {1}
+    assert not any(c.kind == SEED_EPOCH for c in plan_cells(["functional"], [True], ["cpu"], [4], include_seed=False))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(apis=["sequencial"]), "unknown api"), (dict(devices=["tpu"]), "unknown device"),
+    (dict(batch_sizes=[0]), "batch size"), (dict(batch_sizes=[-4]), "batch size"),
+    (dict(backend="mxnet"), "unknown backend")])
+def test_plan_cells_rejects_bad_choices(kwargs, message):
+    args = dict(apis=["functional"], jits=[True], devices=["cpu"], batch_sizes=[1], **{})
+    args.update(kwargs)
+    with pytest.raises(UsageError, match=message):
+        plan_cells(**args)
+
+
+def test_jit_ratio_pairs_cells_by_effective_jit():
+    base = dict(kind=FIT, api="functional", device="cpu", batch_size=8, status="ok")
+    records = [dict(base, jit_effective=False, samples_per_s=100.0), dict(base, jit_effective=True, samples_per_s=150.0),
+               dict(base, batch_size=16, jit_effective=False, samples_per_s=10.0),
+               dict(base, batch_size=16, jit_effective=False, samples_per_s=11.0)]  # jit asked, but turned off
+    ratios = jit_ratios(records)
+    assert len(ratios) == 1 and ratios[0]["batch_size"] == 8 and ratios[0]["ratio_on_off"] == pytest.approx(1.5)
+
+
+def test_fit_harness_times_each_step_after_the_compile_step(keras_cpu):
+    harness = FitHarness("functional", True, 4, ModelSpec(widths=(8,)), seed=0)
+    first = harness.warm_up(2)
+    times = harness.fit_steps(5)
+    assert len(times) == 5 and all(t > 0 for t in times)
+    assert first > 0 and harness.first_step_s == first
+    assert harness.jit_effective is True
+
+
+def test_seed_harness_times_each_epoch(keras_cpu):
+    harness = SeedHarness("sequential", False, ModelSpec(widths=(8,)), seed=0)
+    harness.warm_up(1)
+    times = harness.fit_epochs(3)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert harness.jit_effective is False
