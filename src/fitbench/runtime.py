@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
 import sys
 from typing import Any
 
@@ -28,8 +29,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_driver_present() -> bool:
+    """A cheap look for an NVIDIA driver, before paying for a framework import to ask for GPUs."""
+    return os.path.exists("/proc/driver/nvidia/gpus") or shutil.which("nvidia-smi") is not None
+
+
 def gpu_names() -> list[str]:
     """Names of the GPUs TensorFlow sees (empty when none)."""
+    if not gpu_driver_present():
+        return []
     import tensorflow as tf
 
     names = []

@@ -1,0 +1,84 @@
+"""Shared base for the asv suite: profiles, old-commit-safe imports, and per-process harness caching.
+
+The benchmark classes in this folder only declare `params`, `param_names` and which fitbench function
+they call; all model, timing and determinism logic lives in `src/fitbench`.
+
+FITBENCH_PROFILE=quick|regular (default quick) sets asv's repeat/rounds and the batch sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def safe_import() -> Iterator[None]:
+    """Like scipy's: an import that fails on an older commit leaves the name None instead of
+    breaking discovery of the whole suite; the benchmark that needs it then reports n/a."""
+    try:
+        yield
+    except ImportError:
+        pass
+
+
+FitHarness = SeedHarness = check_determinism = ModelSpec = train_step_flops = gpu_names = None
+APIS: tuple[str, ...] = ("sequential", "functional", "subclassed")
+with safe_import():
+    from fitbench import APIS  # noqa: F811
+with safe_import():
+    from fitbench.model import ModelSpec, train_step_flops  # noqa: F811
+with safe_import():
+    from fitbench.timing import FitHarness, SeedHarness  # noqa: F811
+with safe_import():
+    from fitbench.determinism import check_determinism  # noqa: F811
+with safe_import():
+    from fitbench.runtime import gpu_names  # noqa: F811
+
+PROFILE_NAME = os.environ.get("FITBENCH_PROFILE", "quick")
+PROFILES: dict[str, dict[str, Any]] = {
+    # repeat=(min, max, max seconds) samples per process; rounds = processes per parameter combination
+    "quick": {"repeat": (3, 10, 20.0), "rounds": 1, "batch_sizes": [32, 256]},
+    "regular": {"repeat": (10, 50, 60.0), "rounds": 2, "batch_sizes": [1, 32, 256, 2048]},
+}
+if PROFILE_NAME not in PROFILES:
+    raise ValueError(f"FITBENCH_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE_NAME!r}")
+PROFILE = PROFILES[PROFILE_NAME]
+
+FIT_STEPS = 10  # steps per timed fit() call (the `10` in time_fit_10_steps): the same in every profile
+WARMUP_STEPS = 3  # the first is trace + compile; none of them is timed
+SEED = 0
+
+_HARNESSES: dict[tuple[Any, ...], Any] = {}  # asv runs every parameter combination in its own process
+
+
+def require(*names_values: Any) -> None:
+    """n/a (NotImplementedError) when this commit of fitbench lacks what the benchmark calls."""
+    if any(v is None for v in names_values):
+        raise NotImplementedError("this commit of fitbench does not have what this benchmark needs")
+
+
+def select_device(device: str) -> None:
+    """CPU cells hide the GPU before the framework is imported; GPU cells need one (else n/a)."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    elif not gpu_names():
+        raise NotImplementedError("no GPU visible on this machine")
+
+
+def cached(key: tuple[Any, ...], make: Any) -> Any:
+    """Build (and warm up) once per process: asv may re-run setup before every timed call."""
+    if key not in _HARNESSES:
+        _HARNESSES[key] = make()
+    return _HARNESSES[key]
+
+
+class Benchmark:
+    """asv attributes common to the suite; subclasses declare params and call fitbench."""
+
+    timeout = 600
+    number = 1  # one call per sample: each call is already many steps, and setup must run between calls
+    warmup_time = 0.0  # warm-up is done explicitly in setup (compile + WARMUP_STEPS)
+    repeat = PROFILE["repeat"]
+    rounds = PROFILE["rounds"]
