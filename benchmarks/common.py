@@ -36,6 +36,8 @@ with safe_import():
 with safe_import():
     from fitbench.runtime import gpu_names  # noqa: F811
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not a benchmark result
+
 PROFILE_NAME = os.environ.get("FITBENCH_PROFILE", "quick")
 PROFILES: dict[str, dict[str, Any]] = {
     # repeat=(min, max, max seconds) samples per process; rounds = processes per parameter combination
