@@ -52,7 +52,9 @@ def _publish_small_report(tmp: Path) -> Path:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FITBENCH_PROFILE": "quick"}
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes"], cwd=tmp, env=env, check=True, capture_output=True)
-    subprocess.run([*asv, "run", "--quick", "-E", f"existing:{sys.executable}", "--bench", FIT_GRAPH + "|track_seq"],
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
+    subprocess.run([*asv, "run", "--quick", "-E", f"existing:{sys.executable}", "--set-commit-hash",
+                    head.stdout.strip(), "--bench", FIT_GRAPH + "|track_seq"],
                    cwd=tmp, env=env, check=True, capture_output=True)
     subprocess.run([*asv, "publish"], cwd=tmp, env=env, check=True, capture_output=True)
     return tmp / "html"

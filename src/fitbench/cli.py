@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from dataclasses import asdict
 from typing import Any, NoReturn, Sequence
@@ -82,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--threads", type=_positive_int("--threads"), default=2, help="TF intra-op threads (inter-op: 1)")
     det.add_argument("--no-op-determinism", action="store_true", help="leave TF op determinism off")
     det.add_argument("--nudge", metavar="API", help="self-test: move one initial weight of API by one ULP")
+
+    alert = sub.add_parser("alert", help="run asv on two commits and report what got worse")
+    alert.add_argument("base", nargs="?", help="base commit (e.g. origin/main)")
+    alert.add_argument("head", nargs="?", help="head commit (e.g. HEAD)")
+    alert.add_argument("--bench", default=None, help="regular expression of asv benchmarks (default: a fast subset)")
+    alert.add_argument("--factor", type=float, default=1.10, help="ratio that counts as a change (default 1.10)")
+    alert.add_argument("--out", default="alert-report", metavar="DIR", help="where alert.md/alert.json go")
+    alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
+    alert.add_argument("--from-html", metavar="DIR", help="report the regressions in a published asv report instead")
 
     seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
     seed.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
@@ -197,7 +207,35 @@ def cmd_seed(args: argparse.Namespace, console: Console) -> int:
                           for r in doc["runs"]) else EXIT_FAILED
 
 
-COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed}
+def cmd_alert(args: argparse.Namespace, console: Console) -> int:
+    from fitbench import alerts
+
+    if args.from_html:
+        if args.base or args.head:
+            raise UsageError("--from-html takes no commits")
+        status, markdown = alerts.from_html(args.from_html)
+        print(markdown)
+        return status
+    if not (args.base and args.head):
+        raise UsageError("alert needs BASE and HEAD commits (or --from-html DIR)")
+    out_parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_parent) or not os.access(out_parent, os.W_OK):
+        raise UsageError(f"cannot write {args.out}: {out_parent} is not a writable directory")
+    status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH,
+                                  args.factor, args.out)
+    if report.get("error"):
+        sys.stderr.write(f"fitbench: error: {report['error']}\n")
+        return status
+    print(alerts.render_markdown(report))
+    failed = [c for c in report["comparisons"] if c["change"] == "failed"]
+    for c in failed:
+        sys.stderr.write(f"fitbench: benchmark failed on {' and '.join(c['failed_on'])}: {c['benchmark']} "
+                         f"{c['params']}\n")
+    print(f"report: {os.path.join(args.out, 'alert.md')} and alert.json; asv log: {os.path.join(args.out, 'asv.log')}")
+    return status
+
+
+COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed, "alert": cmd_alert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
