@@ -248,6 +248,8 @@ def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) 
     from asv.results import iter_results_for_machine_and_hash
 
     conf = Config.load(os.path.join(repo, "asv.conf.json"))
+    for attr in ("results_dir", "benchmark_dir", "html_dir", "env_dir"):  # asv resolves these against the cwd
+        setattr(conf, attr, os.path.join(repo, getattr(conf, attr)))
     machine = Machine.get_unique_machine_name()
     units = {name: b.get("unit") for name, b in Benchmarks.load(conf).items()}
     pattern = re.compile(regex)
