@@ -106,7 +106,9 @@ def test_a_benchmark_that_errors_is_listed_and_exits_2(clone, tmp_path):
     assert by_change["bench_fit.FitLoop.time_fit_10_steps"]["failed_on"] == ["head"]
     # what did run is still reported
     assert by_change["bench_determinism.Determinism.track_sequential_functional_identical"]["change"] == "unchanged"
-    assert "failed on head" in (tmp_path / "out" / "alert.md").read_text()
+    markdown = (tmp_path / "out" / "alert.md").read_text()
+    assert "`bench_fit.FitLoop.time_fit_10_steps('functional', False, 'cpu', 32)`: failed on head" in markdown
+    assert "RuntimeError: planted failure" in markdown and report["asv_errors"] == ["RuntimeError: planted failure"]
     assert "benchmark failed on head: bench_fit.FitLoop.time_fit_10_steps" in result.stderr
 
 

@@ -145,6 +145,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.extend(["### Failed (the benchmark errored; asv's own comparison leaves these out)", ""])
         lines.extend(f"- `{c.label}`: failed on {' and '.join(c.failed_on)}" for c in by["failed"])
         lines.append("")
+        if report.get("asv_errors"):
+            lines.extend(["asv's log (`asv.log` beside this report) shows:", ""])
+            lines.extend(f"- `{e}`" for e in report["asv_errors"])
+            lines.append("")
     if by["unchanged"]:
         lines.extend(["<details><summary>Unchanged</summary>", ""])
         table("Unchanged", by["unchanged"])
@@ -286,6 +290,13 @@ def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) 
     return {"machine": machine, "comparisons": [asdict(c) for c in comparisons]}
 
 
+def errors_in_log(log_text: str) -> list[str]:
+    """The distinct exception lines asv printed (--show-stderr) for failing benchmarks; asv keeps no
+    stderr in its result files, so the log is where they are."""
+    found = [m.group(1).strip() for m in re.finditer(r"^[\s·]*((?:\w+\.)*\w+(?:Error|Exception): .*)$", log_text, re.M)]
+    return list(dict.fromkeys(found))
+
+
 def _param_names(conf: Any, key: str) -> list[str]:
     from asv.benchmarks import Benchmarks
 
@@ -314,6 +325,8 @@ def alert(repo: str, base_rev: str, head_rev: str, bench: str, factor: float, ou
         report.update(comparisons=[], error=str(exc))
         write_report(out_dir, report)
         return EXIT_ERROR, report
+    if any(c["change"] == "failed" for c in report["comparisons"]):
+        report["asv_errors"] = errors_in_log((out / "asv.log").read_text())
     status = exit_status([Comparison(**c) for c in report["comparisons"]])
     report["exit_status"] = status
     write_report(out_dir, report)
