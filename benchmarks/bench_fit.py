@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 
-from .common import APIS, FIT_STEPS, PROFILE, SEED, WARMUP_STEPS, Benchmark, FitHarness, ModelSpec, cached, require, select_device
+from .common import (APIS, BACKEND, FIT_STEPS, PROFILE, SEED, WARMUP_STEPS, Benchmark, FitHarness, ModelSpec,
+                     RawHarness, cached, measure_peak, require, select_device, train_step_flops)
 
 
 class FitLoop(Benchmark):
@@ -41,3 +42,36 @@ class FitLoop(Benchmark):
     def peakmem_fit_steps(self, api: str, jit: bool, device: str, batch_size: int) -> None:
         """Peak resident memory of the process after build, compile and FIT_STEPS steps."""
         self.harness.fit_steps(FIT_STEPS)
+
+    def _raw_step_time(self, jit: bool, device: str, batch_size: int) -> float:
+        require(RawHarness)
+
+        def make() -> RawHarness:
+            raw = RawHarness(BACKEND, self.harness.jit_effective, batch_size, ModelSpec(), seed=SEED, device=device)
+            raw.warm_up(WARMUP_STEPS)
+            return raw
+
+        raw = cached(("raw", jit, device, batch_size), make)
+        return statistics.median(raw.run_steps(FIT_STEPS))
+
+    def track_raw_step_time(self, api: str, jit: bool, device: str, batch_size: int) -> float:
+        """Median time of the raw training step (the framework's own idiom, no fit; fitbench.raw)."""
+        return self._raw_step_time(jit, device, batch_size)
+
+    track_raw_step_time.unit = "s/step"
+
+    def track_efficiency(self, api: str, jit: bool, device: str, batch_size: int) -> float:
+        """Raw step time ÷ fit step time, both medians measured in this process (1 = fit costs nothing)."""
+        raw = self._raw_step_time(jit, device, batch_size)
+        return raw / statistics.median(self.harness.fit_steps(FIT_STEPS))
+
+    track_efficiency.unit = "raw/fit"
+
+    def track_pct_of_peak(self, api: str, jit: bool, device: str, batch_size: int) -> float:
+        """The fit step's GFLOP/s as a percentage of the device's peak matmul GFLOP/s (fitbench.peak)."""
+        require(measure_peak, train_step_flops)
+        peak = cached(("peak", device), lambda: measure_peak(BACKEND, device))
+        step_s = statistics.median(self.harness.fit_steps(FIT_STEPS))
+        return 100.0 * train_step_flops(ModelSpec(), batch_size) / step_s / 1e9 / peak["gflops_per_s"]
+
+    track_pct_of_peak.unit = "% of peak"

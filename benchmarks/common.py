@@ -24,6 +24,7 @@ def safe_import() -> Iterator[None]:
 
 
 FitHarness = SeedHarness = check_determinism = ModelSpec = train_step_flops = gpu_names = None
+RawHarness = measure_peak = backend_missing = None
 APIS: tuple[str, ...] = ("sequential", "functional", "subclassed")
 with safe_import():
     from fitbench import APIS  # noqa: F811
@@ -35,6 +36,12 @@ with safe_import():
     from fitbench.determinism import check_determinism  # noqa: F811
 with safe_import():
     from fitbench.runtime import gpu_names  # noqa: F811
+with safe_import():
+    from fitbench.raw import RawHarness  # noqa: F811
+with safe_import():
+    from fitbench.peak import measure_peak  # noqa: F811
+with safe_import():
+    from fitbench.runtime import backend_missing  # noqa: F811
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not a benchmark result
 
@@ -61,11 +68,22 @@ def require(*names_values: Any) -> None:
         raise NotImplementedError("this commit of fitbench does not have what this benchmark needs")
 
 
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # the env_nobuild matrix axis of asv.conf.json
+
+
+def require_backend() -> None:
+    """n/a when the matrix's KERAS_BACKEND has no framework installed in this environment."""
+    why = backend_missing(BACKEND) if backend_missing is not None else None
+    if why:
+        raise NotImplementedError(why)
+
+
 def select_device(device: str) -> None:
     """CPU cells hide the GPU before the framework is imported; GPU cells need one (else n/a)."""
+    require_backend()
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    elif not gpu_names():
+    elif not (gpu_names(BACKEND) if backend_missing is not None else gpu_names()):
         raise NotImplementedError("no GPU visible on this machine")
 
 

@@ -59,7 +59,7 @@ def test_unwritable_output_path_is_refused_before_any_work(tmp_path, command):
 def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_one(tmp_path):
     out = tmp_path / "run.json"
     result = run_cli("run", *SMALL, "--api", "functional,subclassed", "--batch-sizes", "4", "--device", "both",
-                     "--json", str(out))
+                     "--variant", "plain", "--json", str(out))
     assert result.returncode == 0, result.stderr
     doc = load(out)
     assert doc["complete"] is True and doc["command"] == "run" and doc["profile"]["name"] == "quick"
@@ -68,6 +68,7 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
     assert len(records) == 16
     for r in records:
         assert RUN_FIELDS <= r.keys(), RUN_FIELDS - r.keys()
+        assert r["variant"] == "plain" and {"raw_step_time_s", "efficiency", "pct_of_peak"} <= r.keys()
     cpu = [r for r in records if r["device"] == "cpu"]
     assert all(r["status"] == "ok" for r in cpu)
     for r in cpu:
@@ -80,7 +81,8 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
     gpu = [r for r in records if r["device"] == "gpu"]
     if not any(r["status"] == "ok" for r in gpu):  # a machine without a GPU
         assert all(r["status"] == "skipped" and "no GPU" in r["reason"] for r in gpu)
-        assert all(r["step_time_median_s"] is None for r in gpu)
+        assert all(r["step_time_median_s"] is None and r["raw_step_time_s"] is None for r in gpu)
+        assert [p["status"] for p in doc["peaks"] if p["device"] == "gpu"] == ["skipped"]
     assert "XLA speed-up" in result.stdout and "on/off" in result.stdout
 
 

@@ -3,5 +3,5 @@
 __version__ = "0.1.0"
 
 APIS = ("sequential", "functional", "subclassed")
-BACKENDS = ("tensorflow",)
+BACKENDS = ("tensorflow", "jax", "torch")
 DEVICES = ("cpu", "gpu")

@@ -26,7 +26,8 @@ from fitbench.errors import UsageError
 DEFAULT_BENCH = (r"time_fit_10_steps\('functional', (False|True), 'cpu', 32\)"
                  r"|Determinism\.track_sequential_functional_identical")
 DEFAULT_FACTOR = 1.10
-HIGHER_IS_BETTER = re.compile(r"track_samples_per_second|_identical$|track_jit_effective")
+HIGHER_IS_BETTER = re.compile(r"track_samples_per_second|_identical$|track_jit_effective|track_efficiency"
+                              r"|track_pct_of_peak")
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
 

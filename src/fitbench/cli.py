@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: all)")
         p.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default: the seed's 256,256,256)")
-        p.add_argument("--backend", default="tensorflow", help=f"Keras backend, from {', '.join(BACKENDS)}")
+        p.add_argument("--backend", default=None,
+                       help=f"Keras backend(s), comma-separated, from {', '.join(BACKENDS)} (default tensorflow)")
         p.add_argument("--seed", type=int, default=0, help="random seed for weights and data (default 0)")
         p.add_argument("--json", metavar="PATH", help="write the results as one JSON document")
 
@@ -70,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jit", default="both", choices=("on", "off", "both"))
     run.add_argument("--device", default="cpu", choices=(*DEVICES, "both"))
     run.add_argument("--batch-sizes", help="comma-separated (default: the profile's)")
+    run.add_argument("--variant", default="both", choices=("plain", "tuned", "both"),
+                     help="plain fit, tuned fit (steps_per_execution + prefetch), or both (default)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
+    run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
+    run.add_argument("--plot", metavar="PATH", help="write a PNG of samples/s against batch size")
     run.add_argument("--cell-timeout", type=_positive_int("--cell-timeout"), default=1800, metavar="S")
 
     det = sub.add_parser("determinism", help="bit-identity across APIs and across processes")
@@ -80,8 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--samples", type=_positive_int("--samples"), default=1,
                      help="training samples: 1 = the seed's (x, y); more = seeded synthetic data")
     det.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None)
-    det.add_argument("--threads", type=_positive_int("--threads"), default=2, help="TF intra-op threads (inter-op: 1)")
-    det.add_argument("--no-op-determinism", action="store_true", help="leave TF op determinism off")
+    det.add_argument("--threads", type=_positive_int("--threads"), default=2,
+                     help="intra-op threads, TensorFlow and PyTorch (inter-op: 1)")
+    det.add_argument("--no-op-determinism", action="store_true",
+                     help="leave the backend's determinism switch off (TF op determinism, torch deterministic "
+                          "algorithms, XLA's GPU flag)")
+    det.add_argument("--device", default="cpu", choices=DEVICES, help="train on the CPU (default) or the first GPU")
     det.add_argument("--nudge", metavar="API", help="self-test: move one initial weight of API by one ULP")
 
     alert = sub.add_parser("alert", help="run asv on two commits and report what got worse")
@@ -106,40 +115,69 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
+def _backends(text: str | None) -> tuple[list[str], dict[str, str]]:
+    """The backends asked for, and why each one that is not installed cannot run (backend -> reason).
+
+    Nothing to run at all (every backend asked for is missing) is bad input: one line, exit 2."""
+    from fitbench.runtime import backend_missing
+
+    backends = list(dict.fromkeys(_check_backend(b.strip()) for b in (text or "tensorflow").split(",")))
+    missing = {b: why for b in backends if (why := backend_missing(b))}
+    if len(missing) == len(backends):
+        raise UsageError("; ".join(missing.values()))
+    return backends, missing
+
+
 def _stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fitbench.isolation import IsolatedError, child_env, run_isolated
-    from fitbench.report import check_output_path, jit_ratio_table, run_table, write_json_atomic
+    from fitbench.report import check_output_path, jit_ratio_table, run_table, tuned_gain_table, write_json_atomic
     from fitbench.runtime import hide_gpus_env
     from fitbench.timing import empty_record, plan_cells
 
     profile = get_profile(args.profile)
     spec = ModelSpec(widths=parse_widths(args.widths))
     batch_sizes = _int_list(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
+    variants = ["plain", "tuned"] if args.variant == "both" else [args.variant]
+    backends, missing = _backends(args.backend)
+    devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
     cells = plan_cells(_apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
-                       ["cpu", "gpu"] if args.device == "both" else [args.device], batch_sizes,
-                       _check_backend(args.backend), include_seed=not args.no_seed_workload)
+                       devices, batch_sizes, backends, include_seed=not args.no_seed_workload, variants=variants)
     out = check_output_path(args.json) if args.json else None
+    plot = check_output_path(args.plot) if args.plot else None
     doc: dict[str, Any] = {"command": "run", "fitbench_version": __version__, "started": _stamp(),
                            "profile": asdict(profile), "spec": spec.to_dict(), "seed": args.seed,
-                           "complete": False, "records": []}
+                           "complete": False, "peaks": [], "records": []}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("cells", total=len(cells))
+            probes = [] if args.no_floor else [(b, d) for b in backends if b not in missing for d in devices]
+            task = progress.add_task("cells", total=len(cells) + len(probes))
+            peaks: dict[tuple[str, str], dict[str, Any]] = {}
+            for backend, device in probes:  # once per run and device, in its own process like a cell
+                progress.update(task, description=f"{backend} {device} peak probe")
+                peaks[backend, device] = _peak_probe(backend, device, args.cell_timeout)
+                doc["peaks"].append(peaks[backend, device])
+                progress.advance(task)
             for cell in cells:
                 progress.update(task, description=cell.label())
-                try:
-                    record = run_isolated("fitbench.timing:measure_cell",
-                                          {"cell": asdict(cell), "profile": asdict(profile),
-                                           "spec": spec.to_dict(), "seed": args.seed},
-                                          env=child_env(hide_gpus_env(cell.device), cell.backend),
-                                          timeout_s=args.cell_timeout)
-                except IsolatedError as exc:
-                    record = empty_record(cell, "error", str(exc))
+                if cell.backend in missing:
+                    record = empty_record(cell, "skipped", missing[cell.backend])
+                else:
+                    peak = peaks.get((cell.backend, cell.device))
+                    try:
+                        record = run_isolated("fitbench.timing:measure_cell",
+                                              {"cell": asdict(cell), "profile": asdict(profile),
+                                               "spec": spec.to_dict(), "seed": args.seed,
+                                               "peak": peak if peak and peak["status"] == "ok" else None,
+                                               "raw": not args.no_floor},
+                                              env=child_env(hide_gpus_env(cell.device), cell.backend),
+                                              timeout_s=args.cell_timeout)
+                    except IsolatedError as exc:
+                        record = empty_record(cell, "error", str(exc))
                 doc["records"].append(record)
                 if out:  # every finished cell is on disk: an interrupted run keeps them
                     write_json_atomic(out, doc)
@@ -153,14 +191,44 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         write_json_atomic(out, doc)
     console.print(run_table(doc["records"]))
     console.print(jit_ratio_table(doc["records"]))
+    if any(r.get("variant") == "tuned" for r in doc["records"]):
+        console.print(tuned_gain_table(doc["records"]))
+    for peak in doc["peaks"]:
+        console.print(f"peak probe {peak['backend']} {peak['device']}: " + (
+            f"{peak['gflops_per_s']:.1f} GFLOP/s ({peak['n']}×{peak['n']} float32 matmul, best of "
+            f"{len(peak['times_s'])}) on {peak['device_name']}" if peak["status"] == "ok"
+            else f"{peak['status']}: {peak.get('reason') or peak.get('error')}"))
+    if plot:
+        from fitbench.plot import plot_throughput
+
+        plot_throughput(doc["records"], plot)
+        console.print(f"plot: {args.plot}")
     errors = [r for r in doc["records"] if r["status"] == "error"]
     for r in errors:
-        console.print(f"[red]error[/] in {r['api']} jit={r['jit']} {r['device']} batch {r['batch_size']}: {r['error']}")
+        console.print(f"[red]error[/] in {r['backend']} {r['api']} jit={r['jit']} {r.get('variant', 'plain')} "
+                      f"{r['device']} batch {r['batch_size']}: {r['error']}")
     return EXIT_FAILED if errors else EXIT_OK
+
+
+def _peak_probe(backend: str, device: str, timeout_s: float) -> dict[str, Any]:
+    """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
+    from fitbench.isolation import IsolatedError, child_env, run_isolated
+    from fitbench.runtime import hide_gpus_env
+
+    base = {"backend": backend, "device": device, "gflops_per_s": None}
+    try:
+        result = run_isolated("fitbench.peak:measure_peak", {"backend": backend, "device": device},
+                              env=child_env(hide_gpus_env(device), backend), timeout_s=timeout_s)
+    except IsolatedError as exc:
+        return {**base, "status": "error", "error": str(exc)}
+    if result is None:
+        return {**base, "status": "skipped", "reason": f"no GPU visible to {backend} on this machine"}
+    return {**result, "status": "ok"}
 
 
 def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism import check_determinism
+    from fitbench.isolation import IsolatedError
     from fitbench.report import check_output_path, determinism_table, write_json_atomic
 
     apis = _apis(args.api)
@@ -169,13 +237,25 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     if args.nudge is not None and check_api(args.nudge) not in apis:
         raise UsageError(f"--nudge {args.nudge} is not among the apis being checked ({', '.join(apis)})")
     spec = ModelSpec(widths=parse_widths(args.widths))
-    _check_backend(args.backend)
+    backends, _ = _backends(args.backend)
+    if len(backends) != 1:
+        raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax or torch")
+    if args.device == "gpu":
+        from fitbench.runtime import gpu_driver_present
+
+        if not gpu_driver_present():
+            raise UsageError("--device gpu: no NVIDIA GPU driver on this machine")
     batch_size = args.batch_size or args.samples
     out = check_output_path(args.json) if args.json else None
-    with console.status("training every API in two fresh processes..."):
-        doc = check_determinism(apis, spec, epochs=args.epochs, jit=args.jit == "on", seed=args.seed,
-                                samples=args.samples, batch_size=batch_size, intra_op_threads=args.threads,
-                                inter_op_threads=1, op_determinism=not args.no_op_determinism, nudge_api=args.nudge)
+    try:
+        with console.status("training every API in two fresh processes..."):
+            doc = check_determinism(apis, spec, epochs=args.epochs, jit=args.jit == "on", seed=args.seed,
+                                    samples=args.samples, batch_size=batch_size, intra_op_threads=args.threads,
+                                    inter_op_threads=1, op_determinism=not args.no_op_determinism,
+                                    nudge_api=args.nudge, backend=backends[0], device=args.device)
+    except IsolatedError as exc:  # a training process failed: nothing to compare, nothing written
+        sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
+        return EXIT_FAILED
     doc["fitbench_version"], doc["finished"] = __version__, _stamp()
     if out:
         write_json_atomic(out, doc)

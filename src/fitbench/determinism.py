@@ -116,9 +116,45 @@ def nudge_one_ulp(weights: list[np.ndarray]) -> list[np.ndarray]:
 
 # ---------- the framework half (runs in a fresh process) ----------
 
-def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool) -> dict[str, Any]:
-    """Seed everything, fix the thread pools and switch TF op determinism on (process-wide, one-way)."""
+# JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
+# before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
+JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def determinism_env(backend: str, op_determinism: bool) -> dict[str, str]:
+    """Environment a determinism child needs before its framework is imported."""
+    if not op_determinism:
+        return {}
+    if backend == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        return {"XLA_FLAGS": f"{flags} {JAX_DETERMINISM_FLAG}".strip()}
+    if backend == "torch":
+        return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # what torch's deterministic cuBLAS asks for on GPU
+    return {}
+
+
+def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool,
+                       backend: str = "tensorflow") -> dict[str, Any]:
+    """Seed everything, fix the thread pools and switch the backend's determinism on (process-wide).
+
+    TensorFlow: `tf.config.experimental.enable_op_determinism()`, intra/inter-op pools as asked.
+    PyTorch: `torch.use_deterministic_algorithms(True)`, `torch.set_num_threads(intra)` and interop as asked.
+    JAX: XLA_FLAGS (see determinism_env); XLA's CPU thread pool has no setting, so it is left as it is."""
     import keras
+
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(intra_op_threads)
+        torch.set_num_interop_threads(inter_op_threads)
+        keras.utils.set_random_seed(seed)
+        torch.use_deterministic_algorithms(bool(op_determinism))
+        return {"threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+                "op_determinism": bool(torch.are_deterministic_algorithms_enabled())}
+    if backend == "jax":
+        keras.utils.set_random_seed(seed)
+        return {"threads": {}, "op_determinism": JAX_DETERMINISM_FLAG in os.environ.get("XLA_FLAGS", ""),
+                "xla_flags": os.environ.get("XLA_FLAGS", "")}
     import tensorflow as tf
 
     from fitbench.runtime import set_threads
@@ -145,18 +181,22 @@ def cosine_to_target(predictions: np.ndarray, target: np.ndarray) -> float:
 
 def train_trajectories(apis: list[str], spec: dict[str, Any], epochs: int, jit: bool, seed: int, samples: int,
                        batch_size: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool,
-                       weights_dir: str, run_name: str, nudge_api: str | None = None) -> dict[str, Any]:
+                       weights_dir: str, run_name: str, nudge_api: str | None = None,
+                       backend: str = "tensorflow", device: str = "cpu") -> dict[str, Any]:
     """Train each API from `set_random_seed(seed)` with its own fresh optimizer; record every epoch."""
     from fitbench import runtime
 
     model_spec = ModelSpec.from_dict(spec)
-    setup = enable_determinism(seed, intra_op_threads, inter_op_threads, op_determinism)
+    setup = enable_determinism(seed, intra_op_threads, inter_op_threads, op_determinism, backend)
     x_eval, target = seed_input(seed, model_spec.input_dim), seed_target()
     if samples == 1:
         x_train, y_train = x_eval, target  # the seed question's own data
     else:
         x_train, y_train = synthetic_batch(model_spec, samples, seed)
-    out: dict[str, Any] = {**setup, **runtime.process_facts("cpu"), "run": run_name, "apis": {}}
+    out: dict[str, Any] = {**setup, **runtime.process_facts(device, backend), "device": device, "run": run_name,
+                           "apis": {}}
+    if device == "gpu" and not out["device_name"]:
+        raise RuntimeError(f"no GPU visible to {backend} in this process")
     for api in apis:
         model = build_model(api, model_spec, seed=seed)
         if api == nudge_api:
@@ -177,8 +217,11 @@ def train_trajectories(apis: list[str], spec: dict[str, Any], epochs: int, jit: 
             model.fit(x_train, y_train, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
             trajectory.append(snapshot(epoch))
         np.savez(weights_paths["final"], *model.get_weights())
+        where = runtime.variable_device(model)
+        if not runtime.on_device(where, device):
+            raise RuntimeError(f"{api}'s variables live on {where!r}, not on the {device}")
         out["apis"][api] = {
-            "jit_requested": bool(jit), "jit_effective": jit_effective(model),
+            "jit_requested": bool(jit), "jit_effective": jit_effective(model), "variable_device": where,
             "epochs": trajectory, "weights_paths": weights_paths,
             "cosine_to_target": cosine_to_target(trajectory[-1]["predictions"], target),
         }
@@ -200,7 +243,8 @@ def load_weights(api_run: dict[str, Any]) -> dict[str, Any]:
 def check_determinism(apis: list[str], spec: ModelSpec = ModelSpec(), epochs: int = 3, jit: bool = False,
                       seed: int = 0, samples: int = 1, batch_size: int = 1, intra_op_threads: int = 2,
                       inter_op_threads: int = 1, op_determinism: bool = True, nudge_api: str | None = None,
-                      runs: int = 2, timeout_s: float | None = None) -> dict[str, Any]:
+                      runs: int = 2, timeout_s: float | None = None, backend: str = "tensorflow",
+                      device: str = "cpu") -> dict[str, Any]:
     """Train every API in `runs` separate processes and compare all pairs; returns the JSON document."""
     import tempfile
 
@@ -215,8 +259,10 @@ def check_determinism(apis: list[str], spec: ModelSpec = ModelSpec(), epochs: in
                 "fitbench.determinism:train_trajectories",
                 dict(apis=apis, spec=spec.to_dict(), epochs=epochs, jit=jit, seed=seed, samples=samples,
                      batch_size=batch_size, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-                     op_determinism=op_determinism, weights_dir=weights_dir, run_name=run_name, nudge_api=nudge_api),
-                env=child_env(hide_gpus_env("cpu")), timeout_s=timeout_s)
+                     op_determinism=op_determinism, weights_dir=weights_dir, run_name=run_name, nudge_api=nudge_api,
+                     backend=backend, device=device),
+                env=child_env({**hide_gpus_env(device), **determinism_env(backend, op_determinism)}, backend),
+                timeout_s=timeout_s)
         loaded = {r: {api: load_weights(v) for api, v in results[r]["apis"].items()} for r in run_names}
         pairs = [compare_trajectories(f"{api_a}@{run_a}", loaded[run_a][api_a], f"{api_b}@{run_b}", loaded[run_b][api_b],
                                       scope).to_dict()
@@ -229,13 +275,15 @@ def check_determinism(apis: list[str], spec: ModelSpec = ModelSpec(), epochs: in
     jit_effective_all = sorted({v["jit_effective"] for r in results.values() for v in r["apis"].values()})
     return {
         "command": "determinism",
+        "backend": backend,
+        "device": device,
         "settings": {"apis": apis, "spec": spec.to_dict(), "epochs": epochs, "jit_requested": jit, "seed": seed,
                      "samples": samples, "batch_size": batch_size, "intra_op_threads": intra_op_threads,
                      "inter_op_threads": inter_op_threads, "op_determinism": op_determinism,
                      "nudge_api": nudge_api, "runs": runs},
         "jit_requested": jit,
         "jit_effective": jit_effective_all[0] if len(jit_effective_all) == 1 else None,
-        "jit_note": jit_note(jit, jit_effective_all, op_determinism),
+        "jit_note": jit_note(jit, jit_effective_all, op_determinism and backend == "tensorflow"),
         "runs": list(results.values()),
         "pairs": pairs,
         "all_identical": all(p["identical"] for p in pairs),

@@ -161,10 +161,11 @@ def make_optimizer(spec: ModelSpec = ModelSpec(), keras_module: Any = None, lega
     return keras.optimizers.Adam(learning_rate=spec.learning_rate)
 
 
-def compile_model(model: Any, jit: bool, spec: ModelSpec = ModelSpec(), optimizer: Any = None) -> Any:
+def compile_model(model: Any, jit: bool, spec: ModelSpec = ModelSpec(), optimizer: Any = None,
+                  steps_per_execution: int = 1) -> Any:
     """Compile with MSE, a fresh Adam unless one is given, and jit_compile=jit as requested."""
     model.compile(loss="mse", optimizer=optimizer if optimizer is not None else make_optimizer(spec),
-                  jit_compile=bool(jit))
+                  jit_compile=bool(jit), steps_per_execution=int(steps_per_execution))
     return model
 
 

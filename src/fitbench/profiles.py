@@ -16,6 +16,8 @@ class Profile:
     repeats: int  # timed fit() calls per cell, samples pooled
     seed_warmup_epochs: int
     seed_epochs: int
+    # the tuned variant's steps_per_execution: its cells time `steps` executions of this many steps each
+    steps_per_execution: int = 8
 
 
 PROFILES: dict[str, Profile] = {

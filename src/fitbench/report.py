@@ -56,20 +56,27 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def run_table(records: list[dict[str, Any]]) -> Table:
-    table = Table(title="fit loop (median over timed steps; seed epoch = 1 sample + validation)")
-    for name, justify in (("kind", "left"), ("api", "left"), ("jit req→eff", "left"), ("device", "left"),
-                          ("batch", "right"), ("median ms", "right"), ("IQR ms", "right"), ("samples/s", "right"),
-                          ("GFLOP/s", "right"), ("first step s", "right"), ("peak RSS MiB", "right"),
-                          ("status", "left")):
+    table = Table(title="fit loop (median over timed steps; seed epoch = 1 sample + validation; "
+                        "raw = the framework's own training step; raw/fit = efficiency)")
+    for name, justify in (("backend", "left"), ("kind", "left"), ("api", "left"), ("jit req→eff", "left"),
+                          ("variant", "left"), ("device", "left"), ("batch", "right"), ("median ms", "right"),
+                          ("IQR ms", "right"), ("samples/s", "right"), ("GFLOP/s", "right"), ("% peak", "right"),
+                          ("raw ms", "right"), ("raw/fit", "right"), ("first step s", "right"),
+                          ("peak RSS MiB", "right"), ("status", "left")):
         table.add_column(name, justify=justify)
     for r in records:
         ok = r.get("status") == "ok"
+        raw = r.get("raw_step_time_s") if ok else None
         table.add_row(
-            r["kind"], r["api"], _jit_cell(r), r["device"], str(r["batch_size"]),
+            r.get("backend", "tensorflow"), r["kind"], r["api"], _jit_cell(r), _variant(r), r["device"],
+            str(r["batch_size"]),
             _fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("samples_per_s") if ok else None, ",.0f"),
             _fmt(r.get("gflops_per_s") if ok else None, ".3g"),
+            _fmt(r.get("pct_of_peak") if ok else None, ".1f"),
+            _fmt(raw * 1e3 if raw is not None else None, ".2f"),
+            _fmt(r.get("efficiency") if ok else None, ".2f"),
             _fmt(r.get("first_step_s") if ok else None, ".2f"),
             _fmt(r.get("peak_rss_bytes", 0) / 2**20 if ok else None, ".0f"),
             r.get("status", "?") if ok else f"{r.get('status')}: {r.get('reason') or r.get('error', '')}",
@@ -77,33 +84,88 @@ def run_table(records: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _variant(record: dict[str, Any]) -> str:
+    variant = record.get("variant", "plain")  # records from before the tuned variant are plain
+    k = record.get("steps_per_execution") or 1
+    return f"{variant} (k={k})" if variant == "tuned" and k > 1 else variant
+
+
+def _group_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r.get("backend", "tensorflow"), r["kind"], r["api"], r["device"], r["batch_size"])
+
+
 def jit_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """samples/s with XLA on over XLA off, per (kind, api, device, batch), by the *effective* jit."""
+    """samples/s with XLA on over XLA off, per (backend, kind, api, variant, device, batch), by the
+    *effective* jit."""
     ok = [r for r in records if r.get("status") == "ok"]
     out = []
-    keys = sorted({(r["kind"], r["api"], r["device"], r["batch_size"]) for r in ok})
+    keys = sorted({(*_group_key(r), r.get("variant", "plain")) for r in ok})
     for key in keys:
-        group = [r for r in ok if (r["kind"], r["api"], r["device"], r["batch_size"]) == key]
+        group = [r for r in ok if (*_group_key(r), r.get("variant", "plain")) == key]
         on = next((r for r in group if r["jit_effective"]), None)
         off = next((r for r in group if not r["jit_effective"]), None)
         if on and off:
-            out.append({"kind": key[0], "api": key[1], "device": key[2], "batch_size": key[3],
-                        "ratio_on_off": on["samples_per_s"] / off["samples_per_s"]})
+            out.append({"backend": key[0], "kind": key[1], "api": key[2], "device": key[3], "batch_size": key[4],
+                        "variant": key[5], "ratio_on_off": on["samples_per_s"] / off["samples_per_s"]})
     return out
 
 
 def jit_ratio_table(records: list[dict[str, Any]]) -> Table:
     table = Table(title="XLA speed-up: samples/s with jit on ÷ jit off (effective jit; >1 means XLA is faster)")
-    for name in ("kind", "api", "device", "batch", "on/off"):
+    for name in ("backend", "kind", "api", "variant", "device", "batch", "on/off"):
         table.add_column(name, justify="right" if name in ("batch", "on/off") else "left")
     for r in jit_ratios(records):
-        table.add_row(r["kind"], r["api"], r["device"], str(r["batch_size"]), f"{r['ratio_on_off']:.2f}×")
+        table.add_row(r["backend"], r["kind"], r["api"], r["variant"], r["device"], str(r["batch_size"]),
+                      f"{r['ratio_on_off']:.2f}×")
+    return table
+
+
+def tuned_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tuned vs plain fit at the same (backend, api, device, batch, effective jit).
+
+    `gain` = samples/s tuned ÷ plain. `gap_closed` is the fraction of the plain→raw gap the tuned variant
+    closes, with each cell's step time in units of the raw step measured in its own process (1/efficiency),
+    so a noisy machine shifts both the same way: (plain/raw − tuned/raw) ÷ (plain/raw − 1). None when plain
+    fit is already at (or under) the raw step, or either cell has no raw step."""
+    ok = [r for r in records if r.get("status") == "ok" and r["kind"] == "fit"]
+    out = []
+    for key in sorted({(*_group_key(r), r["jit_effective"]) for r in ok}):
+        group = [r for r in ok if (*_group_key(r), r["jit_effective"]) == key]
+        plain = next((r for r in group if r.get("variant", "plain") == "plain"), None)
+        tuned = next((r for r in group if r.get("variant") == "tuned"), None)
+        if not (plain and tuned):
+            continue
+        gap_closed = None
+        if plain.get("efficiency") and tuned.get("efficiency") and plain["efficiency"] < 1:
+            plain_norm, tuned_norm = 1 / plain["efficiency"], 1 / tuned["efficiency"]
+            gap_closed = (plain_norm - tuned_norm) / (plain_norm - 1)
+        out.append({"backend": key[0], "api": key[2], "device": key[3], "batch_size": key[4], "jit_effective": key[5],
+                    "steps_per_execution": tuned.get("steps_per_execution"),
+                    "plain_samples_per_s": plain["samples_per_s"], "tuned_samples_per_s": tuned["samples_per_s"],
+                    "gain": tuned["samples_per_s"] / plain["samples_per_s"],
+                    "efficiency_plain": plain.get("efficiency"), "efficiency_tuned": tuned.get("efficiency"),
+                    "gap_closed": gap_closed})
+    return out
+
+
+def tuned_gain_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="tuned fit (steps_per_execution + prefetch) vs plain: gain, and the share of the "
+                        "plain→raw gap it closes")
+    for name in ("backend", "api", "device", "batch", "jit", "k", "plain samples/s", "tuned samples/s", "gain",
+                 "raw/fit plain", "raw/fit tuned", "gap closed"):
+        table.add_column(name, justify="left" if name in ("backend", "api", "device", "jit") else "right")
+    for g in tuned_gains(records):
+        table.add_row(g["backend"], g["api"], g["device"], str(g["batch_size"]), _on_off(g["jit_effective"]),
+                      str(g["steps_per_execution"]), f"{g['plain_samples_per_s']:,.0f}",
+                      f"{g['tuned_samples_per_s']:,.0f}", f"{g['gain']:.2f}×", _fmt(g["efficiency_plain"], ".2f"),
+                      _fmt(g["efficiency_tuned"], ".2f"),
+                      f"{100 * g['gap_closed']:.0f} %" if g["gap_closed"] is not None else "-")
     return table
 
 
 def determinism_table(doc: dict[str, Any]) -> Table:
     jit = f"jit requested {_on_off(doc['jit_requested'])}, effective {_on_off(doc['jit_effective'])}"
-    table = Table(title=f"determinism: bit-identity of training ({jit})")
+    table = Table(title=f"determinism on {doc.get('backend', 'tensorflow')}: bit-identity of training ({jit})")
     for name in ("a", "b", "scope", "identical", "init identical", "first divergent epoch", "max ULP",
                  "max |Δ pred|", "cos(a, y)", "cos(b, y)"):
         table.add_column(name)

@@ -34,10 +34,22 @@ def gpu_driver_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/gpus") or shutil.which("nvidia-smi") is not None
 
 
-def gpu_names() -> list[str]:
-    """Names of the GPUs TensorFlow sees (empty when none)."""
+def gpu_names(backend: str = "tensorflow") -> list[str]:
+    """Names of the GPUs the backend's framework sees (empty when none, or the framework is missing)."""
     if not gpu_driver_present():
         return []
+    if backend == "jax":
+        import jax
+
+        try:
+            return [str(d.device_kind) for d in jax.devices("gpu")]
+        except RuntimeError:  # no CUDA-enabled jaxlib, or no GPU it can use
+            return []
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+            if torch.cuda.is_available() else []
     import tensorflow as tf
 
     names = []
@@ -47,11 +59,42 @@ def gpu_names() -> list[str]:
     return names
 
 
-def device_name(device: str) -> str:
+def device_name(device: str, backend: str = "tensorflow") -> str:
     if device == "gpu":
-        names = gpu_names()
+        names = gpu_names(backend)
         return names[0] if names else ""
     return f"{cpu_name()} ({os.cpu_count()} logical cores)"
+
+
+def framework_module(backend: str) -> str:
+    """The import name of the framework behind a Keras backend."""
+    return {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+
+
+def backend_missing(backend: str) -> str | None:
+    """Why `backend` cannot run in this environment (its framework is not installed), or None."""
+    import importlib.util
+
+    name = framework_module(backend)
+    if importlib.util.find_spec(name) is None:
+        extra = "" if backend == "tensorflow" else f' (pip install -e ".[{backend}]")'
+        return f"the {backend} backend needs the {name} package, which is not installed{extra}"
+    return None
+
+
+def variable_device(model: Any) -> str:
+    """Where the framework says the model's first trainable variable lives (TF: '/job:…/device:GPU:0',
+    JAX: 'cuda:0', PyTorch: 'cuda:0'; the CPU spells 'CPU:0', 'cpu:0', 'cpu')."""
+    value = model.trainable_variables[0].value
+    return str(getattr(value, "device", "") or "")
+
+
+def on_device(where: str, device: str) -> bool:
+    """Does a framework device string `where` name the kind of device the cell asked for?"""
+    where = where.lower()
+    if device == "gpu":
+        return "gpu" in where or "cuda" in where
+    return "cpu" in where
 
 
 def set_threads(intra_op: int | None, inter_op: int | None) -> dict[str, int]:
@@ -65,8 +108,14 @@ def set_threads(intra_op: int | None, inter_op: int | None) -> dict[str, int]:
     return thread_settings()
 
 
-def thread_settings() -> dict[str, int]:
-    """TF's thread pools as configured (0 means TF's own default: all cores)."""
+def thread_settings(backend: str = "tensorflow") -> dict[str, int]:
+    """The framework's thread pools as configured (TF: 0 means TF's own default, all cores)."""
+    if backend == "torch":
+        import torch
+
+        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+    if backend == "jax":
+        return {}  # XLA's CPU thread pool has no public setting: recorded as unknown
     import tensorflow as tf
 
     return {
@@ -75,17 +124,18 @@ def thread_settings() -> dict[str, int]:
     }
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(backend: str = "tensorflow") -> dict[str, str]:
+    """Versions of python, keras, numpy and the backend's framework (tensorflow too when it is loaded)."""
+    import importlib
+
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    return {
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-    }
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    names = [framework_module(backend)] + (["tensorflow"] if "tensorflow" in sys.modules else [])
+    for name in dict.fromkeys(names):
+        versions[name] = str(importlib.import_module(name).__version__)
+    return versions
 
 
 def keras_backend() -> str:
@@ -100,9 +150,10 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def process_facts(device: str) -> dict[str, Any]:
+def process_facts(device: str, backend: str | None = None) -> dict[str, Any]:
+    backend = backend or keras_backend()
     return {
         "backend": keras_backend(),
-        "versions": library_versions(),
-        "device_name": device_name(device),
+        "versions": library_versions(backend),
+        "device_name": device_name(device, backend),
     }

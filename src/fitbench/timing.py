@@ -2,6 +2,9 @@
 
 `FitHarness` and `SeedHarness` are what the CLI's cells, the asv suite and the micro-benchmarks all call.
 `measure_cell` turns one cell into one record; it runs inside a fresh process (see fitbench.isolation).
+Each fit record also carries the floor: the raw training step of the same network in the backend's own
+idiom (fitbench.raw), timed the same way in the same process, and the device's peak matmul GFLOP/s
+(fitbench.peak, measured once per run and passed in).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from fitbench.profiles import Profile
 
 FIT = "fit"  # cell kind: training steps on a synthetic batch
 SEED_EPOCH = "seed_epoch"  # cell kind: the seed's workload, 1 sample + validation, timed per epoch
+PLAIN, TUNED = "plain", "tuned"  # fit variants: compile + fit as written, or with the speed knobs on
+VARIANTS = (PLAIN, TUNED)
+TUNED_STEPS_PER_EXECUTION = 8  # FitHarness's default for the tuned variant (a Profile can set its own)
 
 
 @dataclass(frozen=True)
@@ -31,30 +37,34 @@ class Cell:
     device: str
     batch_size: int
     backend: str = "tensorflow"
+    variant: str = PLAIN
 
     def label(self) -> str:
         what = f"batch {self.batch_size}" if self.kind == FIT else "seed epoch"
-        return f"{self.api} jit={'on' if self.jit else 'off'} {self.device} {what}"
+        tuned = " tuned" if self.variant == TUNED else ""
+        return f"{self.backend} {self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
 
 
 def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_sizes: list[int],
-               backend: str = "tensorflow", include_seed: bool = True) -> list[Cell]:
-    """Every (api, jit, device, batch) fit cell, then the seed-workload cells; validates the choices."""
-    for api in apis:
-        if api not in APIS:
-            raise UsageError(f"unknown api {api!r}; choose from {', '.join(APIS)}")
-    for device in devices:
-        if device not in DEVICES:
-            raise UsageError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+               backend: str | list[str] = "tensorflow", include_seed: bool = True,
+               variants: list[str] = (PLAIN,)) -> list[Cell]:
+    """Every (backend, device, batch, api, jit, variant) fit cell, then the seed-workload cells (plain
+    only: the tuned knobs are about many steps per epoch); validates the choices."""
+    backends = [backend] if isinstance(backend, str) else list(backend)
+    for what, chosen, known in (("api", apis, APIS), ("device", devices, DEVICES), ("backend", backends, BACKENDS),
+                                ("variant", variants, VARIANTS)):
+        for value in chosen:
+            if value not in known:
+                raise UsageError(f"unknown {what} {value!r}; choose from {', '.join(known)}")
     for b in batch_sizes:
         if b <= 0:
             raise UsageError(f"batch size must be a positive integer, got {b}")
-    cells = [Cell(FIT, api, jit, device, b, backend)
-             for device in devices for b in batch_sizes for api in apis for jit in jits]
+    cells = [Cell(FIT, api, jit, device, b, backend, variant)
+             for backend in backends for device in devices for b in batch_sizes for api in apis for jit in jits
+             for variant in variants]
     if include_seed:
-        cells += [Cell(SEED_EPOCH, api, jit, device, 1, backend) for device in devices for api in apis for jit in jits]
+        cells += [Cell(SEED_EPOCH, api, jit, device, 1, backend)
+                  for backend in backends for device in devices for api in apis for jit in jits]
     return cells
 
 
@@ -106,33 +116,73 @@ def epoch_timer() -> Any:
     return _timer_callback("on_epoch_begin", "on_epoch_end")
 
 
+def supports_steps_per_execution() -> bool:
+    """Keras 3 runs several steps per call on TensorFlow and JAX, not on PyTorch (it raises ValueError)."""
+    import keras
+
+    return keras.backend.backend() != "torch"
+
+
 class FitHarness:
-    """A compiled model and an endless dataset of one seeded batch, ready for timed `fit` calls."""
+    """A compiled model and an endless dataset of one seeded batch, ready for timed `fit` calls.
 
-    def __init__(self, api: str, jit: bool, batch_size: int, spec: ModelSpec = ModelSpec(), seed: int = 0) -> None:
-        import tensorflow as tf
+    variant="plain" is `compile` + `fit` as the seed wrote them. variant="tuned" turns on the knobs
+    Keras offers for a faster loop: `steps_per_execution` (default TUNED_STEPS_PER_EXECUTION: that many
+    steps per call into the compiled function) and a prefetched dataset (`prefetch(AUTOTUNE)`); jit stays
+    the cell's own axis, so "tuned, jit on" is the full set. `steps_per_execution`/`prefetch` override
+    the variant's knobs one by one (to measure the gain each one brings). Keras on PyTorch refuses
+    steps_per_execution > 1: there it is set to 1 and `note` says so (tuned = prefetch only).
+    """
 
+    def __init__(self, api: str, jit: bool, batch_size: int, spec: ModelSpec = ModelSpec(), seed: int = 0,
+                 variant: str = PLAIN, steps_per_execution: int | None = None, prefetch: bool | None = None) -> None:
+        import tensorflow as tf  # tf.data: Keras accepts it on every backend
+
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        tuned = variant == TUNED
         self.api, self.jit_requested, self.batch_size, self.spec = api, bool(jit), batch_size, spec
-        self.model = compile_model(build_model(api, spec, seed=seed), jit, spec)
+        self.variant = variant
+        self.steps_per_execution = int(steps_per_execution or (TUNED_STEPS_PER_EXECUTION if tuned else 1))
+        self.note: str | None = None
+        if self.steps_per_execution > 1 and not supports_steps_per_execution():
+            self.note = (f"steps_per_execution={self.steps_per_execution} asked, but Keras on PyTorch only "
+                         "runs 1: this cell ran 1")
+            self.steps_per_execution = 1
+        self.prefetch = bool(tuned if prefetch is None else prefetch)
+        self.model = compile_model(build_model(api, spec, seed=seed), jit, spec,
+                                   steps_per_execution=self.steps_per_execution)
         x, y = synthetic_batch(spec, batch_size, seed)
         # One batch repeated: the input pipeline costs nothing, so the step is what gets timed.
         self.dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+        if self.prefetch:
+            self.dataset = self.dataset.prefetch(tf.data.AUTOTUNE)
         self.first_step_s: float | None = None
 
     @property
     def jit_effective(self) -> bool:
         return jit_effective(self.model)
 
-    def fit_steps(self, steps: int) -> list[float]:
-        """Run `fit` for `steps` steps; return each step's wall time in seconds."""
+    def fit_executions(self, executions: int) -> list[float]:
+        """Run `fit` for `executions` × steps_per_execution steps; return each execution's wall time.
+
+        Keras calls the batch callbacks once per execution (k = steps_per_execution steps), so that is
+        the finest time there is with k > 1."""
         timer = step_timer()
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer],
-                       shuffle=False)
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=executions * self.steps_per_execution,
+                       verbose=0, callbacks=[timer], shuffle=False)
         return timer.times
 
+    def fit_steps(self, steps: int) -> list[float]:
+        """Run `fit` for `steps` training steps (rounded up to whole executions); return the time per
+        training step of each execution (the execution's wall time ÷ steps_per_execution)."""
+        k = self.steps_per_execution
+        return [t / k for t in self.fit_executions(-(-steps // k))]
+
     def warm_up(self, steps: int) -> float:
-        """Compile (first step) and warm up; returns the first step's time (trace + compile + run)."""
-        times = self.fit_steps(max(1, steps))
+        """Compile and warm up for `steps` executions; returns the first execution's wall time (trace +
+        compile + steps_per_execution steps; one step for the plain variant)."""
+        times = self.fit_executions(max(1, steps))
         self.first_step_s = times[0]
         return self.first_step_s
 
@@ -165,40 +215,65 @@ class SeedHarness:
 def empty_record(cell: Cell, status: str, reason: str) -> dict[str, Any]:
     """A record for a cell that produced no timing (skipped or error), with every contract field present."""
     return {**asdict(cell), "jit_requested": cell.jit, "jit_effective": None, "step_time_median_s": None,
-            "samples_per_s": None, "gflops_per_s": None, "status": status,
+            "samples_per_s": None, "gflops_per_s": None, "raw_step_time_s": None, "efficiency": None,
+            "pct_of_peak": None, "status": status,
             ("reason" if status == "skipped" else "error"): reason}
 
 
 def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, Any] | None = None,
-                 seed: int = 0) -> dict[str, Any]:
-    """Time one cell in this process and return its record (JSON-able). Runs in a fresh child."""
+                 seed: int = 0, peak: dict[str, Any] | None = None, raw: bool = True) -> dict[str, Any]:
+    """Time one cell in this process and return its record (JSON-able). Runs in a fresh child.
+
+    `peak` is the device's peak-probe record (fitbench.peak.measure_peak, measured once per run);
+    `raw=False` leaves out the raw-step floor."""
     from fitbench import runtime
 
-    c, p = Cell(**cell), Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
+    c = Cell(**cell)
+    p = Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
     model_spec = ModelSpec.from_dict(spec) if spec else ModelSpec()
-    record: dict[str, Any] = {**asdict(c), **runtime.process_facts(c.device)}
+    record: dict[str, Any] = {**asdict(c), **runtime.process_facts(c.device, c.backend)}
     if c.device == "gpu" and not record["device_name"]:
-        return {**empty_record(c, "skipped", "no GPU visible to TensorFlow on this machine"), **record}
+        return {**empty_record(c, "skipped", f"no GPU visible to {c.backend} on this machine"), **record}
+    k, note = 1, None
     if c.kind == FIT:
-        harness: FitHarness | SeedHarness = FitHarness(c.api, c.jit, c.batch_size, model_spec, seed)
+        harness: FitHarness | SeedHarness = FitHarness(
+            c.api, c.jit, c.batch_size, model_spec, seed, variant=c.variant,
+            steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1)
+        k, note = harness.steps_per_execution, harness.note
         first_s = harness.warm_up(p.warmup_steps)
-        times = [t for _ in range(p.repeats) for t in harness.fit_steps(p.steps)]
-        warmup = p.warmup_steps
+        # p.steps samples per repeat: executions of k steps, each sample = execution time / k
+        times = [t for _ in range(p.repeats) for t in harness.fit_steps(p.steps * k)]
+        warmup = p.warmup_steps * k
     else:
         harness = SeedHarness(c.api, c.jit, model_spec, seed)
         first_s = harness.warm_up(p.seed_warmup_epochs)
         times = harness.fit_epochs(p.seed_epochs)
         warmup = p.seed_warmup_epochs
+    where = runtime.variable_device(harness.model)
+    if not runtime.on_device(where, c.device):  # a "gpu" result must have run on the GPU
+        return {**empty_record(c, "error", f"the model's variables live on {where!r}, not on the {c.device}"),
+                **record, "variable_device": where}
     stats = summarize(times)
     flops = train_step_flops(model_spec, c.batch_size)
+    gflops = flops / stats["median_s"] / 1e9
+    floor = measure_raw(c, p, model_spec, seed, harness.jit_effective) if raw and c.kind == FIT else {}
+    if floor and not runtime.on_device(floor["raw_device"], c.device):
+        return {**empty_record(c, "error", f"the raw step's variables live on {floor['raw_device']!r}, "
+                                          f"not on the {c.device}"), **record, "variable_device": where}
+    peak_gflops = peak.get("gflops_per_s") if peak else None
     return {
         **record,
         "jit_requested": c.jit,
         "jit_effective": harness.jit_effective,
+        "variable_device": where,
+        "raw_device": floor.get("raw_device"),
         "params": param_count(model_spec),
         "widths": list(model_spec.widths),
+        "steps_per_execution": k,
+        "prefetch": bool(getattr(harness, "prefetch", False)),
+        "variant_note": note,
         "warmup_steps": warmup,
-        "steps_timed": len(times),
+        "steps_timed": len(times) * k,
         "step_times_s": times,
         "step_time_median_s": stats["median_s"],
         "step_time_iqr_s": stats["iqr_s"],
@@ -207,8 +282,28 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         "samples_per_s": c.batch_size / stats["median_s"],
         "first_step_s": first_s,
         "flops_per_step": flops,
-        "gflops_per_s": flops / stats["median_s"] / 1e9,
-        "threads": runtime.thread_settings(),
+        "gflops_per_s": gflops,
+        "raw_step_time_s": floor.get("raw_step_time_s"),
+        "raw_first_step_s": floor.get("raw_first_step_s"),
+        "raw_jit": floor.get("raw_jit"),
+        "raw_idiom": floor.get("raw_idiom"),
+        "efficiency": floor["raw_step_time_s"] / stats["median_s"] if floor else None,
+        "peak_gflops_per_s": peak_gflops,
+        "pct_of_peak": 100.0 * gflops / peak_gflops if peak_gflops else None,
+        "threads": runtime.thread_settings(c.backend),
+        "versions": runtime.library_versions(c.backend),  # again: tf.data has loaded tensorflow by now
         "peak_rss_bytes": runtime.peak_rss_bytes(),
         "status": "ok",
     }
+
+
+def measure_raw(c: Cell, p: Profile, spec: ModelSpec, seed: int, jit: bool) -> dict[str, Any]:
+    """The raw step of the cell's network and batch, jit as Keras really ran it, timed like the fit cell
+    (the profile's warm-up steps excluded, then repeats × steps samples)."""
+    from fitbench.raw import RawHarness
+
+    raw = RawHarness(c.backend, jit, c.batch_size, spec, seed, device=c.device)
+    first_s = raw.warm_up(p.warmup_steps)
+    times = raw.run_steps(p.repeats * p.steps)
+    return {"raw_step_time_s": summarize(times)["median_s"], "raw_first_step_s": first_s, "raw_jit": bool(jit),
+            "raw_idiom": raw.idiom, "raw_device": raw.variable_device()}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GPU cells and the determinism check on the GPU, for the tensorflow, jax and torch backends.
+#
+# NOT RUN YET: written on a machine without a GPU. It needs an NVIDIA GPU with its driver, and in the active
+# Python environment fitbench with TensorFlow built with CUDA (pip install "tensorflow[and-cuda]"), JAX with
+# CUDA (pip install "jax[cuda12]") and a CUDA build of PyTorch (pip install torch). The first run on a GPU
+# machine is the check of this script itself: read its output before trusting the numbers.
+#
+# Usage: scripts/gpu-check.sh [OUT_DIR]   (default: gpu-results)
+# Writes into OUT_DIR: nvidia-smi.txt, run-gpu.json and run-gpu.png (fit cells, raw steps, peak probe),
+# determinism-<backend>.json for each backend, and summary.txt. Exit status: 0 when every step did what
+# it should, else the number of steps that failed (each is named on stderr).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-gpu-results}"
+mkdir -p "$out"
+export TF_CPP_MIN_LOG_LEVEL=2
+py="${PYTHON:-python}"
+failed=0
+
+step() {  # step NAME COMMAND...: run it, tee its output to the summary, count a failure
+  local name="$1"; shift
+  echo "== $name: $*" | tee -a "$out/summary.txt"
+  "$@" 2>&1 | tee -a "$out/summary.txt"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ]; then
+    echo "FAILED: $name (exit $rc)" | tee -a "$out/summary.txt" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+: > "$out/summary.txt"
+if ! command -v nvidia-smi >/dev/null; then
+  echo "gpu-check: no nvidia-smi on this machine: nothing to check" >&2
+  exit 2
+fi
+nvidia-smi > "$out/nvidia-smi.txt"
+
+# Each backend must see the GPU before any cell runs (a CPU-only build would only give skipped cells).
+step "tensorflow sees a GPU" "$py" -c 'import tensorflow as tf, sys; g = tf.config.list_physical_devices("GPU"); print(g); sys.exit(0 if g else 1)'
+step "jax sees a GPU" "$py" -c 'import jax, sys; d = jax.devices(); print(d); sys.exit(0 if d[0].platform == "gpu" else 1)'
+step "torch sees a GPU" "$py" -c 'import torch, sys; print(torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)'
+
+# GPU fit cells (plain and tuned, jit off and on), raw steps and the peak probe; every cell checks that the
+# model's and the raw step's variables live on the GPU (status error otherwise) and records the GPU's name.
+step "fit cells on the GPU" "$py" -m fitbench run --backend tensorflow,jax,torch --device gpu --api functional \
+  --batch-sizes 32,256,2048 --no-seed-workload --json "$out/run-gpu.json" --plot "$out/run-gpu.png"
+
+# Bit-identity of Sequential/Functional/Subclassed and run to run, on the GPU: TF op determinism,
+# XLA_FLAGS=--xla_gpu_deterministic_ops=true on JAX, torch.use_deterministic_algorithms(True) on PyTorch.
+for backend in tensorflow jax torch; do
+  step "determinism on the GPU, $backend" "$py" -m fitbench determinism --backend "$backend" --device gpu \
+    --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend.json"
+done
+
+# The placement each record reports, one line per cell; a cell that is not "ok" (skipped: the backend saw
+# no GPU; error: e.g. variables found off the GPU) fails this step.
+step "every GPU cell ran on the GPU" "$py" -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+bad = 0
+for r in doc["records"]:
+    bad += r["status"] != "ok"
+    print(r["backend"], r["variant"], "jit", r["jit_requested"], "batch", r["batch_size"], r["status"],
+          r.get("device_name"), r.get("variable_device"), r.get("raw_device"), r.get("reason") or r.get("error") or "")
+for p in doc["peaks"]:
+    bad += p["status"] != "ok"
+    print("peak", p["backend"], p["status"], p.get("gflops_per_s"), p.get("device_name"))
+sys.exit(1 if bad or not doc["records"] else 0)' "$out/run-gpu.json"
+echo "gpu-check: $failed step(s) failed; results in $out" | tee -a "$out/summary.txt"
+exit "$failed"

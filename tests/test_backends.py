@@ -1,0 +1,153 @@
+"""Keras on JAX and PyTorch: fit cells, raw steps and the determinism check, each in its own process.
+
+Each test skips, with the reason, when its framework is not installed (pip install -e ".[jax]" / ".[torch]").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SMALL, load, run_cli
+from fitbench import cli
+
+BACKENDS = ["jax", "torch"]
+
+
+def need(backend: str) -> None:
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install -e \".[{backend}]\")")
+
+
+# Runs in a child with KERAS_BACKEND set: three raw steps and three Keras fit steps from the same weights.
+_COMPARE = """
+import json, sys
+import numpy as np
+from fitbench.data import synthetic_batch
+from fitbench.model import ModelSpec, build_model, compile_model
+from fitbench.raw import RawHarness
+spec, out = ModelSpec(widths=(16, 16)), {}
+for jit in (False, True):
+    raw = RawHarness(sys.argv[1], jit, 4, spec, seed=5)
+    raw.run_steps(3)
+    model = compile_model(build_model("functional", spec, seed=5), jit, spec)
+    x, y = synthetic_batch(spec, 4, 5)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, shuffle=False)
+    out["on" if jit else "off"] = {
+        "raw_losses": raw.losses, "keras_losses": history.history["loss"], "device": raw.variable_device(),
+        "max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(raw.weights(), model.get_weights()))}
+print(json.dumps(out))
+"""
+
+
+def _compare(backend: str) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", _COMPARE, backend], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_raw_jax_step_trains_exactly_like_keras_fit_on_jax():
+    need("jax")
+    for jit, out in _compare("jax").items():
+        assert out["max_abs_diff"] <= 1e-6, jit  # same weights, data, MSE and Adam formula
+        assert out["raw_losses"] == pytest.approx(out["keras_losses"], rel=1e-5), jit
+        assert out["device"].lower().startswith("cpu")
+
+
+def test_raw_torch_step_trains_like_keras_fit_on_torch():
+    need("torch")
+    for jit, out in _compare("torch").items():
+        # torch.optim.Adam adds epsilon after the bias correction, Keras before it: the first loss (before
+        # any update) is the same, the next ones drift apart by about 1e-3 of the loss within three steps
+        assert out["raw_losses"][0] == pytest.approx(out["keras_losses"][0], rel=1e-6), jit
+        assert out["raw_losses"] == pytest.approx(out["keras_losses"], rel=5e-3), jit
+        assert out["raw_losses"][2] < out["raw_losses"][0]
+        assert out["device"] == "cpu"
+
+
+def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(tmp_path):
+    for backend in BACKENDS:
+        need(backend)
+    out = tmp_path / "run.json"
+    result = run_cli("run", *SMALL, "--backend", "jax,torch", "--api", "functional", "--batch-sizes", "4",
+                     "--jit", "on", "--variant", "tuned", "--no-seed-workload", "--json", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = load(out)
+    assert sorted((p["backend"], p["status"]) for p in doc["peaks"]) == [("jax", "ok"), ("torch", "ok")]
+    records = {(r["backend"], r["variant"]): r for r in doc["records"]}
+    assert sorted(records) == [("jax", "tuned"), ("torch", "tuned")]
+    for (backend, _), r in records.items():
+        assert r["status"] == "ok" and r["jit_effective"] is True and backend in r["versions"]
+        assert r["variable_device"].lower().startswith("cpu") and r["raw_device"].lower().startswith("cpu")
+        assert r["raw_step_time_s"] > 0 and r["efficiency"] == pytest.approx(r["raw_step_time_s"] /
+                                                                              r["step_time_median_s"])
+        assert r["device_name"] and r["pct_of_peak"] > 0
+    assert records["jax", "tuned"]["steps_per_execution"] == doc["profile"]["steps_per_execution"] > 1
+    # Keras on PyTorch refuses steps_per_execution > 1: the cell says so and runs 1
+    torch_tuned = records["torch", "tuned"]
+    assert torch_tuned["steps_per_execution"] == 1 and "PyTorch" in torch_tuned["variant_note"]
+    assert torch_tuned["prefetch"] is True and torch_tuned["steps_timed"] == len(torch_tuned["step_times_s"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_determinism_on_each_backend_is_bit_identical_and_says_which_switch_was_on(tmp_path, backend):
+    need(backend)
+    out = tmp_path / "det.json"
+    result = run_cli("determinism", *SMALL, "--backend", backend, "--epochs", "1", "--api",
+                     "sequential,functional", "--json", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = load(out)
+    assert doc["backend"] == backend and doc["all_identical"] is True and len(doc["pairs"]) == 3
+    for run in doc["runs"]:
+        assert run["backend"] == backend and run["op_determinism"] is True
+        if backend == "jax":
+            assert "--xla_gpu_deterministic_ops=true" in run["xla_flags"]
+        else:
+            assert run["threads"] == {"intra_op": 2, "inter_op": 1}
+
+
+def test_a_missing_backend_asked_for_alone_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr("fitbench.runtime.backend_missing",
+                        lambda b: None if b == "tensorflow" else f"the {b} backend needs the {b} package")
+    out = tmp_path / "run.json"
+    assert cli.main(["run", "--backend", "jax", "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fitbench: error: the jax backend needs the jax package"]
+    assert cli.main(["determinism", "--backend", "torch"]) == 2
+    assert not out.exists()
+
+
+def test_gpu_determinism_without_a_gpu_driver_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr("fitbench.runtime.gpu_driver_present", lambda: False)
+    assert cli.main(["determinism", "--device", "gpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["fitbench: error: --device gpu: no NVIDIA GPU driver on "
+                                                            "this machine"]
+
+
+def test_a_missing_backend_beside_one_that_runs_gives_skipped_cells(monkeypatch, tmp_path):
+    monkeypatch.setattr("fitbench.runtime.backend_missing",
+                        lambda b: None if b == "tensorflow" else f"the {b} backend needs the {b} package")
+    out = tmp_path / "run.json"
+    status = cli.main(["run", *SMALL, "--backend", "tensorflow,jax", "--api", "functional", "--batch-sizes", "2",
+                       "--jit", "off", "--variant", "plain", "--no-seed-workload", "--no-floor", "--json", str(out)])
+    assert status == 0
+    records = {r["backend"]: r for r in load(out)["records"]}
+    assert records["tensorflow"]["status"] == "ok"
+    assert records["jax"]["status"] == "skipped" and "needs the jax package" in records["jax"]["reason"]
+
+
+@pytest.mark.parametrize("where, device, expected", [
+    ("/job:localhost/replica:0/task:0/device:GPU:0", "gpu", True), ("cuda:0", "gpu", True),
+    ("cpu:0", "gpu", False), ("/job:localhost/replica:0/task:0/device:CPU:0", "gpu", False),
+    ("/job:localhost/replica:0/task:0/device:CPU:0", "cpu", True), ("cpu", "cpu", True), ("cuda:0", "cpu", False)])
+def test_placement_check_reads_each_frameworks_device_string(where, device, expected):
+    from fitbench.runtime import on_device
+
+    assert on_device(where, device) is expected
