@@ -256,7 +256,8 @@ def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) 
     for attr in ("results_dir", "benchmark_dir", "html_dir", "env_dir"):  # asv resolves these against the cwd
         setattr(conf, attr, os.path.join(repo, getattr(conf, attr)))
     machine = Machine.get_unique_machine_name()
-    units = {name: b.get("unit") for name, b in Benchmarks.load(conf).items()}
+    benchmarks = Benchmarks.load(conf)  # units and parameter names, read once
+    units = {name: b.get("unit") for name, b in benchmarks.items()}
     pattern = re.compile(regex)
 
     def cells(commit: str) -> dict[tuple[str, str], tuple[Any, Any, Any, list[Any]]]:
@@ -280,7 +281,7 @@ def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) 
         b, a = before.get(cell), after.get(cell)
         ref = b or a
         key, combo = ref[4], ref[3]
-        param_names = _param_names(conf, key)
+        param_names = list(benchmarks.get(key, {}).get("param_names", []))
         value_b, value_a = (b[0] if b else None), (a[0] if a else None)
         change, ratio, sig = classify(key, units.get(key), value_b, value_a,
                                       (b[1], b[2]) if b else None, (a[1], a[2]) if a else None, factor)
@@ -296,12 +297,6 @@ def errors_in_log(log_text: str) -> list[str]:
     stderr in its result files, so the log is where they are."""
     found = [m.group(1).strip() for m in re.finditer(r"^[\s·]*((?:\w+\.)*\w+(?:Error|Exception): .*)$", log_text, re.M)]
     return list(dict.fromkeys(found))
-
-
-def _param_names(conf: Any, key: str) -> list[str]:
-    from asv.benchmarks import Benchmarks
-
-    return list(Benchmarks.load(conf).get(key, {}).get("param_names", []))
 
 
 def alert(repo: str, base_rev: str, head_rev: str, bench: str, factor: float, out_dir: str) -> tuple[int, dict[str, Any]]:
