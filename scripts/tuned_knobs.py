@@ -1,9 +1,11 @@
 """The gain each knob of the tuned variant brings, measured in one process with interleaved rounds.
 
-    KERAS_BACKEND=tensorflow python scripts/tuned_knobs.py BATCH on|off
+    KERAS_BACKEND=tensorflow|jax|torch python scripts/tuned_knobs.py BATCH on|off
 
-Builds the functional seed network four times (plain; prefetch only; steps_per_execution=8 only; both =
-the tuned variant) plus the raw step, warms each up, then times 5 interleaved rounds of 40 steps of each, so
+Builds the functional seed network once per configuration — plain, each knob of the backend's tuned
+variant alone, and all of them (the tuned variant): TensorFlow: prefetch, steps_per_execution=8; JAX: data
+on the device, steps_per_execution=8; PyTorch: data on the device (Keras runs one step per execution
+there) — plus the raw step, warms each up, then times 5 interleaved rounds of 40 steps of each, so
 a busy neighbour slows every configuration alike. Prints the median time per training step, samples/s, the
 speed-up over plain fit and raw/fit (the efficiency). CPU only (the GPU is hidden).
 """
@@ -19,10 +21,14 @@ from fitbench.raw import RawHarness  # noqa: E402
 from fitbench.timing import FitHarness  # noqa: E402
 
 batch, jit = int(sys.argv[1]), sys.argv[2] == "on"
-configs = {"plain": {}, "prefetch only": {"prefetch": True}, "spe=8 only": {"steps_per_execution": 8, "prefetch": False},
-           "tuned (spe=8 + prefetch)": {"variant": "tuned"}}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+data_knob = "prefetch" if backend == "tensorflow" else "data_on_device"
+configs = {"plain": {}, f"{data_knob} only": {data_knob: True}}
+if backend != "torch":  # Keras on PyTorch runs one step per execution
+    configs["spe=8 only"] = {"variant": "tuned", "steps_per_execution": 8, data_knob: False}
+configs["tuned (all knobs)"] = {"variant": "tuned"}
 harnesses = {name: FitHarness("functional", jit, batch, ModelSpec(), 0, **kw) for name, kw in configs.items()}
-raw = RawHarness(os.environ.get("KERAS_BACKEND", "tensorflow"), jit, batch, ModelSpec(), 0)
+raw = RawHarness(backend, jit, batch, ModelSpec(), 0)
 for harness in harnesses.values():
     harness.warm_up(3)
 raw.warm_up(3)

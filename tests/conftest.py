@@ -14,14 +14,24 @@ import pytest
 SMALL = ["--widths", "16,16"]  # small hidden widths where the size of the network does not matter
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", "fitbench", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
 def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+@pytest.fixture
+def without_tensorflow(tmp_path: Path) -> dict[str, str]:
+    """Environment for a child process (and its children) in which `import tensorflow` fails as if it were
+    not installed, like the lent GPU machines (JAX, PyTorch and CUDA, no TensorFlow)."""
+    site = tmp_path / "no-tensorflow"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None  # import raises\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.fixture(scope="session")

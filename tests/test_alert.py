@@ -43,9 +43,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     git(repo, "branch", "-f", "base", "HEAD")
     plant(repo, "slow", "src/fitbench/timing.py",
-          "self.dataset = tf.data.Dataset.from_tensors((x, y)).repeat()",
-          "self.dataset = tf.data.Dataset.from_tensors((x, y)).repeat().map(  # planted: an extra pass per step\n"
-          "            lambda a, b: (a + 1e-30 * tf.reduce_mean(tf.matmul(a, tf.ones((a.shape[-1], 2048)))), b))",
+          "dataset = tf.data.Dataset.from_tensors((x, y)).repeat()",
+          "dataset = tf.data.Dataset.from_tensors((x, y)).repeat().map(  # planted: an extra pass per step\n"
+          "                lambda a, b: (a + 1e-30 * tf.reduce_mean(tf.matmul(a, tf.ones((a.shape[-1], 2048)))), b))",
           "planted slowdown: an extra matmul pass over every batch")
     plant(repo, "docs", "README.md", "# fitbench\n", "# fitbench\n\nA documentation-only change.\n",
           "docs only")
@@ -60,24 +60,32 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def run_alert(repo: Path, head: str, bench: str, out: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_alert(repo: Path, head: str, bench: str, out: Path,
+              backend: str = "tensorflow") -> tuple[subprocess.CompletedProcess[str], dict]:
     result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "base", head, "--repo", str(repo),
-                             "--bench", bench, "--out", str(out)], capture_output=True, text=True, timeout=1800)
+                             "--bench", bench, "--out", str(out), "--backend", backend],
+                            capture_output=True, text=True, timeout=1800)
     report = json.loads((out / "alert.json").read_text()) if (out / "alert.json").exists() else {}
     return result, report
 
 
 @pytest.mark.alert
-def test_a_planted_slowdown_in_the_fit_path_is_a_regression(clone, tmp_path):
-    result, report = run_alert(clone, "slow", FIT_CELL, tmp_path / "out")
+def test_a_planted_slowdown_in_the_fit_path_is_a_regression_on_the_backend_it_touches(clone, tmp_path):
+    # The slowdown is planted in the tf.data pipeline, which only the tensorflow backend feeds from:
+    # the same cell on jax (another environment of asv's matrix) must come out unchanged.
+    result, report = run_alert(clone, "slow", FIT_CELL, tmp_path / "out", backend="tensorflow,jax")
     assert result.returncode == 1, result.stdout + result.stderr + (tmp_path / "out" / "asv.log").read_text()
-    worse = [c for c in report["comparisons"] if c["change"] == "worse"]
-    assert [(c["benchmark"], c["params"]["api"]) for c in worse] == [("bench_fit.FitLoop.time_fit_10_steps",
-                                                                      "'functional'")]
-    assert worse[0]["ratio"] > 1.10 and worse[0]["after"] > worse[0]["before"]
+    assert report["backends"] == ["tensorflow", "jax"]
+    by_backend = {c["backend"]: c for c in report["comparisons"]}
+    assert sorted(by_backend) == ["jax", "tensorflow"] and len(report["comparisons"]) == 2
+    worse = by_backend["tensorflow"]
+    assert (worse["change"], worse["benchmark"], worse["params"]["api"]) == (
+        "worse", "bench_fit.FitLoop.time_fit_10_steps", "'functional'")
+    assert worse["ratio"] > 1.10 and worse["after"] > worse["before"]
+    assert by_backend["jax"]["change"] != "worse" and by_backend["jax"]["before"] > 0
     markdown = (tmp_path / "out" / "alert.md").read_text()
     assert "### Regressions" in markdown and "bench_fit.FitLoop.time_fit_10_steps" in markdown
-    assert "api=functional, jit=False, device=cpu, batch_size=32" in markdown
+    assert "backend=tensorflow, api=functional, jit=False, device=cpu, batch_size=32" in markdown
     assert markdown.strip() in result.stdout  # the same Markdown on stdout, for a CI job summary
 
 
@@ -112,6 +120,23 @@ def test_a_benchmark_that_errors_is_listed_and_exits_2(clone, tmp_path):
     assert "benchmark failed on head: bench_fit.FitLoop.time_fit_10_steps" in result.stderr
 
 
+def test_a_backend_outside_the_matrix_is_one_line_and_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "HEAD", "HEAD", "--repo", str(ROOT),
+                             "--backend", "mxnet", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.strip().splitlines() == [
+        "fitbench: error: --backend mxnet: not in asv.conf.json's KERAS_BACKEND matrix (tensorflow, jax, torch)"]
+
+
+def test_every_backend_of_the_matrix_gets_its_own_asv_environment():
+    from fitbench.alerts import backend_environments
+
+    envs = backend_environments(str(ROOT), None)
+    assert list(envs) == ["tensorflow", "jax", "torch"]  # asv.conf.json's KERAS_BACKEND axis, in its order
+    assert len(set(envs.values())) == 3 and all(name.endswith(f"KERAS_BACKEND{b}") for b, name in envs.items())
+    assert backend_environments(str(ROOT), ["jax"]) == {"jax": envs["jax"]}
+
+
 # ---------- the deciding, without asv runs ----------
 
 def _ss(samples):
@@ -141,7 +166,8 @@ def test_higher_is_better_metrics_are_read_the_right_way_round():
 
 
 def test_exit_status_and_markdown():
-    rows = [Comparison("b.C.time_x", {"api": "'functional'"}, "seconds", 0.01, 0.02, "worse", 2.0, False, "p"),
+    rows = [Comparison("b.C.time_x", {"api": "'functional'"}, "seconds", 0.01, 0.02, "worse", 2.0, False, "p",
+                       backend="jax"),
             Comparison("b.C.time_z", {}, "seconds", 0.01, 0.01, "unchanged", 1.0)]
     assert exit_status(rows) == 1
     assert exit_status(rows + [Comparison("b.C.time_y", {}, "seconds", 1.0, None, "failed", failed_on=["head"])]) == 2
@@ -149,5 +175,5 @@ def test_exit_status_and_markdown():
     from dataclasses import asdict
     md = render_markdown({"base": "a" * 40, "head": "b" * 40, "factor": 1.1, "bench": "x", "machine": "m",
                           "comparisons": [asdict(r) for r in rows]})
-    assert "| `b.C.time_x` | api=functional | 10 ms | 20 ms | 2.00× | p |" in md
+    assert "| `b.C.time_x` | backend=jax, api=functional | 10 ms | 20 ms | 2.00× | p |" in md
     assert "**1 regression(s)**" in md and "<details>" in md

@@ -41,6 +41,12 @@ for jit in (False, True):
     out["on" if jit else "off"] = {
         "raw_losses": raw.losses, "keras_losses": history.history["loss"], "device": raw.variable_device(),
         "max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(raw.weights(), model.get_weights()))}
+out["tensorflow_loaded"] = "tensorflow" in sys.modules  # fitbench's seeding keeps it out (TF is installed)
+import keras
+seeded = build_model("functional", spec, seed=5).get_weights()
+keras.utils.set_random_seed(5)  # Keras' own way, which seeds (and imports) TensorFlow too
+out["same_init_as_keras_seeding"] = all(np.array_equal(a, b) for a, b in
+                                        zip(seeded, build_model("functional", spec).get_weights()))
 print(json.dumps(out))
 """
 
@@ -55,7 +61,9 @@ def _compare(backend: str) -> dict:
 
 def test_raw_jax_step_trains_exactly_like_keras_fit_on_jax():
     need("jax")
-    for jit, out in _compare("jax").items():
+    result = _compare("jax")
+    assert result.pop("tensorflow_loaded") is False and result.pop("same_init_as_keras_seeding") is True
+    for jit, out in result.items():
         assert out["max_abs_diff"] <= 1e-6, jit  # same weights, data, MSE and Adam formula
         assert out["raw_losses"] == pytest.approx(out["keras_losses"], rel=1e-5), jit
         assert out["device"].lower().startswith("cpu")
@@ -63,7 +71,9 @@ def test_raw_jax_step_trains_exactly_like_keras_fit_on_jax():
 
 def test_raw_torch_step_trains_like_keras_fit_on_torch():
     need("torch")
-    for jit, out in _compare("torch").items():
+    result = _compare("torch")
+    assert result.pop("tensorflow_loaded") is False and result.pop("same_init_as_keras_seeding") is True
+    for jit, out in result.items():
         # torch.optim.Adam adds epsilon after the bias correction, Keras before it: the first loss (before
         # any update) is the same, the next ones drift apart by about 1e-3 of the loss within three steps
         assert out["raw_losses"][0] == pytest.approx(out["keras_losses"][0], rel=1e-6), jit
@@ -72,19 +82,22 @@ def test_raw_torch_step_trains_like_keras_fit_on_torch():
         assert out["device"] == "cpu"
 
 
-def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(tmp_path):
+def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(tmp_path, without_tensorflow):
     for backend in BACKENDS:
         need(backend)
     out = tmp_path / "run.json"
+    # Without TensorFlow, as on the lent GPU machines: the JAX and PyTorch cells must not need it.
     result = run_cli("run", *SMALL, "--backend", "jax,torch", "--api", "functional", "--batch-sizes", "4",
-                     "--jit", "on", "--variant", "tuned", "--no-seed-workload", "--json", str(out))
+                     "--jit", "on", "--no-seed-workload", "--json", str(out), env=without_tensorflow)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = load(out)
     assert sorted((p["backend"], p["status"]) for p in doc["peaks"]) == [("jax", "ok"), ("torch", "ok")]
     records = {(r["backend"], r["variant"]): r for r in doc["records"]}
-    assert sorted(records) == [("jax", "tuned"), ("torch", "tuned")]
-    for (backend, _), r in records.items():
+    assert sorted(records) == [("jax", "plain"), ("jax", "tuned"), ("torch", "plain"), ("torch", "tuned")]
+    for (backend, variant), r in records.items():
         assert r["status"] == "ok" and r["jit_effective"] is True and backend in r["versions"]
+        assert "tensorflow" not in r["versions"] and r["input_pipeline"] == "python generator"
+        assert r["prefetch"] is False and r["data_on_device"] is (variant == "tuned")
         assert r["variable_device"].lower().startswith("cpu") and r["raw_device"].lower().startswith("cpu")
         assert r["raw_step_time_s"] > 0 and r["efficiency"] == pytest.approx(r["raw_step_time_s"] /
                                                                               r["step_time_median_s"])
@@ -93,15 +106,16 @@ def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(
     # Keras on PyTorch refuses steps_per_execution > 1: the cell says so and runs 1
     torch_tuned = records["torch", "tuned"]
     assert torch_tuned["steps_per_execution"] == 1 and "PyTorch" in torch_tuned["variant_note"]
-    assert torch_tuned["prefetch"] is True and torch_tuned["steps_timed"] == len(torch_tuned["step_times_s"])
+    assert torch_tuned["steps_timed"] == len(torch_tuned["step_times_s"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_determinism_on_each_backend_is_bit_identical_and_says_which_switch_was_on(tmp_path, backend):
+def test_determinism_on_each_backend_is_bit_identical_and_says_which_switch_was_on(tmp_path, backend,
+                                                                                    without_tensorflow):
     need(backend)
     out = tmp_path / "det.json"
     result = run_cli("determinism", *SMALL, "--backend", backend, "--epochs", "1", "--api",
-                     "sequential,functional", "--json", str(out))
+                     "sequential,functional", "--json", str(out), env=without_tensorflow)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = load(out)
     assert doc["backend"] == backend and doc["all_identical"] is True and len(doc["pairs"]) == 3
@@ -111,6 +125,14 @@ def test_determinism_on_each_backend_is_bit_identical_and_says_which_switch_was_
             assert "--xla_gpu_deterministic_ops=true" in run["xla_flags"]
         else:
             assert run["threads"] == {"intra_op": 2, "inter_op": 1}
+
+
+def test_without_tensorflow_the_tensorflow_backend_is_one_line_and_exit_2(tmp_path, without_tensorflow):
+    out = tmp_path / "run.json"
+    result = run_cli("run", *SMALL, "--json", str(out), env=without_tensorflow)
+    assert result.returncode == 2 and not out.exists()
+    assert result.stderr.strip().splitlines() == [
+        "fitbench: error: the tensorflow backend needs the tensorflow package, which is not installed"]
 
 
 def test_a_missing_backend_asked_for_alone_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):

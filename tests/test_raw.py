@@ -64,6 +64,7 @@ def test_peak_probe_on_a_missing_gpu_is_none_not_the_cpu(keras_cpu):
 def test_tuned_harness_runs_k_steps_per_execution_and_divides_the_time(keras_cpu, monkeypatch):
     harness = FitHarness("sequential", False, 4, SPEC, seed=0, variant=TUNED, steps_per_execution=4)
     assert harness.steps_per_execution == 4 and harness.prefetch is True
+    assert harness.input_pipeline == "tf.data" and harness.data_on_device is False  # TensorFlow's knobs
     executions = harness.fit_executions(3)
     assert len(executions) == 3  # the batch callback fires once per execution of 4 steps
     assert int(harness.model.optimizer.iterations.numpy()) == 12  # but 12 training steps ran
@@ -80,6 +81,16 @@ def test_plain_harness_keeps_one_step_per_execution(keras_cpu):
     assert len(harness.fit_steps(3)) == 3
     with pytest.raises(ValueError, match="unknown variant"):
         FitHarness("functional", False, 4, SPEC, variant="turbo")
+    with pytest.raises(ValueError, match="data_on_device is a knob of the jax and torch backends"):
+        FitHarness("functional", False, 4, SPEC, data_on_device=True)  # TensorFlow feeds tf.data
+
+
+def test_knobs_name_what_a_record_ran_with():
+    from fitbench.report import knobs
+
+    assert knobs({"steps_per_execution": 1, "prefetch": False}) == "none"
+    assert knobs({"steps_per_execution": 8, "prefetch": True, "data_on_device": False}) == "spe=8, prefetch"
+    assert knobs({"steps_per_execution": 1, "prefetch": False, "data_on_device": True}) == "data on device"
 
 
 def test_plan_cells_adds_the_tuned_variant_to_fit_cells_only():

@@ -45,10 +45,12 @@ class Comparison:
     higher_is_better: bool = False
     significance: str = ""
     failed_on: list[str] = field(default_factory=list)
+    backend: str | None = None  # the environment's KERAS_BACKEND (asv.conf.json's matrix axis)
 
     @property
     def label(self) -> str:
-        return self.benchmark + (f"({', '.join(self.params.values())})" if self.params else "")
+        on = f" [{self.backend}]" if self.backend else ""
+        return self.benchmark + (f"({', '.join(self.params.values())})" if self.params else "") + on
 
 
 # ---------- pure: decide and render ----------
@@ -115,8 +117,9 @@ def human(value: float | None, unit: str | None) -> str:
     return f"{text} {unit}" if unit and unit != "unit" else text
 
 
-def _params_text(params: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v.strip(chr(39))}" for k, v in params.items()) or "–"
+def _params_text(params: dict[str, str], backend: str | None = None) -> str:
+    pairs = ([("backend", backend)] if backend else []) + [(k, v.strip("'")) for k, v in params.items()]
+    return ", ".join(f"{k}={v}" for k, v in pairs) or "–"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -125,7 +128,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     by = {k: [c for c in rows if c.change == k] for k in ("worse", "better", "failed", "unchanged", "skipped")}
     lines = [f"## fitbench alert: `{report['base'][:10]}` → `{report['head'][:10]}`", "",
              f"asv continuous, factor {report['factor']:.2f}, asv's statistics (Mann-Whitney U on raw samples "
-             f"where there are enough); benchmarks `{report['bench']}`; machine `{report.get('machine', '?')}`.", "",
+             f"where there are enough); benchmarks `{report['bench']}`; "
+             f"{'backends ' + ', '.join(report['backends']) + '; ' if report.get('backends') else ''}"
+             f"machine `{report.get('machine', '?')}`.", "",
              f"**{len(by['worse'])} regression(s)**, {len(by['better'])} improvement(s), {len(by['failed'])} failed, "
              f"{len(by['unchanged'])} unchanged, {len(by['skipped'])} n/a.", ""]
 
@@ -136,7 +141,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "|---|---|---|---|---|---|"])
         for c in items:
             ratio = "–" if c.ratio is None else f"{c.ratio:.2f}×"
-            lines.append(f"| `{c.benchmark}` | {_params_text(c.params)} | {human(c.before, c.unit)} | "
+            lines.append(f"| `{c.benchmark}` | {_params_text(c.params, c.backend)} | {human(c.before, c.unit)} | "
                          f"{human(c.after, c.unit)} | {ratio} | {c.significance or '–'} |")
         lines.append("")
 
@@ -231,30 +236,59 @@ def select_benchmarks(repo: str, regex: str) -> list[str]:
     return chosen
 
 
-def run_asv_continuous(repo: str, base: str, head: str, regex: str, factor: float, log_path: Path) -> int:
+def _asv_config(repo: str) -> Any:
+    from asv.config import Config
+
+    conf = Config.load(os.path.join(repo, "asv.conf.json"))
+    for attr in ("results_dir", "benchmark_dir", "html_dir", "env_dir"):  # asv resolves these against the cwd
+        setattr(conf, attr, os.path.join(repo, getattr(conf, attr)))
+    return conf
+
+
+def backend_environments(repo: str, backends: list[str] | None) -> dict[str, str]:
+    """{KERAS_BACKEND: asv environment name} for the backends asked for (None: every one in the matrix).
+
+    asv's `-E` takes an environment's full name, which carries its requirements and environment variables;
+    asv builds the names itself from asv.conf.json's matrix."""
+    from asv.environment import get_environments
+
+    envs = {env.env_vars.get("KERAS_BACKEND", "tensorflow"): env.name
+            for env in get_environments(_asv_config(repo), None)}
+    if not envs:
+        raise UsageError(f"asv finds no environment for {repo}/asv.conf.json (is virtualenv installed?)")
+    if backends is None:
+        return envs
+    unknown = [b for b in backends if b not in envs]
+    if unknown:
+        raise UsageError(f"--backend {','.join(unknown)}: not in asv.conf.json's KERAS_BACKEND matrix "
+                         f"({', '.join(envs)})")
+    return {b: envs[b] for b in backends}
+
+
+def run_asv_continuous(repo: str, base: str, head: str, regex: str, factor: float, log_path: Path,
+                       environments: list[str] | None = None) -> int:
     """Both commits, interleaved rounds, raw samples; the log is kept beside the report."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes"], cwd=repo, env=env, capture_output=True)
     cmd = [*asv, "continuous", "--factor", str(factor), "--interleave-rounds", "--record-samples",
-           "-a", "rounds=2", "--show-stderr", "-b", regex, base, head]
+           "-a", "rounds=2", "--show-stderr", "-b", regex,
+           *[arg for name in environments or [] for arg in ("-E", name)], base, head]
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         return subprocess.run(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
-def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) -> dict[str, Any]:
+def compare_commits(repo: str, base: str, head: str, regex: str, factor: float,
+                    environments: list[str] | None = None) -> dict[str, Any]:
     """Read asv's stored results for both commits and classify every selected cell."""
     from asv.benchmarks import Benchmarks
     from asv.commands.compare import unroll_result
-    from asv.config import Config
     from asv.machine import Machine
     from asv.results import iter_results_for_machine_and_hash
 
-    conf = Config.load(os.path.join(repo, "asv.conf.json"))
-    for attr in ("results_dir", "benchmark_dir", "html_dir", "env_dir"):  # asv resolves these against the cwd
-        setattr(conf, attr, os.path.join(repo, getattr(conf, attr)))
+    conf = _asv_config(repo)
     machine = Machine.get_unique_machine_name()
     benchmarks = Benchmarks.load(conf)  # units and parameter names, read once
     units = {name: b.get("unit") for name, b in benchmarks.items()}
@@ -263,13 +297,16 @@ def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) 
     def cells(commit: str) -> dict[tuple[str, str], tuple[Any, Any, Any, list[Any]]]:
         out = {}
         for result in iter_results_for_machine_and_hash(conf.results_dir, machine, commit):
+            if environments is not None and result.env_name not in environments:
+                continue  # results of a backend this alert did not ask for (e.g. from an earlier asv run)
             for key in result.get_all_result_keys():
                 params = result.get_result_params(key)
                 unrolled = unroll_result(key, params, result.get_result_value(key, params),
                                          result.get_result_stats(key, params), result.get_result_samples(key, params))
                 for (name, value, stats, samples), combo in zip(unrolled, itertools.product(*params) or [()]):
                     if pattern.search(name):
-                        out[(name, result.env_name)] = (value, stats, samples, list(combo), key)
+                        out[(name, result.env_name)] = (value, stats, samples, list(combo), key,
+                                                        result.env_vars.get("KERAS_BACKEND"))
         return out
 
     before, after = cells(base), cells(head)
@@ -288,7 +325,8 @@ def compare_commits(repo: str, base: str, head: str, regex: str, factor: float) 
         comparisons.append(Comparison(
             benchmark=key, params=dict(zip(param_names, combo)), unit=units.get(key), before=value_b,
             after=value_a, change=change, ratio=ratio, higher_is_better=bool(HIGHER_IS_BETTER.search(key)),
-            significance=sig, failed_on=[n for n, v in (("base", value_b), ("head", value_a)) if v is None]))
+            significance=sig, failed_on=[n for n, v in (("base", value_b), ("head", value_a)) if v is None],
+            backend=ref[5]))
     return {"machine": machine, "comparisons": [asdict(c) for c in comparisons]}
 
 
@@ -299,7 +337,8 @@ def errors_in_log(log_text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def alert(repo: str, base_rev: str, head_rev: str, bench: str, factor: float, out_dir: str) -> tuple[int, dict[str, Any]]:
+def alert(repo: str, base_rev: str, head_rev: str, bench: str, factor: float, out_dir: str,
+          backends: list[str] | None = None) -> tuple[int, dict[str, Any]]:
     """The whole `fitbench alert BASE HEAD`: validate, run asv, compare, write alert.md/alert.json."""
     _require_asv()
     if factor <= 1.0:
@@ -309,14 +348,16 @@ def alert(repo: str, base_rev: str, head_rev: str, bench: str, factor: float, ou
         raise UsageError(f"no asv.conf.json in {repo}")
     base, head = resolve_commit(repo, base_rev), resolve_commit(repo, head_rev)
     report_cells = select_benchmarks(repo, bench)
+    environments = backend_environments(repo, backends)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    asv_status = run_asv_continuous(repo, base, head, bench, factor, out / "asv.log")
+    asv_status = run_asv_continuous(repo, base, head, bench, factor, out / "asv.log", list(environments.values()))
     report: dict[str, Any] = {"command": "alert", "base": base, "head": head, "base_rev": base_rev,
                               "head_rev": head_rev, "bench": bench, "selected": report_cells, "factor": factor,
+                              "backends": list(environments), "environments": list(environments.values()),
                               "asv_exit_status": asv_status}
     try:
-        report.update(compare_commits(repo, base, head, bench, factor))
+        report.update(compare_commits(repo, base, head, bench, factor, list(environments.values())))
     except RuntimeError as exc:
         report.update(comparisons=[], error=str(exc))
         write_report(out_dir, report)

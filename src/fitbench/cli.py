@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", choices=(*DEVICES, "both"))
     run.add_argument("--batch-sizes", help="comma-separated (default: the profile's)")
     run.add_argument("--variant", default="both", choices=("plain", "tuned", "both"),
-                     help="plain fit, tuned fit (steps_per_execution + prefetch), or both (default)")
+                     help="plain fit, tuned fit (steps_per_execution; prefetch on tensorflow, data on the device on "
+                          "jax/torch), or both (default)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
     run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
     run.add_argument("--plot", metavar="PATH", help="write a PNG of samples/s against batch size")
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     alert.add_argument("--factor", type=float, default=1.10, help="ratio that counts as a change (default 1.10)")
     alert.add_argument("--out", default="alert-report", metavar="DIR", help="where alert.md/alert.json go")
     alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
+    alert.add_argument("--backend", default=None,
+                       help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix (default: all of them)")
     alert.add_argument("--from-html", metavar="DIR", help="report the regressions in a published asv report instead")
 
     seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
@@ -301,8 +304,11 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
     out_parent = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_parent) or not os.access(out_parent, os.W_OK):
         raise UsageError(f"cannot write {args.out}: {out_parent} is not a writable directory")
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None
+    if args.backend is not None and not backends:
+        raise UsageError("--backend needs at least one backend")
     status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH,
-                                  args.factor, args.out)
+                                  args.factor, args.out, backends)
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status
@@ -310,7 +316,7 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
     failed = [c for c in report["comparisons"] if c["change"] == "failed"]
     for c in failed:
         sys.stderr.write(f"fitbench: benchmark failed on {' and '.join(c['failed_on'])}: {c['benchmark']} "
-                         f"{c['params']}\n")
+                         f"{c['params']}{' on ' + c['backend'] if c.get('backend') else ''}\n")
     print(f"report: {os.path.join(args.out, 'alert.md')} and alert.json; asv log: {os.path.join(args.out, 'asv.log')}")
     return status
 

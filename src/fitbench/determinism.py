@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fitbench.data import seed_input, seed_target, synthetic_batch
-from fitbench.model import ModelSpec, build_model, compile_model, jit_effective
+from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, seed_keras
 
 
 # ---------- pure comparison ----------
@@ -147,12 +147,12 @@ def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, 
 
         torch.set_num_threads(intra_op_threads)
         torch.set_num_interop_threads(inter_op_threads)
-        keras.utils.set_random_seed(seed)
+        seed_keras(seed)
         torch.use_deterministic_algorithms(bool(op_determinism))
         return {"threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
                 "op_determinism": bool(torch.are_deterministic_algorithms_enabled())}
     if backend == "jax":
-        keras.utils.set_random_seed(seed)
+        seed_keras(seed)
         return {"threads": {}, "op_determinism": JAX_DETERMINISM_FLAG in os.environ.get("XLA_FLAGS", ""),
                 "xla_flags": os.environ.get("XLA_FLAGS", "")}
     import tensorflow as tf

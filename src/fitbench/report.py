@@ -120,6 +120,14 @@ def jit_ratio_table(records: list[dict[str, Any]]) -> Table:
     return table
 
 
+def knobs(record: dict[str, Any]) -> str:
+    """The speed knobs a fit record ran with, e.g. "spe=8, prefetch" or "data on device" ("none": plain)."""
+    on = [f"spe={record['steps_per_execution']}"] if (record.get("steps_per_execution") or 1) > 1 else []
+    on += ["prefetch"] if record.get("prefetch") else []
+    on += ["data on device"] if record.get("data_on_device") else []
+    return ", ".join(on) or "none"
+
+
 def tuned_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tuned vs plain fit at the same (backend, api, device, batch, effective jit).
 
@@ -140,7 +148,7 @@ def tuned_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             plain_norm, tuned_norm = 1 / plain["efficiency"], 1 / tuned["efficiency"]
             gap_closed = (plain_norm - tuned_norm) / (plain_norm - 1)
         out.append({"backend": key[0], "api": key[2], "device": key[3], "batch_size": key[4], "jit_effective": key[5],
-                    "steps_per_execution": tuned.get("steps_per_execution"),
+                    "steps_per_execution": tuned.get("steps_per_execution"), "knobs": knobs(tuned),
                     "plain_samples_per_s": plain["samples_per_s"], "tuned_samples_per_s": tuned["samples_per_s"],
                     "gain": tuned["samples_per_s"] / plain["samples_per_s"],
                     "efficiency_plain": plain.get("efficiency"), "efficiency_tuned": tuned.get("efficiency"),
@@ -149,14 +157,14 @@ def tuned_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def tuned_gain_table(records: list[dict[str, Any]]) -> Table:
-    table = Table(title="tuned fit (steps_per_execution + prefetch) vs plain: gain, and the share of the "
-                        "plain→raw gap it closes")
-    for name in ("backend", "api", "device", "batch", "jit", "k", "plain samples/s", "tuned samples/s", "gain",
+    table = Table(title="tuned fit (steps_per_execution; prefetch on TensorFlow, data on the device on JAX and "
+                        "PyTorch) vs plain: gain, and the share of the plain→raw gap it closes")
+    for name in ("backend", "api", "device", "batch", "jit", "knobs", "plain samples/s", "tuned samples/s", "gain",
                  "raw/fit plain", "raw/fit tuned", "gap closed"):
-        table.add_column(name, justify="left" if name in ("backend", "api", "device", "jit") else "right")
+        table.add_column(name, justify="left" if name in ("backend", "api", "device", "jit", "knobs") else "right")
     for g in tuned_gains(records):
         table.add_row(g["backend"], g["api"], g["device"], str(g["batch_size"]), _on_off(g["jit_effective"]),
-                      str(g["steps_per_execution"]), f"{g['plain_samples_per_s']:,.0f}",
+                      g["knobs"], f"{g['plain_samples_per_s']:,.0f}",
                       f"{g['tuned_samples_per_s']:,.0f}", f"{g['gain']:.2f}×", _fmt(g["efficiency_plain"], ".2f"),
                       _fmt(g["efficiency_tuned"], ".2f"),
                       f"{100 * g['gap_closed']:.0f} %" if g["gap_closed"] is not None else "-")

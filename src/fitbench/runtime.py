@@ -132,7 +132,7 @@ def library_versions(backend: str = "tensorflow") -> dict[str, str]:
     import numpy as np
 
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
-    names = [framework_module(backend)] + (["tensorflow"] if "tensorflow" in sys.modules else [])
+    names = [framework_module(backend)] + (["tensorflow"] if sys.modules.get("tensorflow") is not None else [])
     for name in dict.fromkeys(names):
         versions[name] = str(importlib.import_module(name).__version__)
     return versions

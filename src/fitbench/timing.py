@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from fitbench import APIS, BACKENDS, DEVICES
 from fitbench.data import seed_input, seed_target, synthetic_batch
@@ -124,23 +124,37 @@ def supports_steps_per_execution() -> bool:
 
 
 class FitHarness:
-    """A compiled model and an endless dataset of one seeded batch, ready for timed `fit` calls.
+    """A compiled model and an endless feed of one seeded batch, ready for timed `fit` calls.
 
     variant="plain" is `compile` + `fit` as the seed wrote them. variant="tuned" turns on the knobs
-    Keras offers for a faster loop: `steps_per_execution` (default TUNED_STEPS_PER_EXECUTION: that many
-    steps per call into the compiled function) and a prefetched dataset (`prefetch(AUTOTUNE)`); jit stays
-    the cell's own axis, so "tuned, jit on" is the full set. `steps_per_execution`/`prefetch` override
-    the variant's knobs one by one (to measure the gain each one brings). Keras on PyTorch refuses
-    steps_per_execution > 1: there it is set to 1 and `note` says so (tuned = prefetch only).
+    Keras offers for a faster loop on the cell's backend, jit staying the cell's own axis (so "tuned,
+    jit on" is the full set):
+    - `steps_per_execution` (default TUNED_STEPS_PER_EXECUTION steps per call into the compiled
+      function), on TensorFlow and JAX; Keras on PyTorch refuses more than 1: there it stays 1 and
+      `note` says so;
+    - on TensorFlow, a prefetched tf.data pipeline (`prefetch(AUTOTUNE)`);
+    - on JAX and PyTorch, the batch already on the device (`keras.ops.convert_to_tensor` once, so no step
+      copies it from host numpy), where the plain variant feeds host numpy arrays as `fit(x, y)` does.
+    The JAX and PyTorch feeds are Python generators, not tf.data: those cells never import TensorFlow
+    (it need not be installed). `steps_per_execution`, `prefetch` and `data_on_device` override the
+    variant's knobs one by one, to measure the gain each brings (`prefetch` is TensorFlow's only,
+    `data_on_device` JAX's and PyTorch's only: asking for one elsewhere raises ValueError).
     """
 
     def __init__(self, api: str, jit: bool, batch_size: int, spec: ModelSpec = ModelSpec(), seed: int = 0,
-                 variant: str = PLAIN, steps_per_execution: int | None = None, prefetch: bool | None = None) -> None:
-        import tensorflow as tf  # tf.data: Keras accepts it on every backend
+                 variant: str = PLAIN, steps_per_execution: int | None = None, prefetch: bool | None = None,
+                 data_on_device: bool | None = None) -> None:
+        import keras
 
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         tuned = variant == TUNED
+        self.backend = keras.backend.backend()
+        on_tf = self.backend == "tensorflow"
+        if prefetch and not on_tf:
+            raise ValueError(f"prefetch is a tf.data knob: the {self.backend} backend's feed is a Python generator")
+        if data_on_device and on_tf:
+            raise ValueError("data_on_device is a knob of the jax and torch backends (TensorFlow feeds tf.data)")
         self.api, self.jit_requested, self.batch_size, self.spec = api, bool(jit), batch_size, spec
         self.variant = variant
         self.steps_per_execution = int(steps_per_execution or (TUNED_STEPS_PER_EXECUTION if tuned else 1))
@@ -149,15 +163,33 @@ class FitHarness:
             self.note = (f"steps_per_execution={self.steps_per_execution} asked, but Keras on PyTorch only "
                          "runs 1: this cell ran 1")
             self.steps_per_execution = 1
-        self.prefetch = bool(tuned if prefetch is None else prefetch)
+        self.prefetch = on_tf and bool(tuned if prefetch is None else prefetch)
+        self.data_on_device = not on_tf and bool(tuned if data_on_device is None else data_on_device)
+        self.input_pipeline = "tf.data" if on_tf else "python generator"
         self.model = compile_model(build_model(api, spec, seed=seed), jit, spec,
                                    steps_per_execution=self.steps_per_execution)
         x, y = synthetic_batch(spec, batch_size, seed)
         # One batch repeated: the input pipeline costs nothing, so the step is what gets timed.
-        self.dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
-        if self.prefetch:
-            self.dataset = self.dataset.prefetch(tf.data.AUTOTUNE)
+        if on_tf:
+            import tensorflow as tf
+
+            dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+            self._dataset = dataset.prefetch(tf.data.AUTOTUNE) if self.prefetch else dataset
+        else:
+            self._batch = ((keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y))
+                           if self.data_on_device else (x, y))
         self.first_step_s: float | None = None
+
+    def _feed(self) -> Any:
+        """What `fit` gets: the tf.data pipeline, or a fresh endless generator of the one batch."""
+        if self.input_pipeline == "tf.data":
+            return self._dataset
+
+        def repeat_batch() -> Iterator[tuple[Any, Any]]:
+            while True:
+                yield self._batch
+
+        return repeat_batch()
 
     @property
     def jit_effective(self) -> bool:
@@ -169,7 +201,7 @@ class FitHarness:
         Keras calls the batch callbacks once per execution (k = steps_per_execution steps), so that is
         the finest time there is with k > 1."""
         timer = step_timer()
-        self.model.fit(self.dataset, epochs=1, steps_per_epoch=executions * self.steps_per_execution,
+        self.model.fit(self._feed(), epochs=1, steps_per_epoch=executions * self.steps_per_execution,
                        verbose=0, callbacks=[timer], shuffle=False)
         return timer.times
 
@@ -271,6 +303,8 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         "widths": list(model_spec.widths),
         "steps_per_execution": k,
         "prefetch": bool(getattr(harness, "prefetch", False)),
+        "data_on_device": bool(getattr(harness, "data_on_device", False)),
+        "input_pipeline": getattr(harness, "input_pipeline", "numpy arrays"),
         "variant_note": note,
         "warmup_steps": warmup,
         "steps_timed": len(times) * k,
