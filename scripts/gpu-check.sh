@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # GPU cells and the determinism check on the GPU, for the tensorflow, jax and torch backends.
 #
-# NOT RUN YET: written on a machine without a GPU. It needs an NVIDIA GPU with its driver, and in the active
-# Python environment fitbench with TensorFlow built with CUDA (pip install "tensorflow[and-cuda]"), JAX with
-# CUDA (pip install "jax[cuda12]") and a CUDA build of PyTorch (pip install torch). The first run on a GPU
-# machine is the check of this script itself: read its output before trusting the numbers.
+# NOT RUN ON A GPU YET: written on machines without one. It needs an NVIDIA GPU with its driver, and in the
+# active Python environment fitbench (`pip install --no-deps -e .` is enough for the jax and torch backends),
+# Keras, JAX with CUDA (pip install "jax[cuda12]") and/or a CUDA build of PyTorch; TensorFlow built with CUDA
+# (pip install "tensorflow[and-cuda]") is optional: the jax and torch cells do not import it. The first run on
+# a GPU machine is the check of this script itself: read its output before trusting the numbers.
 #
 # Usage: scripts/gpu-check.sh [OUT_DIR]   (default: gpu-results)
+#        BACKENDS=jax,torch scripts/gpu-check.sh   (default: each of tensorflow, jax, torch that imports)
 # Writes into OUT_DIR: nvidia-smi.txt, run-gpu.json and run-gpu.png (fit cells, raw steps, peak probe),
 # determinism-<backend>.json for each backend, and summary.txt. Exit status: 0 when every step did what
 # it should, else the number of steps that failed (each is named on stderr).
@@ -36,19 +38,35 @@ if ! command -v nvidia-smi >/dev/null; then
 fi
 nvidia-smi > "$out/nvidia-smi.txt"
 
+# The backends to check: as asked, or each framework that imports here (the lent GPU machines have JAX and
+# PyTorch but no TensorFlow).
+if [ -z "${BACKENDS:-}" ]; then
+  BACKENDS=$("$py" -c 'import importlib.util as u; print(",".join(b for b in ("tensorflow", "jax", "torch") if u.find_spec(b)))')
+  echo "backends found: ${BACKENDS:-none}" | tee -a "$out/summary.txt"
+fi
+if [ -z "$BACKENDS" ]; then
+  echo "gpu-check: none of tensorflow, jax, torch is installed" >&2
+  exit 2
+fi
+
 # Each backend must see the GPU before any cell runs (a CPU-only build would only give skipped cells).
-step "tensorflow sees a GPU" "$py" -c 'import tensorflow as tf, sys; g = tf.config.list_physical_devices("GPU"); print(g); sys.exit(0 if g else 1)'
-step "jax sees a GPU" "$py" -c 'import jax, sys; d = jax.devices(); print(d); sys.exit(0 if d[0].platform == "gpu" else 1)'
-step "torch sees a GPU" "$py" -c 'import torch, sys; print(torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)'
+declare -A sees_gpu=(
+  [tensorflow]='import tensorflow as tf, sys; g = tf.config.list_physical_devices("GPU"); print(g); sys.exit(0 if g else 1)'
+  [jax]='import jax, sys; d = jax.devices(); print(d); sys.exit(0 if d[0].platform == "gpu" else 1)'
+  [torch]='import torch, sys; print(torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)'
+)
+for backend in ${BACKENDS//,/ }; do
+  step "$backend sees a GPU" "$py" -c "${sees_gpu[$backend]}"
+done
 
 # GPU fit cells (plain and tuned, jit off and on), raw steps and the peak probe; every cell checks that the
 # model's and the raw step's variables live on the GPU (status error otherwise) and records the GPU's name.
-step "fit cells on the GPU" "$py" -m fitbench run --backend tensorflow,jax,torch --device gpu --api functional \
+step "fit cells on the GPU" "$py" -m fitbench run --backend "$BACKENDS" --device gpu --api functional \
   --batch-sizes 32,256,2048 --no-seed-workload --json "$out/run-gpu.json" --plot "$out/run-gpu.png"
 
 # Bit-identity of Sequential/Functional/Subclassed and run to run, on the GPU: TF op determinism,
 # XLA_FLAGS=--xla_gpu_deterministic_ops=true on JAX, torch.use_deterministic_algorithms(True) on PyTorch.
-for backend in tensorflow jax torch; do
+for backend in ${BACKENDS//,/ }; do
   step "determinism on the GPU, $backend" "$py" -m fitbench determinism --backend "$backend" --device gpu \
     --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend.json"
 done

@@ -115,7 +115,7 @@ def test_a_benchmark_that_errors_is_listed_and_exits_2(clone, tmp_path):
     # what did run is still reported
     assert by_change["bench_determinism.Determinism.track_sequential_functional_identical"]["change"] == "unchanged"
     markdown = (tmp_path / "out" / "alert.md").read_text()
-    assert "`bench_fit.FitLoop.time_fit_10_steps('functional', False, 'cpu', 32)`: failed on head" in markdown
+    assert "`bench_fit.FitLoop.time_fit_10_steps('functional', False, 'cpu', 32) [tensorflow]`: failed on head" in markdown
     assert "RuntimeError: planted failure" in markdown and report["asv_errors"] == ["RuntimeError: planted failure"]
     assert "benchmark failed on head: bench_fit.FitLoop.time_fit_10_steps" in result.stderr
 

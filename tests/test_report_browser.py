@@ -1,7 +1,8 @@
 """The published asv report, opened in a real headless Chromium over HTTP on 127.0.0.1.
 
 Uses the report in $FITBENCH_ASV_HTML or .asv/html (what `.ci/run` publishes); without one, it runs a small
-asv selection on this checkout (existing environment, quick) and publishes it into a temporary folder.
+asv selection of this checkout's HEAD on every backend of the matrix (asv's virtualenv environments, quick)
+and publishes it into a temporary folder.
 
 asv's index.html loads jQuery, flot, bootstrap and friends from CDNs, and this machine has no internet.
 The test server maps those URLs to the same libraries at the same versions installed from npm
@@ -39,12 +40,15 @@ CDN_TO_NPM = {
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 FIT_GRAPH = "bench_fit.FitLoop.time_fit_10_steps"
+THROUGHPUT_GRAPH = "bench_fit.FitLoop.track_samples_per_second"  # .ci/run runs it on every backend
+BACKENDS = ["tensorflow", "jax", "torch"]  # asv.conf.json's KERAS_BACKEND axis
 
 pytestmark = pytest.mark.browser
 
 
 def _publish_small_report(tmp: Path) -> Path:
-    """asv run (quick, existing env) of one fit benchmark and the determinism tracks, then publish."""
+    """asv run (quick) of HEAD in the matrix's virtualenv, every backend: one fit cell of the time and
+    throughput benchmarks, and the determinism tracks on tensorflow; then publish."""
     conf = json.loads((ROOT / "asv.conf.json").read_text())
     conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / "benchmarks"), results_dir=str(tmp / "results"),
                 html_dir=str(tmp / "html"), env_dir=str(tmp / "env"))
@@ -52,10 +56,15 @@ def _publish_small_report(tmp: Path) -> Path:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FITBENCH_PROFILE": "quick"}
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes"], cwd=tmp, env=env, check=True, capture_output=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True)
-    subprocess.run([*asv, "run", "--quick", "-E", f"existing:{sys.executable}", "--set-commit-hash",
-                    head.stdout.strip(), "--bench", FIT_GRAPH + "|track_seq"],
-                   cwd=tmp, env=env, check=True, capture_output=True)
+    from fitbench.alerts import backend_environments
+
+    envs = backend_environments(str(tmp), None)
+    one_cell = r"FitLoop\.(time_fit_10_steps|track_samples_per_second)\('functional', True, 'cpu', 32\)"
+    for selection, backends in ((one_cell, BACKENDS), ("track_seq", ["tensorflow"])):
+        environments = [arg for b in backends for arg in ("-E", envs[b])]
+        run = subprocess.run([*asv, "run", "--quick", *environments, "--bench", selection, "HEAD^!"],
+                             cwd=tmp, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     subprocess.run([*asv, "publish"], cwd=tmp, env=env, check=True, capture_output=True)
     return tmp / "html"
 
@@ -177,3 +186,32 @@ def test_fit_loop_graph_page_renders_a_plot(browser, server_url):
         assert name in panel
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "asv-fit-loop-graph.png"))
+
+
+def test_the_report_has_the_backend_axis_with_every_backend(report_dir):
+    index = json.loads((report_dir / "index.json").read_text())
+    assert index["params"]["env-KERAS_BACKEND"] == sorted(BACKENDS) or \
+        sorted(index["params"]["env-KERAS_BACKEND"]) == sorted(BACKENDS)
+    # each backend has its own results for the throughput graph (one graph file per environment)
+    graphs = [p for p in (report_dir / "graphs").rglob(THROUGHPUT_GRAPH + ".json")]
+    backends_with_points = {b for p in graphs for b in BACKENDS if f"env-KERAS_BACKEND-{b}" in p.parts
+                            and json.loads(p.read_text())}
+    assert backends_with_points == set(BACKENDS), graphs
+
+
+def test_throughput_graph_page_shows_the_backends_side_by_side(browser, server_url):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server_url + "index.html#" + THROUGHPUT_GRAPH)
+    canvas = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#main-graph canvas.flot-base"))[0]
+    drawn = _wait(browser, lambda d: d.execute_script(
+        "const c = arguments[0]; const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < px.length; i += 4) { if (px[i] > 0) n++; } return n || false;", canvas))
+    assert drawn > 100
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    panel = browser.find_element(By.ID, "graphdisplay-navigation").text
+    assert "KERAS_BACKEND" in panel
+    for backend in BACKENDS:
+        assert backend in panel
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "asv-throughput-by-backend.png"))
