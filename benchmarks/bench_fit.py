@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import statistics
 
-from .common import (APIS, BACKEND, FIT_STEPS, PROFILE, SEED, WARMUP_STEPS, Benchmark, FitHarness, ModelSpec,
+from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROFILE, SEED, WARMUP_STEPS, Benchmark, FitHarness, ModelSpec,
                      RawHarness, cached, measure_peak, require, select_device, train_step_flops)
 
 
 class FitLoop(Benchmark):
-    params = [list(APIS), [False, True], ["cpu", "gpu"], PROFILE["batch_sizes"]]
+    params = [list(APIS), [False, True], DEVICES, PROFILE["batch_sizes"]]
     param_names = ["api", "jit", "device", "batch_size"]
 
     def setup(self, api: str, jit: bool, device: str, batch_size: int) -> None:

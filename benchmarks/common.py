@@ -24,7 +24,7 @@ def safe_import() -> Iterator[None]:
 
 
 FitHarness = SeedHarness = check_determinism = ModelSpec = train_step_flops = gpu_names = None
-RawHarness = measure_peak = backend_missing = None
+RawHarness = measure_peak = backend_missing = gpu_driver_present = None
 APIS: tuple[str, ...] = ("sequential", "functional", "subclassed")
 with safe_import():
     from fitbench import APIS  # noqa: F811
@@ -42,6 +42,8 @@ with safe_import():
     from fitbench.peak import measure_peak  # noqa: F811
 with safe_import():
     from fitbench.runtime import backend_missing  # noqa: F811
+with safe_import():
+    from fitbench.runtime import gpu_driver_present  # noqa: F811
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not a benchmark result
 
@@ -55,6 +57,23 @@ if PROFILE_NAME not in PROFILES:
     raise ValueError(f"FITBENCH_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE_NAME!r}")
 PROFILE = PROFILES[PROFILE_NAME]
 
+
+def _devices() -> list[str]:
+    """The fit loop's device axis. FITBENCH_DEVICES=cpu,gpu fixes it; by default `gpu` is on it only where an
+    NVIDIA driver is: elsewhere every gpu cell is n/a, and asv still starts a process for each (half of the
+    fit loop's processes on a CPU machine)."""
+    chosen = [d.strip() for d in os.environ.get("FITBENCH_DEVICES", "").split(",") if d.strip()]
+    if chosen:
+        unknown = [d for d in chosen if d not in ("cpu", "gpu")]
+        if unknown:
+            raise ValueError(f"FITBENCH_DEVICES takes cpu and/or gpu, got {', '.join(unknown)}")
+        return chosen
+    if gpu_driver_present is None or gpu_driver_present():  # an older fitbench cannot tell: keep both
+        return ["cpu", "gpu"]
+    return ["cpu"]
+
+
+DEVICES = _devices()
 FIT_STEPS = 10  # steps per timed fit() call (the `10` in time_fit_10_steps): the same in every profile
 WARMUP_STEPS = 3  # the first is trace + compile; none of them is timed
 SEED = 0

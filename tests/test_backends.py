@@ -115,10 +115,12 @@ def test_determinism_on_each_backend_is_bit_identical_and_says_which_switch_was_
     need(backend)
     out = tmp_path / "det.json"
     result = run_cli("determinism", *SMALL, "--backend", backend, "--epochs", "1", "--api",
-                     "sequential,functional", "--json", str(out), env=without_tensorflow)
+                     "sequential,functional", "--runs", "3", "--json", str(out), env=without_tensorflow)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = load(out)
-    assert doc["backend"] == backend and doc["all_identical"] is True and len(doc["pairs"]) == 3
+    # 1 pair across the APIs, and each API in 3 processes: 3 run-to-run pairs each
+    assert doc["backend"] == backend and doc["all_identical"] is True and len(doc["pairs"]) == 1 + 2 * 3
+    assert len(doc["runs"]) == 3
     for run in doc["runs"]:
         assert run["backend"] == backend and run["op_determinism"] is True
         if backend == "jax":

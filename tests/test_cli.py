@@ -41,6 +41,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
     (["determinism", "--epochs", "-1"], "--epochs must be a positive integer"),
     (["determinism", "--api", "functional,keras2"], "unknown api 'keras2'"),
     (["determinism", "--nudge", "subclassed", "--api", "functional"], "--nudge subclassed"),
+    (["determinism", "--runs", "1"], "--runs must be at least 2"),
     (["seed", "--epochs", "0"], "--epochs must be a positive integer"),
     (["bench"], "invalid choice: 'bench'"),
 ])

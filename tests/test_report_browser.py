@@ -169,7 +169,7 @@ def test_index_lists_the_fitbench_benchmarks(browser, server_url):
     assert "Determinism" in text
 
 
-def test_fit_loop_graph_page_renders_a_plot(browser, server_url):
+def test_fit_loop_graph_page_renders_a_plot(browser, server_url, report_dir):
     from selenium.webdriver.common.by import By
 
     browser.get(server_url + "index.html#" + FIT_GRAPH)
@@ -180,9 +180,14 @@ def test_fit_loop_graph_page_renders_a_plot(browser, server_url):
         "let n = 0; for (let i = 3; i < px.length; i += 4) { if (px[i] > 0) n++; } return n || false;", canvas))
     assert drawn > 100
     assert not browser.find_element(By.ID, "error").is_displayed()
-    # The parameter panel lists the fit loop's axes.
+    # The parameter panel lists the fit loop's axes (asv shows those with more than one value; `device` has
+    # one on a machine without a GPU).
+    index = json.loads((report_dir / "index.json").read_text())
+    names, values = index["benchmarks"][FIT_GRAPH]["param_names"], index["benchmarks"][FIT_GRAPH]["params"]
+    shown = [n for n, v in zip(names, values) if len(v) > 1]
+    assert {"api", "jit", "batch_size"} <= set(shown)
     panel = browser.find_element(By.ID, "graphdisplay-navigation").text
-    for name in ("api", "jit", "device", "batch_size"):
+    for name in shown:
         assert name in panel
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "asv-fit-loop-graph.png"))
@@ -190,8 +195,7 @@ def test_fit_loop_graph_page_renders_a_plot(browser, server_url):
 
 def test_the_report_has_the_backend_axis_with_every_backend(report_dir):
     index = json.loads((report_dir / "index.json").read_text())
-    assert index["params"]["env-KERAS_BACKEND"] == sorted(BACKENDS) or \
-        sorted(index["params"]["env-KERAS_BACKEND"]) == sorted(BACKENDS)
+    assert set(BACKENDS) <= set(index["params"]["env-KERAS_BACKEND"])
     # each backend has its own results for the throughput graph (one graph file per environment)
     graphs = [p for p in (report_dir / "graphs").rglob(THROUGHPUT_GRAPH + ".json")]
     backends_with_points = {b for p in graphs for b in BACKENDS if f"env-KERAS_BACKEND-{b}" in p.parts

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "algorithms, XLA's GPU flag)")
     det.add_argument("--device", default="cpu", choices=DEVICES, help="train on the CPU (default) or the first GPU")
     det.add_argument("--nudge", metavar="API", help="self-test: move one initial weight of API by one ULP")
+    det.add_argument("--runs", type=_positive_int("--runs"), default=2,
+                     help="separate training processes, each API compared across all of them (default 2, at least 2)")
 
     alert = sub.add_parser("alert", help="run asv on two commits and report what got worse")
     alert.add_argument("base", nargs="?", help="base commit (e.g. origin/main)")
@@ -237,6 +239,8 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     apis = _apis(args.api)
     if len(apis) < 1:
         raise UsageError("--api must name at least one api")
+    if args.runs < 2:
+        raise UsageError(f"--runs must be at least 2 (run-to-run needs two processes), got {args.runs}")
     if args.nudge is not None and check_api(args.nudge) not in apis:
         raise UsageError(f"--nudge {args.nudge} is not among the apis being checked ({', '.join(apis)})")
     spec = ModelSpec(widths=parse_widths(args.widths))
@@ -255,7 +259,8 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
             doc = check_determinism(apis, spec, epochs=args.epochs, jit=args.jit == "on", seed=args.seed,
                                     samples=args.samples, batch_size=batch_size, intra_op_threads=args.threads,
                                     inter_op_threads=1, op_determinism=not args.no_op_determinism,
-                                    nudge_api=args.nudge, backend=backends[0], device=args.device)
+                                    nudge_api=args.nudge, backend=backends[0], device=args.device,
+                                    runs=args.runs)
     except IsolatedError as exc:  # a training process failed: nothing to compare, nothing written
         sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
         return EXIT_FAILED
