@@ -169,10 +169,11 @@ def test_index_lists_the_fitbench_benchmarks(browser, server_url):
     assert "Determinism" in text
 
 
-def test_fit_loop_graph_page_renders_a_plot(browser, server_url, report_dir):
+def open_graph(browser: object, server_url: str, graph: str) -> str:
+    """Open a benchmark's graph page, wait until its plot is drawn, and return the parameter panel's text."""
     from selenium.webdriver.common.by import By
 
-    browser.get(server_url + "index.html#" + FIT_GRAPH)
+    browser.get(server_url + "index.html#" + graph)
     canvas = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#main-graph canvas.flot-base"))[0]
     # Something was drawn: the plot canvas has opaque pixels (an empty canvas is all transparent).
     drawn = _wait(browser, lambda d: d.execute_script(
@@ -180,13 +181,17 @@ def test_fit_loop_graph_page_renders_a_plot(browser, server_url, report_dir):
         "let n = 0; for (let i = 3; i < px.length; i += 4) { if (px[i] > 0) n++; } return n || false;", canvas))
     assert drawn > 100
     assert not browser.find_element(By.ID, "error").is_displayed()
+    return browser.find_element(By.ID, "graphdisplay-navigation").text
+
+
+def test_fit_loop_graph_page_renders_a_plot(browser, server_url, report_dir):
+    panel = open_graph(browser, server_url, FIT_GRAPH)
     # The parameter panel lists the fit loop's axes (asv shows those with more than one value; `device` has
     # one on a machine without a GPU).
     index = json.loads((report_dir / "index.json").read_text())
     names, values = index["benchmarks"][FIT_GRAPH]["param_names"], index["benchmarks"][FIT_GRAPH]["params"]
     shown = [n for n, v in zip(names, values) if len(v) > 1]
     assert {"api", "jit", "batch_size"} <= set(shown)
-    panel = browser.find_element(By.ID, "graphdisplay-navigation").text
     for name in shown:
         assert name in panel
     ARTIFACTS.mkdir(exist_ok=True)
@@ -206,16 +211,13 @@ def test_the_report_has_the_backend_axis_with_every_backend(report_dir):
 def test_throughput_graph_page_shows_the_backends_side_by_side(browser, server_url):
     from selenium.webdriver.common.by import By
 
-    browser.get(server_url + "index.html#" + THROUGHPUT_GRAPH)
-    canvas = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#main-graph canvas.flot-base"))[0]
-    drawn = _wait(browser, lambda d: d.execute_script(
-        "const c = arguments[0]; const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        "let n = 0; for (let i = 3; i < px.length; i += 4) { if (px[i] > 0) n++; } return n || false;", canvas))
-    assert drawn > 100
-    assert not browser.find_element(By.ID, "error").is_displayed()
-    panel = browser.find_element(By.ID, "graphdisplay-navigation").text
+    panel = open_graph(browser, server_url, THROUGHPUT_GRAPH)
     assert "KERAS_BACKEND" in panel
     for backend in BACKENDS:
         assert backend in panel
+    # one plotted series per backend: flot's legend names each series by its parameters
+    legend = browser.find_element(By.CSS_SELECTOR, "#main-graph .legend").text
+    for backend in BACKENDS:
+        assert f"env-KERAS_BACKEND-{backend}" in legend, legend
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "asv-throughput-by-backend.png"))

@@ -70,7 +70,7 @@ def warm_step(keras_cpu: Any) -> Callable[[str, bool, int], tuple[FitHarness, tu
         if key not in cache:
             harness = FitHarness(api, jit, batch_size, SEED_SPEC, seed=0)
             harness.warm_up(WARMUP_FIT_STEPS)
-            x, y = (ops.convert_to_tensor(t.numpy()) for t in next(iter(harness.dataset)))
+            x, y = (ops.convert_to_tensor(t) for t in harness.batch)
             for _ in range(WARMUP_CALLS):
                 harness.model.train_on_batch(x, y)
             cache[key] = harness, (x, y)

@@ -169,6 +169,7 @@ class FitHarness:
         self.model = compile_model(build_model(api, spec, seed=seed), jit, spec,
                                    steps_per_execution=self.steps_per_execution)
         x, y = synthetic_batch(spec, batch_size, seed)
+        self.batch = (x, y)  # host numpy: the one seeded batch every step trains on
         # One batch repeated: the input pipeline costs nothing, so the step is what gets timed.
         if on_tf:
             import tensorflow as tf
