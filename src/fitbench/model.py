@@ -134,8 +134,9 @@ def seed_keras(seed: int, keras_module: Any = None) -> None:
     Keras seeds TensorFlow too whenever it is installed, for tf.data pipelines; the JAX and PyTorch cells
     feed no tf.data, and that import alone costs every such process about 2 s and 460 MiB of resident memory
     on a 2-core machine (measured: `import keras; keras.utils.set_random_seed(0)` with KERAS_BACKEND=jax,
-    3.9 s / 750 MiB peak RSS vs 1.8 s / 290 MiB), which would land in their start-up and peak-memory numbers. The weights are the
-    same either way: Keras' initializers draw from its own seed generator, not from TensorFlow's."""
+    3.9 s / 750 MiB peak RSS vs 1.8 s / 290 MiB), which would land in their start-up and peak-memory numbers.
+    The weights are the same either way: Keras' initializers draw from its own seed generator, not from
+    TensorFlow's (tests/test_backends.py checks it)."""
     keras = _keras(keras_module)
     if keras.backend.backend() == "tensorflow" or keras_module is not None:
         keras.utils.set_random_seed(seed)
