@@ -52,7 +52,12 @@ fi
 # Each backend must see the GPU before any cell runs (a CPU-only build would only give skipped cells).
 declare -A sees_gpu=(
   [tensorflow]='import tensorflow as tf, sys; g = tf.config.list_physical_devices("GPU"); print(g); sys.exit(0 if g else 1)'
-  [jax]='import jax, sys; d = jax.devices(); print(d); sys.exit(0 if d[0].platform == "gpu" else 1)'
+  [jax]='import jax, sys
+try:
+    d = jax.devices("gpu")  # as fitbench asks: raises when jaxlib has no CUDA or sees no GPU
+except RuntimeError as exc:
+    d = []; print(exc)
+print(d); sys.exit(0 if d else 1)'
   [torch]='import torch, sys; print(torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)'
 )
 for backend in ${BACKENDS//,/ }; do

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from conftest import SMALL, load, run_cli
 from fitbench import cli
 
 BACKENDS = ["jax", "torch"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def need(backend: str) -> None:
@@ -175,3 +177,29 @@ def test_placement_check_reads_each_frameworks_device_string(where, device, expe
     from fitbench.runtime import on_device
 
     assert on_device(where, device) is expected
+
+
+def test_gpu_check_script_fails_every_gpu_step_where_there_is_no_gpu(tmp_path, without_tensorflow):
+    """scripts/gpu-check.sh must not pass vacuously: with an `nvidia-smi` but no GPU behind it (a stand-in
+    on PATH), each GPU step fails and the exit status counts them; what ran is still written."""
+    from fitbench.runtime import gpu_driver_present
+
+    need("jax")
+    if gpu_driver_present():
+        pytest.skip("this machine has an NVIDIA driver: run scripts/gpu-check.sh itself")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'stand-in nvidia-smi: no GPU behind it'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    out = tmp_path / "gpu-results"
+    env = {**os.environ, **without_tensorflow, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}",
+           "BACKENDS": "jax", "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), str(out)], capture_output=True,
+                            text=True, env=env, timeout=900)
+    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED: ")]
+    assert [f.split(" (exit")[0] for f in failed] == [
+        "FAILED: jax sees a GPU", "FAILED: determinism on the GPU, jax", "FAILED: every GPU cell ran on the GPU"]
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
+    doc = load(out / "run-gpu.json")
+    assert doc["records"] and {r["status"] for r in doc["records"]} == {"skipped"}
+    assert "3 step(s) failed" in (out / "summary.txt").read_text()
