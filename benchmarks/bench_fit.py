@@ -1,11 +1,24 @@
-"""The fit loop: api x jit x device x batch size, compile and warm-up done in setup."""
+"""The fit loop: api x jit x device x batch size, compile and warm-up done in setup; and its tuned variant."""
 
 from __future__ import annotations
 
 import statistics
 
-from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROFILE, SEED, WARMUP_STEPS, Benchmark, FitHarness, ModelSpec,
-                     RawHarness, cached, measure_peak, require, select_device, train_step_flops)
+from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROFILE, SEED, TUNED, WARMUP_STEPS, Benchmark, FitHarness,
+                     ModelSpec, RawHarness, cached, measure_peak, require, select_device, train_step_flops)
+
+
+def raw_step_time(jit_effective: bool, device: str, batch_size: int) -> float:
+    """Median time of the raw step (fitbench.raw) with the fit model's effective jit, built once per process."""
+    require(RawHarness)
+
+    def make() -> RawHarness:
+        raw = RawHarness(BACKEND, jit_effective, batch_size, ModelSpec(), seed=SEED, device=device)
+        raw.warm_up(WARMUP_STEPS)
+        return raw
+
+    raw = cached(("raw", jit_effective, device, batch_size), make)
+    return statistics.median(raw.run_steps(FIT_STEPS))
 
 
 class FitLoop(Benchmark):
@@ -44,15 +57,7 @@ class FitLoop(Benchmark):
         self.harness.fit_steps(FIT_STEPS)
 
     def _raw_step_time(self, jit: bool, device: str, batch_size: int) -> float:
-        require(RawHarness)
-
-        def make() -> RawHarness:
-            raw = RawHarness(BACKEND, self.harness.jit_effective, batch_size, ModelSpec(), seed=SEED, device=device)
-            raw.warm_up(WARMUP_STEPS)
-            return raw
-
-        raw = cached(("raw", jit, device, batch_size), make)
-        return statistics.median(raw.run_steps(FIT_STEPS))
+        return raw_step_time(self.harness.jit_effective, device, batch_size)
 
     def track_raw_step_time(self, api: str, jit: bool, device: str, batch_size: int) -> float:
         """Median time of the raw training step (the framework's own idiom, no fit; fitbench.raw)."""
@@ -75,3 +80,42 @@ class FitLoop(Benchmark):
         return 100.0 * train_step_flops(ModelSpec(), batch_size) / step_s / 1e9 / peak["gflops_per_s"]
 
     track_pct_of_peak.unit = "% of peak"
+
+
+class TunedFitLoop(Benchmark):
+    """The tuned variant of the functional fit loop (fitbench.timing.FitHarness, variant="tuned"):
+    steps_per_execution on TensorFlow and JAX, prefetch on TensorFlow, the batch on the device on JAX and
+    PyTorch. Per training step: each execution's time ÷ steps_per_execution."""
+
+    params = [[False, True], DEVICES, PROFILE["batch_sizes"]]
+    param_names = ["jit", "device", "batch_size"]
+
+    def setup(self, jit: bool, device: str, batch_size: int) -> None:
+        require(FitHarness, ModelSpec, TUNED)
+        select_device(device)
+
+        def make() -> FitHarness:
+            harness = FitHarness("functional", jit, batch_size, ModelSpec(), seed=SEED, variant=TUNED)
+            harness.warm_up(WARMUP_STEPS)
+            return harness
+
+        self.harness = cached(("tuned", jit, device, batch_size), make)
+
+    def _step_times(self) -> list[float]:
+        # FIT_STEPS executions of k steps: the first execution of each fit() call also carries fit's own
+        # set-up (tens of ms), so a median needs many executions, not FIT_STEPS steps' worth (2 of 8)
+        return self.harness.fit_steps(FIT_STEPS * self.harness.steps_per_execution)
+
+    def track_samples_per_second(self, jit: bool, device: str, batch_size: int) -> float:
+        """Training samples per second of the tuned fit: batch size / median time per training step."""
+        return batch_size / statistics.median(self._step_times())
+
+    track_samples_per_second.unit = "samples/s"
+
+    def track_efficiency(self, jit: bool, device: str, batch_size: int) -> float:
+        """Raw step time ÷ tuned fit step time, both measured in this process (above 1: faster than the
+        per-step raw loop, which goes back to the host after every step)."""
+        raw = raw_step_time(self.harness.jit_effective, device, batch_size)
+        return raw / statistics.median(self._step_times())
+
+    track_efficiency.unit = "raw/fit"

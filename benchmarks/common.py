@@ -24,7 +24,7 @@ def safe_import() -> Iterator[None]:
 
 
 FitHarness = SeedHarness = check_determinism = ModelSpec = train_step_flops = gpu_names = None
-RawHarness = measure_peak = backend_missing = gpu_driver_present = None
+RawHarness = measure_peak = backend_missing = gpu_driver_present = TUNED = None
 APIS: tuple[str, ...] = ("sequential", "functional", "subclassed")
 with safe_import():
     from fitbench import APIS  # noqa: F811
@@ -36,6 +36,8 @@ with safe_import():
     from fitbench.determinism import check_determinism  # noqa: F811
 with safe_import():
     from fitbench.runtime import gpu_names  # noqa: F811
+with safe_import():
+    from fitbench.timing import TUNED  # noqa: F811  (the tuned fit variant; older commits lack it)
 with safe_import():
     from fitbench.raw import RawHarness  # noqa: F811
 with safe_import():
