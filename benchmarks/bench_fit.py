@@ -56,18 +56,15 @@ class FitLoop(Benchmark):
         """Peak resident memory of the process after build, compile and FIT_STEPS steps."""
         self.harness.fit_steps(FIT_STEPS)
 
-    def _raw_step_time(self, jit: bool, device: str, batch_size: int) -> float:
-        return raw_step_time(self.harness.jit_effective, device, batch_size)
-
     def track_raw_step_time(self, api: str, jit: bool, device: str, batch_size: int) -> float:
         """Median time of the raw training step (the framework's own idiom, no fit; fitbench.raw)."""
-        return self._raw_step_time(jit, device, batch_size)
+        return raw_step_time(self.harness.jit_effective, device, batch_size)
 
     track_raw_step_time.unit = "s/step"
 
     def track_efficiency(self, api: str, jit: bool, device: str, batch_size: int) -> float:
         """Raw step time ÷ fit step time, both medians measured in this process (1 = fit costs nothing)."""
-        raw = self._raw_step_time(jit, device, batch_size)
+        raw = raw_step_time(self.harness.jit_effective, device, batch_size)
         return raw / statistics.median(self.harness.fit_steps(FIT_STEPS))
 
     track_efficiency.unit = "raw/fit"

@@ -49,19 +49,11 @@ if [ -z "$BACKENDS" ]; then
   exit 2
 fi
 
-# Each backend must see the GPU before any cell runs (a CPU-only build would only give skipped cells).
-declare -A sees_gpu=(
-  [tensorflow]='import tensorflow as tf, sys; g = tf.config.list_physical_devices("GPU"); print(g); sys.exit(0 if g else 1)'
-  [jax]='import jax, sys
-try:
-    d = jax.devices("gpu")  # as fitbench asks: raises when jaxlib has no CUDA or sees no GPU
-except RuntimeError as exc:
-    d = []; print(exc)
-print(d); sys.exit(0 if d else 1)'
-  [torch]='import torch, sys; print(torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)'
-)
+# Each backend must see the GPU before any cell runs (a CPU-only build would only give skipped cells),
+# asked the way every cell asks: fitbench.runtime.gpu_names.
 for backend in ${BACKENDS//,/ }; do
-  step "$backend sees a GPU" "$py" -c "${sees_gpu[$backend]}"
+  step "$backend sees a GPU" "$py" -c 'import sys; from fitbench.runtime import gpu_names
+names = gpu_names(sys.argv[1]); print(names or "no GPU"); sys.exit(0 if names else 1)' "$backend"
 done
 
 # GPU fit cells (plain and tuned, jit off and on), raw steps and the peak probe; every cell checks that the

@@ -255,7 +255,7 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     batch_size = args.batch_size or args.samples
     out = check_output_path(args.json) if args.json else None
     try:
-        with console.status("training every API in two fresh processes..."):
+        with console.status(f"training every API in {args.runs} fresh processes..."):
             doc = check_determinism(apis, spec, epochs=args.epochs, jit=args.jit == "on", seed=args.seed,
                                     samples=args.samples, batch_size=batch_size, intra_op_threads=args.threads,
                                     inter_op_threads=1, op_determinism=not args.no_op_determinism,

@@ -326,7 +326,6 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         "peak_gflops_per_s": peak_gflops,
         "pct_of_peak": 100.0 * gflops / peak_gflops if peak_gflops else None,
         "threads": runtime.thread_settings(c.backend),
-        "versions": runtime.library_versions(c.backend),  # again: tf.data has loaded tensorflow by now
         "peak_rss_bytes": runtime.peak_rss_bytes(),
         "status": "ok",
     }
