@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import statistics
 
-from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROFILE, SEED, TUNED, WARMUP_STEPS, Benchmark, FitHarness,
-                     ModelSpec, RawHarness, cached, measure_peak, require, select_device, train_step_flops)
+from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROCESSES, PROFILE, SEED, TUNED, WARMUP_STEPS, Benchmark,
+                     FitHarness, ModelSpec, RawHarness, apply_threads, cached, measure_peak, per_step_clock, require,
+                     select_device, set_window, train_step_flops, window_steps)
+
+# What Keras' jit_compile="auto" picks on a CPU: XLA on TensorFlow and JAX, eager on PyTorch (torch.compile
+# is opt-in). StepTime times the loop a user gets by default.
+DEFAULT_JIT = {"tensorflow": True, "jax": True, "torch": False}
 
 
 def raw_step_time(jit_effective: bool, device: str, batch_size: int) -> float:
@@ -116,3 +121,35 @@ class TunedFitLoop(Benchmark):
         return raw / statistics.median(self._step_times())
 
     track_efficiency.unit = "raw/fit"
+
+
+class StepTime(Benchmark):
+    """Seconds per training step of the functional fit loop with Keras' default jit, process by process:
+    the cells `fitbench alert` decides on.
+
+    Each process (asv round) builds, compiles and warms up, then times `repeat` windows, each one `fit`
+    call of `window_steps(batch)` steps (a few hundred ms); asv's clock for it counts in steps, so a sample
+    is seconds per step. `repeat` is fixed, so the samples asv pools over `rounds` processes split back
+    into processes (fitbench.regress.decide), and asv's stored value, the median over all windows of all
+    processes, is robust for the published graphs."""
+
+    params = [PROFILE["batch_sizes"]]
+    param_names = ["batch_size"]
+    rounds = PROCESSES
+    timer = per_step_clock
+
+    def setup(self, batch_size: int) -> None:
+        require(FitHarness, ModelSpec, window_steps, apply_threads)
+        select_device("cpu")
+        set_window(window_steps(batch_size))
+
+        def make() -> FitHarness:
+            harness = FitHarness("functional", DEFAULT_JIT[BACKEND], batch_size, ModelSpec(), seed=SEED)
+            harness.warm_up(WARMUP_STEPS)
+            return harness
+
+        self.harness = cached(("step", batch_size), make)
+
+    def time_step(self, batch_size: int) -> None:
+        """Seconds per training step: one window (`fit` call) of window_steps(batch) steps ÷ its steps."""
+        self.harness.fit_steps(window_steps(batch_size))

@@ -4,12 +4,16 @@ The benchmark classes in this folder only declare `params`, `param_names` and wh
 they call; all model, timing and determinism logic lives in `src/fitbench`.
 
 FITBENCH_PROFILE=quick|regular (default quick) sets asv's repeat/rounds and the batch sizes.
+FITBENCH_PROCESSES=N sets StepTime's processes per commit (asv's `rounds`; `fitbench alert` and
+`fitbench calibrate` set it). FITBENCH_THREADS=N|default (default 1) fixes the frameworks' thread pools in
+every fit benchmark, FITBENCH_CPUS=1 or 0,1 pins its processes (default: no pinning); docs/noise.md says why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any, Iterator
 
 
@@ -25,6 +29,7 @@ def safe_import() -> Iterator[None]:
 
 FitHarness = SeedHarness = check_determinism = ModelSpec = train_step_flops = gpu_names = None
 RawHarness = measure_peak = backend_missing = gpu_driver_present = TUNED = None
+window_steps = apply_threads = pin_cpus = parse_cpus = None
 APIS: tuple[str, ...] = ("sequential", "functional", "subclassed")
 with safe_import():
     from fitbench import APIS  # noqa: F811
@@ -46,14 +51,20 @@ with safe_import():
     from fitbench.runtime import backend_missing  # noqa: F811
 with safe_import():
     from fitbench.runtime import gpu_driver_present  # noqa: F811
+with safe_import():
+    from fitbench.timing import window_steps  # noqa: F811  (StepTime's window; older commits lack it)
+with safe_import():
+    from fitbench.runtime import apply_threads, parse_cpus, pin_cpus  # noqa: F811
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not a benchmark result
 
 PROFILE_NAME = os.environ.get("FITBENCH_PROFILE", "quick")
 PROFILES: dict[str, dict[str, Any]] = {
-    # repeat=(min, max, max seconds) samples per process; rounds = processes per parameter combination
-    "quick": {"repeat": (3, 10, 20.0), "rounds": 1, "batch_sizes": [32, 256]},
-    "regular": {"repeat": (10, 50, 60.0), "rounds": 2, "batch_sizes": [1, 32, 256, 2048]},
+    # repeat = samples per process, a fixed count so that the samples asv pools from several processes
+    # can be cut back into processes (fitbench.regress.decide.split_processes); rounds = processes per
+    # parameter combination; processes = StepTime's rounds (FITBENCH_PROCESSES overrides)
+    "quick": {"repeat": 5, "rounds": 1, "processes": 2, "batch_sizes": [32, 256]},
+    "regular": {"repeat": 10, "rounds": 2, "processes": 6, "batch_sizes": [1, 32, 256, 2048]},
 }
 if PROFILE_NAME not in PROFILES:
     raise ValueError(f"FITBENCH_PROFILE must be one of {', '.join(PROFILES)}, got {PROFILE_NAME!r}")
@@ -76,6 +87,10 @@ def _devices() -> list[str]:
 
 
 DEVICES = _devices()
+PROCESSES = int(os.environ.get("FITBENCH_PROCESSES") or PROFILE["processes"])
+THREADS_SETTING = os.environ.get("FITBENCH_THREADS", "1")
+THREADS = None if THREADS_SETTING == "default" else int(THREADS_SETTING)
+CPUS_SETTING = os.environ.get("FITBENCH_CPUS", "")
 FIT_STEPS = 10  # steps per timed fit() call (the `10` in time_fit_10_steps): the same in every profile
 WARMUP_STEPS = 3  # the first is trace + compile; none of them is timed
 SEED = 0
@@ -99,13 +114,36 @@ def require_backend() -> None:
         raise NotImplementedError(why)
 
 
+def fix_process() -> None:
+    """The thread pools and CPU affinity of a fit benchmark's process, before its framework is imported
+    (asv starts a fresh process for every parameter combination). A commit of fitbench that cannot set
+    them runs with the frameworks' defaults."""
+    if apply_threads is not None:
+        pin_cpus(parse_cpus(CPUS_SETTING))
+        apply_threads(BACKEND, THREADS)
+
+
 def select_device(device: str) -> None:
     """CPU cells hide the GPU before the framework is imported; GPU cells need one (else n/a)."""
     require_backend()
+    fix_process()
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     elif not (gpu_names(BACKEND) if backend_missing is not None else gpu_names()):
         raise NotImplementedError("no GPU visible on this machine")
+
+
+_WINDOW = {"steps": 1}
+
+
+def per_step_clock() -> float:
+    """asv's `timer` for StepTime: the wall clock in units of the window's training steps, so the sample
+    asv takes of one window (one `fit` call of `steps` steps) is seconds per training step."""
+    return time.perf_counter() / _WINDOW["steps"]
+
+
+def set_window(steps: int) -> None:
+    _WINDOW["steps"] = steps
 
 
 def cached(key: tuple[Any, ...], make: Any) -> Any:

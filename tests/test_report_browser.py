@@ -56,7 +56,7 @@ def _publish_small_report(tmp: Path) -> Path:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FITBENCH_PROFILE": "quick"}
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes"], cwd=tmp, env=env, check=True, capture_output=True)
-    from fitbench.alerts import backend_environments
+    from fitbench.regress.asvdata import backend_environments
 
     envs = backend_environments(str(tmp), None)
     one_cell = r"FitLoop\.(time_fit_10_steps|track_samples_per_second)\('functional', True, 'cpu', 32\)"

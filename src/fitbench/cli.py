@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
     run.add_argument("--plot", metavar="PATH", help="write a PNG of samples/s against batch size")
     run.add_argument("--cell-timeout", type=_positive_int("--cell-timeout"), default=1800, metavar="S")
+    run.add_argument("--threads", default="default", metavar="N|default",
+                     help="the frameworks' CPU thread pools per cell (default: their own; 1 gives the steadiest "
+                          "numbers between processes, docs/noise.md)")
+    run.add_argument("--cpus", default=None, metavar="LIST", help="pin every cell's process to these CPUs, e.g. 1 or 0-1")
 
     det = sub.add_parser("determinism", help="bit-identity across APIs and across processes")
     common(det)
@@ -96,16 +100,38 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--runs", type=_positive_int("--runs"), default=2,
                      help="separate training processes, each API compared across all of them (default 2, at least 2)")
 
-    alert = sub.add_parser("alert", help="run asv on two commits and report what got worse")
+    alert = sub.add_parser("alert", help="run asv on two commits and report what got worse, process by process")
     alert.add_argument("base", nargs="?", help="base commit (e.g. origin/main)")
     alert.add_argument("head", nargs="?", help="head commit (e.g. HEAD)")
-    alert.add_argument("--bench", default=None, help="regular expression of asv benchmarks (default: a fast subset)")
-    alert.add_argument("--factor", type=float, default=1.10, help="ratio that counts as a change (default 1.10)")
+    alert.add_argument("--bench", default=None,
+                       help="regular expression of asv benchmarks (default: StepTime and the determinism tracks)")
+    alert.add_argument("--processes", type=_positive_int("--processes"), default=None, metavar="N",
+                       help="processes per commit (default: enough for --threshold by this machine's calibration, "
+                            "else 8)")
+    alert.add_argument("--threshold", type=float, default=0.10,
+                       help="the change every cell must be able to detect, else it is inconclusive (default 0.10)")
+    alert.add_argument("--min-change", type=float, default=0.05,
+                       help="a significant change smaller than this is not a regression (default 0.05)")
+    alert.add_argument("--alpha", type=float, default=0.01,
+                       help="family-wise false-alarm rate over all cells, Holm (default 0.01)")
+    alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
     alert.add_argument("--out", default="alert-report", metavar="DIR", help="where alert.md/alert.json go")
     alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
     alert.add_argument("--backend", default=None,
                        help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix (default: all of them)")
     alert.add_argument("--from-html", metavar="DIR", help="report the regressions in a published asv report instead")
+
+    cal = sub.add_parser("calibrate", help="one commit against itself: each cell's between-process spread here")
+    cal.add_argument("rev", nargs="?", default="HEAD", help="the commit to run (default HEAD)")
+    cal.add_argument("--bench", default=None, help="regular expression of asv benchmarks (default: the alert's)")
+    cal.add_argument("--processes", type=_positive_int("--processes"), default=12, metavar="N",
+                     help="fresh processes per cell (default 12)")
+    cal.add_argument("--threshold", type=float, default=0.10, help="change to size the alert for (default 0.10)")
+    cal.add_argument("--alpha", type=float, default=0.01, help="the alert's family-wise level (default 0.01)")
+    cal.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
+    cal.add_argument("--backend", default=None, help="comma-separated KERAS_BACKEND values (default: all)")
+    cal.add_argument("--log", default="calibrate-asv.log", metavar="PATH", help="asv's log (default calibrate-asv.log)")
+    cal.add_argument("--json", metavar="PATH", help="also write the calibration here")
 
     seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
     seed.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
@@ -133,6 +159,33 @@ def _backends(text: str | None) -> tuple[list[str], dict[str, str]]:
     return backends, missing
 
 
+def _threads(text: str) -> int | None:
+    if text == "default":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UsageError(f"--threads must be a positive integer or 'default', got {text!r}")
+    return value
+
+
+def _cpus(text: str | None) -> list[int] | None:
+    from fitbench.runtime import parse_cpus
+
+    try:
+        cpus = parse_cpus(text)
+    except ValueError as exc:
+        raise UsageError(f"--cpus: {exc}") from None
+    if cpus is None:
+        return None
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if not cpus <= set(available):
+        raise UsageError(f"--cpus {text}: this machine has CPUs {','.join(map(str, available))}")
+    return sorted(cpus)
+
+
 def _stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -140,7 +193,7 @@ def _stamp() -> str:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fitbench.isolation import IsolatedError, child_env, run_isolated
     from fitbench.report import check_output_path, jit_ratio_table, run_table, tuned_gain_table, write_json_atomic
-    from fitbench.runtime import hide_gpus_env
+    from fitbench.runtime import hide_gpus_env, thread_env
     from fitbench.timing import empty_record, plan_cells
 
     profile = get_profile(args.profile)
@@ -151,9 +204,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
     cells = plan_cells(_apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
                        devices, batch_sizes, backends, include_seed=not args.no_seed_workload, variants=variants)
+    threads, cpus = _threads(args.threads), _cpus(args.cpus)
     out = check_output_path(args.json) if args.json else None
     plot = check_output_path(args.plot) if args.plot else None
-    doc: dict[str, Any] = {"command": "run", "fitbench_version": __version__, "started": _stamp(),
+    doc: dict[str, Any] = {"command": "run", "threads_setting": threads, "cpus": cpus, "fitbench_version": __version__, "started": _stamp(),
                            "profile": asdict(profile), "spec": spec.to_dict(), "seed": args.seed,
                            "complete": False, "peaks": [], "records": []}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -178,8 +232,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                                               {"cell": asdict(cell), "profile": asdict(profile),
                                                "spec": spec.to_dict(), "seed": args.seed,
                                                "peak": peak if peak and peak["status"] == "ok" else None,
-                                               "raw": not args.no_floor},
-                                              env=child_env(hide_gpus_env(cell.device), cell.backend),
+                                               "raw": not args.no_floor, "threads": threads, "cpus": cpus},
+                                              env=child_env({**hide_gpus_env(cell.device),
+                                                             **thread_env(cell.backend, threads)}, cell.backend),
                                               timeout_s=args.cell_timeout)
                     except IsolatedError as exc:
                         record = empty_record(cell, "error", str(exc))
@@ -295,8 +350,15 @@ def cmd_seed(args: argparse.Namespace, console: Console) -> int:
                           for r in doc["runs"]) else EXIT_FAILED
 
 
+def _backend_list(text: str | None) -> list[str] | None:
+    backends = [b.strip() for b in text.split(",") if b.strip()] if text else None
+    if text is not None and not backends:
+        raise UsageError("--backend needs at least one backend")
+    return backends
+
+
 def cmd_alert(args: argparse.Namespace, console: Console) -> int:
-    from fitbench import alerts
+    from fitbench.regress import alert as alerts
 
     if args.from_html:
         if args.base or args.head:
@@ -309,11 +371,15 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
     out_parent = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_parent) or not os.access(out_parent, os.W_OK):
         raise UsageError(f"cannot write {args.out}: {out_parent} is not a writable directory")
-    backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None
-    if args.backend is not None and not backends:
-        raise UsageError("--backend needs at least one backend")
-    status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH,
-                                  args.factor, args.out, backends)
+    min_change = args.min_change
+    if args.factor is not None:
+        if args.factor <= 1.0:
+            raise UsageError(f"--factor must be greater than 1, got {args.factor}")
+        sys.stderr.write("fitbench: note: --factor F is now --min-change F-1\n")
+        min_change = args.factor - 1
+    settings = alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=min_change).check()
+    status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH, args.out,
+                                  _backend_list(args.backend), settings, args.processes)
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status
@@ -326,7 +392,34 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
     return status
 
 
-COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed, "alert": cmd_alert}
+def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from fitbench.regress import alert as alerts
+    from fitbench.regress.calibration import calibrate
+    from fitbench.report import calibration_table, check_output_path, write_json_atomic
+
+    alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
+    if args.processes < 3:
+        raise UsageError(f"--processes must be at least 3 to measure a spread, got {args.processes}")
+    out = check_output_path(args.json) if args.json else None
+    check_output_path(args.log)
+    try:
+        with console.status(f"asv: {args.processes} processes per cell..."):
+            result, path = calibrate(args.repo, args.rev, args.bench or alerts.DEFAULT_BENCH, args.processes,
+                                     Path(args.log), _backend_list(args.backend))
+    except RuntimeError as exc:
+        sys.stderr.write(f"fitbench: error: {exc}\n")
+        return EXIT_FAILED
+    if out:
+        write_json_atomic(out, result.to_dict())
+    console.print(calibration_table(result, args.threshold, args.alpha))
+    console.print(f"stored: {path} (fitbench alert reads it on this machine)")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed, "alert": cmd_alert,
+            "calibrate": cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -195,3 +195,24 @@ def seed_table(doc: dict[str, Any]) -> Table:
                       _fmt(r.get("cosine_functional"), ".6f"), _fmt(r.get("cosine_sequential"), ".6f"),
                       "-" if r.get("identical") is None else ("yes" if r["identical"] else "[bold red]no[/]"))
     return table
+
+
+def calibration_table(calibration: Any, threshold: float, alpha: float) -> Table:
+    """Each calibrated cell's per-process median, spread, and the processes an alert needs for 5 % and
+    for `threshold`, tested together under Holm as the alert tests them."""
+    from fitbench.regress.decide import min_detectable_change, processes_needed
+
+    cells = calibration.cells
+    strictest = alpha / max(1, len(cells))
+    table = Table(title=f"between-process spread, {calibration.processes} processes per cell, commit "
+                        f"{calibration.commit[:10]} (threads: {calibration.threads})")
+    for col in ("cell", "median", "between-process CV", f"detectable with {calibration.processes}",
+                "processes for 5 %", f"processes for {100 * threshold:g} %"):
+        table.add_column(col)
+    for c in cells:
+        n = calibration.processes
+        mdc = min_detectable_change(c.log_sd, n, n, strictest)
+        need5, need_t = (processes_needed(c.log_sd, x, strictest) for x in (0.05, threshold))
+        table.add_row(c.key, f"{c.median * 1e3:.3f} ms" if c.unit == "seconds" else f"{c.median:.4g}",
+                      f"{100 * c.log_sd:.1f} %", f"{100 * mdc:.1f} %", str(need5 or ">60"), str(need_t or ">60"))
+    return table

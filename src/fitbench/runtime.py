@@ -97,6 +97,68 @@ def on_device(where: str, device: str) -> bool:
     return "cpu" in where
 
 
+def thread_env(backend: str, threads: int | None) -> dict[str, str]:
+    """Environment that fixes the framework's CPU thread pools to `threads` before it is imported (None:
+    the framework's defaults, which on this kind of machine is every core).
+
+    Why: with the default pools, a small training step (batch 32, a few ms) is split across both cores of a
+    2-core machine, and how the pools' threads land on the cores differs from process to process — the
+    between-process spread that made `fitbench alert` flag no-op commits (docs/noise.md). One thread per
+    process removes the hand-off. TensorFlow reads TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS when its
+    runtime starts; PyTorch and the BLAS libraries read OMP_NUM_THREADS/MKL_NUM_THREADS at import; XLA's CPU
+    client (JAX, and TensorFlow's jit_compile) reads XLA_FLAGS."""
+    if threads is None:
+        return {}
+    n = str(int(threads))
+    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
+           "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
+    if threads == 1:  # XLA's CPU runtime has no thread-count flag that TF's and JAX's XLA both accept
+        xla = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        current = os.environ.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = current if xla in current else f"{current} {xla}".strip()
+    return env
+
+
+def apply_threads(backend: str, threads: int | None) -> dict[str, Any]:
+    """In this process, before the framework is imported: set `thread_env`, and for PyTorch also its
+    in-process setting (OMP_NUM_THREADS alone leaves the inter-op pool at its default). Returns what is
+    recorded with a result: the setting asked for."""
+    if threads is None:
+        return {"threads": None}
+    os.environ.update(thread_env(backend, threads))
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(int(threads))
+        if torch.get_num_interop_threads() != 1:
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:  # only possible before the first parallel op; then keep what is there
+                pass
+    return {"threads": int(threads)}
+
+
+def parse_cpus(text: str | None) -> set[int] | None:
+    """'1' or '0,1' or '2-3' -> a set of CPU numbers; None or '' -> None (no pinning)."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"a CPU list looks like 1 or 0,1 or 2-3, got {text!r}") from None
+    return cpus
+
+
+def pin_cpus(cpus: set[int] | None) -> list[int] | None:
+    """Pin this process (and the threads it starts later) to `cpus`; return the affinity in force."""
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def set_threads(intra_op: int | None, inter_op: int | None) -> dict[str, int]:
     """Fix TF's thread pools (must run before the first op) and return what is in force."""
     import tensorflow as tf

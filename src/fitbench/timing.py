@@ -175,7 +175,18 @@ class FitHarness:
             import tensorflow as tf
 
             dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
-            self._dataset = dataset.prefetch(tf.data.AUTOTUNE) if self.prefetch else dataset
+            if self.prefetch:
+                self._dataset = dataset.prefetch(tf.data.AUTOTUNE)
+            else:
+                # No prefetch thread, not even the one tf.data injects by itself: with one, the step
+                # sometimes waits for the producer thread's wake-up, a whole scheduler tick (10 ms on
+                # this kernel), and a batch-32 step reads either ~5 or ~9.8 ms, process by process
+                # (docs/noise.md). The one batch costs nothing to produce, so a synchronous feed is
+                # the honest "the input pipeline costs nothing".
+                options = tf.data.Options()
+                options.experimental_optimization.inject_prefetch = False
+                options.autotune.enabled = False
+                self._dataset = dataset.with_options(options)
         else:
             self._batch = ((keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y))
                            if self.data_on_device else (x, y))
@@ -254,13 +265,17 @@ def empty_record(cell: Cell, status: str, reason: str) -> dict[str, Any]:
 
 
 def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, Any] | None = None,
-                 seed: int = 0, peak: dict[str, Any] | None = None, raw: bool = True) -> dict[str, Any]:
+                 seed: int = 0, peak: dict[str, Any] | None = None, raw: bool = True, threads: int | None = None,
+                 cpus: list[int] | None = None) -> dict[str, Any]:
     """Time one cell in this process and return its record (JSON-able). Runs in a fresh child.
 
     `peak` is the device's peak-probe record (fitbench.peak.measure_peak, measured once per run);
-    `raw=False` leaves out the raw-step floor."""
+    `raw=False` leaves out the raw-step floor; `threads` fixes the framework's thread pools (None: its
+    defaults) and `cpus` pins the process, both before the framework is imported."""
     from fitbench import runtime
 
+    affinity = runtime.pin_cpus(set(cpus) if cpus else None)
+    runtime.apply_threads(cell.get("backend", "tensorflow"), threads)
     c = Cell(**cell)
     p = Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
     model_spec = ModelSpec.from_dict(spec) if spec else ModelSpec()
@@ -326,6 +341,8 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         "peak_gflops_per_s": peak_gflops,
         "pct_of_peak": 100.0 * gflops / peak_gflops if peak_gflops else None,
         "threads": runtime.thread_settings(c.backend),
+        "threads_setting": threads,  # what was asked: None = the framework's defaults
+        "affinity": affinity,
         "peak_rss_bytes": runtime.peak_rss_bytes(),
         "status": "ok",
     }
@@ -341,3 +358,38 @@ def measure_raw(c: Cell, p: Profile, spec: ModelSpec, seed: int, jit: bool) -> d
     times = raw.run_steps(p.repeats * p.steps)
     return {"raw_step_time_s": summarize(times)["median_s"], "raw_first_step_s": first_s, "raw_jit": bool(jit),
             "raw_idiom": raw.idiom, "raw_device": raw.variable_device()}
+
+
+def window_steps(batch_size: int) -> int:
+    """Training steps in one timed window (one `fit` call) of the process-level benchmarks: enough that a
+    window lasts a few hundred ms on a 2-core CPU (the batch-32 step takes ~5 ms, batch 256 ~30 ms), so a
+    window is far longer than the timer's resolution and fit()'s per-call set-up is a small share of it."""
+    return min(256, max(10, 2048 // max(1, batch_size)))
+
+
+def measure_windows(backend: str, api: str, jit: bool, batch_sizes: list[int], windows: int,
+                    threads: int | None = None, cpus: list[int] | None = None, seed: int = 0,
+                    warmup_steps: int = 3) -> dict[str, Any]:
+    """One process's samples for the noise study: for each batch size, `windows` timed `fit` calls of
+    `window_steps(batch)` steps after warm-up (each window's wall time ÷ steps = seconds per step).
+
+    Runs in a fresh child: the thread setting and CPU affinity must be in force before the framework is
+    imported."""
+    from fitbench import runtime
+
+    pinned = runtime.pin_cpus(set(cpus) if cpus else None)
+    applied = runtime.apply_threads(backend, threads)
+    out: dict[str, Any] = {"backend": backend, "api": api, "jit": jit, **applied, "affinity": pinned, "cells": []}
+    for batch_size in batch_sizes:
+        harness = FitHarness(api, jit, batch_size, ModelSpec(), seed=seed)
+        harness.warm_up(warmup_steps)
+        steps = window_steps(batch_size)
+        per_step = []
+        for _ in range(windows):
+            start = time.perf_counter()
+            harness.fit_steps(steps)
+            per_step.append((time.perf_counter() - start) / steps)
+        out["cells"].append({"batch_size": batch_size, "steps_per_window": steps, "window_step_s": per_step,
+                             "jit_effective": harness.jit_effective})
+    out["threads_in_force"] = runtime.thread_settings(backend)
+    return out

@@ -1,0 +1,221 @@
+"""Everything fitbench reads from or asks of asv: configuration, environments, running, stored results.
+
+asv runs the benchmarks and stores their samples; fitbench decides (fitbench.regress.decide). The calls
+here are asv's documented Python objects (Config, Results, Benchmarks, get_environments, Machine) plus its
+command line; asv is pinned below 0.7 in pyproject.toml because these module paths are not a stable API
+(checked: asv 0.6.4 to 0.6.6).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fitbench.errors import UsageError
+
+ASV_EXTRA_HINT = "pip install 'fitbench[alert]' (or pip install 'asv>=0.6.4,<0.7' virtualenv)"
+
+
+def require_asv() -> None:
+    try:
+        import asv  # noqa: F401
+    except ImportError:
+        raise UsageError(f"asv is not installed: {ASV_EXTRA_HINT}") from None
+
+
+def git(repo: str, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UsageError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {' '.join(args)} failed")
+    return proc.stdout.strip()
+
+
+def resolve_commit(repo: str, rev: str) -> str:
+    proc = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise UsageError(f"unknown commit {rev!r} in {repo}")
+    return proc.stdout.strip()
+
+
+def repo_root(repo: str) -> str:
+    root = git(repo, "rev-parse", "--show-toplevel")
+    if not os.path.exists(os.path.join(root, "asv.conf.json")):
+        raise UsageError(f"no asv.conf.json in {root}")
+    return root
+
+
+def list_benchmark_cells(repo: str) -> list[str]:
+    """Every `module.Class.method(param, ...)` name that asv's `-b` regex is matched against.
+
+    The suite is imported (its modules are thin: importing them loads no framework) and the names are
+    spelled as asv spells them, each parameter value as its repr."""
+    import importlib
+    import inspect
+
+    sys.path.insert(0, repo)
+    try:
+        names = []
+        for path in sorted((Path(repo) / "benchmarks").glob("bench_*.py")):
+            module = importlib.import_module(f"benchmarks.{path.stem}")
+            for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ != module.__name__:
+                    continue
+                combos = list(itertools.product(*getattr(cls, "params", []))) if getattr(cls, "params", None) else [None]
+                for fn_name in sorted(n for n in dir(cls) if re.match(r"(time|track|peakmem|mem|timeraw)_", n)):
+                    base = f"{path.stem}.{cls_name}.{fn_name}"
+                    names += [base if c is None else f"{base}({', '.join(map(repr, c))})" for c in combos]
+        return names
+    finally:
+        sys.path.remove(repo)
+
+
+def select_benchmarks(repo: str, regex: str) -> list[str]:
+    """The benchmark cells `--bench` selects; none is bad input."""
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise UsageError(f"--bench is not a valid regular expression: {exc}") from None
+    chosen = [c for c in list_benchmark_cells(repo) if pattern.search(c)]
+    if not chosen:
+        raise UsageError(f"--bench {regex!r} selects no benchmark in {repo}/benchmarks")
+    return chosen
+
+
+def asv_config(repo: str) -> Any:
+    from asv.config import Config
+
+    conf = Config.load(os.path.join(repo, "asv.conf.json"))
+    for attr in ("results_dir", "benchmark_dir", "html_dir", "env_dir"):  # asv resolves these against the cwd
+        setattr(conf, attr, os.path.join(repo, getattr(conf, attr)))
+    return conf
+
+
+def machine_name() -> str:
+    from asv.machine import Machine
+
+    return Machine.get_unique_machine_name()
+
+
+def backend_environments(repo: str, backends: list[str] | None) -> dict[str, str]:
+    """{KERAS_BACKEND: asv environment name} for the backends asked for (None: every one in the matrix).
+
+    asv's `-E` takes an environment's full name, which carries its requirements and environment variables;
+    asv builds the names itself from asv.conf.json's matrix."""
+    from asv.environment import get_environments
+
+    envs = {env.env_vars.get("KERAS_BACKEND", "tensorflow"): env.name
+            for env in get_environments(asv_config(repo), None)}
+    if not envs:
+        raise UsageError(f"asv finds no environment for {repo}/asv.conf.json (is virtualenv installed?)")
+    if backends is None:
+        return envs
+    unknown = [b for b in backends if b not in envs]
+    if unknown:
+        raise UsageError(f"--backend {','.join(unknown)}: not in asv.conf.json's KERAS_BACKEND matrix "
+                         f"({', '.join(envs)})")
+    return {b: envs[b] for b in backends}
+
+
+def run_asv(repo: str, commits: list[str], regex: str, processes: int, log_path: Path,
+            environments: list[str] | None = None) -> int:
+    """`asv run` of the commits, rounds interleaved across them (A B A B ...: a drift of the machine
+    lands on both alike), samples recorded; StepTime gets `processes` rounds (FITBENCH_PROCESSES), the
+    other benchmarks keep their own. Not `asv continuous`: its verdict is asv's pooled-sample test,
+    which this module exists to replace. The log is kept beside the report."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FITBENCH_PROCESSES": str(processes)}
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes"], cwd=repo, env=env, capture_output=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as hashes:
+        hashes.write("\n".join(commits) + "\n")
+    cmd = [*asv, "run", "--interleave-rounds", "--record-samples", "--show-stderr", "-b", regex,
+           *[arg for name in environments or [] for arg in ("-E", name)], f"HASHFILE:{hashes.name}"]
+    try:
+        with open(log_path, "w") as log:
+            log.write("$ FITBENCH_PROCESSES=" + str(processes) + " " + " ".join(cmd) + "\n")
+            log.flush()
+            return subprocess.run(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    finally:
+        os.unlink(hashes.name)
+
+
+@dataclass
+class CellResult:
+    """One benchmark cell (benchmark x parameters x environment) of one commit, as asv stored it."""
+
+    benchmark: str  # asv's key, e.g. bench_fit.StepTime.time_step
+    params: dict[str, str]  # parameter name -> value as asv spells it (repr)
+    backend: str | None  # the environment's KERAS_BACKEND
+    env_name: str
+    unit: str | None
+    value: float | None  # asv's value: None = the benchmark failed, nan = n/a (skipped)
+    samples: list[float] | None  # every sample of every process, in order (time benchmarks only)
+    per_process: int | None  # samples per process: the benchmark's fixed `repeat`, None if not fixed
+
+    @property
+    def name(self) -> str:
+        return self.benchmark + (f"({', '.join(self.params.values())})" if self.params else "")
+
+    @property
+    def key(self) -> str:
+        """Unique over environments: the name, and the backend it ran on."""
+        return f"{self.name} [{self.backend or self.env_name}]"
+
+    def process_values(self) -> list[float] | None:
+        """One value per process (median of its samples), or None when the samples cannot be cut into
+        processes (no samples kept, `repeat` not fixed, or a process gave fewer samples)."""
+        from fitbench.regress.decide import process_values
+
+        if not self.samples or not self.per_process:
+            return None
+        finite = [s for s in self.samples if s is not None and math.isfinite(s)]
+        try:
+            return process_values(finite, self.per_process)
+        except ValueError:
+            return None
+
+
+def read_results(repo: str, commit: str, regex: str, environments: list[str] | None = None,
+                 machine: str | None = None) -> dict[str, CellResult]:
+    """Every stored cell of `commit` on this machine whose name `regex` matches, by CellResult.key."""
+    from asv.benchmarks import Benchmarks
+    from asv.results import iter_results_for_machine_and_hash
+
+    conf = asv_config(repo)
+    benchmarks = Benchmarks.load(conf)  # units, parameter names and `repeat`, read once
+    pattern = re.compile(regex)
+    out: dict[str, CellResult] = {}
+    for result in iter_results_for_machine_and_hash(conf.results_dir, machine or machine_name(), commit):
+        if environments is not None and result.env_name not in environments:
+            continue  # results of a backend this run did not ask for (e.g. from an earlier asv run)
+        for key in result.get_all_result_keys():
+            info = benchmarks.get(key, {})
+            params = result.get_result_params(key)
+            values = result.get_result_value(key, params)
+            samples = result.get_result_samples(key, params)
+            repeat = info.get("repeat")
+            names = list(info.get("param_names", []))
+            for index, combo in enumerate(itertools.product(*params) if params else [()]):
+                cell = CellResult(
+                    benchmark=key, params=dict(zip(names, combo)), backend=result.env_vars.get("KERAS_BACKEND"),
+                    env_name=result.env_name, unit=info.get("unit"), value=values[index],
+                    samples=samples[index] if samples else None,
+                    per_process=repeat if isinstance(repeat, int) and repeat > 0 else None)
+                if pattern.search(cell.name):
+                    out[cell.key] = cell
+    return out
+
+
+def errors_in_log(log_text: str) -> list[str]:
+    """The distinct exception lines asv printed (--show-stderr) for failing benchmarks; asv keeps no
+    stderr in its result files, so the log is where they are."""
+    found = [m.group(1).strip() for m in re.finditer(r"^[\s·]*((?:\w+\.)*\w+(?:Error|Exception): .*)$", log_text, re.M)]
+    return list(dict.fromkeys(found))

@@ -1,0 +1,169 @@
+"""`fitbench calibrate`: one commit against itself, many processes, to measure each cell's between-process
+spread on this machine; stored per machine beside asv's results and read by `fitbench alert` to choose how
+many processes a comparison needs and to say, in every row, the smallest change the cell could detect.
+
+Also the resampling estimate of an alert's error rates: per-process values of one commit are exchangeable,
+so drawing two disjoint sets of n from many processes is an A/A comparison, and n from a planted commit
+against n from the base is an A/B one (docs/alerts.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fitbench.errors import UsageError
+from fitbench.regress import decide
+
+SCHEMA_VERSION = 1
+FILE_NAME = "fitbench-calibration.json"
+
+
+@dataclass
+class CellNoise:
+    key: str  # CellResult.key: "bench_fit.StepTime.time_step(32) [tensorflow]"
+    benchmark: str
+    params: dict[str, str]
+    backend: str | None
+    unit: str | None
+    values: list[float]  # one per process
+    median: float
+    log_sd: float  # between-process spread (about the CV)
+
+
+@dataclass
+class Calibration:
+    machine: str
+    commit: str
+    created: str
+    processes: int
+    threads: str  # FITBENCH_THREADS in force
+    cells: list[CellNoise] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def log_sds(self) -> dict[str, float]:
+        return {c.key: c.log_sd for c in self.cells}
+
+    def describe(self) -> str:
+        return f"{self.commit[:10]}, {self.processes} processes, {self.created}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Calibration":
+        if doc.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"calibration schema_version {doc.get('schema_version')}, expected {SCHEMA_VERSION}")
+        return cls(**{**doc, "cells": [CellNoise(**c) for c in doc["cells"]]})
+
+
+def calibration_path(repo: str, machine: str) -> Path:
+    from fitbench.regress.asvdata import asv_config
+
+    return Path(asv_config(repo).results_dir) / machine / FILE_NAME
+
+
+def load_calibration(repo: str, machine: str) -> Calibration | None:
+    path = calibration_path(repo, machine)
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is not a fitbench calibration ({exc}): run fitbench calibrate again") from None
+
+
+def noise_from_results(cells: dict[str, Any]) -> list[CellNoise]:
+    """Per-process values and spread of every cell that has them (asvdata.CellResult in)."""
+    out = []
+    for key, cell in sorted(cells.items()):
+        values = cell.process_values()
+        if not values or len(values) < 2:
+            continue
+        out.append(CellNoise(key=key, benchmark=cell.benchmark, params=cell.params, backend=cell.backend,
+                             unit=cell.unit, values=values, median=statistics.median(values),
+                             log_sd=decide.between_process_cv(values)))
+    return out
+
+
+def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, backends: list[str] | None = None,
+              save: bool = True) -> tuple[Calibration, Path]:
+    """Run the cells `processes` times in fresh processes on one commit and store their spread."""
+    from fitbench.regress import asvdata
+
+    asvdata.require_asv()
+    if processes < 3:
+        raise UsageError(f"--processes must be at least 3 to measure a spread, got {processes}")
+    repo = asvdata.repo_root(repo)
+    commit = asvdata.resolve_commit(repo, rev)
+    asvdata.select_benchmarks(repo, bench)
+    environments = asvdata.backend_environments(repo, backends)
+    machine = asvdata.machine_name()
+    asvdata.run_asv(repo, [commit], bench, processes, out_log, list(environments.values()))
+    cells = asvdata.read_results(repo, commit, bench, list(environments.values()), machine)
+    noise = noise_from_results(cells)
+    if not noise:
+        raise RuntimeError(f"no cell gave per-process values on {commit[:10]} (see {out_log})")
+    result = Calibration(machine=machine, commit=commit,
+                         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                         processes=processes, threads=os.environ.get("FITBENCH_THREADS", "1"), cells=noise)
+    path = calibration_path(repo, machine)
+    if save:
+        from fitbench.report import write_json_atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(str(path), result.to_dict())
+    return result, path
+
+
+# ---------- error rates by resampling per-process values ----------
+
+def resampled_rates(base: dict[str, Sequence[float]], head: dict[str, Sequence[float]] | None, n: int,
+                    trials: int = 1000, settings: Any = None, calibrated_log_sd: dict[str, float] | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """How often an alert with n processes per commit says each thing, by resampling.
+
+    head None: A/A, each trial draws 2n distinct processes of `base` per cell and splits them; else A/B,
+    n of `base` against n of `head`. Every trial decides all cells together (Holm), as an alert does.
+    Returns the share of trials with any cell worse (the false-alarm rate for A/A, the detection rate for
+    A/B) and, per cell, the share of each verdict."""
+    from fitbench.regress.alert import AlertSettings
+
+    settings = settings or AlertSettings()
+    rng = random.Random(seed)
+    cells = list(base)
+    for c in cells:
+        need = 2 * n if head is None else n
+        if len(base[c]) < need or (head is not None and len(head.get(c, ())) < n):
+            raise ValueError(f"{c}: too few processes to draw {n} per commit")
+    any_worse = 0
+    verdicts: dict[str, dict[str, int]] = {c: {} for c in cells}
+    for _ in range(trials):
+        drawn = {}
+        for c in cells:
+            if head is None:
+                pick = rng.sample(list(base[c]), 2 * n)
+                drawn[c] = (pick[:n], pick[n:])
+            else:
+                drawn[c] = (rng.sample(list(base[c]), n), rng.sample(list(head[c]), n))
+        result = decide.decide(drawn, alpha=settings.alpha, threshold=settings.threshold,
+                               min_change=settings.min_change, confidence=settings.confidence,
+                               calibrated_log_sd=calibrated_log_sd)
+        any_worse += any(d.change == decide.WORSE for d in result.values())
+        for c, d in result.items():
+            verdicts[c][d.change] = verdicts[c].get(d.change, 0) + 1
+    return {"processes": n, "trials": trials, "kind": "A/A" if head is None else "A/B",
+            "any_worse_rate": any_worse / trials,
+            "cells": {c: {k: v / trials for k, v in sorted(counts.items())} for c, counts in verdicts.items()}}
+
+
+def planted_ratio(base: Sequence[float], head: Sequence[float]) -> float:
+    """What a plant really did: ratio of the medians of many processes."""
+    return statistics.median(head) / statistics.median(base) if base and head else math.nan

@@ -1,0 +1,268 @@
+"""The alert's statistics, fed synthetic samples from a two-level noise model: a per-process effect (most of
+the variance, as measured on this machine) plus step-to-step noise inside each process."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from fitbench.regress import decide
+from fitbench.regress.asvdata import CellResult
+from fitbench.regress.alert import AlertSettings, Comparison, compare, exit_status, render_markdown
+from fitbench.regress.calibration import Calibration, CellNoise, resampled_rates
+
+STEP_S = 0.005  # a batch-32 step
+
+
+def process_samples(rng: random.Random, processes: int, per_process: int, between_cv: float, within_cv: float,
+                    scale: float = 1.0) -> list[float]:
+    """asv's pooled samples of one commit: `processes` blocks of `per_process` windows each."""
+    out = []
+    for _ in range(processes):
+        level = STEP_S * scale * math.exp(rng.gauss(0, between_cv))
+        out += [level * math.exp(rng.gauss(0, within_cv)) for _ in range(per_process)]
+    return out
+
+
+def cell(samples: list[float] | None, per_process: int | None = 5, value: float | None = None,
+         benchmark: str = "bench_fit.StepTime.time_step", backend: str = "tensorflow",
+         params: dict[str, str] | None = None, unit: str = "seconds") -> CellResult:
+    import statistics
+
+    return CellResult(benchmark=benchmark, params=params if params is not None else {"batch_size": "32"},
+                      backend=backend, env_name=f"env-{backend}", unit=unit,
+                      value=value if value is not None or samples is None else statistics.median(samples),
+                      samples=samples, per_process=per_process)
+
+
+# ---------- per-process values ----------
+
+def test_samples_split_back_into_processes_in_order():
+    samples = [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
+    assert decide.split_processes(samples, 3) == [[1.0, 2.0, 3.0], [10.0, 11.0, 12.0]]
+    assert decide.process_values(samples, 3) == [2.0, 11.0]
+    with pytest.raises(ValueError, match="do not split"):
+        decide.split_processes(samples[:-1], 3)
+
+
+def test_between_process_cv_is_the_log_sd():
+    assert decide.between_process_cv([1.0, 1.0, 1.0]) == 0.0
+    values = [math.exp(x) for x in (-0.1, 0.0, 0.1)]
+    assert decide.between_process_cv(values) == pytest.approx(0.1)
+    assert math.isnan(decide.between_process_cv([1.0]))
+
+
+# ---------- the test, the interval, Holm ----------
+
+def test_exact_rank_sum_matches_the_textbook_values():
+    # complete separation of 5 vs 5: p = 2 / C(10, 5)
+    u, p = decide.mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5])
+    assert (u, p) == (25.0, pytest.approx(2 / 252))
+    assert decide.min_attainable_p(5, 5) == pytest.approx(2 / 252)
+    # identical groups (all ties): no evidence
+    assert decide.mann_whitney_u([1.0, 1.0], [1.0, 1.0])[1] == 1.0
+    # p is symmetric in the groups
+    a, b = [1.1, 2.3, 0.7, 4.0], [3.3, 2.0, 5.1]
+    assert decide.mann_whitney_u(a, b)[1] == pytest.approx(decide.mann_whitney_u(b, a)[1])
+
+
+def test_exact_null_distribution_sums_to_the_number_of_arrangements():
+    counts = decide._u_counts(4, 6)
+    assert sum(counts) == math.comb(10, 4) and len(counts) == 25
+    assert list(counts) == list(reversed(counts))  # symmetric about n*m/2
+
+
+def test_holm_adjusts_step_down_and_stays_monotone():
+    assert decide.holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert decide.holm([0.5]) == [0.5]
+
+
+def test_hodges_lehmann_interval_covers_a_known_shift():
+    base = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98]
+    head = [x * 1.2 for x in base]
+    ratio, low, high = decide.hodges_lehmann_ci(base, head)
+    assert ratio == pytest.approx(1.2)
+    assert low < 1.2 < high or low == pytest.approx(1.2)
+    # too few processes for a 95 % interval: honest infinity rather than a fake interval
+    assert decide.hodges_lehmann_ci([1.0, 1.1], [1.2, 1.3])[2] == math.inf
+
+
+def test_interval_coverage_in_the_two_level_model():
+    rng = random.Random(1)
+    covered = 0
+    trials = 300
+    for _ in range(trials):
+        base = decide.process_values(process_samples(rng, 8, 5, 0.05, 0.1), 5)
+        head = decide.process_values(process_samples(rng, 8, 5, 0.05, 0.1, scale=1.1), 5)
+        _, low, high = decide.hodges_lehmann_ci(base, head, 0.95)
+        covered += low <= 1.1 <= high
+    assert covered / trials >= 0.92  # distribution-free: at least the nominal 95 %, minus sampling noise
+
+
+# ---------- power ----------
+
+def test_min_detectable_change_shrinks_with_processes_and_is_inf_below_the_exact_floor():
+    sd = 0.03
+    m6, m12 = (decide.min_detectable_change(sd, n, n, 0.01 / 6) for n in (7, 12))
+    assert m12 < m6 < 0.10
+    # with 4 processes the exact test cannot reach 0.01/6 at all
+    assert decide.min_detectable_change(sd, 4, 4, 0.01 / 6) == math.inf
+    assert decide.processes_needed(sd, 0.05, 0.01 / 6) > decide.processes_needed(sd, 0.10, 0.01 / 6)
+    assert decide.processes_needed(0.5, 0.01, 0.01, limit=50) is None
+
+
+def test_the_detectable_change_is_what_the_test_really_detects():
+    """At the change min_detectable_change reports, the rank-sum test on the two-level model rejects in
+    about 80 % of trials (its power target)."""
+    rng = random.Random(2)
+    n, sd, alpha = 10, 0.04, 0.01
+    mdc = decide.min_detectable_change(sd, n, n, alpha)
+    hits, trials = 0, 400
+    for _ in range(trials):
+        base = [math.exp(rng.gauss(0, sd)) for _ in range(n)]
+        head = [(1 + mdc) * math.exp(rng.gauss(0, sd)) for _ in range(n)]
+        hits += decide.mann_whitney_u(head, base)[1] <= alpha
+    assert 0.72 <= hits / trials <= 0.88
+
+
+# ---------- the case that fooled the old alert ----------
+
+def test_two_processes_of_pooled_samples_no_longer_make_an_alarm():
+    """The old alert: 20 samples from 2 processes per commit, tested as if independent. With most of the
+    variance between processes (CV 20 %) and nothing changed, pooling is 'significant' most of the
+    time; per process, 2 vs 2 can never be, and the cell is inconclusive, not unchanged."""
+    rng = random.Random(3)
+    pooled_alarms = 0
+    for trial in range(50):
+        base = process_samples(rng, 2, 10, 0.20, 0.05)
+        head = process_samples(rng, 2, 10, 0.20, 0.05)
+        pooled_alarms += decide.mann_whitney_u(head, base)[1] < 0.002  # asv's own rule on pooled samples
+        rows = compare({"c": cell(base, 10)}, {"c": cell(head, 10)})
+        assert rows[0].change == decide.INCONCLUSIVE and exit_status(rows) == 0
+        assert rows[0].processes_base == 2 and rows[0].min_detectable_change == math.inf
+    assert pooled_alarms >= 10  # the disease: pooled samples cry wolf on a no-op
+
+
+def test_aa_false_alarm_rate_over_many_cells_stays_under_alpha():
+    rng = random.Random(4)
+    settings = AlertSettings()
+    alarms, trials = 0, 200
+    for _ in range(trials):
+        before, after = {}, {}
+        for i, cv in enumerate((0.03, 0.05, 0.02, 0.06, 0.04, 0.03)):
+            before[f"c{i}"] = cell(process_samples(rng, 8, 5, cv, 0.1), params={"batch_size": str(i)})
+            after[f"c{i}"] = cell(process_samples(rng, 8, 5, cv, 0.1), params={"batch_size": str(i)})
+        alarms += exit_status(compare(before, after, settings)) == 1
+    assert alarms / trials <= 0.03  # alpha 0.01 family-wise, with sampling slack
+
+
+def test_a_ten_percent_slowdown_is_caught_and_reported_with_its_numbers():
+    rng = random.Random(5)
+    caught = 0
+    for _ in range(20):
+        rows = compare({"c": cell(process_samples(rng, 10, 5, 0.02, 0.03))},
+                       {"c": cell(process_samples(rng, 10, 5, 0.02, 0.03, scale=1.10))})
+        caught += rows[0].change == decide.WORSE
+    assert caught >= 18
+    row = rows[0]
+    assert row.ci_low < row.ratio < row.ci_high and row.processes_base == row.processes_head == 10
+    assert row.min_detectable_change < 0.10 and row.cv_source == "this comparison"
+    assert row.method.startswith("exact rank-sum")
+
+
+def test_a_noisy_cell_is_inconclusive_not_unchanged_and_says_what_it_could_see():
+    rng = random.Random(6)
+    rows = compare({"c": cell(process_samples(rng, 6, 5, 0.25, 0.1))},
+                   {"c": cell(process_samples(rng, 6, 5, 0.25, 0.1))})
+    assert rows[0].change == decide.INCONCLUSIVE
+    assert rows[0].min_detectable_change > 0.10 and "could detect" in rows[0].note
+
+
+def test_calibrated_spread_is_used_for_the_detectable_change():
+    rng = random.Random(7)
+    b, a = cell(process_samples(rng, 8, 5, 0.02, 0.1)), cell(process_samples(rng, 8, 5, 0.02, 0.1))
+    quiet = compare({"c": b}, {"c": a}, calibrated_log_sd={"c": 0.01})[0]
+    loud = compare({"c": b}, {"c": a}, calibrated_log_sd={"c": 0.30})[0]
+    assert quiet.cv_source == "calibration" and quiet.change == decide.UNCHANGED
+    assert loud.change == decide.INCONCLUSIVE and loud.min_detectable_change > quiet.min_detectable_change
+
+
+def test_direction_exact_tracks_failures_and_skips():
+    identical = "bench_determinism.Determinism.track_run_to_run_identical"
+    rows = compare({"d": cell(None, None, 1, identical, params={}, unit="identical (1/0)"),
+                    "f": cell([0.01] * 10), "s": cell(None, None, math.nan, "b.C.time_x")},
+                   {"d": cell(None, None, 0, identical, params={}, unit="identical (1/0)"),
+                    "f": cell(None, None, None), "s": cell(None, None, math.nan, "b.C.time_x")})
+    by = {r.benchmark: r for r in rows}
+    assert by[identical].change == "worse" and by[identical].method.startswith("exact")
+    assert by["bench_fit.StepTime.time_step"].change == "failed"
+    assert by["bench_fit.StepTime.time_step"].failed_on == ["head"]
+    assert by["b.C.time_x"].change == "skipped"
+    assert exit_status(rows) == 2
+    # higher-is-better metrics with per-process values: a drop is worse
+    rng = random.Random(8)
+    sps = "bench_fit.X.time_samples_per_second"
+    import re
+    import fitbench.regress.alert as alert_module
+    assert alert_module.HIGHER_IS_BETTER.search("track_samples_per_second")
+    assert not re.search(alert_module.HIGHER_IS_BETTER, sps)
+
+
+def test_markdown_and_json_rows_carry_the_statistics():
+    rng = random.Random(9)
+    rows = compare({"c": cell(process_samples(rng, 8, 5, 0.02, 0.1))},
+                   {"c": cell(process_samples(rng, 8, 5, 0.02, 0.1, scale=1.3))})
+    from dataclasses import asdict
+
+    report = {"base": "a" * 40, "head": "b" * 40, "bench": "x", "machine": "m", "processes": 8,
+              "processes_source": "asked for", "settings": asdict(AlertSettings()), "tested_cells": 1,
+              "comparisons": [asdict(r) for r in rows]}
+    md = render_markdown(report)
+    assert "**1 regression(s)**" in md and "| ratio [95 % CI] | processes | between-process CV |" in md
+    assert "8 + 8" in md and "this comparison" in md
+    for key in ("ratio", "ci_low", "ci_high", "processes_base", "processes_head", "min_detectable_change",
+                "between_process_cv", "p_adjusted"):
+        assert report["comparisons"][0][key] is not None
+    assert Comparison(**report["comparisons"][0]).label.endswith("[tensorflow]")
+
+
+# ---------- calibration and resampled rates ----------
+
+def test_calibration_round_trips_and_checks_its_schema():
+    cal = Calibration(machine="m", commit="c" * 40, created="2026-11-27T00:00:00+00:00", processes=3, threads="1",
+                      cells=[CellNoise("k", "b", {}, "jax", "seconds", [1.0, 1.1, 0.9], 1.0, 0.1)])
+    assert Calibration.from_dict(cal.to_dict()) == cal and cal.log_sds() == {"k": 0.1}
+    with pytest.raises(ValueError, match="schema_version"):
+        Calibration.from_dict({**cal.to_dict(), "schema_version": 99})
+
+
+def test_resampled_rates_aa_quiet_ab_caught():
+    rng = random.Random(10)
+    base = {f"c{i}": [math.exp(rng.gauss(0, 0.03)) for _ in range(40)] for i in range(3)}
+    planted = {c: [1.10 * math.exp(rng.gauss(0, 0.03)) for _ in range(40)] for c in base}
+    aa = resampled_rates(base, None, 8, trials=200)
+    ab = resampled_rates(base, planted, 8, trials=200)
+    assert aa["kind"] == "A/A" and aa["any_worse_rate"] <= 0.03
+    assert ab["any_worse_rate"] >= 0.9 and all(v.get("worse", 0) >= 0.8 for v in ab["cells"].values())
+    with pytest.raises(ValueError, match="too few"):
+        resampled_rates(base, None, 25, trials=1)
+
+
+def test_processes_for_a_set_of_cells_takes_the_neediest():
+    assert decide.processes_for([0.01, 0.02], 0.10, 0.01) >= decide.processes_for([0.01], 0.10, 0.01)
+    assert decide.processes_for([0.9], 0.01, 0.01, limit=20) is None
+
+
+def test_processes_come_from_the_request_the_calibration_or_the_default():
+    from fitbench.regress.alert import DEFAULT_PROCESSES, MAX_AUTO_PROCESSES, choose_processes
+
+    s = AlertSettings()
+    assert choose_processes(5, {"c": 0.5}, ["c"], s) == (5, "asked for")
+    n, why = choose_processes(None, {"c": 0.02, "other": 0.5}, ["c"], s)  # cells not selected are ignored
+    assert why.startswith("from this machine's calibration") and 3 <= n < MAX_AUTO_PROCESSES
+    assert decide.min_detectable_change(0.02, n, n, s.alpha) <= s.threshold
+    assert choose_processes(None, {"c": 0.5}, ["c"], s)[0] == MAX_AUTO_PROCESSES
+    assert choose_processes(None, None, ["c"], s) == (DEFAULT_PROCESSES,
+                                                       "default: no calibration on this machine (fitbench calibrate)")
