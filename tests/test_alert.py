@@ -156,3 +156,18 @@ def test_calibrate_rejects_too_few_processes(tmp_path):
                              "--processes", "2", "--log", str(tmp_path / "log")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "fitbench: error: --processes must be at least 3 to measure a spread, got 2"
+
+
+def test_without_asv_the_alert_names_the_extra_to_install(tmp_path):
+    import os
+
+    site = tmp_path / "no-asv"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['asv'] = None  # import raises\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "HEAD", "HEAD", "--repo", str(ROOT),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.strip().splitlines() == [
+        "fitbench: error: asv is not installed: pip install 'fitbench[alert]' "
+        "(or pip install 'asv>=0.6.4,<0.7' virtualenv)"]

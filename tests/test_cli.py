@@ -162,3 +162,47 @@ def test_seed_replay_shows_keras3_protection_and_the_legacy_silent_divergence(tm
     for key in ("shared", "fresh"):
         assert {"cosine_functional", "cosine_sequential", "identical"} <= doc[key].keys()
     assert all(r["initial_weights_identical"] for r in doc["runs"] if r["status"] == "ok")
+
+
+def _child_log_env(tmp_path, fake_driver: bool) -> tuple[dict[str, str], Path]:
+    """PYTHONPATH with a sitecustomize that logs every Python process started (to count framework
+    children), and, if asked, a stand-in nvidia-smi on PATH so the machine looks like it has a driver."""
+    import os
+
+    site, log = tmp_path / "site", tmp_path / "processes.log"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nwith open({str(log)!r}, 'a') as f:\n    f.write(' '.join(sys.orig_argv) + '\\n')\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    if fake_driver:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    return env, log
+
+
+@pytest.mark.parametrize("fake_driver", [False, True])
+def test_gpu_cells_without_a_gpu_skip_after_one_question_per_backend(tmp_path, fake_driver):
+    env, log = _child_log_env(tmp_path, fake_driver)
+    out = tmp_path / "gpu.json"
+    result = run_cli("run", "--device", "gpu", "--backend", "tensorflow,jax,torch", "--batch-sizes", "32",
+                     "--api", "functional", "--json", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    workers = [line for line in log.read_text().splitlines() if "fitbench.worker" in line]
+    # no driver: nothing is started; a driver but no GPU: one child per backend asks, none per cell
+    assert len(workers) == (3 if fake_driver else 0), workers
+    doc = load(out)
+    records = doc["records"]
+    assert len(records) == 3 * 2 * 2 + 3 * 2  # backends x jit x variants fit cells + seed cells
+    expected = "no GPU visible to" if fake_driver else "no GPU visible: no NVIDIA driver on this machine"
+    from fitbench.timing import Cell, empty_record
+
+    contract = set(empty_record(Cell("fit", "functional", True, "gpu", 32), "skipped", "x"))
+    for r in records:
+        assert r["status"] == "skipped" and expected in r["reason"] and r["device"] == "gpu"
+        assert contract <= set(r)  # every field a skipped record promises is there
+    # the GPU peak probe is recorded as skipped for each backend, without a process of its own
+    assert [(p["backend"], p["status"]) for p in doc["peaks"]] == [
+        ("tensorflow", "skipped"), ("jax", "skipped"), ("torch", "skipped")]

@@ -262,7 +262,7 @@ def test_processes_come_from_the_request_the_calibration_or_the_default():
     assert choose_processes(5, {"c": 0.5}, ["c"], s) == (5, "asked for")
     n, why = choose_processes(None, {"c": 0.02, "other": 0.5}, ["c"], s)  # cells not selected are ignored
     assert why.startswith("from this machine's calibration") and 3 <= n < MAX_AUTO_PROCESSES
-    assert decide.min_detectable_change(0.02, n, n, s.alpha) <= s.threshold
+    assert decide.min_detectable_change(0.02, n, n, s.alpha, power=0.9) <= s.threshold
     assert choose_processes(None, {"c": 0.5}, ["c"], s)[0] == MAX_AUTO_PROCESSES
     assert choose_processes(None, None, ["c"], s) == (DEFAULT_PROCESSES,
                                                        "default: no calibration on this machine (fitbench calibrate)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from fitbench.alerts import backend_environments
+from fitbench.regress.asvdata import backend_environments
 from fitbench.errors import UsageError
 
 

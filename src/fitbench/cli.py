@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--backend", default=None, help="comma-separated KERAS_BACKEND values (default: all)")
     cal.add_argument("--log", default="calibrate-asv.log", metavar="PATH", help="asv's log (default calibrate-asv.log)")
     cal.add_argument("--json", metavar="PATH", help="also write the calibration here")
+    cal.add_argument("--no-store", action="store_true",
+                     help="measure without replacing this machine's stored calibration (e.g. of a planted commit)")
 
     seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
     seed.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
@@ -207,15 +209,25 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     threads, cpus = _threads(args.threads), _cpus(args.cpus)
     out = check_output_path(args.json) if args.json else None
     plot = check_output_path(args.plot) if args.plot else None
-    doc: dict[str, Any] = {"command": "run", "threads_setting": threads, "cpus": cpus, "fitbench_version": __version__, "started": _stamp(),
-                           "profile": asdict(profile), "spec": spec.to_dict(), "seed": args.seed,
+    doc: dict[str, Any] = {"command": "run", "fitbench_version": __version__, "started": _stamp(),
+                           "threads_setting": threads, "cpus": cpus, "profile": asdict(profile), "spec": spec.to_dict(), "seed": args.seed,
                            "complete": False, "peaks": [], "records": []}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
-            probes = [] if args.no_floor else [(b, d) for b in backends if b not in missing for d in devices]
+            if "gpu" in devices:  # one question per backend, not one framework start per GPU cell
+                looking = progress.add_task("looking for GPUs", total=None)
+                no_gpu = _gpus_unseen([b for b in backends if b not in missing], args.cell_timeout)
+                progress.remove_task(looking)
+            else:
+                no_gpu = {}
+            probes = [] if args.no_floor else [(b, d) for b in backends if b not in missing for d in devices
+                                               if not (d == "gpu" and b in no_gpu)]
             task = progress.add_task("cells", total=len(cells) + len(probes))
             peaks: dict[tuple[str, str], dict[str, Any]] = {}
+            if not args.no_floor:  # the GPU peak probe of a backend that sees none: skipped, not started
+                doc["peaks"] += [{"backend": b, "device": "gpu", "gflops_per_s": None, "status": "skipped",
+                                  "reason": why} for b, why in no_gpu.items()]
             for backend, device in probes:  # once per run and device, in its own process like a cell
                 progress.update(task, description=f"{backend} {device} peak probe")
                 peaks[backend, device] = _peak_probe(backend, device, args.cell_timeout)
@@ -225,6 +237,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 progress.update(task, description=cell.label())
                 if cell.backend in missing:
                     record = empty_record(cell, "skipped", missing[cell.backend])
+                elif cell.device == "gpu" and cell.backend in no_gpu:
+                    record = empty_record(cell, "skipped", no_gpu[cell.backend])
                 else:
                     peak = peaks.get((cell.backend, cell.device))
                     try:
@@ -270,6 +284,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
+def _gpus_unseen(backends: list[str], timeout_s: float) -> dict[str, str]:
+    """{backend: why its GPU cells are skipped} for the backends that see no GPU. No NVIDIA driver: all of
+    them, without starting anything; else one child process per backend asks its framework."""
+    from fitbench.isolation import IsolatedError, child_env, run_isolated
+    from fitbench.runtime import gpu_driver_present
+
+    if not gpu_driver_present():
+        return {b: "no GPU visible: no NVIDIA driver on this machine" for b in backends}
+    unseen = {}
+    for backend in backends:
+        try:
+            names = run_isolated("fitbench.runtime:gpu_names", {"backend": backend}, env=child_env({}, backend),
+                                 timeout_s=timeout_s)
+        except IsolatedError as exc:
+            names, why = [], f"asking {backend} for GPUs failed: {exc}"
+        else:
+            why = f"no GPU visible to {backend} on this machine"
+        if not names:
+            unseen[backend] = why
+    return unseen
+
+
 def _peak_probe(backend: str, device: str, timeout_s: float) -> dict[str, Any]:
     """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
     from fitbench.isolation import IsolatedError, child_env, run_isolated
@@ -307,6 +343,9 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
 
         if not gpu_driver_present():
             raise UsageError("--device gpu: no NVIDIA GPU driver on this machine")
+        unseen = _gpus_unseen(backends, 600)
+        if unseen:
+            raise UsageError(f"--device gpu: {unseen[backends[0]]}")
     batch_size = args.batch_size or args.samples
     out = check_output_path(args.json) if args.json else None
     try:
@@ -407,14 +446,15 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     try:
         with console.status(f"asv: {args.processes} processes per cell..."):
             result, path = calibrate(args.repo, args.rev, args.bench or alerts.DEFAULT_BENCH, args.processes,
-                                     Path(args.log), _backend_list(args.backend))
+                                     Path(args.log), _backend_list(args.backend), save=not args.no_store)
     except RuntimeError as exc:
         sys.stderr.write(f"fitbench: error: {exc}\n")
         return EXIT_FAILED
     if out:
         write_json_atomic(out, result.to_dict())
     console.print(calibration_table(result, args.threshold, args.alpha))
-    console.print(f"stored: {path} (fitbench alert reads it on this machine)")
+    console.print(f"not stored (--no-store); {path} is unchanged" if args.no_store
+                  else f"stored: {path} (fitbench alert reads it on this machine)")
     return EXIT_OK
 
 

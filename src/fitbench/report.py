@@ -7,6 +7,7 @@ import os
 import tempfile
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from fitbench.errors import UsageError
@@ -206,13 +207,13 @@ def calibration_table(calibration: Any, threshold: float, alpha: float) -> Table
     strictest = alpha / max(1, len(cells))
     table = Table(title=f"between-process spread, {calibration.processes} processes per cell, commit "
                         f"{calibration.commit[:10]} (threads: {calibration.threads})")
-    for col in ("cell", "median", "between-process CV", f"detectable with {calibration.processes}",
+    for col in ("cell", "median", "between-process CV (robust)", f"detectable with {calibration.processes}",
                 "processes for 5 %", f"processes for {100 * threshold:g} %"):
         table.add_column(col)
     for c in cells:
         n = calibration.processes
         mdc = min_detectable_change(c.log_sd, n, n, strictest)
         need5, need_t = (processes_needed(c.log_sd, x, strictest) for x in (0.05, threshold))
-        table.add_row(c.key, f"{c.median * 1e3:.3f} ms" if c.unit == "seconds" else f"{c.median:.4g}",
+        table.add_row(escape(c.key), f"{c.median * 1e3:.3f} ms" if c.unit == "seconds" else f"{c.median:.4g}",
                       f"{100 * c.log_sd:.1f} %", f"{100 * mdc:.1f} %", str(need5 or ">60"), str(need_t or ">60"))
     return table

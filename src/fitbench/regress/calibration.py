@@ -35,7 +35,8 @@ class CellNoise:
     unit: str | None
     values: list[float]  # one per process
     median: float
-    log_sd: float  # between-process spread (about the CV)
+    log_sd: float  # robust between-process spread (decide.robust_log_sd: IQR of logs / 1.349, about the CV)
+    sd_log: float = math.nan  # plain standard deviation of the logs, for comparison
 
 
 @dataclass
@@ -89,7 +90,7 @@ def noise_from_results(cells: dict[str, Any]) -> list[CellNoise]:
             continue
         out.append(CellNoise(key=key, benchmark=cell.benchmark, params=cell.params, backend=cell.backend,
                              unit=cell.unit, values=values, median=statistics.median(values),
-                             log_sd=decide.between_process_cv(values)))
+                             log_sd=decide.robust_log_sd(values), sd_log=decide.between_process_cv(values)))
     return out
 
 

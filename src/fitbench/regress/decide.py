@@ -65,14 +65,28 @@ def between_process_cv(values: Sequence[float]) -> float:
     return statistics.stdev(math.log(v) for v in values)
 
 
+def _robust_sd(deviations: Sequence[float]) -> float:
+    """IQR / 1.349 (the standard deviation for normal data), with the plain standard deviation below 4
+    values, where quartiles mean little."""
+    if len(deviations) < 4:
+        return statistics.stdev(deviations) if len(deviations) > 1 else math.nan
+    q = statistics.quantiles(deviations, n=4, method="inclusive")
+    return (q[2] - q[0]) / 1.349
+
+
+def robust_log_sd(values: Sequence[float]) -> float:
+    """The between-process spread that sizes a rank test: robust to a rare wild process (the first
+    process of a run is sometimes 50 % slow), which the rank-sum test shrugs off but a standard deviation
+    would count as if every process were that noisy. About the CV for small spreads."""
+    return _robust_sd([math.log(v) for v in values])
+
+
 def pooled_log_sd(a: Sequence[float], b: Sequence[float]) -> float:
-    """Pooled within-commit standard deviation of log per-process values of two commits."""
-    la, lb = [math.log(v) for v in a], [math.log(v) for v in b]
-    dof = len(la) + len(lb) - 2
-    if dof < 1:
+    """The robust spread of two commits' log per-process values, each around its own median."""
+    if len(a) + len(b) < 3:
         return math.nan
-    ss = sum((x - statistics.fmean(la)) ** 2 for x in la) + sum((x - statistics.fmean(lb)) ** 2 for x in lb)
-    return math.sqrt(ss / dof)
+    ma, mb = statistics.median(math.log(v) for v in a), statistics.median(math.log(v) for v in b)
+    return _robust_sd([math.log(v) - ma for v in a] + [math.log(v) - mb for v in b])
 
 
 # ---------- the exact rank-sum test ----------
@@ -256,16 +270,16 @@ class CellDecision:
     min_change: float  # a significant change smaller than this is not called a change, e.g. 0.05
 
 
-def classify(ratio: float, p_adjusted: float, alpha: float, min_change: float, min_detectable: float,
-             threshold: float, higher_is_better: bool = False) -> str:
+def classify(ratio: float, ci_low: float, ci_high: float, p_adjusted: float, alpha: float, min_change: float,
+             min_detectable: float, threshold: float, higher_is_better: bool = False) -> str:
     """worse / better: significant after Holm and the estimate at least `min_change` away from 1 in that
     direction (a true change of the threshold size passes both most of the time; see docs/alerts.md);
-    else unchanged when this cell could have detected a change of `threshold` (its detectable change is
-    no larger), else inconclusive: with this noise and this many processes it cannot say, and the alert
-    must not call that unchanged."""
+    unchanged: this cell could have detected a change of `threshold` (its detectable change is no larger)
+    and its confidence interval lies inside ±threshold; else inconclusive: with this noise and this many
+    processes it cannot say, and the alert must not call that unchanged."""
     if p_adjusted <= alpha and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change)):
         return BETTER if (ratio > 1) == higher_is_better else WORSE
-    if min_detectable <= threshold:
+    if min_detectable <= threshold and 1 / (1 + threshold) < ci_low and ci_high < 1 + threshold:
         return UNCHANGED
     return INCONCLUSIVE
 
@@ -290,7 +304,7 @@ def decide(cells: dict[str, tuple[Sequence[float], Sequence[float]]], alpha: flo
         if sd is None or not math.isfinite(sd):
             sd, source = observed, "this comparison"
         mdc = min_detectable_change(sd, len(base), len(head), strictest, power)
-        change = classify(ratio, p_adj, alpha, min_change, mdc, threshold,
+        change = classify(ratio, low, high, p_adj, alpha, min_change, mdc, threshold,
                           (higher_is_better or {}).get(name, False))
         out[name] = CellDecision(
             change=change, ratio=ratio, ci_low=low, ci_high=high, confidence=confidence, p_value=p,
