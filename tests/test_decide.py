@@ -177,7 +177,7 @@ def test_a_noisy_cell_is_inconclusive_not_unchanged_and_says_what_it_could_see()
     rows = compare({"c": cell(process_samples(rng, 6, 5, 0.25, 0.1))},
                    {"c": cell(process_samples(rng, 6, 5, 0.25, 0.1))})
     assert rows[0].change == decide.INCONCLUSIVE
-    assert rows[0].min_detectable_change > 0.10 and "could detect" in rows[0].note
+    assert rows[0].min_detectable_change > 0.10 and rows[0].note.startswith("too noisy: could detect")
 
 
 def test_calibrated_spread_is_used_for_the_detectable_change():
@@ -187,6 +187,10 @@ def test_calibrated_spread_is_used_for_the_detectable_change():
     loud = compare({"c": b}, {"c": a}, calibrated_log_sd={"c": 0.30})[0]
     assert quiet.cv_source == "calibration" and quiet.change == decide.UNCHANGED
     assert loud.change == decide.INCONCLUSIVE and loud.min_detectable_change > quiet.min_detectable_change
+    # quiet by calibration, but this comparison's processes scattered: the interval decides, and says so
+    wild = compare({"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))}, {"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))},
+                   calibrated_log_sd={"c": 0.01})[0]
+    assert wild.change == decide.INCONCLUSIVE and wild.note.startswith("the interval reaches past")
 
 
 def test_direction_exact_tracks_failures_and_skips():
@@ -266,3 +270,45 @@ def test_processes_come_from_the_request_the_calibration_or_the_default():
     assert choose_processes(None, {"c": 0.5}, ["c"], s)[0] == MAX_AUTO_PROCESSES
     assert choose_processes(None, None, ["c"], s) == (DEFAULT_PROCESSES,
                                                        "default: no calibration on this machine (fitbench calibrate)")
+
+
+# ---------- the micro-benchmark gate ----------
+
+def _session(path, medians: dict[str, float]) -> str:
+    import json
+
+    path.write_text(json.dumps({"benchmarks": [{"fullname": k, "stats": {"median": v}} for k, v in medians.items()]}))
+    return str(path)
+
+
+def test_gate_decides_session_by_session(tmp_path):
+    from fitbench.regress.gate import gate
+
+    rng = random.Random(11)
+    base = [_session(tmp_path / f"a{i}.json", {"t[b32]": 0.002 * math.exp(rng.gauss(0, 0.02)),
+                                                "t[b256]": 0.006 * math.exp(rng.gauss(0, 0.02))}) for i in range(8)]
+    same = [_session(tmp_path / f"b{i}.json", {"t[b32]": 0.002 * math.exp(rng.gauss(0, 0.02)),
+                                                "t[b256]": 0.006 * math.exp(rng.gauss(0, 0.02))}) for i in range(8)]
+    slow = [_session(tmp_path / f"c{i}.json", {"t[b32]": 0.0024 * math.exp(rng.gauss(0, 0.02)),
+                                                "t[b256]": 0.006 * math.exp(rng.gauss(0, 0.02))}) for i in range(8)]
+    aa = gate(base, same)
+    assert aa["exit_status"] == 0 and {r["change"] for r in aa["rows"]} <= {"unchanged", "inconclusive"}
+    ab = gate(base, slow)
+    by = {r["benchmark"]: r for r in ab["rows"]}
+    assert ab["exit_status"] == 1 and by["t[b32]"]["change"] == "worse" and by["t[b256]"]["change"] != "worse"
+    assert by["t[b32]"]["sessions_base"] == 8 and 1.1 < by["t[b32]"]["ratio"] < 1.3
+
+
+def test_gate_bad_input_is_a_usage_error(tmp_path):
+    from fitbench.errors import UsageError
+    from fitbench.regress.gate import gate
+
+    good = [_session(tmp_path / f"a{i}.json", {"t": 1.0}) for i in range(2)]
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(UsageError, match="at least 2 sessions"):
+        gate(good[:1], good)
+    with pytest.raises(UsageError, match="not a pytest-benchmark"):
+        gate([str(tmp_path / "bad.json"), good[0]], good)
+    other = [_session(tmp_path / f"o{i}.json", {"u": 1.0}) for i in range(2)]
+    with pytest.raises(UsageError, match="no benchmark is in every session"):
+        gate(good, other)

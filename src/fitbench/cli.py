@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--no-store", action="store_true",
                      help="measure without replacing this machine's stored calibration (e.g. of a planted commit)")
 
+    gate = sub.add_parser("gate", help="micro-benchmark gate: several pytest-benchmark sessions per side, "
+                                       "decided session by session")
+    gate.add_argument("--base", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the base")
+    gate.add_argument("--head", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the head")
+    gate.add_argument("--threshold", type=float, default=0.10)
+    gate.add_argument("--min-change", type=float, default=0.05)
+    gate.add_argument("--alpha", type=float, default=0.01)
+    gate.add_argument("--json", metavar="PATH")
+
     seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
     seed.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
     seed.add_argument("--seed", type=int, default=0)
@@ -458,8 +467,33 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from fitbench.regress.alert import AlertSettings
+    from fitbench.regress.gate import gate
+    from fitbench.report import check_output_path, write_json_atomic
+
+    AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
+    out = check_output_path(args.json) if args.json else None
+    doc = gate(args.base, args.head, args.alpha, args.threshold, args.min_change)
+    if out:
+        write_json_atomic(out, doc)
+    table = Table(title=f"{len(args.base)} base vs {len(args.head)} head sessions, one observation per session")
+    for col in ("benchmark", "base", "head", "ratio [95 % CI]", "between-session CV", "detectable", "p (Holm)",
+                "change"):
+        table.add_column(col)
+    for r in doc["rows"]:
+        table.add_row(r["benchmark"], f"{r['before'] * 1e3:.3f} ms", f"{r['after'] * 1e3:.3f} ms",
+                      f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                      f"{100 * r['between_session_cv']:.1f} %", f"{100 * r['min_detectable_change']:.1f} %",
+                      f"{r['p_adjusted']:.2g}", r["change"])
+    console.print(table)
+    return doc["exit_status"]
+
+
 COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed, "alert": cmd_alert,
-            "calibrate": cmd_calibrate}
+            "calibrate": cmd_calibrate, "gate": cmd_gate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

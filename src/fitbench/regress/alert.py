@@ -153,9 +153,17 @@ def compare(before: dict[str, asvdata.CellResult], after: dict[str, asvdata.Cell
         row.min_detectable_change = d.min_detectable_change
         row.method = "exact rank-sum on per-process medians, Holm"
         if d.change == decide.INCONCLUSIVE:
-            row.note = (f"could detect {_pct(d.min_detectable_change)} or more with {d.processes_base} processes, "
-                        f"not {_pct(settings.threshold)}")
+            row.note = inconclusive_note(d, settings)
     return list(rows.values())
+
+
+def inconclusive_note(d: decide.CellDecision, settings: AlertSettings) -> str:
+    """Why a cell is inconclusive, in the reader's terms."""
+    if d.min_detectable_change > settings.threshold:
+        return (f"too noisy: could detect {_pct(d.min_detectable_change)} or more with {d.processes_base} "
+                f"processes, not {_pct(settings.threshold)}")
+    return (f"the interval reaches past ±{_pct(settings.threshold)} without a significant change after Holm "
+            f"(spread seen here {_pct(d.observed_log_sd)})")
 
 
 def exit_status(comparisons: list[Comparison]) -> int:
