@@ -21,6 +21,7 @@ import time
 
 from fitbench.isolation import child_env, run_isolated
 from fitbench.regress.decide import between_process_cv
+from fitbench.runtime import thread_env
 
 SETTINGS = {
     "default": {"threads": None, "cpus": None},
@@ -50,7 +51,6 @@ def main() -> int:
                 s = SETTINGS[name]
                 # the thread variables must be in the child's environment before Python starts (OpenMP
                 # reads them at library load); measure_windows sets them again and pins the CPUs
-                from fitbench.runtime import thread_env
                 env = child_env(thread_env(backend, s["threads"]) | {"CUDA_VISIBLE_DEVICES": "-1"}, backend)
                 result = run_isolated("fitbench.timing:measure_windows",
                                       {"backend": backend, "api": "functional", "jit": JIT[backend],

@@ -468,6 +468,7 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from fitbench.regress.alert import AlertSettings
@@ -484,7 +485,7 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
                 "change"):
         table.add_column(col)
     for r in doc["rows"]:
-        table.add_row(r["benchmark"], f"{r['before'] * 1e3:.3f} ms", f"{r['after'] * 1e3:.3f} ms",
+        table.add_row(escape(r["benchmark"]), f"{r['before'] * 1e3:.3f} ms", f"{r['after'] * 1e3:.3f} ms",
                       f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
                       f"{100 * r['between_session_cv']:.1f} %", f"{100 * r['min_detectable_change']:.1f} %",
                       f"{r['p_adjusted']:.2g}", r["change"])

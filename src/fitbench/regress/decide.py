@@ -93,22 +93,21 @@ def pooled_log_sd(a: Sequence[float], b: Sequence[float]) -> float:
 
 @lru_cache(maxsize=256)
 def _u_counts(n: int, m: int) -> tuple[int, ...]:
-    """Number of arrangements giving each value of U (0..n*m) under H0, by the classic recursion."""
-    # counts[k][u] for the first k of n: build up with a table over (n, m) via dynamic programming
-    table = {(0, j): (1,) for j in range(m + 1)}
+    """Number of arrangements giving each value of U (0..n*m) under H0, by the classic recursion: the
+    largest of i + j values is one of the i (it beats all j others: U grows by j) or one of the j (U grows
+    by 0). Two rows of the (i, j) table are kept at a time."""
+    previous: list[tuple[int, ...]] = [(1,)] * (m + 1)  # i = 0: U is 0 whatever j
     for i in range(1, n + 1):
-        table[(i, 0)] = (1,)
+        current: list[tuple[int, ...]] = [(1,)]  # j = 0
         for j in range(1, m + 1):
-            # the largest of the i+j values is an x (adds j to U) or a y (adds 0)
-            with_x, with_y = table[(i - 1, j)], table[(i, j - 1)]
-            size = i * j + 1
-            out = [0] * size
-            for u, c in enumerate(with_x):
+            out = [0] * (i * j + 1)
+            for u, c in enumerate(previous[j]):
                 out[u + j] += c
-            for u, c in enumerate(with_y):
+            for u, c in enumerate(current[j - 1]):
                 out[u] += c
-            table[(i, j)] = tuple(out)
-    return table[(n, m)]
+            current.append(tuple(out))
+        previous = current
+    return previous[m]
 
 
 def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
