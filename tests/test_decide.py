@@ -312,3 +312,28 @@ def test_gate_bad_input_is_a_usage_error(tmp_path):
     other = [_session(tmp_path / f"o{i}.json", {"u": 1.0}) for i in range(2)]
     with pytest.raises(UsageError, match="no benchmark is in every session"):
         gate(good, other)
+
+
+def test_gate_command_exit_statuses(tmp_path):
+    import subprocess
+    import sys
+
+    a = [_session(tmp_path / f"a{i}.json", {"t": 0.010 * (1 + i / 1000)}) for i in range(7)]
+    b = [_session(tmp_path / f"b{i}.json", {"t": 0.013 * (1 + i / 1000)}) for i in range(7)]
+
+    def gate_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fitbench", "gate", *args], capture_output=True, text=True)
+
+    worse = gate_cli("--base", *a, "--head", *b, "--json", str(tmp_path / "gate.json"))
+    assert worse.returncode == 1 and "worse" in worse.stdout
+    assert json_load(tmp_path / "gate.json")["rows"][0]["change"] == "worse"
+    assert gate_cli("--base", *a, "--head", *a).returncode == 0
+    bad = gate_cli("--base", a[0], "--head", *b)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "fitbench: error: the gate needs at least 2 sessions per side (--base A.json A2.json --head B.json B2.json)"]
+
+
+def json_load(path):
+    import json
+
+    return json.loads(path.read_text())
