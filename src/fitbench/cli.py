@@ -104,10 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     alert.add_argument("base", nargs="?", help="base commit (e.g. origin/main)")
     alert.add_argument("head", nargs="?", help="head commit (e.g. HEAD)")
     alert.add_argument("--bench", default=None,
-                       help="regular expression of asv benchmarks (default: StepTime and the determinism tracks)")
+                       help="regular expression of asv benchmarks (default: StepTime at batch 256 and the "
+                            "determinism tracks)")
     alert.add_argument("--processes", type=_positive_int("--processes"), default=None, metavar="N",
                        help="processes per commit (default: enough for --threshold by this machine's calibration, "
-                            "else 8)")
+                            "else 10)")
     alert.add_argument("--threshold", type=float, default=0.10,
                        help="the change every cell must be able to detect, else it is inconclusive (default 0.10)")
     alert.add_argument("--min-change", type=float, default=0.05,
