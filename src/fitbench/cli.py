@@ -449,8 +449,6 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     from fitbench.report import calibration_table, check_output_path, write_json_atomic
 
     alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
-    if args.processes < 3:
-        raise UsageError(f"--processes must be at least 3 to measure a spread, got {args.processes}")
     out = check_output_path(args.json) if args.json else None
     check_output_path(args.log)
     try:
@@ -469,28 +467,16 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
-    from rich.markup import escape
-    from rich.table import Table
-
     from fitbench.regress.alert import AlertSettings
     from fitbench.regress.gate import gate
-    from fitbench.report import check_output_path, write_json_atomic
+    from fitbench.report import check_output_path, gate_table, write_json_atomic
 
     AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
     out = check_output_path(args.json) if args.json else None
     doc = gate(args.base, args.head, args.alpha, args.threshold, args.min_change)
     if out:
         write_json_atomic(out, doc)
-    table = Table(title=f"{len(args.base)} base vs {len(args.head)} head sessions, one observation per session")
-    for col in ("benchmark", "base", "head", "ratio [95 % CI]", "between-session CV", "detectable", "p (Holm)",
-                "change"):
-        table.add_column(col)
-    for r in doc["rows"]:
-        table.add_row(escape(r["benchmark"]), f"{r['before'] * 1e3:.3f} ms", f"{r['after'] * 1e3:.3f} ms",
-                      f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-                      f"{100 * r['between_session_cv']:.1f} %", f"{100 * r['min_detectable_change']:.1f} %",
-                      f"{r['p_adjusted']:.2g}", r["change"])
-    console.print(table)
+    console.print(gate_table(doc))
     return doc["exit_status"]
 
 

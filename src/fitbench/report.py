@@ -199,21 +199,38 @@ def seed_table(doc: dict[str, Any]) -> Table:
 
 
 def calibration_table(calibration: Any, threshold: float, alpha: float) -> Table:
-    """Each calibrated cell's per-process median, spread, and the processes an alert needs for 5 % and
-    for `threshold`, tested together under Holm as the alert tests them."""
+    """Each calibrated cell's per-process median, spread, the change it could detect with the processes it
+    ran (80 % power, as every alert row says), and the processes an alert needs for 5 % and for `threshold`
+    at the power `fitbench alert` plans with; all cells of the calibration tested together under Holm."""
+    from fitbench.regress.alert import PLANNING_POWER
     from fitbench.regress.decide import min_detectable_change, processes_needed
 
     cells = calibration.cells
     strictest = alpha / max(1, len(cells))
     table = Table(title=f"between-process spread, {calibration.processes} processes per cell, commit "
                         f"{calibration.commit[:10]} (threads: {calibration.threads})")
+    planning = f"{PLANNING_POWER:.0%} power"
     for col in ("cell", "median", "between-process CV (robust)", f"detectable with {calibration.processes}",
-                "processes for 5 %", f"processes for {100 * threshold:g} %"):
+                f"processes for 5 % ({planning})", f"processes for {100 * threshold:g} % ({planning})"):
         table.add_column(col)
     for c in cells:
         n = calibration.processes
         mdc = min_detectable_change(c.log_sd, n, n, strictest)
-        need5, need_t = (processes_needed(c.log_sd, x, strictest) for x in (0.05, threshold))
+        need5, need_t = (processes_needed(c.log_sd, x, strictest, PLANNING_POWER) for x in (0.05, threshold))
         table.add_row(escape(c.key), f"{c.median * 1e3:.3f} ms" if c.unit == "seconds" else f"{c.median:.4g}",
                       f"{100 * c.log_sd:.1f} %", f"{100 * mdc:.1f} %", str(need5 or ">60"), str(need_t or ">60"))
+    return table
+
+
+def gate_table(doc: dict[str, Any]) -> Table:
+    """`fitbench gate`'s rows: one observation per pytest-benchmark session."""
+    table = Table(title=f"{len(doc['base'])} base vs {len(doc['head'])} head sessions, one observation per session")
+    for col in ("benchmark", "base", "head", "ratio [95 % CI]", "between-session CV", "detectable", "p (Holm)",
+                "change"):
+        table.add_column(col)
+    for r in doc["rows"]:
+        table.add_row(escape(r["benchmark"]), f"{r['before'] * 1e3:.3f} ms", f"{r['after'] * 1e3:.3f} ms",
+                      f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                      f"{100 * r['between_session_cv']:.1f} %", f"{100 * r['min_detectable_change']:.1f} %",
+                      f"{r['p_adjusted']:.2g}", r["change"])
     return table

@@ -309,7 +309,7 @@ def alert(repo: str, base_rev: str, head_rev: str, bench: str, out_dir: str, bac
     machine = asvdata.machine_name()
     calibration = load_calibration(repo, machine)
     calibrated = calibration.log_sds() if calibration else None
-    keys = [f"{name} [{b}]" for name in selected for b in environments]
+    keys = [asvdata.cell_key(name, b) for name in selected for b in environments]
     n, why = choose_processes(processes, calibrated, keys, settings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -320,8 +320,8 @@ def alert(repo: str, base_rev: str, head_rev: str, bench: str, out_dir: str, bac
         "processes": n, "processes_source": why, "backends": list(environments),
         "environments": list(environments.values()), "machine": machine,
         "calibration": calibration.describe() if calibration else None, "asv_exit_status": asv_status}
-    before = asvdata.read_results(repo, base, bench, list(environments.values()), machine)
-    after = asvdata.read_results(repo, head, bench, list(environments.values()), machine)
+    stored = asvdata.read_results(repo, [base, head], bench, list(environments.values()), machine)
+    before, after = stored[base], stored[head]
     if not before or not after:
         missing = " and ".join(name for name, cells in (("base", before), ("head", after)) if not cells)
         report.update(comparisons=[], error=f"asv recorded no results for the {missing} commit (see asv.log)")

@@ -167,7 +167,7 @@ class CellResult:
     @property
     def key(self) -> str:
         """Unique over environments: the name, and the backend it ran on."""
-        return f"{self.name} [{self.backend or self.env_name}]"
+        return cell_key(self.name, self.backend or self.env_name)
 
     def process_values(self) -> list[float] | None:
         """One value per process (median of its samples), or None when the samples cannot be cut into
@@ -183,34 +183,42 @@ class CellResult:
             return None
 
 
-def read_results(repo: str, commit: str, regex: str, environments: list[str] | None = None,
-                 machine: str | None = None) -> dict[str, CellResult]:
-    """Every stored cell of `commit` on this machine whose name `regex` matches, by CellResult.key."""
+def cell_key(name: str, backend: str) -> str:
+    """How a cell is named across commits and in the calibration: "module.Class.method(params) [backend]"."""
+    return f"{name} [{backend}]"
+
+
+def read_results(repo: str, commits: list[str], regex: str, environments: list[str] | None = None,
+                 machine: str | None = None) -> dict[str, dict[str, CellResult]]:
+    """{commit: {CellResult.key: cell}}: every stored cell of each commit on this machine whose name `regex`
+    matches. asv's configuration and benchmarks.json (units, parameter names, `repeat`) are read once."""
     from asv.benchmarks import Benchmarks
     from asv.results import iter_results_for_machine_and_hash
 
     conf = asv_config(repo)
-    benchmarks = Benchmarks.load(conf)  # units, parameter names and `repeat`, read once
+    benchmarks = Benchmarks.load(conf)
     pattern = re.compile(regex)
-    out: dict[str, CellResult] = {}
-    for result in iter_results_for_machine_and_hash(conf.results_dir, machine or machine_name(), commit):
-        if environments is not None and result.env_name not in environments:
-            continue  # results of a backend this run did not ask for (e.g. from an earlier asv run)
-        for key in result.get_all_result_keys():
-            info = benchmarks.get(key, {})
-            params = result.get_result_params(key)
-            values = result.get_result_value(key, params)
-            samples = result.get_result_samples(key, params)
-            repeat = info.get("repeat")
-            names = list(info.get("param_names", []))
-            for index, combo in enumerate(itertools.product(*params) if params else [()]):
-                cell = CellResult(
-                    benchmark=key, params=dict(zip(names, combo)), backend=result.env_vars.get("KERAS_BACKEND"),
-                    env_name=result.env_name, unit=info.get("unit"), value=values[index],
-                    samples=samples[index] if samples else None,
-                    per_process=repeat if isinstance(repeat, int) and repeat > 0 else None)
-                if pattern.search(cell.name):
-                    out[cell.key] = cell
+    machine = machine or machine_name()
+    out: dict[str, dict[str, CellResult]] = {commit: {} for commit in commits}
+    for commit in commits:
+        for result in iter_results_for_machine_and_hash(conf.results_dir, machine, commit):
+            if environments is not None and result.env_name not in environments:
+                continue  # results of a backend this run did not ask for (e.g. from an earlier asv run)
+            for key in result.get_all_result_keys():
+                info = benchmarks.get(key, {})
+                params = result.get_result_params(key)
+                values = result.get_result_value(key, params)
+                samples = result.get_result_samples(key, params)
+                repeat = info.get("repeat")
+                names = list(info.get("param_names", []))
+                for index, combo in enumerate(itertools.product(*params) if params else [()]):
+                    cell = CellResult(
+                        benchmark=key, params=dict(zip(names, combo)),
+                        backend=result.env_vars.get("KERAS_BACKEND"), env_name=result.env_name,
+                        unit=info.get("unit"), value=values[index], samples=samples[index] if samples else None,
+                        per_process=repeat if isinstance(repeat, int) and repeat > 0 else None)
+                    if pattern.search(cell.name):
+                        out[commit][cell.key] = cell
     return out
 
 

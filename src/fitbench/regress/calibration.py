@@ -108,7 +108,7 @@ def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, ba
     environments = asvdata.backend_environments(repo, backends)
     machine = asvdata.machine_name()
     asvdata.run_asv(repo, [commit], bench, processes, out_log, list(environments.values()))
-    cells = asvdata.read_results(repo, commit, bench, list(environments.values()), machine)
+    cells = asvdata.read_results(repo, [commit], bench, list(environments.values()), machine)[commit]
     noise = noise_from_results(cells)
     if not noise:
         raise RuntimeError(f"no cell gave per-process values on {commit[:10]} (see {out_log})")
