@@ -87,9 +87,22 @@ def _devices() -> list[str]:
 
 
 DEVICES = _devices()
-PROCESSES = int(os.environ.get("FITBENCH_PROCESSES") or PROFILE["processes"])
-THREADS_SETTING = os.environ.get("FITBENCH_THREADS", "1")
-THREADS = None if THREADS_SETTING == "default" else int(THREADS_SETTING)
+
+
+def _positive_env(name: str, default: int, also: tuple[str, ...] = ()) -> int | str:
+    """A positive integer from the environment (or one of `also`), else ValueError naming the variable."""
+    text = os.environ.get(name) or str(default)
+    if text in also:
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name} must be a positive integer{' or ' + ', '.join(also) if also else ''}, "
+                         f"got {text!r}")
+    return int(text)
+
+
+PROCESSES = _positive_env("FITBENCH_PROCESSES", PROFILE["processes"])
+THREADS_SETTING = _positive_env("FITBENCH_THREADS", 1, also=("default",))
+THREADS = None if THREADS_SETTING == "default" else THREADS_SETTING
 CPUS_SETTING = os.environ.get("FITBENCH_CPUS", "")
 FIT_STEPS = 10  # steps per timed fit() call (the `10` in time_fit_10_steps): the same in every profile
 WARMUP_STEPS = 3  # the first is trace + compile; none of them is timed
