@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import BACKEND, SEED, Benchmark, ModelSpec, check_determinism, require, require_backend
+from .common import SEED, Benchmark, determinism_document, require_backend
 
 
 class Determinism(Benchmark):
@@ -12,11 +12,8 @@ class Determinism(Benchmark):
 
     def setup_cache(self) -> dict[str, Any]:
         # Two fresh processes train Sequential and Functional on the full seed network; run once.
-        require(check_determinism, ModelSpec)
         require_backend()
-        # the backend keyword only where it is not the default: older commits' check_determinism lacks it
-        backend = {} if BACKEND == "tensorflow" else {"backend": BACKEND}
-        return check_determinism(["sequential", "functional"], ModelSpec(), epochs=3, seed=SEED, **backend)
+        return determinism_document(["sequential", "functional"], epochs=3, seed=SEED)
 
     @staticmethod
     def _pair(doc: dict[str, Any], scope: str) -> list[dict[str, Any]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 
 from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROCESSES, PROFILE, SEED, TUNED, WARMUP_STEPS, Benchmark,
-                     FitHarness, ModelSpec, RawHarness, apply_threads, cached, measure_peak, per_step_clock, require,
-                     select_device, set_window, train_step_flops, window_steps)
+                     FitHarness, ModelSpec, RawHarness, apply_threads, cached, efficiency, gflops_per_s, measure_peak,
+                     pct_of_peak, per_step_clock, require, select_device, set_window, train_step_flops, window_steps)
 
 # What Keras' jit_compile="auto" picks on a CPU: XLA on TensorFlow and JAX, eager on PyTorch (torch.compile
 # is opt-in). StepTime times the loop a user gets by default.
@@ -14,7 +14,7 @@ DEFAULT_JIT = {"tensorflow": True, "jax": True, "torch": False}
 
 
 def raw_step_time(jit_effective: bool, device: str, batch_size: int) -> float:
-    """Median time of the raw step (fitbench.raw) with the fit model's effective jit, built once per process."""
+    """Median time of the raw step (fitbench.measure.raw) with the fit model's effective jit, built once per process."""
     require(RawHarness)
 
     def make() -> RawHarness:
@@ -62,7 +62,7 @@ class FitLoop(Benchmark):
         self.harness.fit_steps(FIT_STEPS)
 
     def track_raw_step_time(self, api: str, jit: bool, device: str, batch_size: int) -> float:
-        """Median time of the raw training step (the framework's own idiom, no fit; fitbench.raw)."""
+        """Median time of the raw training step (the framework's own idiom, no fit; fitbench.measure.raw)."""
         return raw_step_time(self.harness.jit_effective, device, batch_size)
 
     track_raw_step_time.unit = "s/step"
@@ -70,22 +70,22 @@ class FitLoop(Benchmark):
     def track_efficiency(self, api: str, jit: bool, device: str, batch_size: int) -> float:
         """Raw step time ÷ fit step time, both medians measured in this process (1 = fit costs nothing)."""
         raw = raw_step_time(self.harness.jit_effective, device, batch_size)
-        return raw / statistics.median(self.harness.fit_steps(FIT_STEPS))
+        return efficiency(raw, statistics.median(self.harness.fit_steps(FIT_STEPS)))
 
     track_efficiency.unit = "raw/fit"
 
     def track_pct_of_peak(self, api: str, jit: bool, device: str, batch_size: int) -> float:
-        """The fit step's GFLOP/s as a percentage of the device's peak matmul GFLOP/s (fitbench.peak)."""
+        """The fit step's GFLOP/s as a percentage of the device's peak matmul GFLOP/s (fitbench.measure.peak)."""
         require(measure_peak, train_step_flops)
         peak = cached(("peak", device), lambda: measure_peak(BACKEND, device))
         step_s = statistics.median(self.harness.fit_steps(FIT_STEPS))
-        return 100.0 * train_step_flops(ModelSpec(), batch_size) / step_s / 1e9 / peak["gflops_per_s"]
+        return pct_of_peak(gflops_per_s(train_step_flops(ModelSpec(), batch_size), step_s), peak["gflops_per_s"])
 
     track_pct_of_peak.unit = "% of peak"
 
 
 class TunedFitLoop(Benchmark):
-    """The tuned variant of the functional fit loop (fitbench.timing.FitHarness, variant="tuned"):
+    """The tuned variant of the functional fit loop (fitbench.measure.harness.FitHarness, variant="tuned"):
     steps_per_execution on TensorFlow and JAX, prefetch on TensorFlow, the batch on the device on JAX and
     PyTorch. Per training step: each execution's time ÷ steps_per_execution."""
 
@@ -118,7 +118,7 @@ class TunedFitLoop(Benchmark):
         """Raw step time ÷ tuned fit step time, both measured in this process (above 1: faster than the
         per-step raw loop, which goes back to the host after every step)."""
         raw = raw_step_time(self.harness.jit_effective, device, batch_size)
-        return raw / statistics.median(self._step_times())
+        return efficiency(raw, statistics.median(self._step_times()))
 
     track_efficiency.unit = "raw/fit"
 

@@ -11,50 +11,47 @@ every fit benchmark, FITBENCH_CPUS=1 or 0,1 pins its processes (default: no pinn
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import os
 import time
-from typing import Any, Iterator
+from typing import Any
 
 
-@contextlib.contextmanager
-def safe_import() -> Iterator[None]:
-    """Like scipy's: an import that fails on an older commit leaves the name None instead of
-    breaking discovery of the whole suite; the benchmark that needs it then reports n/a."""
-    try:
-        yield
-    except ImportError:
-        pass
+def safe_import(name: str, *modules: str) -> Any:
+    """Like scipy's safe_import, for one name: `name` from the first of `modules` that has it (today's
+    layout first, then where older commits of fitbench kept it), else None. A benchmark whose function is
+    None at a commit reports n/a (`require`) instead of breaking discovery of the whole suite."""
+    for module in modules:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
 
 
-FitHarness = SeedHarness = check_determinism = ModelSpec = train_step_flops = gpu_names = None
-RawHarness = measure_peak = backend_missing = gpu_driver_present = TUNED = None
-window_steps = apply_threads = pin_cpus = parse_cpus = None
-APIS: tuple[str, ...] = ("sequential", "functional", "subclassed")
-with safe_import():
-    from fitbench import APIS  # noqa: F811
-with safe_import():
-    from fitbench.model import ModelSpec, train_step_flops  # noqa: F811
-with safe_import():
-    from fitbench.timing import FitHarness, SeedHarness  # noqa: F811
-with safe_import():
-    from fitbench.determinism import check_determinism  # noqa: F811
-with safe_import():
-    from fitbench.runtime import gpu_names  # noqa: F811
-with safe_import():
-    from fitbench.timing import TUNED  # noqa: F811  (the tuned fit variant; older commits lack it)
-with safe_import():
-    from fitbench.raw import RawHarness  # noqa: F811
-with safe_import():
-    from fitbench.peak import measure_peak  # noqa: F811
-with safe_import():
-    from fitbench.runtime import backend_missing  # noqa: F811
-with safe_import():
-    from fitbench.runtime import gpu_driver_present  # noqa: F811
-with safe_import():
-    from fitbench.timing import window_steps  # noqa: F811  (StepTime's window; older commits lack it)
-with safe_import():
-    from fitbench.runtime import apply_threads, parse_cpus, pin_cpus  # noqa: F811
+# Where each name lives now, then where it lived before the re-cut into subpackages (fitbench <= 0.1.0's
+# layout: fitbench.timing, .raw, .peak, .determinism as modules).
+APIS: tuple[str, ...] = safe_import("APIS", "fitbench") or ("sequential", "functional", "subclassed")
+ModelSpec = safe_import("ModelSpec", "fitbench.model")
+train_step_flops = safe_import("train_step_flops", "fitbench.model")
+FitHarness = safe_import("FitHarness", "fitbench.measure.harness", "fitbench.timing")
+SeedHarness = safe_import("SeedHarness", "fitbench.measure.harness", "fitbench.timing")
+TUNED = safe_import("TUNED", "fitbench.measure.cells", "fitbench.timing")  # older commits lack the tuned variant
+window_steps = safe_import("window_steps", "fitbench.measure.harness", "fitbench.timing")
+RawHarness = safe_import("RawHarness", "fitbench.measure.raw", "fitbench.raw")
+measure_peak = safe_import("measure_peak", "fitbench.measure.peak", "fitbench.peak")
+check_determinism = safe_import("check_determinism", "fitbench.determinism.check", "fitbench.determinism")
+DeterminismSettings = safe_import("DeterminismSettings", "fitbench.determinism.settings")
+gpu_names = safe_import("gpu_names", "fitbench.runtime")
+backend_missing = safe_import("backend_missing", "fitbench.runtime")
+gpu_driver_present = safe_import("gpu_driver_present", "fitbench.runtime")
+apply_threads = safe_import("apply_threads", "fitbench.runtime")
+pin_cpus = safe_import("pin_cpus", "fitbench.runtime")
+parse_cpus = safe_import("parse_cpus", "fitbench.runtime")
+# The records' arithmetic (fitbench.measure.metrics); commits before it had the same formulas inline.
+efficiency = safe_import("efficiency", "fitbench.measure.metrics") or (lambda raw_s, fit_s: raw_s / fit_s)
+gflops_per_s = safe_import("gflops_per_s", "fitbench.measure.metrics") or (lambda flops, s: flops / s / 1e9)
+pct_of_peak = safe_import("pct_of_peak", "fitbench.measure.metrics") or (lambda g, peak: 100.0 * g / peak)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not a benchmark result
 
@@ -164,6 +161,16 @@ def cached(key: tuple[Any, ...], make: Any) -> Any:
     if key not in _HARNESSES:
         _HARNESSES[key] = make()
     return _HARNESSES[key]
+
+
+def determinism_document(apis: list[str], epochs: int, seed: int) -> dict[str, Any]:
+    """fitbench determinism's document for `apis` on this environment's backend, whichever signature this
+    commit's check_determinism has (settings object now; keywords, and no backend keyword before jax/torch)."""
+    require(check_determinism, ModelSpec)
+    if DeterminismSettings is not None:
+        return check_determinism(DeterminismSettings(apis=tuple(apis), epochs=epochs, seed=seed, backend=BACKEND))
+    backend = {} if BACKEND == "tensorflow" else {"backend": BACKEND}
+    return check_determinism(apis, ModelSpec(), epochs=epochs, seed=seed, **backend)
 
 
 class Benchmark:

@@ -4,7 +4,7 @@ variation of the per-process median step time for each backend, batch size and s
 
     python scripts/noise_sources.py --processes 8 --backends tensorflow,jax,torch --out docs/results/noise.json
 
-Each process measures batch 32 and 256 (`fitbench.timing.measure_windows`): warm-up, then WINDOWS fit()
+Each process measures batch 32 and 256 (`fitbench.measure.child.measure_windows`): warm-up, then WINDOWS fit()
 calls of `window_steps(batch)` steps, each window's time ÷ steps. The per-process value is the median of
 its windows. Settings: `default` (the frameworks' own thread pools), `threads1` (one thread,
 fitbench.runtime.thread_env), `threads1-pinned` (one thread, the process pinned to the last CPU).
@@ -20,6 +20,7 @@ import sys
 import time
 
 from fitbench.isolation import child_env, run_isolated
+from fitbench.measure.child import measure_windows
 from fitbench.regress.decide import between_process_cv
 from fitbench.runtime import thread_env
 
@@ -52,7 +53,7 @@ def main() -> int:
                 # the thread variables must be in the child's environment before Python starts (OpenMP
                 # reads them at library load); measure_windows sets them again and pins the CPUs
                 env = child_env(thread_env(backend, s["threads"]) | {"CUDA_VISIBLE_DEVICES": "-1"}, backend)
-                result = run_isolated("fitbench.timing:measure_windows",
+                result = run_isolated(measure_windows,
                                       {"backend": backend, "api": "functional", "jit": JIT[backend],
                                        "batch_sizes": batch_sizes, "windows": args.windows, **s},
                                       env=env, timeout_s=600)

@@ -32,7 +32,7 @@ import json, sys
 import numpy as np
 from fitbench.data import synthetic_batch
 from fitbench.model import ModelSpec, build_model, compile_model
-from fitbench.raw import RawHarness
+from fitbench.measure.raw import RawHarness
 spec, out = ModelSpec(widths=(16, 16)), {}
 for jit in (False, True):
     raw = RawHarness(sys.argv[1], jit, 4, spec, seed=5)

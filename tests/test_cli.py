@@ -42,14 +42,15 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
     (["determinism", "--api", "functional,keras2"], "unknown api 'keras2'"),
     (["determinism", "--nudge", "subclassed", "--api", "functional"], "--nudge subclassed"),
     (["determinism", "--runs", "1"], "--runs must be at least 2"),
-    (["seed", "--epochs", "0"], "--epochs must be a positive integer"),
+    (["replay", "--epochs", "0"], "--epochs must be a positive integer"),
+    (["seed", "--epochs", "0"], "--epochs must be a positive integer"),  # the old name still parses
     (["bench"], "invalid choice: 'bench'"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(args, fragment):
     assert_one_line_error(run_cli(*args), fragment)
 
 
-@pytest.mark.parametrize("command", ["run", "determinism", "seed"])
+@pytest.mark.parametrize("command", ["run", "determinism", "replay"])
 def test_unwritable_output_path_is_refused_before_any_work(tmp_path, command):
     missing = tmp_path / "no-such-dir" / "out.json"
     assert_one_line_error(run_cli(command, "--json", str(missing)), "does not exist")
@@ -147,11 +148,12 @@ def test_determinism_on_the_full_seed_model_with_synthetic_batches(tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_replay_shows_keras3_protection_and_the_legacy_silent_divergence(tmp_path):
-    out = tmp_path / "seed.json"
-    result = run_cli("seed", "--epochs", "30", "--json", str(out))
+def test_replay_shows_keras3_protection_and_the_legacy_silent_divergence(tmp_path):
+    out = tmp_path / "replay.json"
+    result = run_cli("replay", "--epochs", "30", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     doc = load(out)
+    assert doc["command"] == "replay" and doc["schema_version"] == 1
     assert "Unknown variable" in doc["shared"]["keras3_outcome"]
     assert doc["fresh"]["keras"] == "keras3" and doc["fresh"]["identical"] is True
     assert doc["fresh"]["cosine_functional"] == doc["fresh"]["cosine_sequential"]
@@ -197,12 +199,31 @@ def test_gpu_cells_without_a_gpu_skip_after_one_question_per_backend(tmp_path, f
     records = doc["records"]
     assert len(records) == 3 * 2 * 2 + 3 * 2  # backends x jit x variants fit cells + seed cells
     expected = "no GPU visible to" if fake_driver else "no GPU visible: no NVIDIA driver on this machine"
-    from fitbench.timing import Cell, empty_record
+    from fitbench.measure.record import RunRecord
 
-    contract = set(empty_record(Cell("fit", "functional", True, "gpu", 32), "skipped", "x"))
     for r in records:
         assert r["status"] == "skipped" and expected in r["reason"] and r["device"] == "gpu"
-        assert contract <= set(r)  # every field a skipped record promises is there
+        assert set(r) == set(RunRecord.__dataclass_fields__)  # every field of the record, even unmeasured
     # the GPU peak probe is recorded as skipped for each backend, without a process of its own
     assert [(p["backend"], p["status"]) for p in doc["peaks"]] == [
         ("tensorflow", "skipped"), ("jax", "skipped"), ("torch", "skipped")]
+
+
+def test_the_old_seed_command_still_replays_and_says_it_was_renamed(monkeypatch, capsys):
+    from fitbench import cli
+    from fitbench.determinism import replay
+
+    calls = []
+
+    def fake_replay(epochs: int, seed: int) -> dict:
+        calls.append((epochs, seed))
+        runs = [{"keras": replay.KERAS3, "optimizer_shared": s, "status": "ok", "cosine_functional": 0.5,
+                 "cosine_sequential": 0.5, "identical": True} for s in (True, False)]
+        return {**replay.summarise(runs, epochs, legacy_missing=True), "fitbench_version": "x", "finished": "y"}
+
+    monkeypatch.setattr(replay, "replay_question", fake_replay)
+    assert cli.main(["seed", "--epochs", "3", "--seed", "7"]) == 0
+    assert calls == [(3, 7)]
+    assert "`fitbench seed` is now `fitbench replay`" in capsys.readouterr().err
+    assert cli.main(["replay", "--epochs", "3"]) == 0
+    assert "is now" not in capsys.readouterr().err

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fitbench.determinism import (compare_trajectories, jit_note, nudge_one_ulp, pairs_to_compare, sha256_arrays,
-                                  ulp_distance)
+from fitbench.determinism.compare import (compare_trajectories, jit_note, nudge_one_ulp, pairs_to_compare,
+                                          sha256_arrays, ulp_distance)
 
 
 def test_ulp_distance_counts_representable_floats_between():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli
-from fitbench.plot import plot_throughput, throughput_series
+from fitbench.report.plot import plot_throughput, throughput_series
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

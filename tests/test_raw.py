@@ -8,10 +8,11 @@ import pytest
 from conftest import SMALL, load, run_cli
 from fitbench.data import synthetic_batch
 from fitbench.model import ModelSpec, build_model, compile_model
-from fitbench.peak import matmul_flops, measure_peak
-from fitbench.raw import RawHarness
-from fitbench.report import jit_ratios, tuned_gains
-from fitbench.timing import PLAIN, TUNED, FitHarness, plan_cells
+from fitbench.measure.peak import matmul_flops, measure_peak
+from fitbench.measure.raw import RawHarness
+from fitbench.report.tables import jit_ratios, tuned_gains
+from fitbench.measure.cells import PLAIN, TUNED, plan_cells
+from fitbench.measure.harness import FitHarness
 
 SPEC = ModelSpec(widths=(16, 16))
 
@@ -86,7 +87,7 @@ def test_plain_harness_keeps_one_step_per_execution(keras_cpu):
 
 
 def test_knobs_name_what_a_record_ran_with():
-    from fitbench.report import knobs
+    from fitbench.report.tables import knobs
 
     assert knobs({"steps_per_execution": 1, "prefetch": False}) == "none"
     assert knobs({"steps_per_execution": 8, "prefetch": True, "data_on_device": False}) == "spe=8, prefetch"

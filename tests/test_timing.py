@@ -2,8 +2,9 @@ import pytest
 
 from fitbench.errors import UsageError
 from fitbench.model import ModelSpec
-from fitbench.report import jit_ratios
-from fitbench.timing import FIT, SEED_EPOCH, FitHarness, SeedHarness, plan_cells, summarize
+from fitbench.report.tables import jit_ratios
+from fitbench.measure.cells import FIT, SEED_EPOCH, plan_cells
+from fitbench.measure.harness import FitHarness, SeedHarness, summarize
 
 
 def test_summarize_uses_median_and_quartiles():

@@ -1,21 +1,34 @@
-"""`fitbench run | determinism | seed`: thin wiring of argparse onto the library functions."""
+"""The `fitbench` command: argparse wired onto the library (fitbench.measure, .determinism, .regress, .report)."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
-from dataclasses import asdict
-from typing import Any, NoReturn, Sequence
+from typing import NoReturn, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fitbench import APIS, BACKENDS, DEVICES, __version__
+from fitbench import APIS, BACKENDS, DEVICES, __version__, options
 from fitbench.errors import UsageError
-from fitbench.model import ModelSpec, check_api, parse_widths
-from fitbench.profiles import PROFILES, get_profile
+from fitbench.measure.profiles import PROFILES, get_profile
+from fitbench.model import ModelSpec, parse_widths
+
+DESCRIPTION = """\
+fitbench: how fast is your Keras fit loop, is its training deterministic, and did a commit change either.
+
+  fitbench run            time model.fit cell by cell (TensorFlow, JAX, PyTorch; XLA on/off; CPU/GPU),
+                          beside the framework's own raw training step and the device's peak
+  fitbench determinism    are Sequential, Functional and subclassed models bit-identical, across APIs and
+                          processes, and at which epoch do they part
+  fitbench replay         the question fitbench started from: one optimizer shared by two models
+  fitbench alert          run asv on two commits and say what got slower, process by process
+  fitbench calibrate      measure this machine's between-process noise for the alert
+  fitbench gate           the same decision over pytest-benchmark sessions
+
+Every cell runs in its own fresh process. Exit status: 0 ok, 1 found (a regression, a divergence),
+2 bad input, 3 a measurement failed. `fitbench COMMAND --help` for each; docs/reference.md for all of it."""
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
@@ -38,24 +51,10 @@ def _positive_int(name: str):  # noqa: ANN202 - argparse type factory
     return parse
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(p) for p in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--batch-sizes must be comma-separated positive integers, got {text!r}") from None
-
-
-def _apis(text: str | None) -> list[str]:
-    if not text:
-        return list(APIS)
-    apis = [check_api(a.strip()) for a in text.split(",")]
-    return list(dict.fromkeys(apis))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fitbench", description=__doc__)
+    parser = _Parser(prog="fitbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fitbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: all)")
@@ -145,230 +144,106 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--alpha", type=float, default=0.01)
     gate.add_argument("--json", metavar="PATH")
 
-    seed = sub.add_parser("seed", help="replay the seed question: shared vs fresh optimizer")
-    seed.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
-    seed.add_argument("--seed", type=int, default=0)
-    seed.add_argument("--json", metavar="PATH")
+    for name in ("replay", "seed"):  # `seed` was the first name: "seed" is also the random seed
+        replay = sub.add_parser(name, **({"help": "replay the question fitbench started from: shared vs fresh "
+                                                   "optimizer"} if name == "replay" else {}))
+        replay.add_argument("--epochs", type=_positive_int("--epochs"), default=200)
+        replay.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        replay.add_argument("--json", metavar="PATH")
     return parser
 
 
-def _check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    return backend
+class _Bar:
+    """The engine's progress on a rich progress bar."""
 
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.task, self.looking = progress, None, None
 
-def _backends(text: str | None) -> tuple[list[str], dict[str, str]]:
-    """The backends asked for, and why each one that is not installed cannot run (backend -> reason).
+    def looking_for_gpus(self, looking: bool) -> None:
+        if looking:
+            self.looking = self.progress.add_task("looking for GPUs", total=None)
+        else:
+            self.progress.remove_task(self.looking)
 
-    Nothing to run at all (every backend asked for is missing) is bad input: one line, exit 2."""
-    from fitbench.runtime import backend_missing
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("cells", total=total)
 
-    backends = list(dict.fromkeys(_check_backend(b.strip()) for b in (text or "tensorflow").split(",")))
-    missing = {b: why for b in backends if (why := backend_missing(b))}
-    if len(missing) == len(backends):
-        raise UsageError("; ".join(missing.values()))
-    return backends, missing
+    def step(self, description: str) -> None:
+        self.progress.update(self.task, description=description)
 
-
-def _threads(text: str) -> int | None:
-    if text == "default":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise UsageError(f"--threads must be a positive integer or 'default', got {text!r}")
-    return value
-
-
-def _cpus(text: str | None) -> list[int] | None:
-    from fitbench.runtime import parse_cpus
-
-    try:
-        cpus = parse_cpus(text)
-    except ValueError as exc:
-        raise UsageError(f"--cpus: {exc}") from None
-    if cpus is None:
-        return None
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    if not cpus <= set(available):
-        raise UsageError(f"--cpus {text}: this machine has CPUs {','.join(map(str, available))}")
-    return sorted(cpus)
-
-
-def _stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    def advance(self) -> None:
+        self.progress.advance(self.task)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from fitbench.isolation import IsolatedError, child_env, run_isolated
-    from fitbench.report import check_output_path, jit_ratio_table, run_table, tuned_gain_table, write_json_atomic
-    from fitbench.runtime import hide_gpus_env, thread_env
-    from fitbench.timing import empty_record, plan_cells
+    from fitbench.measure import engine
+    from fitbench.measure.cells import plan_cells
+    from fitbench.report.io import check_output_path
+    from fitbench.report.tables import jit_ratio_table, run_table, tuned_gain_table
 
     profile = get_profile(args.profile)
-    spec = ModelSpec(widths=parse_widths(args.widths))
-    batch_sizes = _int_list(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
-    variants = ["plain", "tuned"] if args.variant == "both" else [args.variant]
-    backends, missing = _backends(args.backend)
+    backends, missing = options.backends(args.backend)
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
-    cells = plan_cells(_apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
-                       devices, batch_sizes, backends, include_seed=not args.no_seed_workload, variants=variants)
-    threads, cpus = _threads(args.threads), _cpus(args.cpus)
-    out = check_output_path(args.json) if args.json else None
+    cells = plan_cells(options.apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
+                       devices, options.batch_sizes(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes),
+                       backends, include_seed=not args.no_seed_workload,
+                       variants=["plain", "tuned"] if args.variant == "both" else [args.variant])
+    settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
+                                  seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
+                                  cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout,
+                                  json_path=check_output_path(args.json) if args.json else None)
     plot = check_output_path(args.plot) if args.plot else None
-    doc: dict[str, Any] = {"command": "run", "fitbench_version": __version__, "started": _stamp(),
-                           "threads_setting": threads, "cpus": cpus, "profile": asdict(profile), "spec": spec.to_dict(), "seed": args.seed,
-                           "complete": False, "peaks": [], "records": []}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
-            if "gpu" in devices:  # one question per backend, not one framework start per GPU cell
-                looking = progress.add_task("looking for GPUs", total=None)
-                no_gpu = _gpus_unseen([b for b in backends if b not in missing], args.cell_timeout)
-                progress.remove_task(looking)
-            else:
-                no_gpu = {}
-            probes = [] if args.no_floor else [(b, d) for b in backends if b not in missing for d in devices
-                                               if not (d == "gpu" and b in no_gpu)]
-            task = progress.add_task("cells", total=len(cells) + len(probes))
-            peaks: dict[tuple[str, str], dict[str, Any]] = {}
-            if not args.no_floor:  # the GPU peak probe of a backend that sees none: skipped, not started
-                doc["peaks"] += [{"backend": b, "device": "gpu", "gflops_per_s": None, "status": "skipped",
-                                  "reason": why} for b, why in no_gpu.items()]
-            for backend, device in probes:  # once per run and device, in its own process like a cell
-                progress.update(task, description=f"{backend} {device} peak probe")
-                peaks[backend, device] = _peak_probe(backend, device, args.cell_timeout)
-                doc["peaks"].append(peaks[backend, device])
-                progress.advance(task)
-            for cell in cells:
-                progress.update(task, description=cell.label())
-                if cell.backend in missing:
-                    record = empty_record(cell, "skipped", missing[cell.backend])
-                elif cell.device == "gpu" and cell.backend in no_gpu:
-                    record = empty_record(cell, "skipped", no_gpu[cell.backend])
-                else:
-                    peak = peaks.get((cell.backend, cell.device))
-                    try:
-                        record = run_isolated("fitbench.timing:measure_cell",
-                                              {"cell": asdict(cell), "profile": asdict(profile),
-                                               "spec": spec.to_dict(), "seed": args.seed,
-                                               "peak": peak if peak and peak["status"] == "ok" else None,
-                                               "raw": not args.no_floor, "threads": threads, "cpus": cpus},
-                                              env=child_env({**hide_gpus_env(cell.device),
-                                                             **thread_env(cell.backend, threads)}, cell.backend),
-                                              timeout_s=args.cell_timeout)
-                    except IsolatedError as exc:
-                        record = empty_record(cell, "error", str(exc))
-                doc["records"].append(record)
-                if out:  # every finished cell is on disk: an interrupted run keeps them
-                    write_json_atomic(out, doc)
-                progress.advance(task)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: {len(doc['records'])} of {len(cells)} cells done"
-                      + (f", kept in {args.json}" if out else ""))
+            doc = engine.run(settings, _Bar(progress))
+    except engine.RunInterrupted as stop:
+        console.print(f"interrupted: {len(stop.document.records)} of {len(cells)} cells done"
+                      + (f", kept in {args.json}" if args.json else ""))
         return 130
-    doc["complete"], doc["finished"] = True, _stamp()
-    if out:
-        write_json_atomic(out, doc)
-    console.print(run_table(doc["records"]))
-    console.print(jit_ratio_table(doc["records"]))
-    if any(r.get("variant") == "tuned" for r in doc["records"]):
-        console.print(tuned_gain_table(doc["records"]))
-    for peak in doc["peaks"]:
-        console.print(f"peak probe {peak['backend']} {peak['device']}: " + (
-            f"{peak['gflops_per_s']:.1f} GFLOP/s ({peak['n']}×{peak['n']} float32 matmul, best of "
-            f"{len(peak['times_s'])}) on {peak['device_name']}" if peak["status"] == "ok"
-            else f"{peak['status']}: {peak.get('reason') or peak.get('error')}"))
+    records = [r.to_dict() for r in doc.records]
+    console.print(run_table(records))
+    console.print(jit_ratio_table(records))
+    if any(r["variant"] == "tuned" for r in records):
+        console.print(tuned_gain_table(records))
+    for line in engine.summary_lines(doc):
+        console.print(line)
     if plot:
-        from fitbench.plot import plot_throughput
+        from fitbench.report.plot import plot_throughput
 
-        plot_throughput(doc["records"], plot)
+        plot_throughput(records, plot)
         console.print(f"plot: {args.plot}")
-    errors = [r for r in doc["records"] if r["status"] == "error"]
-    for r in errors:
-        console.print(f"[red]error[/] in {r['backend']} {r['api']} jit={r['jit']} {r.get('variant', 'plain')} "
-                      f"{r['device']} batch {r['batch_size']}: {r['error']}")
-    return EXIT_FAILED if errors else EXIT_OK
-
-
-def _gpus_unseen(backends: list[str], timeout_s: float) -> dict[str, str]:
-    """{backend: why its GPU cells are skipped} for the backends that see no GPU. No NVIDIA driver: all of
-    them, without starting anything; else one child process per backend asks its framework."""
-    from fitbench.isolation import IsolatedError, child_env, run_isolated
-    from fitbench.runtime import gpu_driver_present
-
-    if not gpu_driver_present():
-        return {b: "no GPU visible: no NVIDIA driver on this machine" for b in backends}
-    unseen = {}
-    for backend in backends:
-        try:
-            names = run_isolated("fitbench.runtime:gpu_names", {"backend": backend}, env=child_env({}, backend),
-                                 timeout_s=timeout_s)
-        except IsolatedError as exc:
-            names, why = [], f"asking {backend} for GPUs failed: {exc}"
-        else:
-            why = f"no GPU visible to {backend} on this machine"
-        if not names:
-            unseen[backend] = why
-    return unseen
-
-
-def _peak_probe(backend: str, device: str, timeout_s: float) -> dict[str, Any]:
-    """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
-    from fitbench.isolation import IsolatedError, child_env, run_isolated
-    from fitbench.runtime import hide_gpus_env
-
-    base = {"backend": backend, "device": device, "gflops_per_s": None}
-    try:
-        result = run_isolated("fitbench.peak:measure_peak", {"backend": backend, "device": device},
-                              env=child_env(hide_gpus_env(device), backend), timeout_s=timeout_s)
-    except IsolatedError as exc:
-        return {**base, "status": "error", "error": str(exc)}
-    if result is None:
-        return {**base, "status": "skipped", "reason": f"no GPU visible to {backend} on this machine"}
-    return {**result, "status": "ok"}
+    for r in engine.errors(doc):
+        console.print(f"[red]error[/] in {r.backend} {r.api} jit={r.jit} {r.variant} {r.device} batch "
+                      f"{r.batch_size}: {r.error}")
+    return EXIT_FAILED if engine.errors(doc) else EXIT_OK
 
 
 def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
-    from fitbench.determinism import check_determinism
+    from fitbench.determinism.check import check_determinism
+    from fitbench.determinism.settings import DeterminismSettings
+    from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
-    from fitbench.report import check_output_path, determinism_table, write_json_atomic
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import determinism_table
 
-    apis = _apis(args.api)
-    if len(apis) < 1:
-        raise UsageError("--api must name at least one api")
-    if args.runs < 2:
-        raise UsageError(f"--runs must be at least 2 (run-to-run needs two processes), got {args.runs}")
-    if args.nudge is not None and check_api(args.nudge) not in apis:
-        raise UsageError(f"--nudge {args.nudge} is not among the apis being checked ({', '.join(apis)})")
-    spec = ModelSpec(widths=parse_widths(args.widths))
-    backends, _ = _backends(args.backend)
+    backends, _ = options.backends(args.backend)
     if len(backends) != 1:
         raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax or torch")
+    settings = DeterminismSettings(
+        apis=tuple(options.apis(args.api)), spec=ModelSpec(widths=parse_widths(args.widths)), epochs=args.epochs,
+        jit=args.jit == "on", seed=args.seed, samples=args.samples, batch_size=args.batch_size or args.samples,
+        intra_op_threads=args.threads, inter_op_threads=1, op_determinism=not args.no_op_determinism,
+        nudge_api=args.nudge, runs=args.runs, backend=backends[0], device=args.device).check()
     if args.device == "gpu":
-        from fitbench.runtime import gpu_driver_present
-
-        if not gpu_driver_present():
-            raise UsageError("--device gpu: no NVIDIA GPU driver on this machine")
-        unseen = _gpus_unseen(backends, 600)
-        if unseen:
-            raise UsageError(f"--device gpu: {unseen[backends[0]]}")
-    batch_size = args.batch_size or args.samples
+        require_gpu(settings.backend, "--device gpu")
     out = check_output_path(args.json) if args.json else None
     try:
         with console.status(f"training every API in {args.runs} fresh processes..."):
-            doc = check_determinism(apis, spec, epochs=args.epochs, jit=args.jit == "on", seed=args.seed,
-                                    samples=args.samples, batch_size=batch_size, intra_op_threads=args.threads,
-                                    inter_op_threads=1, op_determinism=not args.no_op_determinism,
-                                    nudge_api=args.nudge, backend=backends[0], device=args.device,
-                                    runs=args.runs)
+            doc = check_determinism(settings)
     except IsolatedError as exc:  # a training process failed: nothing to compare, nothing written
         sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
         return EXIT_FAILED
-    doc["fitbench_version"], doc["finished"] = __version__, _stamp()
     if out:
         write_json_atomic(out, doc)
     console.print(determinism_table(doc))
@@ -381,29 +256,24 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK if doc["all_identical"] else EXIT_FOUND
 
 
-def cmd_seed(args: argparse.Namespace, console: Console) -> int:
-    from fitbench.report import check_output_path, seed_table, write_json_atomic
-    from fitbench.seedreplay import replay_seed
+def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.determinism.replay import replay_question, replay_succeeded
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import replay_table
 
     out = check_output_path(args.json) if args.json else None
-    with console.status(f"replaying the seed question ({args.epochs} epochs, up to four processes)..."):
-        doc = replay_seed(epochs=args.epochs, seed=args.seed)
-    doc["fitbench_version"], doc["finished"] = __version__, _stamp()
+    if args.command == "seed":
+        sys.stderr.write("fitbench: note: `fitbench seed` is now `fitbench replay` (the question's replay; "
+                         "--seed is the random seed)\n")
+    with console.status(f"replaying the question ({args.epochs} epochs, up to four processes)..."):
+        doc = replay_question(epochs=args.epochs, seed=args.seed)
     if out:
         write_json_atomic(out, doc)
-    console.print(seed_table(doc))
+    console.print(replay_table(doc))
     console.print(f"Keras 3 with one shared optimizer: {doc['shared'].get('keras3_outcome')}")
     if doc["legacy_note"]:
         console.print(f"[yellow]note:[/] {doc['legacy_note']}")
-    return EXIT_OK if all(r["status"] == "ok" or r["keras"] == "keras3" and r["optimizer_shared"]
-                          for r in doc["runs"]) else EXIT_FAILED
-
-
-def _backend_list(text: str | None) -> list[str] | None:
-    backends = [b.strip() for b in text.split(",") if b.strip()] if text else None
-    if text is not None and not backends:
-        raise UsageError("--backend needs at least one backend")
-    return backends
+    return EXIT_OK if replay_succeeded(doc) else EXIT_FAILED
 
 
 def cmd_alert(args: argparse.Namespace, console: Console) -> int:
@@ -428,7 +298,7 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
         min_change = args.factor - 1
     settings = alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=min_change).check()
     status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH, args.out,
-                                  _backend_list(args.backend), settings, args.processes)
+                                  options.backend_names(args.backend), settings, args.processes)
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status
@@ -446,7 +316,8 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
 
     from fitbench.regress import alert as alerts
     from fitbench.regress.calibration import calibrate
-    from fitbench.report import calibration_table, check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import calibration_table
 
     alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
     out = check_output_path(args.json) if args.json else None
@@ -454,7 +325,7 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
     try:
         with console.status(f"asv: {args.processes} processes per cell..."):
             result, path = calibrate(args.repo, args.rev, args.bench or alerts.DEFAULT_BENCH, args.processes,
-                                     Path(args.log), _backend_list(args.backend), save=not args.no_store)
+                                     Path(args.log), options.backend_names(args.backend), save=not args.no_store)
     except RuntimeError as exc:
         sys.stderr.write(f"fitbench: error: {exc}\n")
         return EXIT_FAILED
@@ -469,7 +340,8 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     from fitbench.regress.alert import AlertSettings
     from fitbench.regress.gate import gate
-    from fitbench.report import check_output_path, gate_table, write_json_atomic
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import gate_table
 
     AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
     out = check_output_path(args.json) if args.json else None
@@ -480,7 +352,7 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     return doc["exit_status"]
 
 
-COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "seed": cmd_seed, "alert": cmd_alert,
+COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "replay": cmd_replay, "seed": cmd_replay, "alert": cmd_alert,
             "calibrate": cmd_calibrate, "gate": cmd_gate}
 
 

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 
 class IsolatedError(RuntimeError):
@@ -27,9 +27,19 @@ def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") 
     return env
 
 
-def run_isolated(target: str, kwargs: dict[str, Any], env: dict[str, str] | None = None,
+def target_of(func: Callable[..., Any]) -> str:
+    """"module:function" for a module-level function: what the child imports (it shares no memory with us)."""
+    module, name = func.__module__, func.__qualname__
+    if "." in name or "<" in name or module == "__main__":
+        raise ValueError(f"{module}.{name} is not a module-level function a fresh process can import")
+    return f"{module}:{name}"
+
+
+def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str] | None = None,
                  timeout_s: float | None = None) -> Any:
-    """Call `module:function(**kwargs)` in a new interpreter; return its result or raise IsolatedError."""
+    """Call `func(**kwargs)` in a new interpreter (it imports func's module afresh, with `env`); return its
+    JSON-able result or raise IsolatedError. Keyword arguments and the result cross as JSON."""
+    target = target_of(func)
     with tempfile.TemporaryDirectory(prefix="fitbench-") as tmp:
         job_path = os.path.join(tmp, "job.json")
         result_path = os.path.join(tmp, "result.json")

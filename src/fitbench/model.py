@@ -83,7 +83,7 @@ def train_step_flops(spec: ModelSpec, batch_size: int) -> int:
 
 
 def _keras(keras_module: Any = None) -> Any:
-    """Keras 3 by default; `fitbench seed` passes the legacy `tf_keras` to replay the Keras 2 behaviour."""
+    """Keras 3 by default; `fitbench replay` passes the legacy `tf_keras` to replay the Keras 2 behaviour."""
     if keras_module is not None:
         return keras_module
     import keras
@@ -129,33 +129,15 @@ def _subclassed_class(keras_module: Any = None) -> type:
 
 
 def seed_keras(seed: int, keras_module: Any = None) -> None:
-    """`keras.utils.set_random_seed(seed)`, without importing TensorFlow on the JAX and PyTorch backends.
-
-    Keras seeds TensorFlow too whenever it is installed, for tf.data pipelines; the JAX and PyTorch cells
-    feed no tf.data, and that import alone costs every such process about 2 s and 460 MiB of resident memory
-    on a 2-core machine (measured: `import keras; keras.utils.set_random_seed(0)` with KERAS_BACKEND=jax,
-    3.9 s / 750 MiB peak RSS vs 1.8 s / 290 MiB), which would land in their start-up and peak-memory numbers.
-    The weights are the same either way: Keras' initializers draw from its own seed generator, not from
-    TensorFlow's (tests/test_backends.py checks it)."""
+    """`keras.utils.set_random_seed(seed)`, without importing TensorFlow on the JAX and PyTorch backends
+    (fitbench.adapters.keras_rng says why and how)."""
     keras = _keras(keras_module)
     if keras.backend.backend() == "tensorflow" or keras_module is not None:
         keras.utils.set_random_seed(seed)
         return
-    from keras.src.utils import rng_utils  # where Keras keeps its lazy handle on tensorflow
+    from fitbench.adapters.keras_rng import set_random_seed_without_tensorflow
 
-    lazy_tf = getattr(rng_utils, "tf", None)
-    if lazy_tf is None:  # another Keras layout: seed it Keras' way
-        keras.utils.set_random_seed(seed)
-        return
-    rng_utils.tf = _NotInstalled()
-    try:
-        keras.utils.set_random_seed(seed)
-    finally:
-        rng_utils.tf = lazy_tf
-
-
-class _NotInstalled:
-    available = False
+    set_random_seed_without_tensorflow(keras, seed)
 
 
 def build_model(api: str, spec: ModelSpec = ModelSpec(), seed: int | None = None, keras_module: Any = None) -> Any:
@@ -187,7 +169,9 @@ def make_optimizer(spec: ModelSpec = ModelSpec(), keras_module: Any = None, lega
     """
     keras = _keras(keras_module)
     if legacy:
-        return keras.optimizers.legacy.Adam(learning_rate=spec.learning_rate)
+        from fitbench.adapters.tf_keras import legacy_adam
+
+        return legacy_adam(keras, spec.learning_rate)
     return keras.optimizers.Adam(learning_rate=spec.learning_rate)
 
 

@@ -263,7 +263,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: str, report: dict[str, Any]) -> tuple[Path, Path]:
-    from fitbench.report import write_json_atomic
+    from fitbench.report.io import write_json_atomic
 
     out = Path(out_dir)
     md = out / "alert.md"

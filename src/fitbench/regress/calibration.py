@@ -117,7 +117,7 @@ def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, ba
                          processes=processes, threads=os.environ.get("FITBENCH_THREADS", "1"), cells=noise)
     path = calibration_path(repo, machine)
     if save:
-        from fitbench.report import write_json_atomic
+        from fitbench.report.io import write_json_atomic
 
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(str(path), result.to_dict())

@@ -7,14 +7,19 @@ Keras 2 optimizer (tf-keras, TF_USE_LEGACY_KERAS=1) accepts it and diverges sile
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import numpy as np
 
+from fitbench import __version__
+from fitbench.adapters import tf_keras
 from fitbench.data import seed_input, seed_target
-from fitbench.determinism import cosine_to_target, enable_determinism
+from fitbench.determinism.compare import cosine_to_target
+from fitbench.determinism.train import enable_determinism
 from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
 
+SCHEMA_VERSION = 1  # of the replay document
 KERAS3 = "keras3"
 LEGACY = "tf_keras_legacy"
 
@@ -23,9 +28,8 @@ def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict
     """Train the Functional model, then the Sequential one, as the seed did. Runs in a fresh process."""
     enable_determinism(seed, intra_op_threads=2, inter_op_threads=1, op_determinism=True)
     if keras_flavour == LEGACY:
-        import tf_keras as keras_module
-
-        optimizer_name = "tf_keras.optimizers.legacy.Adam"
+        keras_module = tf_keras.keras2()
+        optimizer_name = tf_keras.OPTIMIZER_NAME
     else:
         import keras as keras_module
 
@@ -62,30 +66,30 @@ def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict
             "identical": bool(np.array_equal(predictions["functional"], predictions["sequential"]))}
 
 
-def legacy_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tf_keras") is not None
-
-
-def replay_seed(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> dict[str, Any]:
+def replay_question(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> dict[str, Any]:
     """Run the four replays, each in its own process, and summarise them as `shared` and `fresh`."""
     from fitbench.isolation import IsolatedError, child_env, run_isolated
     from fitbench.runtime import hide_gpus_env
 
-    flavours = [KERAS3] + ([LEGACY] if legacy_available() else [])
+    flavours = [KERAS3] + ([LEGACY] if tf_keras.available() else [])
     runs = []
     for flavour in flavours:
         env = child_env({**hide_gpus_env("cpu"), **({"TF_USE_LEGACY_KERAS": "1"} if flavour == LEGACY else {})})
         for shared in (True, False):
             try:
-                runs.append(run_isolated("fitbench.seedreplay:replay",
+                runs.append(run_isolated(replay,
                                          {"epochs": epochs, "shared": shared, "keras_flavour": flavour, "seed": seed},
                                          env=env, timeout_s=timeout_s))
             except IsolatedError as exc:
                 runs.append({"keras": flavour, "optimizer_shared": shared, "status": "error", "error": str(exc),
                              "cosine_functional": None, "cosine_sequential": None, "identical": None})
-    return summarise(runs, epochs, legacy_missing=LEGACY not in flavours)
+    return {**summarise(runs, epochs, legacy_missing=LEGACY not in flavours), "fitbench_version": __version__,
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def replay_succeeded(doc: dict[str, Any]) -> bool:
+    """Every replay ran, except Keras 3's shared optimizer, which is meant to fail (its protection)."""
+    return all(r["status"] == "ok" or r["keras"] == KERAS3 and r["optimizer_shared"] for r in doc["runs"])
 
 
 def summarise(runs: list[dict[str, Any]], epochs: int, legacy_missing: bool) -> dict[str, Any]:
@@ -98,7 +102,8 @@ def summarise(runs: list[dict[str, Any]], epochs: int, legacy_missing: bool) -> 
     fresh = pick(False, KERAS3)
     keep = ("keras", "optimizer", "status", "cosine_functional", "cosine_sequential", "identical", "error")
     return {
-        "command": "seed",
+        "command": "replay",
+        "schema_version": SCHEMA_VERSION,
         "epochs": epochs,
         "shared": {**{k: shared.get(k) for k in keep if k in shared},
                    "keras3_outcome": keras3_shared.get("error") if keras3_shared["status"] == "error" else "accepted"},

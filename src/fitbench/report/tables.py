@@ -1,44 +1,11 @@
-"""Output: JSON documents written atomically, and the tables people read in the terminal."""
+"""The tables people read in the terminal (rich), one per command, from the documents' dicts."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
-
-from fitbench.errors import UsageError
-
-
-def check_output_path(path: str) -> str:
-    """Refuse, before any work starts, a path that cannot be written."""
-    target = os.path.abspath(path)
-    parent = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise UsageError(f"cannot write {path}: it is a directory")
-    if not os.path.isdir(parent):
-        raise UsageError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
-        raise UsageError(f"cannot write {path}: permission denied")
-    return target
-
-
-def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
-    """Write the whole document to a temporary file beside `path`, then rename: never half a file."""
-    target = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fitbench-", suffix=".json", dir=os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _on_off(value: bool | None) -> str:
@@ -187,8 +154,8 @@ def determinism_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def seed_table(doc: dict[str, Any]) -> Table:
-    table = Table(title=f"the seed question replayed: {doc['epochs']} epochs, Functional then Sequential, same init")
+def replay_table(doc: dict[str, Any]) -> Table:
+    table = Table(title=f"the question replayed: {doc['epochs']} epochs, Functional then Sequential, same init")
     for name in ("optimizer", "keras", "status", "cos(functional, y)", "cos(sequential, y)", "bit-identical"):
         table.add_column(name)
     for r in doc["runs"]:

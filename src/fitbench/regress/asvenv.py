@@ -1,8 +1,8 @@
-"""`python -m fitbench.asvenv [BACKEND ...]`: the asv environment name of each KERAS_BACKEND of the matrix.
+"""`python -m fitbench.regress.asvenv [BACKEND ...]`: the asv environment name of each KERAS_BACKEND of the matrix.
 
 asv's `-E` selects an environment by its full name, which asv builds from asv.conf.json's matrix
 (requirements and environment variables). Prints one "BACKEND ENV-NAME" line per backend, for scripts
-such as .ci/run: `asv run -E "$(python -m fitbench.asvenv jax | cut -d' ' -f2)" HEAD^!`.
+such as .ci/run: `asv run -E "$(python -m fitbench.regress.asvenv jax | cut -d' ' -f2)" HEAD^!`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     try:
         envs = backend_environments(".", argv or None)
     except UsageError as exc:
-        sys.stderr.write(f"fitbench.asvenv: error: {exc}\n")
+        sys.stderr.write(f"fitbench.regress.asvenv: error: {exc}\n")
         return 2
     for backend, name in envs.items():
         print(backend, name)

@@ -1,0 +1,56 @@
+"""Parent side of `fitbench determinism`: train every API in `runs` fresh processes, compare every pair.
+
+No framework is imported here; fitbench.determinism.train runs in each child.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from typing import Any
+
+from fitbench import __version__
+from fitbench.determinism.compare import compare_trajectories, jit_note, load_weights, pairs_to_compare
+from fitbench.determinism.settings import DeterminismSettings
+from fitbench.determinism.train import determinism_env, train_trajectories
+from fitbench.isolation import child_env, run_isolated
+from fitbench.runtime import hide_gpus_env
+
+SCHEMA_VERSION = 1  # of the determinism document
+
+
+def check_determinism(settings: DeterminismSettings, timeout_s: float | None = None) -> dict[str, Any]:
+    """Train every API in `settings.runs` separate processes and compare all pairs; returns the document
+    (fitbench/schemas/determinism.schema.json)."""
+    st = settings.check()
+    run_names = [f"run{i + 1}" for i in range(st.runs)]
+    env = child_env({**hide_gpus_env(st.device), **determinism_env(st.backend, st.op_determinism)}, st.backend)
+    with tempfile.TemporaryDirectory(prefix="fitbench-det-") as weights_dir:
+        results = {name: run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
+                                                           "run_name": name}, env=env, timeout_s=timeout_s)
+                   for name in run_names}
+        loaded = {r: {api: load_weights(v) for api, v in results[r]["apis"].items()} for r in run_names}
+        pairs = [compare_trajectories(f"{api_a}@{run_a}", loaded[run_a][api_a], f"{api_b}@{run_b}",
+                                      loaded[run_b][api_b], scope).to_dict()
+                 for (run_a, api_a), (run_b, api_b), scope in pairs_to_compare(list(st.apis), run_names)]
+    for r in results.values():  # the document keeps hashes; predictions and weight files stay behind
+        for api_run in r["apis"].values():
+            api_run.pop("weights_paths")
+            for e in api_run["epochs"]:
+                e.pop("predictions")
+    jit_effective_all = sorted({v["jit_effective"] for r in results.values() for v in r["apis"].values()})
+    return {
+        "command": "determinism",
+        "schema_version": SCHEMA_VERSION,
+        "backend": st.backend,
+        "device": st.device,
+        "settings": st.to_dict(),
+        "jit_requested": st.jit,
+        "jit_effective": jit_effective_all[0] if len(jit_effective_all) == 1 else None,
+        "jit_note": jit_note(st.jit, jit_effective_all, st.op_determinism and st.backend == "tensorflow"),
+        "runs": list(results.values()),
+        "pairs": pairs,
+        "all_identical": all(p["identical"] for p in pairs),
+        "fitbench_version": __version__,
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

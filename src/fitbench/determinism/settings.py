@@ -1,0 +1,49 @@
+"""`DeterminismSettings`: one determinism check's choices, as one value from the CLI to the child processes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fitbench.errors import UsageError
+from fitbench.model import ModelSpec, check_api
+
+
+@dataclass(frozen=True)
+class DeterminismSettings:
+    apis: tuple[str, ...] = ("sequential", "functional", "subclassed")
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    epochs: int = 3
+    jit: bool = False  # requested; what Keras ran is each run's jit_effective
+    seed: int = 0
+    samples: int = 1  # 1: the seed's own (x, y); more: seeded synthetic data
+    batch_size: int = 1
+    intra_op_threads: int = 2  # TensorFlow and PyTorch
+    inter_op_threads: int = 1
+    op_determinism: bool = True  # the backend's determinism switch
+    nudge_api: str | None = None  # self-test: this API's first weight moved by one ULP
+    runs: int = 2  # separate training processes
+    backend: str = "tensorflow"
+    device: str = "cpu"
+
+    def check(self) -> "DeterminismSettings":
+        """Bad input as one UsageError line (exit 2), before any process starts."""
+        for api in self.apis:
+            check_api(api)
+        if not self.apis:
+            raise UsageError("--api must name at least one api")
+        if self.runs < 2:
+            raise UsageError(f"--runs must be at least 2 (run-to-run needs two processes), got {self.runs}")
+        if self.nudge_api is not None and check_api(self.nudge_api) not in self.apis:
+            raise UsageError(f"--nudge {self.nudge_api} is not among the apis being checked ({', '.join(self.apis)})")
+        for name in ("epochs", "samples", "batch_size", "intra_op_threads", "inter_op_threads"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "apis": list(self.apis), "spec": self.spec.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DeterminismSettings":
+        return cls(**{**d, "apis": tuple(d["apis"]), "spec": ModelSpec.from_dict(d["spec"])})

@@ -1,0 +1,117 @@
+"""Child side of `fitbench determinism`: seed, switch the backend's determinism on, train, record.
+
+Runs in a fresh process per run (fitbench.determinism.check starts it): TF op determinism is
+process-global and cannot be turned off once on, and Keras picks its backend at import.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from fitbench.data import seed_input, seed_target, synthetic_batch
+from fitbench.determinism.compare import cosine_to_target, nudge_one_ulp, sha256_arrays
+from fitbench.determinism.settings import DeterminismSettings
+from fitbench.model import build_model, compile_model, jit_effective, seed_keras
+
+# JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
+# before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
+JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def determinism_env(backend: str, op_determinism: bool) -> dict[str, str]:
+    """Environment a determinism child needs before its framework is imported."""
+    if not op_determinism:
+        return {}
+    if backend == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        return {"XLA_FLAGS": f"{flags} {JAX_DETERMINISM_FLAG}".strip()}
+    if backend == "torch":
+        return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # what torch's deterministic cuBLAS asks for on GPU
+    return {}
+
+
+def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool,
+                       backend: str = "tensorflow") -> dict[str, Any]:
+    """Seed everything, fix the thread pools and switch the backend's determinism on (process-wide).
+
+    TensorFlow: `tf.config.experimental.enable_op_determinism()`, intra/inter-op pools as asked.
+    PyTorch: `torch.use_deterministic_algorithms(True)`, `torch.set_num_threads(intra)` and interop as asked.
+    JAX: XLA_FLAGS (see determinism_env); XLA's CPU thread pool has no setting, so it is left as it is."""
+    import keras
+
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(intra_op_threads)
+        torch.set_num_interop_threads(inter_op_threads)
+        seed_keras(seed)
+        torch.use_deterministic_algorithms(bool(op_determinism))
+        return {"threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+                "op_determinism": bool(torch.are_deterministic_algorithms_enabled())}
+    if backend == "jax":
+        seed_keras(seed)
+        return {"threads": {}, "op_determinism": JAX_DETERMINISM_FLAG in os.environ.get("XLA_FLAGS", ""),
+                "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    import tensorflow as tf
+
+    from fitbench.adapters.tf_private import op_determinism_enabled
+    from fitbench.runtime import set_threads
+
+    threads = set_threads(intra_op_threads, inter_op_threads)
+    keras.utils.set_random_seed(seed)
+    if op_determinism:
+        tf.config.experimental.enable_op_determinism()
+    return {"threads": threads, "op_determinism": op_determinism_enabled()}
+
+
+def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str) -> dict[str, Any]:
+    """Train each API from `set_random_seed(seed)` with its own fresh optimizer; record every epoch.
+
+    `settings` is a DeterminismSettings as a dict (it crosses the process boundary as JSON)."""
+    from fitbench import runtime
+
+    st = DeterminismSettings.from_dict(settings)
+    model_spec, seed, device, backend, jit = st.spec, st.seed, st.device, st.backend, st.jit
+    setup = enable_determinism(seed, st.intra_op_threads, st.inter_op_threads, st.op_determinism, backend)
+    x_eval, target = seed_input(seed, model_spec.input_dim), seed_target()
+    if st.samples == 1:
+        x_train, y_train = x_eval, target  # the seed question's own data
+    else:
+        x_train, y_train = synthetic_batch(model_spec, st.samples, seed)
+    out: dict[str, Any] = {**setup, **runtime.process_facts(device, backend), "device": device, "run": run_name,
+                           "apis": {}}
+    if device == "gpu" and not out["device_name"]:
+        raise RuntimeError(f"no GPU visible to {backend} in this process")
+    for api in st.apis:
+        model = build_model(api, model_spec, seed=seed)
+        if api == st.nudge_api:
+            model.set_weights(nudge_one_ulp(model.get_weights()))
+        compile_model(model, jit, model_spec)
+
+        def snapshot(epoch: int) -> dict[str, Any]:
+            predictions = np.asarray(model.predict(x_eval, verbose=0), np.float32)
+            return {"epoch": epoch, "weights_sha256": sha256_arrays(model.get_weights()),
+                    "predictions_sha256": sha256_arrays([predictions]),
+                    "predictions": predictions.reshape(-1).tolist()}
+
+        trajectory = [snapshot(0)]
+        weights_paths = {"initial": os.path.join(weights_dir, f"{run_name}-{api}-initial.npz"),
+                         "final": os.path.join(weights_dir, f"{run_name}-{api}-final.npz")}
+        np.savez(weights_paths["initial"], *model.get_weights())
+        for epoch in range(1, st.epochs + 1):
+            model.fit(x_train, y_train, batch_size=st.batch_size, epochs=1, shuffle=False, verbose=0)
+            trajectory.append(snapshot(epoch))
+        np.savez(weights_paths["final"], *model.get_weights())
+        where = runtime.variable_device(model)
+        if not runtime.on_device(where, device):
+            raise RuntimeError(f"{api}'s variables live on {where!r}, not on the {device}")
+        out["apis"][api] = {
+            "jit_requested": bool(jit), "jit_effective": jit_effective(model), "variable_device": where,
+            "epochs": trajectory, "weights_paths": weights_paths,
+            "cosine_to_target": cosine_to_target(trajectory[-1]["predictions"], target),
+        }
+    return out
+

@@ -1,0 +1,57 @@
+"""What `fitbench run` measures: cells (one per fresh process) and the plan of them. Parent side, no framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fitbench import APIS, BACKENDS, DEVICES
+from fitbench.errors import UsageError
+
+FIT = "fit"  # cell kind: training steps on a synthetic batch
+SEED_EPOCH = "seed_epoch"  # cell kind: the seed's workload, 1 sample + validation, timed per epoch
+PLAIN, TUNED = "plain", "tuned"  # fit variants: compile + fit as written, or with the speed knobs on
+VARIANTS = (PLAIN, TUNED)
+TUNED_STEPS_PER_EXECUTION = 8  # FitHarness's default for the tuned variant (a Profile can set its own)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: what `fitbench run` times in one fresh process."""
+
+    kind: str
+    api: str
+    jit: bool
+    device: str
+    batch_size: int
+    backend: str = "tensorflow"
+    variant: str = PLAIN
+
+    def label(self) -> str:
+        what = f"batch {self.batch_size}" if self.kind == FIT else "seed epoch"
+        tuned = " tuned" if self.variant == TUNED else ""
+        return f"{self.backend} {self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
+
+
+def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_sizes: list[int],
+               backend: str | list[str] = "tensorflow", include_seed: bool = True,
+               variants: list[str] = (PLAIN,)) -> list[Cell]:
+    """Every (backend, device, batch, api, jit, variant) fit cell, then the seed-workload cells (plain
+    only: the tuned knobs are about many steps per epoch); validates the choices."""
+    backends = [backend] if isinstance(backend, str) else list(backend)
+    for what, chosen, known in (("api", apis, APIS), ("device", devices, DEVICES), ("backend", backends, BACKENDS),
+                                ("variant", variants, VARIANTS)):
+        for value in chosen:
+            if value not in known:
+                raise UsageError(f"unknown {what} {value!r}; choose from {', '.join(known)}")
+    for b in batch_sizes:
+        if b <= 0:
+            raise UsageError(f"batch size must be a positive integer, got {b}")
+    cells = [Cell(FIT, api, jit, device, b, backend, variant)
+             for backend in backends for device in devices for b in batch_sizes for api in apis for jit in jits
+             for variant in variants]
+    if include_seed:
+        cells += [Cell(SEED_EPOCH, api, jit, device, 1, backend)
+                  for backend in backends for device in devices for api in apis for jit in jits]
+    return cells
+
+

@@ -1,0 +1,139 @@
+"""Child side of `fitbench run`: one cell measured in this (fresh) process, returned as a JSON-able record.
+
+The parent (fitbench.measure.engine) calls these through fitbench.isolation, in a new interpreter started
+with the cell's environment (backend, hidden GPUs, thread pools): Keras picks its backend at import.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fitbench.measure import metrics
+from fitbench.measure.cells import FIT, TUNED, Cell
+from fitbench.measure.harness import FitHarness, Harness, SeedHarness, summarize, window_steps
+from fitbench.measure.profiles import Profile
+from fitbench.measure.record import RunRecord
+from fitbench.model import ModelSpec, param_count, train_step_flops
+
+
+def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, Any] | None = None,
+                 seed: int = 0, peak: dict[str, Any] | None = None, raw: bool = True, threads: int | None = None,
+                 cpus: list[int] | None = None) -> dict[str, Any]:
+    """Time one cell in this process and return its `RunRecord` as a dict. Runs in a fresh child.
+
+    `peak` is the device's peak-probe record (measured once per run); `raw=False` leaves out the raw-step
+    floor; `threads` fixes the framework's thread pools (None: its defaults) and `cpus` pins the process,
+    both before the framework is imported."""
+    from fitbench import runtime
+
+    affinity = runtime.pin_cpus(set(cpus) if cpus else None)
+    runtime.apply_threads(cell.get("backend", "tensorflow"), threads)
+    c = Cell(**cell)
+    p = Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
+    model_spec = ModelSpec.from_dict(spec) if spec else ModelSpec()
+    facts = runtime.process_facts(c.device, c.backend)
+    process = {"versions": facts["versions"], "device_name": facts["device_name"], "threads_setting": threads,
+               "affinity": affinity}
+    if c.device == "gpu" and not facts["device_name"]:
+        return RunRecord.not_measured(c, "skipped", f"no GPU visible to {c.backend} on this machine",
+                                      **process).to_dict()
+    harness: Harness
+    if c.kind == FIT:
+        harness = fit = FitHarness(c.api, c.jit, c.batch_size, model_spec, seed, variant=c.variant,
+                                   steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1)
+        first_s = fit.warm_up(p.warmup_steps)
+        # p.steps samples per repeat: executions of k steps, each sample = execution time / k
+        times = [t for _ in range(p.repeats) for t in fit.fit_steps(p.steps * fit.steps_per_execution)]
+        warmup = p.warmup_steps * fit.steps_per_execution
+    else:
+        harness = seed_run = SeedHarness(c.api, c.jit, model_spec, seed)
+        first_s = seed_run.warm_up(p.seed_warmup_epochs)
+        times = seed_run.fit_epochs(p.seed_epochs)
+        warmup = p.seed_warmup_epochs
+    where = runtime.variable_device(harness.model)
+    if not runtime.on_device(where, c.device):  # a "gpu" result must have run on the GPU
+        return RunRecord.not_measured(c, "error", f"the model's variables live on {where!r}, not on the {c.device}",
+                                      variable_device=where, **process).to_dict()
+    stats = summarize(times)
+    flops = train_step_flops(model_spec, c.batch_size)
+    gflops = metrics.gflops_per_s(flops, stats["median_s"])
+    floor = measure_raw(c, p, model_spec, seed, harness.jit_effective) if raw and c.kind == FIT else {}
+    if floor and not runtime.on_device(floor["raw_device"], c.device):
+        return RunRecord.not_measured(c, "error", f"the raw step's variables live on {floor['raw_device']!r}, "
+                                                  f"not on the {c.device}", variable_device=where, **process).to_dict()
+    peak_gflops = peak.get("gflops_per_s") if peak else None
+    k = harness.steps_per_execution
+    return RunRecord.for_cell(
+        c, **process,
+        jit_effective=harness.jit_effective,
+        variable_device=where,
+        raw_device=floor.get("raw_device"),
+        params=param_count(model_spec),
+        widths=list(model_spec.widths),
+        steps_per_execution=k,
+        prefetch=harness.prefetch,
+        data_on_device=harness.data_on_device,
+        input_pipeline=harness.input_pipeline,
+        variant_note=harness.note,
+        warmup_steps=warmup,
+        steps_timed=len(times) * k,
+        step_times_s=times,
+        step_time_median_s=stats["median_s"],
+        step_time_iqr_s=stats["iqr_s"],
+        step_time_min_s=stats["min_s"],
+        step_time_mean_s=stats["mean_s"],
+        samples_per_s=metrics.samples_per_s(c.batch_size, stats["median_s"]),
+        first_step_s=first_s,
+        flops_per_step=flops,
+        gflops_per_s=gflops,
+        raw_step_time_s=floor.get("raw_step_time_s"),
+        raw_first_step_s=floor.get("raw_first_step_s"),
+        raw_jit=floor.get("raw_jit"),
+        raw_idiom=floor.get("raw_idiom"),
+        efficiency=metrics.efficiency(floor["raw_step_time_s"], stats["median_s"]) if floor else None,
+        peak_gflops_per_s=peak_gflops,
+        pct_of_peak=metrics.pct_of_peak(gflops, peak_gflops) if peak_gflops else None,
+        threads=runtime.thread_settings(c.backend),
+        peak_rss_bytes=runtime.peak_rss_bytes(),
+    ).to_dict()
+
+
+def measure_raw(c: Cell, p: Profile, spec: ModelSpec, seed: int, jit: bool) -> dict[str, Any]:
+    """The raw step of the cell's network and batch, jit as Keras really ran it, timed like the fit cell
+    (the profile's warm-up steps excluded, then repeats × steps samples)."""
+    from fitbench.measure.raw import RawHarness
+
+    raw = RawHarness(c.backend, jit, c.batch_size, spec, seed, device=c.device)
+    first_s = raw.warm_up(p.warmup_steps)
+    times = raw.run_steps(p.repeats * p.steps)
+    return {"raw_step_time_s": summarize(times)["median_s"], "raw_first_step_s": first_s, "raw_jit": bool(jit),
+            "raw_idiom": raw.idiom, "raw_device": raw.variable_device()}
+
+
+def measure_windows(backend: str, api: str, jit: bool, batch_sizes: list[int], windows: int,
+                    threads: int | None = None, cpus: list[int] | None = None, seed: int = 0,
+                    warmup_steps: int = 3) -> dict[str, Any]:
+    """One process's samples for the noise study: for each batch size, `windows` timed `fit` calls of
+    `window_steps(batch)` steps after warm-up (each window's wall time ÷ steps = seconds per step).
+
+    Runs in a fresh child: the thread setting and CPU affinity must be in force before the framework is
+    imported."""
+    from fitbench import runtime
+
+    pinned = runtime.pin_cpus(set(cpus) if cpus else None)
+    applied = runtime.apply_threads(backend, threads)
+    out: dict[str, Any] = {"backend": backend, "api": api, "jit": jit, **applied, "affinity": pinned, "cells": []}
+    for batch_size in batch_sizes:
+        harness = FitHarness(api, jit, batch_size, ModelSpec(), seed=seed)
+        harness.warm_up(warmup_steps)
+        steps = window_steps(batch_size)
+        per_step = []
+        for _ in range(windows):
+            start = time.perf_counter()
+            harness.fit_steps(steps)
+            per_step.append((time.perf_counter() - start) / steps)
+        out["cells"].append({"batch_size": batch_size, "steps_per_window": steps, "window_step_s": per_step,
+                             "jit_effective": harness.jit_effective})
+    out["threads_in_force"] = runtime.thread_settings(backend)
+    return out

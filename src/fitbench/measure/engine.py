@@ -1,0 +1,170 @@
+"""Parent side of `fitbench run`: the loop over cells, the peak probes, the document written as it grows.
+
+No framework is imported here: every cell and every probe runs in its own fresh process
+(fitbench.isolation), started with the environment its backend and device need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from fitbench import __version__
+from fitbench.devices import gpus_unseen
+from fitbench.isolation import IsolatedError, child_env, run_isolated
+from fitbench.measure.cells import Cell
+from fitbench.measure.child import measure_cell
+from fitbench.measure.peak import measure_peak
+from fitbench.measure.profiles import Profile
+from fitbench.measure.record import PeakRecord, RunDocument, RunRecord
+from fitbench.model import ModelSpec
+from fitbench.report.io import write_json_atomic
+from fitbench.runtime import hide_gpus_env, thread_env
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything `fitbench run` was asked, checked (fitbench.options) before any process starts."""
+
+    cells: list[Cell]
+    profile: Profile
+    spec: ModelSpec = ModelSpec()
+    seed: int = 0
+    floor: bool = True  # the raw step in every fit cell, and one peak probe per backend and device
+    threads: int | None = None  # None: the frameworks' own pools
+    cpus: list[int] | None = None
+    missing: dict[str, str] | None = None  # backend -> why it cannot run here (its cells are skipped)
+    cell_timeout_s: float = 1800
+    json_path: str | None = None  # written after every cell
+
+    @property
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(c.backend for c in self.cells))
+
+    @property
+    def devices(self) -> list[str]:
+        return list(dict.fromkeys(c.device for c in self.cells))
+
+
+class Progress(Protocol):
+    """What the engine tells whoever shows progress (the CLI's bar; nothing in the library)."""
+
+    def looking_for_gpus(self, looking: bool) -> None: ...
+
+    def start(self, total: int) -> None: ...
+
+    def step(self, description: str) -> None: ...  # a probe or cell begins
+
+    def advance(self) -> None: ...  # and is done
+
+
+class _Quiet:
+    def looking_for_gpus(self, looking: bool) -> None: ...
+
+    def start(self, total: int) -> None: ...
+
+    def step(self, description: str) -> None: ...
+
+    def advance(self) -> None: ...
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: `document` holds the cells finished so far (already on disk with --json)."""
+
+    def __init__(self, document: RunDocument) -> None:
+        super().__init__()
+        self.document = document
+
+
+def stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def peak_probe(backend: str, device: str, timeout_s: float) -> PeakRecord:
+    """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
+    try:
+        result = run_isolated(measure_peak, {"backend": backend, "device": device},
+                              env=child_env(hide_gpus_env(device), backend), timeout_s=timeout_s)
+    except IsolatedError as exc:
+        return PeakRecord(backend, device, status="error", error=str(exc))
+    if result is None:
+        return PeakRecord(backend, device, status="skipped", reason=f"no GPU visible to {backend} on this machine")
+    return PeakRecord(**{**result, "status": "ok"})
+
+
+def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
+    """Measure every cell of `settings` in its own process; return the document (complete unless interrupted:
+    then RunInterrupted carries it)."""
+    progress = progress or _Quiet()
+    missing = settings.missing or {}
+    backends = [b for b in settings.backends if b not in missing]
+    doc = RunDocument(started=stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
+                      spec=settings.spec.to_dict(), seed=settings.seed, threads_setting=settings.threads,
+                      cpus=settings.cpus)
+    try:
+        no_gpu: dict[str, str] = {}
+        if "gpu" in settings.devices:  # one question per backend, not one framework start per GPU cell
+            progress.looking_for_gpus(True)
+            no_gpu = gpus_unseen(backends, settings.cell_timeout_s)
+            progress.looking_for_gpus(False)
+        probes = [(b, d) for b in backends for d in settings.devices
+                  if settings.floor and not (d == "gpu" and b in no_gpu)]
+        progress.start(len(settings.cells) + len(probes))
+        if settings.floor:  # the GPU peak probe of a backend that sees none: skipped, not started
+            doc.peaks += [PeakRecord(b, "gpu", status="skipped", reason=why) for b, why in no_gpu.items()]
+        peaks: dict[tuple[str, str], PeakRecord] = {}
+        for backend, device in probes:  # once per run and device, in its own process like a cell
+            progress.step(f"{backend} {device} peak probe")
+            peaks[backend, device] = peak_probe(backend, device, settings.cell_timeout_s)
+            doc.peaks.append(peaks[backend, device])
+            progress.advance()
+        for cell in settings.cells:
+            progress.step(cell.label())
+            if cell.backend in missing:
+                record = RunRecord.not_measured(cell, "skipped", missing[cell.backend])
+            elif cell.device == "gpu" and cell.backend in no_gpu:
+                record = RunRecord.not_measured(cell, "skipped", no_gpu[cell.backend])
+            else:
+                record = _measure(cell, settings, peaks.get((cell.backend, cell.device)))
+            doc.records.append(record)
+            if settings.json_path:  # every finished cell is on disk: an interrupted run keeps them
+                write_json_atomic(settings.json_path, doc.to_dict())
+            progress.advance()
+    except KeyboardInterrupt:
+        raise RunInterrupted(doc) from None
+    doc.complete, doc.finished = True, stamp()
+    if settings.json_path:
+        write_json_atomic(settings.json_path, doc.to_dict())
+    return doc
+
+
+def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunRecord:
+    try:
+        values = run_isolated(measure_cell,
+                              {"cell": asdict(cell), "profile": asdict(settings.profile),
+                               "spec": settings.spec.to_dict(), "seed": settings.seed,
+                               "peak": peak.to_dict() if peak and peak.status == "ok" else None,
+                               "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
+                              env=child_env({**hide_gpus_env(cell.device), **thread_env(cell.backend, settings.threads)},
+                                            cell.backend),
+                              timeout_s=settings.cell_timeout_s)
+    except IsolatedError as exc:
+        return RunRecord.not_measured(cell, "error", str(exc))
+    return RunRecord(**values)
+
+
+def summary_lines(doc: RunDocument) -> list[str]:
+    """The peak probes and the failed cells, one line each, for the terminal after the tables."""
+    lines = []
+    for peak in doc.peaks:
+        lines.append(f"peak probe {peak.backend} {peak.device}: " + (
+            f"{peak.gflops_per_s:.1f} GFLOP/s ({peak.n}×{peak.n} float32 matmul, best of "
+            f"{len(peak.times_s or [])}) on {peak.device_name}" if peak.status == "ok"
+            else f"{peak.status}: {peak.reason or peak.error}"))
+    return lines
+
+
+def errors(doc: RunDocument) -> list[RunRecord]:
+    return [r for r in doc.records if r.status == "error"]
+

@@ -1,0 +1,154 @@
+"""JSON Schemas of fitbench's documents, shipped in fitbench/schemas/ and built here from the dataclasses.
+
+`python -m fitbench.schema` rewrites the shipped files; tests/test_schema.py checks that they match what
+is built here and validates real `run`, `determinism`, `replay` and `alert` documents against them. Each
+document carries `command` and `schema_version`; `validate(doc)` picks the schema from `command`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+KINDS = ("run", "determinism", "replay", "alert")
+
+_SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
+           type(None): "null", Any: None}
+
+
+def _type_schema(hint: Any, refs: dict[type, str]) -> dict[str, Any]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [_type_schema(a, refs) for a in args]}
+    if hint in refs:
+        return {"$ref": f"#/$defs/{refs[hint]}"}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(args[0], refs)} if args else {"type": "array"}
+    if origin is dict:
+        return {"type": "object"}
+    if hint is float:  # JSON has one number type: an integral float may come back as an int
+        return {"type": "number"}
+    kind = _SIMPLE.get(hint)
+    return {"type": kind} if kind else {}
+
+
+def dataclass_schema(cls: type, refs: dict[type, str] | None = None, closed: bool = True) -> dict[str, Any]:
+    """An object schema with every field of `cls` required, typed from its annotations, described by its
+    `doc` metadata where there is one; `closed`: no other properties."""
+    refs = refs or {}
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        prop = _type_schema(hints[f.name], refs)
+        if f.metadata.get("doc"):
+            prop["description"] = f.metadata["doc"]
+        props[f.name] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": props, "required": list(props)}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _document(kind: str, version: int, title: str, body: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = dict(body)
+    body["properties"] = {**body["properties"], "command": {"const": kind}, "schema_version": {"const": version}}
+    body["required"] = list(dict.fromkeys([*body["required"], "command", "schema_version"]))
+    return {"$schema": DRAFT, "$id": f"https://fitbench.invalid/schemas/{kind}.schema.json", "title": title,
+            **body, **({"$defs": defs} if defs else {})}
+
+
+def build(kind: str) -> dict[str, Any]:
+    """The schema of one document kind, from the code that writes it."""
+    if kind == "run":
+        from fitbench.measure.record import SCHEMA_VERSION, PeakRecord, RunDocument, RunRecord
+
+        refs = {RunRecord: "record", PeakRecord: "peak"}
+        return _document("run", SCHEMA_VERSION, "fitbench run --json", dataclass_schema(RunDocument, refs),
+                         {"record": dataclass_schema(RunRecord), "peak": dataclass_schema(PeakRecord)})
+    if kind == "determinism":
+        from fitbench.determinism.check import SCHEMA_VERSION
+        from fitbench.determinism.compare import PairResult
+
+        settings = {"type": "object", "required": ["apis", "spec", "epochs", "jit", "seed", "samples", "batch_size",
+                                                   "op_determinism", "runs", "backend", "device"]}
+        run = {"type": "object", "required": ["run", "backend", "device", "versions", "op_determinism", "threads",
+                                              "apis"],
+               "properties": {"apis": {"type": "object", "additionalProperties": {
+                   "type": "object", "required": ["jit_requested", "jit_effective", "variable_device", "epochs",
+                                                  "cosine_to_target"]}}}}
+        body = {"type": "object", "required": ["backend", "device", "settings", "jit_requested", "jit_effective",
+                                               "jit_note", "runs", "pairs", "all_identical", "fitbench_version",
+                                               "finished"],
+                "properties": {"settings": {"$ref": "#/$defs/settings"},
+                               "runs": {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/run"}},
+                               "pairs": {"type": "array", "items": {"$ref": "#/$defs/pair"}},
+                               "all_identical": {"type": "boolean"}, "jit_requested": {"type": "boolean"},
+                               "jit_effective": {"type": ["boolean", "null"]},
+                               "jit_note": {"type": ["string", "null"]}}}
+        return _document("determinism", SCHEMA_VERSION, "fitbench determinism --json", body,
+                         {"settings": settings, "run": run, "pair": dataclass_schema(PairResult)})
+    if kind == "replay":
+        from fitbench.determinism.replay import SCHEMA_VERSION
+
+        outcome = {"type": "object", "required": ["keras", "status"],
+                   "properties": {"cosine_functional": {"type": ["number", "null"]},
+                                  "cosine_sequential": {"type": ["number", "null"]},
+                                  "identical": {"type": ["boolean", "null"]}}}
+        body = {"type": "object", "required": ["epochs", "shared", "fresh", "legacy_fresh", "legacy_note", "runs",
+                                               "fitbench_version", "finished"],
+                "properties": {"epochs": {"type": "integer"}, "shared": {"$ref": "#/$defs/outcome"},
+                               "fresh": {"$ref": "#/$defs/outcome"},
+                               "runs": {"type": "array", "items": {"type": "object",
+                                                                    "required": ["keras", "optimizer_shared",
+                                                                                 "status"]}}}}
+        return _document("replay", SCHEMA_VERSION, "fitbench replay --json", body, {"outcome": outcome})
+    if kind == "alert":
+        from fitbench.regress.alert import SCHEMA_VERSION, AlertSettings, Comparison
+
+        body = {"type": "object", "required": ["base", "head", "base_rev", "head_rev", "bench", "selected", "settings",
+                                               "processes", "processes_source", "backends", "environments", "machine",
+                                               "calibration", "asv_exit_status", "comparisons"],
+                "properties": {"settings": {"$ref": "#/$defs/settings"},
+                               "processes": {"type": "integer", "minimum": 2},
+                               "comparisons": {"type": "array", "items": {"$ref": "#/$defs/comparison"}},
+                               "tested_cells": {"type": "integer"}, "exit_status": {"enum": [0, 1, 3]},
+                               "error": {"type": "string"}}}
+        return _document("alert", SCHEMA_VERSION, "fitbench alert: alert.json", body,
+                         {"settings": dataclass_schema(AlertSettings), "comparison": dataclass_schema(Comparison)})
+    raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
+
+
+def shipped(kind: str) -> dict[str, Any]:
+    """The schema file installed with the package."""
+    text = resources.files("fitbench").joinpath(f"schemas/{kind}.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """jsonschema.ValidationError unless `doc` matches the shipped schema of its `command` (needs jsonschema)."""
+    import jsonschema
+
+    kind = {"seed": "replay"}.get(doc.get("command", ""), doc.get("command", ""))
+    jsonschema.validate(doc, shipped(kind))
+
+
+def write(directory: Path) -> list[Path]:
+    paths = []
+    for kind in KINDS:
+        path = directory / f"{kind}.schema.json"
+        path.write_text(json.dumps(build(kind), indent=2, ensure_ascii=False) + "\n")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in write(Path(__file__).parent / "schemas"):
+        print(p)
+    sys.exit(0)
