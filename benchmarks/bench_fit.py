@@ -4,9 +4,33 @@ from __future__ import annotations
 
 import statistics
 
-from .common import (APIS, BACKEND, DEVICES, FIT_STEPS, PROCESSES, PROFILE, SEED, TUNED, WARMUP_STEPS, Benchmark,
-                     FitHarness, ModelSpec, RawHarness, apply_threads, cached, efficiency, gflops_per_s, measure_peak,
-                     pct_of_peak, per_step_clock, require, select_device, set_window, train_step_flops, window_steps)
+from .common import (
+    APIS,
+    BACKEND,
+    DEVICES,
+    FIT_STEPS,
+    PROCESSES,
+    PROFILE,
+    SEED,
+    TUNED,
+    WARMUP_STEPS,
+    Benchmark,
+    FitHarness,
+    ModelSpec,
+    RawHarness,
+    apply_threads,
+    cached,
+    efficiency,
+    gflops_per_s,
+    measure_peak,
+    pct_of_peak,
+    per_step_clock,
+    require,
+    select_device,
+    set_window,
+    train_step_flops,
+    window_steps,
+)
 
 # What Keras' jit_compile="auto" picks on a CPU: XLA on TensorFlow and JAX, eager on PyTorch (torch.compile
 # is opt-in). StepTime times the loop a user gets by default.

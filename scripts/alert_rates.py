@@ -40,7 +40,8 @@ def main() -> int:
         doc["planted_ratio"] = {k: planted_ratio(base_values[k], planted_values[k]) for k in base_values
                                 if k in planted_values}
         for k, r in doc["planted_ratio"].items():
-            print(f"plant's effect {k}: {r:.3f}x (median of {len(planted_values[k])} vs {len(base_values[k])} processes)")
+            print(f"plant's effect {k}: {r:.3f}x "
+                  f"(median of {len(planted_values[k])} vs {len(base_values[k])} processes)")
         base_values = {k: v for k, v in base_values.items() if k in planted_values}
     calibrated = base.log_sds() if args.calibrated else None
     for n in args.processes:

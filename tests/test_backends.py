@@ -61,6 +61,7 @@ def _compare(backend: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.processes
 def test_raw_jax_step_trains_exactly_like_keras_fit_on_jax():
     need("jax")
     result = _compare("jax")
@@ -71,6 +72,7 @@ def test_raw_jax_step_trains_exactly_like_keras_fit_on_jax():
         assert out["device"].lower().startswith("cpu")
 
 
+@pytest.mark.processes
 def test_raw_torch_step_trains_like_keras_fit_on_torch():
     need("torch")
     result = _compare("torch")
@@ -84,6 +86,7 @@ def test_raw_torch_step_trains_like_keras_fit_on_torch():
         assert out["device"] == "cpu"
 
 
+@pytest.mark.processes
 def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(tmp_path, without_tensorflow):
     for backend in BACKENDS:
         need(backend)
@@ -111,6 +114,7 @@ def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(
     assert torch_tuned["steps_timed"] == len(torch_tuned["step_times_s"])
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_determinism_on_each_backend_is_bit_identical_and_says_which_switch_was_on(tmp_path, backend,
                                                                                     without_tensorflow):
@@ -157,6 +161,7 @@ def test_gpu_determinism_without_a_gpu_driver_is_refused(monkeypatch, capsys):
                                                             "this machine"]
 
 
+@pytest.mark.processes
 def test_a_missing_backend_beside_one_that_runs_gives_skipped_cells(monkeypatch, tmp_path):
     monkeypatch.setattr("fitbench.runtime.backend_missing",
                         lambda b: None if b == "tensorflow" else f"the {b} backend needs the {b} package")
@@ -179,6 +184,7 @@ def test_placement_check_reads_each_frameworks_device_string(where, device, expe
     assert on_device(where, device) is expected
 
 
+@pytest.mark.processes
 def test_gpu_check_script_fails_every_gpu_step_where_there_is_no_gpu(tmp_path, without_tensorflow):
     """scripts/gpu-check.sh must not pass vacuously: with an `nvidia-smi` but no GPU behind it (a stand-in
     on PATH), each GPU step fails and the exit status counts them; what ran is still written."""

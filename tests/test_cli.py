@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -58,6 +57,7 @@ def test_unwritable_output_path_is_refused_before_any_work(tmp_path, command):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
+@pytest.mark.processes
 def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_one(tmp_path):
     out = tmp_path / "run.json"
     result = run_cli("run", *SMALL, "--api", "functional,subclassed", "--batch-sizes", "4", "--device", "both",
@@ -88,6 +88,7 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
     assert "XLA speed-up" in result.stdout and "on/off" in result.stdout
 
 
+@pytest.mark.processes
 def test_an_interrupted_run_keeps_the_cells_it_finished(tmp_path):
     out = tmp_path / "run.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -105,6 +106,7 @@ def test_an_interrupted_run_keeps_the_cells_it_finished(tmp_path):
     assert "interrupted" in stdout
 
 
+@pytest.mark.processes
 def test_determinism_finds_all_pairs_bit_identical_and_reports_effective_jit(tmp_path):
     out = tmp_path / "det.json"
     result = run_cli("determinism", *SMALL, "--epochs", "2", "--jit", "on", "--json", str(out))
@@ -124,6 +126,7 @@ def test_determinism_finds_all_pairs_bit_identical_and_reports_effective_jit(tmp
     assert "jit_compile=True was requested" in result.stdout
 
 
+@pytest.mark.processes
 def test_determinism_names_the_pair_and_epoch_when_one_weight_moves_one_ulp(tmp_path):
     out = tmp_path / "det.json"
     result = run_cli("determinism", *SMALL, "--epochs", "2", "--api", "sequential,functional",
@@ -185,6 +188,7 @@ def _child_log_env(tmp_path, fake_driver: bool) -> tuple[dict[str, str], Path]:
     return env, log
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("fake_driver", [False, True])
 def test_gpu_cells_without_a_gpu_skip_after_one_question_per_backend(tmp_path, fake_driver):
     env, log = _child_log_env(tmp_path, fake_driver)

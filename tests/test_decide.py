@@ -9,8 +9,8 @@ import random
 import pytest
 
 from fitbench.regress import decide
-from fitbench.regress.asvdata import CellResult
 from fitbench.regress.alert import AlertSettings, Comparison, compare, exit_status, render_markdown
+from fitbench.regress.asvdata import CellResult
 from fitbench.regress.calibration import Calibration, CellNoise, resampled_rates
 
 STEP_S = 0.005  # a batch-32 step
@@ -135,7 +135,7 @@ def test_two_processes_of_pooled_samples_no_longer_make_an_alarm():
     time; per process, 2 vs 2 can never be, and the cell is inconclusive, not unchanged."""
     rng = random.Random(3)
     pooled_alarms = 0
-    for trial in range(50):
+    for _ in range(50):
         base = process_samples(rng, 2, 10, 0.20, 0.05)
         head = process_samples(rng, 2, 10, 0.20, 0.05)
         pooled_alarms += decide.mann_whitney_u(head, base)[1] < 0.002  # asv's own rule on pooled samples
@@ -188,8 +188,8 @@ def test_calibrated_spread_is_used_for_the_detectable_change():
     assert quiet.cv_source == "calibration" and quiet.change == decide.UNCHANGED
     assert loud.change == decide.INCONCLUSIVE and loud.min_detectable_change > quiet.min_detectable_change
     # quiet by calibration, but this comparison's processes scattered: the interval decides, and says so
-    wild = compare({"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))}, {"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))},
-                   calibrated_log_sd={"c": 0.01})[0]
+    wild = compare({"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))},
+                   {"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))}, calibrated_log_sd={"c": 0.01})[0]
     assert wild.change == decide.INCONCLUSIVE and wild.note.startswith("the interval reaches past")
 
 
@@ -206,9 +206,9 @@ def test_direction_exact_tracks_failures_and_skips():
     assert by["b.C.time_x"].change == "skipped"
     assert exit_status(rows) == 2
     # higher-is-better metrics with per-process values: a drop is worse
-    rng = random.Random(8)
     sps = "bench_fit.X.time_samples_per_second"
     import re
+
     import fitbench.regress.alert as alert_module
     assert alert_module.HIGHER_IS_BETTER.search("track_samples_per_second")
     assert not re.search(alert_module.HIGHER_IS_BETTER, sps)

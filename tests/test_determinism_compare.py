@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from fitbench.determinism.compare import (compare_trajectories, jit_note, nudge_one_ulp, pairs_to_compare,
-                                          sha256_arrays, ulp_distance)
+from fitbench.determinism.compare import (
+    compare_trajectories,
+    jit_note,
+    nudge_one_ulp,
+    pairs_to_compare,
+    sha256_arrays,
+    ulp_distance,
+)
 
 
 def test_ulp_distance_counts_representable_floats_between():
@@ -26,7 +32,8 @@ def test_sha256_sees_a_one_ulp_change_and_shapes():
 def _trajectory(weights_per_epoch, predictions_per_epoch, cosine=0.5):
     return {
         "epochs": [{"epoch": i, "weights_sha256": sha256_arrays(w), "predictions_sha256": sha256_arrays([p]),
-                    "predictions": p.tolist()} for i, (w, p) in enumerate(zip(weights_per_epoch, predictions_per_epoch))],
+                    "predictions": p.tolist()}
+                   for i, (w, p) in enumerate(zip(weights_per_epoch, predictions_per_epoch))],
         "initial_weights": weights_per_epoch[0], "final_weights": weights_per_epoch[-1],
         "cosine_to_target": cosine, "jit_effective": False,
     }

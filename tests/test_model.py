@@ -3,8 +3,16 @@ import pytest
 
 from fitbench import APIS
 from fitbench.errors import UsageError
-from fitbench.model import (ModelSpec, build_model, compile_model, jit_effective, param_count, parse_widths,
-                            train_step_flops, trainable_param_count)
+from fitbench.model import (
+    ModelSpec,
+    build_model,
+    compile_model,
+    jit_effective,
+    param_count,
+    parse_widths,
+    train_step_flops,
+    trainable_param_count,
+)
 
 
 def test_seed_spec_has_the_seed_questions_parameter_count():

@@ -7,12 +7,12 @@ import pytest
 
 from conftest import SMALL, load, run_cli
 from fitbench.data import synthetic_batch
-from fitbench.model import ModelSpec, build_model, compile_model
-from fitbench.measure.peak import matmul_flops, measure_peak
-from fitbench.measure.raw import RawHarness
-from fitbench.report.tables import jit_ratios, tuned_gains
 from fitbench.measure.cells import PLAIN, TUNED, plan_cells
 from fitbench.measure.harness import FitHarness
+from fitbench.measure.peak import matmul_flops, measure_peak
+from fitbench.measure.raw import RawHarness
+from fitbench.model import ModelSpec, build_model, compile_model
+from fitbench.report.tables import jit_ratios, tuned_gains
 
 SPEC = ModelSpec(widths=(16, 16))
 
@@ -125,6 +125,7 @@ def test_jit_ratio_does_not_pair_plain_with_tuned():
     assert ratios == []
 
 
+@pytest.mark.processes
 def test_run_records_the_floor_the_peak_and_the_variant(tmp_path):
     out = tmp_path / "run.json"
     plot = tmp_path / "throughput.png"
@@ -149,6 +150,7 @@ def test_run_records_the_floor_the_peak_and_the_variant(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.processes
 def test_no_floor_leaves_the_raw_step_and_the_peak_out(tmp_path):
     out = tmp_path / "run.json"
     result = run_cli("run", *SMALL, "--api", "sequential", "--batch-sizes", "2", "--jit", "off", "--variant",

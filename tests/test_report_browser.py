@@ -33,7 +33,8 @@ CDN_TO_NPM = {
     r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.min\.js": "flot/jquery.flot.js",
     r"https://cdnjs\.cloudflare\.com/ajax/libs/flot/0\.8\.3/jquery\.flot\.(\w+)\.min\.js": r"flot/jquery.flot.\1.js",
     r"https://cdn\.jsdelivr\.net/npm/flot-orderbars@1\.0\.0/(js/[\w.]+)": r"flot-orderbars/\1",
-    r"https://cdnjs\.cloudflare\.com/ajax/libs/stupidtable/[\d.]+/stupidtable\.min\.js": "stupid-table-plugin/stupidtable.min.js",
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/stupidtable/[\d.]+/stupidtable\.min\.js":
+        "stupid-table-plugin/stupidtable.min.js",
     r"https://cdnjs\.cloudflare\.com/ajax/libs/blueimp-md5/2\.19\.0/(js/md5\.min\.js)": r"blueimp-md5/\1",
     r"https://cdn\.jsdelivr\.net/npm/bootstrap@3\.1\.1/(dist/[\w/.]+)": r"bootstrap/\1",
 }

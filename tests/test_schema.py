@@ -55,7 +55,7 @@ def test_every_record_field_is_required_and_typed():
         "anyOf": [{"type": "number"}, {"type": "null"}], "description": "batch_size ÷ step_time_median_s"}
 
 
-@pytest.mark.slow
+@pytest.mark.processes
 def test_a_real_run_and_determinism_document_validate(tmp_path):
     run_json, det_json = tmp_path / "run.json", tmp_path / "det.json"
     result = run_cli("run", *SMALL, "--api", "functional", "--batch-sizes", "4", "--jit", "off", "--variant", "plain",

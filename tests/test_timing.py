@@ -1,10 +1,10 @@
 import pytest
 
 from fitbench.errors import UsageError
-from fitbench.model import ModelSpec
-from fitbench.report.tables import jit_ratios
 from fitbench.measure.cells import FIT, SEED_EPOCH, plan_cells
 from fitbench.measure.harness import FitHarness, SeedHarness, summarize
+from fitbench.model import ModelSpec
+from fitbench.report.tables import jit_ratios
 
 
 def test_summarize_uses_median_and_quartiles():
@@ -35,7 +35,8 @@ def test_plan_cells_rejects_bad_choices(kwargs, message):
 
 def test_jit_ratio_pairs_cells_by_effective_jit():
     base = dict(kind=FIT, api="functional", device="cpu", batch_size=8, status="ok")
-    records = [dict(base, jit_effective=False, samples_per_s=100.0), dict(base, jit_effective=True, samples_per_s=150.0),
+    records = [dict(base, jit_effective=False, samples_per_s=100.0),
+               dict(base, jit_effective=True, samples_per_s=150.0),
                dict(base, batch_size=16, jit_effective=False, samples_per_s=10.0),
                dict(base, batch_size=16, jit_effective=False, samples_per_s=11.0)]  # jit asked, but turned off
     ratios = jit_ratios(records)

@@ -26,9 +26,16 @@ import fitbench
 from fitbench import APIS
 from fitbench.data import seed_input
 from fitbench.determinism.compare import sha256_arrays
-from fitbench.model import (ModelSpec, build_model, compile_model, jit_effective, param_count, train_step_flops,
-                            trainable_param_count)
 from fitbench.measure.harness import FitHarness
+from fitbench.model import (
+    ModelSpec,
+    build_model,
+    compile_model,
+    jit_effective,
+    param_count,
+    train_step_flops,
+    trainable_param_count,
+)
 
 SEED_SPEC = ModelSpec()  # the seed network: every benchmark here times it at full size
 SEED_PARAMS = 1_231_816

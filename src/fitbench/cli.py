@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", default="default", metavar="N|default",
                      help="the frameworks' CPU thread pools per cell (default: their own; 1 gives the steadiest "
                           "numbers between processes, docs/noise.md)")
-    run.add_argument("--cpus", default=None, metavar="LIST", help="pin every cell's process to these CPUs, e.g. 1 or 0-1")
+    run.add_argument("--cpus", default=None, metavar="LIST",
+                     help="pin every cell's process to these CPUs, e.g. 1 or 0-1")
 
     det = sub.add_parser("determinism", help="bit-identity across APIs and across processes")
     common(det)
@@ -184,9 +185,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     profile = get_profile(args.profile)
     backends, missing = options.backends(args.backend)
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
+    batch_sizes = options.batch_sizes(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
     cells = plan_cells(options.apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
-                       devices, options.batch_sizes(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes),
-                       backends, include_seed=not args.no_seed_workload,
+                       devices, batch_sizes, backends, include_seed=not args.no_seed_workload,
                        variants=["plain", "tuned"] if args.variant == "both" else [args.variant])
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
@@ -352,8 +353,8 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     return doc["exit_status"]
 
 
-COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "replay": cmd_replay, "seed": cmd_replay, "alert": cmd_alert,
-            "calibrate": cmd_calibrate, "gate": cmd_gate}
+COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "replay": cmd_replay, "seed": cmd_replay,
+            "alert": cmd_alert, "calibrate": cmd_calibrate, "gate": cmd_gate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ compares results without ever loading a framework (each framework cell runs in i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fitbench import APIS

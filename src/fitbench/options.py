@@ -78,7 +78,8 @@ def cpus(text: str | None) -> list[int] | None:
         raise UsageError(f"--cpus: {exc}") from None
     if chosen is None:
         return None
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    available = (sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else list(range(os.cpu_count() or 1)))
     if not chosen <= set(available):
         raise UsageError(f"--cpus {text}: this machine has CPUs {','.join(map(str, available))}")
     return sorted(chosen)

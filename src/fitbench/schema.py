@@ -56,7 +56,8 @@ def dataclass_schema(cls: type, refs: dict[type, str] | None = None, closed: boo
     return schema
 
 
-def _document(kind: str, version: int, title: str, body: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+def _document(kind: str, version: int, title: str, body: dict[str, Any],
+              defs: dict[str, Any] | None = None) -> dict[str, Any]:
     body = dict(body)
     body["properties"] = {**body["properties"], "command": {"const": kind}, "schema_version": {"const": version}}
     body["required"] = list(dict.fromkeys([*body["required"], "command", "schema_version"]))

@@ -59,7 +59,8 @@ def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict
             return {**result, "status": "error", "error": f"ValueError: {first_line}"[:300],
                     "failed_model": name, "cosine_functional": None, "cosine_sequential": None, "identical": None}
         predictions[name] = np.asarray(model.predict(x, verbose=0), np.float32)
-        result[f"jit_effective_{name}"] = jit_effective(model) if not legacy else bool(getattr(model, "_jit_compile", False))
+        result[f"jit_effective_{name}"] = (jit_effective(model) if not legacy
+                                           else bool(getattr(model, "_jit_compile", False)))
     return {**result, "status": "ok",
             "cosine_functional": cosine_to_target(predictions["functional"], y),
             "cosine_sequential": cosine_to_target(predictions["sequential"], y),

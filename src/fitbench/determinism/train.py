@@ -91,7 +91,7 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
             model.set_weights(nudge_one_ulp(model.get_weights()))
         compile_model(model, jit, model_spec)
 
-        def snapshot(epoch: int) -> dict[str, Any]:
+        def snapshot(epoch: int, model: Any = model) -> dict[str, Any]:
             predictions = np.asarray(model.predict(x_eval, verbose=0), np.float32)
             return {"epoch": epoch, "weights_sha256": sha256_arrays(model.get_weights()),
                     "predictions_sha256": sha256_arrays([predictions]),

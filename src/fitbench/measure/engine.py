@@ -146,8 +146,8 @@ def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunR
                                "spec": settings.spec.to_dict(), "seed": settings.seed,
                                "peak": peak.to_dict() if peak and peak.status == "ok" else None,
                                "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
-                              env=child_env({**hide_gpus_env(cell.device), **thread_env(cell.backend, settings.threads)},
-                                            cell.backend),
+                              env=child_env({**hide_gpus_env(cell.device),
+                                             **thread_env(cell.backend, settings.threads)}, cell.backend),
                               timeout_s=settings.cell_timeout_s)
     except IsolatedError as exc:
         return RunRecord.not_measured(cell, "error", str(exc))

@@ -146,7 +146,8 @@ def compare(before: dict[str, asvdata.CellResult], after: dict[str, asvdata.Cell
                               higher_is_better={k: rows[k].higher_is_better for k in tested})
     for key, d in decisions.items():
         row = rows[key]
-        row.change, row.ratio, row.ci_low, row.ci_high, row.confidence = d.change, d.ratio, d.ci_low, d.ci_high, d.confidence
+        row.change, row.ratio, row.confidence = d.change, d.ratio, d.confidence
+        row.ci_low, row.ci_high = d.ci_low, d.ci_high
         row.p_value, row.p_adjusted = d.p_value, d.p_adjusted
         row.processes_base, row.processes_head = d.processes_base, d.processes_head
         row.between_process_cv, row.cv_source, row.observed_cv = d.log_sd, d.log_sd_source, d.observed_log_sd

@@ -34,7 +34,8 @@ def require_asv() -> None:
 def git(repo: str, *args: str) -> str:
     proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UsageError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {' '.join(args)} failed")
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {' '.join(args)} failed"
+        raise UsageError(last)
     return proc.stdout.strip()
 
 
@@ -69,7 +70,8 @@ def list_benchmark_cells(repo: str) -> list[str]:
             for cls_name, cls in inspect.getmembers(module, inspect.isclass):
                 if cls.__module__ != module.__name__:
                     continue
-                combos = list(itertools.product(*getattr(cls, "params", []))) if getattr(cls, "params", None) else [None]
+                params = getattr(cls, "params", None)
+                combos = list(itertools.product(*params)) if params else [None]
                 for fn_name in sorted(n for n in dir(cls) if re.match(r"(time|track|peakmem|mem|timeraw)_", n)):
                     base = f"{path.stem}.{cls_name}.{fn_name}"
                     names += [base if c is None else f"{base}({', '.join(map(repr, c))})" for c in combos]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from fitbench.regress.asvdata import backend_environments
 from fitbench.errors import UsageError
+from fitbench.regress.asvdata import backend_environments
 
 
 def main(argv: list[str]) -> int:

@@ -1,8 +1,8 @@
 """`fitbench run --plot PATH`: samples/s against batch size, one line per backend × device × jit × variant.
 
 One colour per backend × device × jit; dotted lines are plain fit, solid lines tuned fit, dashed lines the
-raw step of the same network (batch ÷ the raw step's median time, taken from the plain cells' records). Log-log axes: batch sizes and
-throughputs both span orders of magnitude. matplotlib's Agg backend: no display needed.
+raw step of the same network (batch ÷ the raw step's median time, taken from the plain cells' records).
+Log-log axes: batch sizes and throughputs both span orders of magnitude. matplotlib's Agg backend: no display needed.
 """
 
 from __future__ import annotations
