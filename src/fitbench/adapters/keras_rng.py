@@ -2,17 +2,17 @@
 
 Why private: `keras.utils.set_random_seed` also seeds TensorFlow whenever it is installed (for tf.data),
 through a lazy module handle kept in `keras.src.utils.rng_utils.tf`. The JAX and PyTorch cells feed no
-tf.data, and that import alone costs each such process about 2 s and 460 MiB of resident memory on a
-2-core machine, which would land in their start-up and peak-memory numbers (docs/reference.md). The
+tf.data, and that import alone would land in every such process's start-up time and peak memory
+(docs/results.md measures it). The
 weights are the same either way: Keras' initializers draw from its own seed generator (tests/test_backends.py
-checks it). Checked with Keras 3.15.1; another layout falls back to Keras' own call (and its import).
+checks it). Checked with Keras 3.12.4 and 3.15.1; another layout falls back to Keras' own call (and its import).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-CHECKED_KERAS = "3.15.1"
+CHECKED_KERAS = "3.12.4, 3.15.1"
 
 
 class _NotInstalled:

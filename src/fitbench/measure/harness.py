@@ -144,8 +144,8 @@ class FitHarness:
                 self._dataset = dataset.prefetch(tf.data.AUTOTUNE)
             else:
                 # No prefetch thread, not even the one tf.data injects by itself: with one, the step
-                # sometimes waits for the producer thread's wake-up, a whole scheduler tick (10 ms on
-                # this kernel), and a batch-32 step reads either ~5 or ~9.8 ms, process by process
+                # sometimes waits for the producer thread's wake-up, a whole scheduler tick, and a
+                # batch-32 step reads one of two speeds, process by process
                 # (docs/noise.md). The one batch costs nothing to produce, so a synchronous feed is
                 # the honest "the input pipeline costs nothing".
                 options = tf.data.Options()
@@ -226,7 +226,7 @@ class SeedHarness:
 
 def window_steps(batch_size: int) -> int:
     """Training steps in one timed window (one `fit` call) of the process-level benchmarks: enough that a
-    window lasts a few hundred ms on a 2-core CPU (the batch-32 step takes ~5 ms, batch 256 ~30 ms), so a
+    window lasts a few hundred ms on a 2-core CPU at the seed's sizes (docs/results.md), so a
     window is far longer than the timer's resolution and fit()'s per-call set-up is a small share of it."""
     return min(256, max(10, 2048 // max(1, batch_size)))
 

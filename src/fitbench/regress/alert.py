@@ -22,8 +22,8 @@ SCHEMA_VERSION = 2  # 1: asv's pooled-sample verdicts (before per-process statis
 
 # The default set, chosen for signal: seconds per training step, per process, at batch 256 on every backend
 # of the matrix (StepTime), and the determinism tracks (exact 0/1: no statistics needed). Batch 32 is left
-# out: on a 2-core machine its between-process spread (12-16 %) would need 40+ processes per commit to
-# see 10 % (docs/alerts.md); ask for it with --bench 'StepTime'.
+# out: on a 2-core machine its between-process spread would need dozens of processes per commit to see
+# 10 % (docs/alerts.md measures it); ask for it with --bench 'StepTime'.
 DEFAULT_BENCH = (r"StepTime\.time_step\(256\)|Determinism\.track_sequential_functional_identical"
                  r"|Determinism\.track_run_to_run_identical")
 DEFAULT_ALPHA = 0.01  # family-wise: P(any false alarm in one alert) when nothing changed

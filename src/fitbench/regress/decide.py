@@ -2,7 +2,7 @@
 
 Why the process: a fit cell's step time differs more between two fresh processes of the same commit than
 between two steps of one process (thread placement, allocator state, XLA's choices at compile time; the
-between-process CV was 16-24 % at batch 32 before fitbench fixed the thread pools, docs/noise.md). Pooling
+between-process spread dominates at small batches, docs/noise.md). Pooling
 20 samples from 2 processes and testing them as if independent is far too confident: that is how a
 documentation-only commit made the old alert exit 1. So each process contributes one value (the median of
 its samples), and every test, interval and power figure here is about those values.
