@@ -3,8 +3,10 @@ the variance, as measured on this machine) plus step-to-step noise inside each p
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from dataclasses import asdict
 
 import pytest
 
@@ -337,3 +339,25 @@ def json_load(path):
     import json
 
     return json.loads(path.read_text())
+
+
+def test_three_processes_a_side_are_inconclusive_and_the_report_is_still_valid_json(tmp_path):
+    # Found by a real `fitbench alert --processes 3`: no change is detectable with 3 + 3 processes at this
+    # level (the detectable change is infinite), which JSON cannot hold; the document says null instead.
+    from fitbench import schema
+    from fitbench.regress.alert import SCHEMA_VERSION, write_report
+
+    rng = random.Random(11)
+    rows = compare({"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))},
+                   {"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))}, AlertSettings())
+    assert rows[0].change == decide.INCONCLUSIVE and math.isinf(rows[0].min_detectable_change)
+    report = {"schema_version": SCHEMA_VERSION, "command": "alert", "base": "a" * 40, "head": "b" * 40,
+              "base_rev": "a", "head_rev": "b", "bench": "x", "selected": ["c"], "settings": asdict(AlertSettings()),
+              "processes": 3, "processes_source": "--processes", "backends": ["tensorflow"], "environments": ["e"],
+              "machine": "m", "calibration": None, "asv_exit_status": 0, "comparisons": [asdict(r) for r in rows],
+              "tested_cells": 1, "exit_status": exit_status(rows)}
+    md, js = write_report(str(tmp_path), report)
+    doc = json.loads(js.read_text())
+    assert doc["comparisons"][0]["min_detectable_change"] is None
+    schema.validate(doc)
+    assert "could detect ∞ or more with 3 processes" in md.read_text()

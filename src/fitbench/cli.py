@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fitbench.measure import engine
     from fitbench.measure.cells import plan_cells
     from fitbench.report.io import check_output_path
-    from fitbench.report.tables import jit_ratio_table, run_table, tuned_gain_table
+    from fitbench.report.tables import jit_ratio_table, peak_lines, run_table, tuned_gain_table
 
     profile = get_profile(args.profile)
     backends, missing = options.backends(args.backend)
@@ -207,7 +207,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(jit_ratio_table(records))
     if any(r["variant"] == "tuned" for r in records):
         console.print(tuned_gain_table(records))
-    for line in engine.summary_lines(doc):
+    for line in peak_lines([p.to_dict() for p in doc.peaks]):
         console.print(line)
     if plot:
         from fitbench.report.plot import plot_throughput

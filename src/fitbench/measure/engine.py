@@ -154,17 +154,6 @@ def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunR
     return RunRecord(**values)
 
 
-def summary_lines(doc: RunDocument) -> list[str]:
-    """The peak probes and the failed cells, one line each, for the terminal after the tables."""
-    lines = []
-    for peak in doc.peaks:
-        lines.append(f"peak probe {peak.backend} {peak.device}: " + (
-            f"{peak.gflops_per_s:.1f} GFLOP/s ({peak.n}×{peak.n} float32 matmul, best of "
-            f"{len(peak.times_s or [])}) on {peak.device_name}" if peak.status == "ok"
-            else f"{peak.status}: {peak.reason or peak.error}"))
-    return lines
-
-
 def errors(doc: RunDocument) -> list[RunRecord]:
     return [r for r in doc.records if r.status == "error"]
 

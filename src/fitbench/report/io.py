@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from typing import Any
@@ -24,15 +25,29 @@ def check_output_path(path: str) -> str:
 
 
 def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
-    """Write the whole document to a temporary file beside `path`, then rename: never half a file."""
+    """Write the whole document to a temporary file beside `path`, then rename: never half a file. Infinite
+    and NaN floats are written as null (`finite_or_null`)."""
     target = os.path.abspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".fitbench-", suffix=".json", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
+            json.dump(finite_or_null(doc), f, indent=2, allow_nan=False)
             f.write("\n")
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def finite_or_null(value: Any) -> Any:
+    """The document with every infinite or NaN float replaced by None: JSON has no infinity, and where
+    fitbench computes one (an interval with no upper end, a change no number of these processes could
+    detect) the document says null and the text beside it says why."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value

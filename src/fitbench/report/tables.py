@@ -52,6 +52,14 @@ def run_table(records: list[dict[str, Any]]) -> Table:
     return table
 
 
+def peak_lines(peaks: list[dict[str, Any]]) -> list[str]:
+    """One line per peak probe of a run document, for the terminal after the tables."""
+    return [f"peak probe {p['backend']} {p['device']}: " + (
+        f"{p['gflops_per_s']:.1f} GFLOP/s ({p['n']}×{p['n']} float32 matmul, best of {len(p['times_s'] or [])}) "
+        f"on {p['device_name']}" if p["status"] == "ok" else f"{p['status']}: {p['reason'] or p['error']}")
+        for p in peaks]
+
+
 def _variant(record: dict[str, Any]) -> str:
     variant = record.get("variant", "plain")  # records from before the tuned variant are plain
     k = record.get("steps_per_execution") or 1
