@@ -14,6 +14,7 @@ from fitbench import APIS, BACKENDS, DEVICES, __version__, options
 from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.model import ModelSpec, parse_widths
+from fitbench.models.choice import ModelChoice
 
 DESCRIPTION = """\
 fitbench: how fast is your Keras fit loop, is its training deterministic, and did a commit change either.
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"Keras backend(s), comma-separated, from {', '.join(BACKENDS)} (default tensorflow)")
         p.add_argument("--seed", type=int, default=0, help="random seed for weights and data (default 0)")
         p.add_argument("--json", metavar="PATH", help="write the results as one JSON document")
+        p.add_argument("--model", default="seed", metavar="SPEC",
+                       help="seed (default: the question's network), a zoo model (conv, text, attention), "
+                            "package.module:function (a factory returning a keras.Model) or a .keras file")
+        p.add_argument("--loss", default=None, help="loss for a model that comes uncompiled (default mse)")
+        p.add_argument("--optimizer", default=None, help="optimizer for a model that comes uncompiled (default adam)")
+        p.add_argument("--data", default=None, metavar="NPZ",
+                       help="training data: an .npz with x (or x0, x1, ...) and y (or y0, ...)")
 
     run = sub.add_parser("run", help="time the fit loop, one fresh process per cell")
     common(run)
@@ -176,9 +184,17 @@ class _Bar:
         self.progress.advance(self.task)
 
 
+def _model(args: argparse.Namespace) -> ModelChoice:
+    """--model and its options, as far as the parent can check them (fitbench.models.choice)."""
+    from fitbench.models.choice import parse_model
+
+    return parse_model(args.model, parse_widths(args.widths), args.loss, args.optimizer, args.data)
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fitbench.measure import engine
     from fitbench.measure.cells import plan_cells
+    from fitbench.models.choice import check_in_child
     from fitbench.report.io import check_output_path
     from fitbench.report.tables import jit_ratio_table, peak_lines, run_table, tuned_gain_table
 
@@ -186,13 +202,19 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     backends, missing = options.backends(args.backend)
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
     batch_sizes = options.batch_sizes(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
-    cells = plan_cells(options.apis(args.api), {"on": [True], "off": [False], "both": [False, True]}[args.jit],
-                       devices, batch_sizes, backends, include_seed=not args.no_seed_workload,
-                       variants=["plain", "tuned"] if args.variant == "both" else [args.variant])
+    out = check_output_path(args.json) if args.json else None
+    model = _model(args)
+    jits = {"on": [True], "off": [False], "both": [False, True]}[args.jit]
+    cells = plan_cells(options.apis(args.api, model.apis), jits, devices, batch_sizes, backends,
+                       include_seed=not args.no_seed_workload,
+                       variants=["plain", "tuned"] if args.variant == "both" else [args.variant],
+                       model=model.name, model_apis=model.apis)
+    check_in_child(model, next(b for b in backends if b not in missing))  # a factory or file: one step, or exit 2
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
+                                  model=model,
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
                                   cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout,
-                                  json_path=check_output_path(args.json) if args.json else None)
+                                  json_path=out)
     plot = check_output_path(args.plot) if args.plot else None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -225,20 +247,24 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.settings import DeterminismSettings
     from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
+    from fitbench.models.choice import check_in_child
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import determinism_table
 
     backends, _ = options.backends(args.backend)
     if len(backends) != 1:
         raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax or torch")
+    model = _model(args)
     settings = DeterminismSettings(
-        apis=tuple(options.apis(args.api)), spec=ModelSpec(widths=parse_widths(args.widths)), epochs=args.epochs,
+        apis=tuple(options.apis(args.api, model.apis)), spec=ModelSpec(widths=parse_widths(args.widths)),
+        model=model, epochs=args.epochs,
         jit=args.jit == "on", seed=args.seed, samples=args.samples, batch_size=args.batch_size or args.samples,
         intra_op_threads=args.threads, inter_op_threads=1, op_determinism=not args.no_op_determinism,
         nudge_api=args.nudge, runs=args.runs, backend=backends[0], device=args.device).check()
+    out = check_output_path(args.json) if args.json else None
     if args.device == "gpu":
         require_gpu(settings.backend, "--device gpu")
-    out = check_output_path(args.json) if args.json else None
+    check_in_child(model, settings.backend)
     try:
         with console.status(f"training every API in {args.runs} fresh processes..."):
             doc = check_determinism(settings)

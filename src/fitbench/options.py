@@ -12,11 +12,15 @@ from fitbench.errors import UsageError
 from fitbench.model import check_api
 
 
-def apis(text: str | None) -> list[str]:
-    """'sequential,functional' -> the apis, in order, once each; None or '' -> all three."""
+def apis(text: str | None, offered: tuple[str, ...] = APIS) -> list[str]:
+    """'sequential,functional' -> the apis, in order, once each; None or '' -> every form the model is offered
+    in (`offered`: the three APIs for the seed network; a factory's or a file's own form)."""
     if not text:
-        return list(APIS)
-    return list(dict.fromkeys(check_api(a.strip()) for a in text.split(",")))
+        return list(offered)
+    chosen = [a.strip() for a in text.split(",")]
+    if set(offered) <= set(APIS):
+        chosen = [check_api(a) for a in chosen]
+    return list(dict.fromkeys(chosen))
 
 
 def batch_sizes(text: str) -> list[int]:

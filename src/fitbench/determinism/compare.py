@@ -56,8 +56,8 @@ class PairResult:
     max_ulp_weights: int
     max_ulp_predictions: int
     max_abs_diff_predictions: float
-    cosine_a: float
-    cosine_b: float
+    cosine_a: float | None  # cos(predictions, the seed's y): the seed network only
+    cosine_b: float | None
     jit_effective_a: bool
     jit_effective_b: bool
 

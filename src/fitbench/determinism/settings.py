@@ -7,6 +7,7 @@ from typing import Any
 
 from fitbench.errors import UsageError
 from fitbench.model import ModelSpec, check_api
+from fitbench.models.choice import ModelChoice
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,20 @@ class DeterminismSettings:
     runs: int = 2  # separate training processes
     backend: str = "tensorflow"
     device: str = "cpu"
+    model: ModelChoice = field(default_factory=ModelChoice)  # --model: the seed network of `spec` by default
 
     def check(self) -> "DeterminismSettings":
         """Bad input as one UsageError line (exit 2), before any process starts."""
         for api in self.apis:
-            check_api(api)
+            if api not in self.model.apis:
+                check_api(api)  # an unknown name says so; a known one this model lacks, below
+                raise UsageError(f"the {self.model.name} model has no {api} form; choose from "
+                                 f"{', '.join(self.model.apis)}")
         if not self.apis:
             raise UsageError("--api must name at least one api")
         if self.runs < 2:
             raise UsageError(f"--runs must be at least 2 (run-to-run needs two processes), got {self.runs}")
-        if self.nudge_api is not None and check_api(self.nudge_api) not in self.apis:
+        if self.nudge_api is not None and self.nudge_api not in self.apis:
             raise UsageError(f"--nudge {self.nudge_api} is not among the apis being checked ({', '.join(self.apis)})")
         for name in ("epochs", "samples", "batch_size", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 1:
@@ -42,8 +47,9 @@ class DeterminismSettings:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "apis": list(self.apis), "spec": self.spec.to_dict()}
+        return {**asdict(self), "apis": list(self.apis), "spec": self.spec.to_dict(), "model": self.model.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DeterminismSettings":
-        return cls(**{**d, "apis": tuple(d["apis"]), "spec": ModelSpec.from_dict(d["spec"])})
+        return cls(**{**d, "apis": tuple(d["apis"]), "spec": ModelSpec.from_dict(d["spec"]),
+                      "model": ModelChoice.from_dict(d["model"]) if d.get("model") else ModelChoice()})

@@ -14,7 +14,9 @@ import numpy as np
 from fitbench.data import seed_input, seed_target, synthetic_batch
 from fitbench.determinism.compare import cosine_to_target, nudge_one_ulp, sha256_arrays
 from fitbench.determinism.settings import DeterminismSettings
-from fitbench.model import build_model, compile_model, jit_effective, seed_keras
+from fitbench.model import jit_effective, seed_keras
+from fitbench.models.choice import SEED
+from fitbench.models.workload import Workload, first_rows
 
 # JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
 # before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
@@ -67,6 +69,13 @@ def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, 
     return {"threads": threads, "op_determinism": op_determinism_enabled()}
 
 
+def flat_predictions(predictions: Any) -> np.ndarray:
+    """One float32 vector of a model's predictions, whatever its outputs (one array, a list, a dict)."""
+    import keras
+
+    return np.concatenate([np.asarray(p, np.float32).reshape(-1) for p in keras.tree.flatten(predictions)])
+
+
 def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str) -> dict[str, Any]:
     """Train each API from `set_random_seed(seed)` with its own fresh optimizer; record every epoch.
 
@@ -76,23 +85,29 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
     st = DeterminismSettings.from_dict(settings)
     model_spec, seed, device, backend, jit = st.spec, st.seed, st.device, st.backend, st.jit
     setup = enable_determinism(seed, st.intra_op_threads, st.inter_op_threads, st.op_determinism, backend)
-    x_eval, target = seed_input(seed, model_spec.input_dim), seed_target()
-    if st.samples == 1:
-        x_train, y_train = x_eval, target  # the seed question's own data
-    else:
-        x_train, y_train = synthetic_batch(model_spec, st.samples, seed)
+    workload = Workload(st.model, seed, spec=model_spec)
+    target = None
+    if workload.kind == SEED:
+        x_eval, target = seed_input(seed, model_spec.input_dim), seed_target()
+        if st.samples == 1:
+            x_train, y_train = x_eval, target  # the seed question's own data
+        else:
+            x_train, y_train = synthetic_batch(model_spec, st.samples, seed)
     out: dict[str, Any] = {**setup, **runtime.process_facts(device, backend), "device": device, "run": run_name,
                            "apis": {}}
     if device == "gpu" and not out["device_name"]:
         raise RuntimeError(f"no GPU visible to {backend} in this process")
     for api in st.apis:
-        model = build_model(api, model_spec, seed=seed)
+        model = workload.build(api)
         if api == st.nudge_api:
             model.set_weights(nudge_one_ulp(model.get_weights()))
-        compile_model(model, jit, model_spec)
+        workload.compile(model, jit)
+        if workload.kind != SEED and api == st.apis[0]:  # any other model: its own data, evaluated on 1 row
+            x_train, y_train = workload.batch(model, st.samples)
+            x_eval = first_rows(x_train, 1)
 
-        def snapshot(epoch: int, model: Any = model) -> dict[str, Any]:
-            predictions = np.asarray(model.predict(x_eval, verbose=0), np.float32)
+        def snapshot(epoch: int, model: Any = model, x_eval: Any = x_eval) -> dict[str, Any]:
+            predictions = flat_predictions(model.predict(x_eval, verbose=0))
             return {"epoch": epoch, "weights_sha256": sha256_arrays(model.get_weights()),
                     "predictions_sha256": sha256_arrays([predictions]),
                     "predictions": predictions.reshape(-1).tolist()}
@@ -111,7 +126,8 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
         out["apis"][api] = {
             "jit_requested": bool(jit), "jit_effective": jit_effective(model), "variable_device": where,
             "epochs": trajectory, "weights_paths": weights_paths,
-            "cosine_to_target": cosine_to_target(trajectory[-1]["predictions"], target),
+            "cosine_to_target": (cosine_to_target(trajectory[-1]["predictions"], target)
+                                 if target is not None else None),
         }
     return out
 

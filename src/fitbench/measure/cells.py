@@ -25,31 +25,36 @@ class Cell:
     batch_size: int
     backend: str = "tensorflow"
     variant: str = PLAIN
+    model: str = "seed"  # fitbench.models.ModelChoice.name
 
     def label(self) -> str:
         what = f"batch {self.batch_size}" if self.kind == FIT else "seed epoch"
         tuned = " tuned" if self.variant == TUNED else ""
-        return f"{self.backend} {self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
+        model = "" if self.model == "seed" else f"{self.model} "
+        return f"{self.backend} {model}{self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
 
 
 def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_sizes: list[int],
                backend: str | list[str] = "tensorflow", include_seed: bool = True,
-               variants: list[str] = (PLAIN,)) -> list[Cell]:
+               variants: list[str] = (PLAIN,), model: str = "seed", model_apis: tuple[str, ...] = APIS) -> list[Cell]:
     """Every (backend, device, batch, api, jit, variant) fit cell, then the seed-workload cells (plain
-    only: the tuned knobs are about many steps per epoch); validates the choices."""
+    only: the tuned knobs are about many steps per epoch; the seed network only); validates the choices.
+    `model_apis` are the forms the model comes in (a factory's or a file's one form is its own api)."""
     backends = [backend] if isinstance(backend, str) else list(backend)
-    for what, chosen, known in (("api", apis, APIS), ("device", devices, DEVICES), ("backend", backends, BACKENDS),
-                                ("variant", variants, VARIANTS)):
+    for what, chosen, known in (("api", apis, model_apis), ("device", devices, DEVICES),
+                                ("backend", backends, BACKENDS), ("variant", variants, VARIANTS)):
         for value in chosen:
             if value not in known:
+                if what == "api" and value in APIS:
+                    raise UsageError(f"the {model} model has no {value} form; choose from {', '.join(known)}")
                 raise UsageError(f"unknown {what} {value!r}; choose from {', '.join(known)}")
     for b in batch_sizes:
         if b <= 0:
             raise UsageError(f"batch size must be a positive integer, got {b}")
-    cells = [Cell(FIT, api, jit, device, b, backend, variant)
+    cells = [Cell(FIT, api, jit, device, b, backend, variant, model)
              for backend in backends for device in devices for b in batch_sizes for api in apis for jit in jits
              for variant in variants]
-    if include_seed:
+    if include_seed and model == "seed":
         cells += [Cell(SEED_EPOCH, api, jit, device, 1, backend)
                   for backend in backends for device in devices for api in apis for jit in jits]
     return cells

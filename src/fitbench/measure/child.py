@@ -14,17 +14,20 @@ from fitbench.measure.cells import FIT, TUNED, Cell
 from fitbench.measure.harness import FitHarness, Harness, SeedHarness, summarize, window_steps
 from fitbench.measure.profiles import Profile
 from fitbench.measure.record import RunRecord
-from fitbench.model import ModelSpec, param_count, train_step_flops
+from fitbench.model import ModelSpec, param_count, trainable_param_count
+from fitbench.models.choice import SEED, ModelChoice
+from fitbench.models.workload import Workload
 
 
 def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, Any] | None = None,
                  seed: int = 0, peak: dict[str, Any] | None = None, raw: bool = True, threads: int | None = None,
-                 cpus: list[int] | None = None) -> dict[str, Any]:
+                 cpus: list[int] | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Time one cell in this process and return its `RunRecord` as a dict. Runs in a fresh child.
 
     `peak` is the device's peak-probe record (measured once per run); `raw=False` leaves out the raw-step
     floor; `threads` fixes the framework's thread pools (None: its defaults) and `cpus` pins the process,
-    both before the framework is imported."""
+    both before the framework is imported. `model` is a ModelChoice as a dict (None: the seed network of
+    `spec`)."""
     from fitbench import runtime
 
     affinity = runtime.pin_cpus(set(cpus) if cpus else None)
@@ -32,6 +35,8 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     c = Cell(**cell)
     p = Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
     model_spec = ModelSpec.from_dict(spec) if spec else ModelSpec()
+    choice = ModelChoice.from_dict(model) if model else ModelChoice(widths=model_spec.widths)
+    workload = Workload(choice, seed, spec=model_spec)
     facts = runtime.process_facts(c.device, c.backend)
     process = {"versions": facts["versions"], "device_name": facts["device_name"], "threads_setting": threads,
                "affinity": affinity}
@@ -41,7 +46,8 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     harness: Harness
     if c.kind == FIT:
         harness = fit = FitHarness(c.api, c.jit, c.batch_size, model_spec, seed, variant=c.variant,
-                                   steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1)
+                                   steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1,
+                                   workload=workload)
         first_s = fit.warm_up(p.warmup_steps)
         # p.steps samples per repeat: executions of k steps, each sample = execution time / k
         times = [t for _ in range(p.repeats) for t in fit.fit_steps(p.steps * fit.steps_per_execution)]
@@ -56,9 +62,14 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         return RunRecord.not_measured(c, "error", f"the model's variables live on {where!r}, not on the {c.device}",
                                       variable_device=where, **process).to_dict()
     stats = summarize(times)
-    flops = train_step_flops(model_spec, c.batch_size)
-    gflops = metrics.gflops_per_s(flops, stats["median_s"])
-    floor = measure_raw(c, p, model_spec, seed, harness.jit_effective) if raw and c.kind == FIT else {}
+    flops, flops_source = workload.flops(c.batch_size)
+    floor: dict[str, Any] = {}
+    if raw and c.kind == FIT:
+        floor = (measure_raw(c, p, model_spec, seed, harness.jit_effective) if workload.kind == SEED
+                 else measure_ctl(c, p, workload, harness.jit_effective))
+        if flops is None and floor.get("flops"):  # the compiler's count of the same step
+            flops, flops_source = floor["flops"], floor["flops_source"]
+    gflops = metrics.gflops_per_s(flops, stats["median_s"]) if flops else None
     if floor and not runtime.on_device(floor["raw_device"], c.device):
         return RunRecord.not_measured(c, "error", f"the raw step's variables live on {floor['raw_device']!r}, "
                                                   f"not on the {c.device}", variable_device=where, **process).to_dict()
@@ -69,8 +80,9 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         jit_effective=harness.jit_effective,
         variable_device=where,
         raw_device=floor.get("raw_device"),
-        params=param_count(model_spec),
-        widths=list(model_spec.widths),
+        model=choice.name,
+        params=param_count(model_spec) if workload.kind == SEED else trainable_param_count(harness.model),
+        widths=list(model_spec.widths) if workload.kind == SEED else None,
         steps_per_execution=k,
         prefetch=harness.prefetch,
         data_on_device=harness.data_on_device,
@@ -86,6 +98,7 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         samples_per_s=metrics.samples_per_s(c.batch_size, stats["median_s"]),
         first_step_s=first_s,
         flops_per_step=flops,
+        flops_source=flops_source,
         gflops_per_s=gflops,
         raw_step_time_s=floor.get("raw_step_time_s"),
         raw_first_step_s=floor.get("raw_first_step_s"),
@@ -93,10 +106,23 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         raw_idiom=floor.get("raw_idiom"),
         efficiency=metrics.efficiency(floor["raw_step_time_s"], stats["median_s"]) if floor else None,
         peak_gflops_per_s=peak_gflops,
-        pct_of_peak=metrics.pct_of_peak(gflops, peak_gflops) if peak_gflops else None,
+        pct_of_peak=metrics.pct_of_peak(gflops, peak_gflops) if peak_gflops and gflops else None,
         threads=runtime.thread_settings(c.backend),
         peak_rss_bytes=runtime.peak_rss_bytes(),
     ).to_dict()
+
+
+def measure_ctl(c: Cell, p: Profile, workload: Workload, jit: bool) -> dict[str, Any]:
+    """The floor of any other model: its custom training loop in the backend's idiom (fitbench.measure.ctl),
+    jit as Keras really ran the fit cell, timed like the raw step."""
+    from fitbench.measure.ctl import CtlHarness
+
+    ctl = CtlHarness(c.backend, workload, c.api, jit, c.batch_size)
+    first_s = ctl.warm_up(p.warmup_steps)
+    times = ctl.run_steps(p.repeats * p.steps)
+    return {"raw_step_time_s": summarize(times)["median_s"], "raw_first_step_s": first_s, "raw_jit": bool(jit),
+            "raw_idiom": ctl.idiom, "raw_device": ctl.variable_device(), "flops": ctl.flops,
+            "flops_source": ctl.flops_source}
 
 
 def measure_raw(c: Cell, p: Profile, spec: ModelSpec, seed: int, jit: bool) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from fitbench.measure.peak import measure_peak
 from fitbench.measure.profiles import Profile
 from fitbench.measure.record import PeakRecord, RunDocument, RunRecord
 from fitbench.model import ModelSpec
+from fitbench.models.choice import ModelChoice
 from fitbench.report.io import write_json_atomic
 from fitbench.runtime import hide_gpus_env, thread_env
 
@@ -30,6 +31,7 @@ class RunSettings:
     cells: list[Cell]
     profile: Profile
     spec: ModelSpec = ModelSpec()
+    model: ModelChoice = ModelChoice()  # --model: the seed network of `spec` by default
     seed: int = 0
     floor: bool = True  # the raw step in every fit cell, and one peak probe per backend and device
     threads: int | None = None  # None: the frameworks' own pools
@@ -100,8 +102,8 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
     missing = settings.missing or {}
     backends = [b for b in settings.backends if b not in missing]
     doc = RunDocument(started=stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
-                      spec=settings.spec.to_dict(), seed=settings.seed, threads_setting=settings.threads,
-                      cpus=settings.cpus)
+                      spec=settings.spec.to_dict(), model=settings.model.to_dict(), seed=settings.seed,
+                      threads_setting=settings.threads, cpus=settings.cpus)
     try:
         no_gpu: dict[str, str] = {}
         if "gpu" in settings.devices:  # one question per backend, not one framework start per GPU cell
@@ -144,6 +146,7 @@ def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunR
         values = run_isolated(measure_cell,
                               {"cell": asdict(cell), "profile": asdict(settings.profile),
                                "spec": settings.spec.to_dict(), "seed": settings.seed,
+                               "model": settings.model.to_dict(),
                                "peak": peak.to_dict() if peak and peak.status == "ok" else None,
                                "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
                               env=child_env({**hide_gpus_env(cell.device),

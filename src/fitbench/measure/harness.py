@@ -11,9 +11,11 @@ import statistics
 import time
 from typing import Any, Iterator, Protocol
 
-from fitbench.data import seed_input, seed_target, synthetic_batch
+from fitbench.data import seed_input, seed_target
 from fitbench.measure.cells import PLAIN, TUNED, TUNED_STEPS_PER_EXECUTION, VARIANTS
 from fitbench.model import ModelSpec, build_model, compile_model, jit_effective
+from fitbench.models.choice import ModelChoice
+from fitbench.models.workload import Workload
 
 
 class Harness(Protocol):
@@ -108,7 +110,7 @@ class FitHarness:
 
     def __init__(self, api: str, jit: bool, batch_size: int, spec: ModelSpec = ModelSpec(), seed: int = 0,
                  variant: str = PLAIN, steps_per_execution: int | None = None, prefetch: bool | None = None,
-                 data_on_device: bool | None = None) -> None:
+                 data_on_device: bool | None = None, workload: Workload | None = None) -> None:
         import keras
 
         if variant not in VARIANTS:
@@ -131,15 +133,18 @@ class FitHarness:
         self.prefetch = on_tf and bool(tuned if prefetch is None else prefetch)
         self.data_on_device = not on_tf and bool(tuned if data_on_device is None else data_on_device)
         self.input_pipeline = "tf.data" if on_tf else "python generator"
-        self.model = compile_model(build_model(api, spec, seed=seed), jit, spec,
-                                   steps_per_execution=self.steps_per_execution)
-        x, y = synthetic_batch(spec, batch_size, seed)
+        # any model (fitbench.models): the seed network of `spec` unless a workload is given
+        self.workload = workload or Workload(ModelChoice(widths=spec.widths), seed, spec=spec)
+        self.model = self.workload.compile(self.workload.build(api), jit, steps_per_execution=self.steps_per_execution)
+        x, y = self.workload.batch(self.model, batch_size)
         self.batch = (x, y)  # host numpy: the one seeded batch every step trains on
         # One batch repeated: the input pipeline costs nothing, so the step is what gets timed.
         if on_tf:
             import tensorflow as tf
 
-            dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+            # several inputs or outputs as tuples: tf.data takes a list for one stacked tensor
+            dataset = tf.data.Dataset.from_tensors(
+                tuple(tuple(v) if isinstance(v, list) else v for v in (x, y))).repeat()
             if self.prefetch:
                 self._dataset = dataset.prefetch(tf.data.AUTOTUNE)
             else:
@@ -153,7 +158,8 @@ class FitHarness:
                 options.autotune.enabled = False
                 self._dataset = dataset.with_options(options)
         else:
-            self._batch = ((keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y))
+            to_device = keras.ops.convert_to_tensor
+            self._batch = ((keras.tree.map_structure(to_device, x), keras.tree.map_structure(to_device, y))
                            if self.data_on_device else (x, y))
         self.first_step_s: float | None = None
 

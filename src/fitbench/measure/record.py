@@ -33,6 +33,8 @@ class RunRecord:
     backend: str = _doc("Keras backend: `tensorflow`, `jax` or `torch`", "tensorflow")
     variant: str = _doc("`plain` (compile + fit as written) or `tuned` (steps_per_execution; prefetch on "
                         "TensorFlow, the batch on the device on JAX and PyTorch)", "plain")
+    model: str = _doc("`seed` (the question's network), a zoo name, `module:function` or a .keras file's name",
+                      "seed")
     status: str = _doc("`ok`, `skipped` (see `reason`) or `error` (see `error`)", "ok")
     reason: str | None = _doc("why a skipped cell did not run")
     error: str | None = _doc("the failed cell's last error line")
@@ -45,7 +47,7 @@ class RunRecord:
     variable_device: str | None = _doc("where the model's first variable lives, as the framework spells it")
     raw_device: str | None = _doc("where the raw step's first variable lives")
     params: int | None = _doc("trainable parameters")
-    widths: list[int] | None = _doc("hidden Dense widths")
+    widths: list[int] | None = _doc("hidden Dense widths (the seed network only)")
     steps_per_execution: int | None = _doc("training steps per call into the compiled function")
     prefetch: bool | None = _doc("tf.data `prefetch(AUTOTUNE)` (tuned TensorFlow cells)")
     data_on_device: bool | None = _doc("the batch converted to a device tensor once (tuned JAX/PyTorch cells)")
@@ -62,10 +64,13 @@ class RunRecord:
     step_time_mean_s: float | None = _doc("mean sample")
     samples_per_s: float | None = _doc("batch_size ÷ step_time_median_s")
     first_step_s: float | None = _doc("the first execution: trace, compile and steps_per_execution steps")
-    flops_per_step: int | None = _doc("analytic FLOPs of one training step (matrix products only)")
-    gflops_per_s: float | None = _doc("flops_per_step ÷ step_time_median_s ÷ 1e9")
-    raw_step_time_s: float | None = _doc("median time of the raw step (the framework's own idiom, no fit); "
-                                         "null for `seed_epoch` and with --no-floor")
+    flops_per_step: int | None = _doc("FLOPs of one training step; null where fitbench has no count")
+    flops_source: str | None = _doc("`analytic` (the seed network's matrix products) or `xla_cost_analysis` "
+                                    "(XLA's count of the JAX floor's compiled step)")
+    gflops_per_s: float | None = _doc("flops_per_step ÷ step_time_median_s ÷ 1e9 (null without a count)")
+    raw_step_time_s: float | None = _doc("median time of the floor: the seed's raw step (the framework's own "
+                                         "idiom, no Keras), or any other model's custom training loop around "
+                                         "the Keras model; null for `seed_epoch` and with --no-floor")
     raw_first_step_s: float | None = _doc("the raw step's first (compiling) step")
     raw_jit: bool | None = _doc("the raw step's jit: the cell's effective jit")
     raw_idiom: str | None = _doc("how the raw step is written (GradientTape in tf.function, jax.jit, ...)")
@@ -118,7 +123,8 @@ class RunDocument:
     started: str = _doc("UTC, ISO 8601")
     fitbench_version: str = _doc("the package's version")
     profile: dict[str, Any] = _doc("the profile's settings (batch sizes, warm-up and timed steps)")
-    spec: dict[str, Any] = _doc("the network: input_dim, widths, output_dim, activation, learning_rate")
+    spec: dict[str, Any] = _doc("the seed network: input_dim, widths, output_dim, activation, learning_rate")
+    model: dict[str, Any] = _doc("--model as given: source, widths, loss, optimizer, data", None)
     seed: int = _doc("random seed of weights and data", 0)
     threads_setting: int | None = _doc("--threads (null: the frameworks' defaults)")
     cpus: list[int] | None = _doc("--cpus (null: no pinning)")

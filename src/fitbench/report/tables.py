@@ -35,8 +35,10 @@ def run_table(records: list[dict[str, Any]]) -> Table:
     for r in records:
         ok = r.get("status") == "ok"
         raw = r.get("raw_step_time_s") if ok else None
+        model = r.get("model", "seed")
+        api = r["api"] if model == "seed" else f"{model} {r['api']}"
         table.add_row(
-            r.get("backend", "tensorflow"), r["kind"], r["api"], _jit_cell(r), _variant(r), r["device"],
+            r.get("backend", "tensorflow"), r["kind"], api, _jit_cell(r), _variant(r), r["device"],
             str(r["batch_size"]),
             _fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
@@ -149,7 +151,9 @@ def tuned_gain_table(records: list[dict[str, Any]]) -> Table:
 
 def determinism_table(doc: dict[str, Any]) -> Table:
     jit = f"jit requested {_on_off(doc['jit_requested'])}, effective {_on_off(doc['jit_effective'])}"
-    table = Table(title=f"determinism on {doc.get('backend', 'tensorflow')}: bit-identity of training ({jit})")
+    model = (doc.get("settings", {}).get("model") or {}).get("source", "seed")
+    table = Table(title=f"determinism of {model} on {doc.get('backend', 'tensorflow')}: bit-identity of training "
+                        f"({jit})")
     for name in ("a", "b", "scope", "identical", "init identical", "first divergent epoch", "max ULP",
                  "max |Δ pred|", "cos(a, y)", "cos(b, y)"):
         table.add_column(name)
@@ -158,7 +162,7 @@ def determinism_table(doc: dict[str, Any]) -> Table:
                       "yes" if p["identical_initial_weights"] else "no",
                       "-" if p["first_divergent_epoch"] is None else str(p["first_divergent_epoch"]),
                       str(p["max_ulp"]), f"{p['max_abs_diff_predictions']:.3g}",
-                      f"{p['cosine_a']:.6f}", f"{p['cosine_b']:.6f}")
+                      _fmt(p["cosine_a"], ".6f"), _fmt(p["cosine_b"], ".6f"))
     return table
 
 

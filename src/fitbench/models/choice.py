@@ -1,0 +1,118 @@
+"""`--model SPEC`: which model a command measures, checked in the parent before anything starts.
+
+SPEC is `seed` (the default: the question's dense network, `--widths` sets its hidden layers), a zoo name
+(fitbench.models.zoo), `package.module:function` (a factory returning a keras.Model), or a `.keras` file.
+Only what can be checked without importing a framework is checked here; the rest (the function exists and
+returns a keras.Model, the file loads, the data fits) is asked of a fresh process by
+fitbench.models.workload.describe, and a bad answer is the same one-line exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import zipfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fitbench import APIS
+from fitbench.errors import UsageError
+from fitbench.model import SEED_WIDTHS
+
+SEED, ZOO, FACTORY, FILE = "seed", "zoo", "factory", "file"
+ZOO_APIS = {"conv": APIS, "text": APIS, "attention": ("functional", "subclassed")}  # fitbench.models.zoo's
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the user named it, with the options that shape it (JSON-able: it crosses into children)."""
+
+    source: str = SEED  # seed | a zoo name | module:function | path.keras
+    widths: tuple[int, ...] = SEED_WIDTHS  # the seed network's hidden widths (seed only)
+    loss: str | None = None  # for a model that comes uncompiled (default: MSE)
+    optimizer: str | None = None  # likewise (default: Adam(0.001))
+    data: str | None = None  # an .npz file of x (or x0, x1, ...) and y (or y0, ...)
+
+    @property
+    def kind(self) -> str:
+        if self.source == SEED:
+            return SEED
+        if self.source in ZOO_APIS:
+            return ZOO
+        if self.source.endswith(".keras"):
+            return FILE
+        return FACTORY
+
+    @property
+    def apis(self) -> tuple[str, ...]:
+        """The API axis: the seed and most zoo models in all three forms, a factory or file as given."""
+        return {SEED: APIS, ZOO: ZOO_APIS.get(self.source, ()), FACTORY: (FACTORY,), FILE: (FILE,)}[self.kind]
+
+    @property
+    def name(self) -> str:
+        """What records call it: `seed`, the zoo name, `module:function`, or the file's name."""
+        return os.path.basename(self.source) if self.kind == FILE else self.source
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelChoice":
+        return cls(**{**d, "widths": tuple(d["widths"])})
+
+
+def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: str | None = None,
+                optimizer: str | None = None, data: str | None = None) -> ModelChoice:
+    """A ModelChoice from --model and its options, or UsageError with one line."""
+    source = (text or SEED).strip()
+    if source.endswith(".keras"):
+        if not os.path.isfile(source):
+            raise UsageError(f"--model {source}: no such file")
+        if not zipfile.is_zipfile(source):
+            raise UsageError(f"--model {source}: not a Keras model file (a .keras file is a zip archive)")
+        source = os.path.abspath(source)
+    elif source not in (SEED, *ZOO_APIS):
+        if ":" not in source:
+            raise UsageError(f"unknown model {source!r}: give seed, one of {', '.join(ZOO_APIS)}, "
+                             "package.module:function or a .keras file")
+        if not _FACTORY.match(source):
+            raise UsageError(f"--model {source}: a factory is written package.module:function")
+        module = source.split(":")[0]
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise UsageError(f"--model {source}: no module named {module!r}")
+    if data is not None:
+        if not os.path.isfile(data):
+            raise UsageError(f"--data {data}: no such file")
+        if not zipfile.is_zipfile(data):
+            raise UsageError(f"--data {data}: not an .npz file")
+        data = os.path.abspath(data)
+    if widths != SEED_WIDTHS and source != SEED:
+        raise UsageError("--widths shapes the seed network only; drop it or use --model seed")
+    return ModelChoice(source=source, widths=tuple(widths), loss=loss, optimizer=optimizer, data=data)
+
+
+def check_in_child(choice: ModelChoice, backend: str, timeout_s: float = 600) -> dict[str, Any] | None:
+    """For a factory, a file or --data: build the model, feed it one batch and train one step in a fresh
+    process (the user's code may import anything); a failure is a UsageError line. None for the seed and the
+    zoo, which need no asking."""
+    if choice.kind in (SEED, ZOO) and choice.data is None:
+        return None
+    from fitbench.isolation import IsolatedError, child_env, run_isolated
+    from fitbench.models.workload import describe
+    from fitbench.runtime import hide_gpus_env
+
+    try:
+        return run_isolated(describe, {"choice": choice.to_dict(), "backend": backend},
+                            env=child_env(hide_gpus_env("cpu"), backend), timeout_s=timeout_s)
+    except IsolatedError as exc:
+        message = str(exc)
+        message = message.removeprefix("ModelError: ")
+        if not message.startswith("--"):
+            message = f"--model {choice.source}: {message}"
+        raise UsageError(message) from None

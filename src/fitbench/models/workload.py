@@ -1,0 +1,208 @@
+"""Child side of `--model`: build, compile and feed the chosen model (Keras imported here, in the child).
+
+`Workload(choice, seed)` gives every command the same four things for any model: `build(api)` (seeded,
+fresh), `compile(model, jit, steps_per_execution)` (a fresh optimizer every time), `batch(batch_size)` (the
+training data) and `flops(batch_size)` (analytic for the seed network, else None: the CTL floor may measure
+it). `describe(choice, backend)` runs in a fresh process before a command starts and turns a bad model
+into one line (ModelError), so the command exits 2 before any cell runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from fitbench.model import ModelSpec, build_model, compile_model, seed_keras, train_step_flops
+from fitbench.models.choice import FACTORY, FILE, SEED, ZOO, ModelChoice
+
+
+class ModelError(ValueError):
+    """The model or its data cannot be used as named (reported as one line, exit 2)."""
+
+
+def _as_arrays(value: Any) -> Any:
+    """x or y as numpy: one array, or a list/tuple/dict of them (several inputs or outputs)."""
+    if isinstance(value, dict):
+        return {k: np.asarray(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [np.asarray(v) for v in value]
+    return np.asarray(value)
+
+
+def _rows(value: Any) -> int:
+    first = next(iter(value.values())) if isinstance(value, dict) else value[0] if isinstance(value, list) else value
+    return int(np.shape(first)[0])
+
+
+def first_rows(value: Any, rows: int) -> Any:
+    """The first `rows` rows of x (one array, or a list/dict of them)."""
+    return _take(value, rows)
+
+
+def _take(value: Any, batch_size: int) -> Any:
+    """The first batch_size rows (wrapping around when the data has fewer)."""
+    def cut(a: np.ndarray) -> np.ndarray:
+        return np.resize(a, (batch_size, *a.shape[1:])) if a.shape[0] < batch_size else a[:batch_size]
+    if isinstance(value, dict):
+        return {k: cut(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cut(v) for v in value]
+    return cut(value)
+
+
+class Workload:
+    """One model choice, ready to build, compile and feed in this process."""
+
+    def __init__(self, choice: ModelChoice, seed: int = 0, spec: ModelSpec | None = None) -> None:
+        self.choice, self.seed = choice, seed
+        self.kind = choice.kind
+        self.spec = spec or ModelSpec(widths=tuple(choice.widths))  # the seed network's (seed only)
+        self._factory: Any = None
+        self._module: Any = None
+        if self.kind == FACTORY:
+            module_name, func_name = choice.source.split(":")
+            try:
+                self._module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise ModelError(f"--model {choice.source}: cannot import {module_name}: {exc}") from None
+            self._factory = getattr(self._module, func_name, None)
+            if not callable(self._factory):
+                raise ModelError(f"--model {choice.source}: {module_name} has no function {func_name!r}")
+        elif self.kind == ZOO:
+            from fitbench.models.zoo import ZOO as zoo
+
+            self._zoo = zoo[choice.source]
+
+    # ---------- build and compile ----------
+
+    def build(self, api: str) -> Any:
+        """A fresh model, seeded first (so two builds start from the same weights when the model allows it)."""
+        import keras
+
+        if self.kind == SEED:
+            return build_model(api, self.spec, seed=self.seed)
+        seed_keras(self.seed)
+        if self.kind == ZOO:
+            return self._zoo.build(api)
+        if self.kind == FILE:
+            try:
+                model = keras.saving.load_model(self.choice.source, compile=True)
+            except Exception as exc:  # any loader failure is a bad file, said in one line
+                raise ModelError(f"--model {self.choice.source}: not a Keras model file: "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        else:
+            model = self._factory()
+        if not isinstance(model, keras.Model):
+            raise ModelError(f"--model {self.choice.source}: returned {type(model).__name__}, not a keras.Model")
+        return model
+
+    def _loss(self, model: Any) -> Any:
+        if self.kind == ZOO:
+            return self._zoo.loss
+        if getattr(model, "loss", None) is not None:  # compiled by the factory or saved compiled
+            return model.loss
+        return self.choice.loss or "mse"
+
+    def _optimizer(self, model: Any) -> Any:
+        """A fresh optimizer every time (sharing one is the seed question's bug): the model's own, rebuilt
+        from its config, else --optimizer, else Adam."""
+        import keras
+
+        if self.kind == SEED:
+            return None  # compile_model makes the seed's Adam(0.01)
+        existing = getattr(model, "optimizer", None)
+        if existing is not None and self.kind != ZOO:
+            return existing.__class__.from_config(existing.get_config())
+        return keras.optimizers.get(self.choice.optimizer or "adam")
+
+    def compile(self, model: Any, jit: bool, steps_per_execution: int = 1) -> Any:
+        if self.kind == SEED:
+            return compile_model(model, jit, self.spec, steps_per_execution=steps_per_execution)
+        model.compile(loss=self._loss(model), optimizer=self._optimizer(model), jit_compile=bool(jit),
+                      steps_per_execution=int(steps_per_execution))
+        return model
+
+    # ---------- data ----------
+
+    def batch(self, model: Any, batch_size: int) -> tuple[Any, Any]:
+        """(x, y) of batch_size rows: --data, the factory's make_batch, the zoo's, or seeded synthetic data
+        built from the model's inputs and outputs."""
+        from fitbench.data import synthetic_batch
+
+        if self.choice.data:
+            with np.load(self.choice.data) as npz:
+                x, y = _npz_part(npz, "x"), _npz_part(npz, "y")
+            return _take(x, batch_size), _take(y, batch_size)
+        if self.kind == SEED:
+            return synthetic_batch(self.spec, batch_size, self.seed)
+        if self.kind == ZOO:
+            return self._zoo.make_batch(batch_size, self.seed)
+        make = getattr(self._factory, "make_batch", None) or getattr(self._module, "make_batch", None)
+        if make is not None:
+            x, y = make(batch_size, self.seed)
+            return _as_arrays(x), _as_arrays(y)
+        return synthetic_data(model, batch_size, self.seed, self._loss(model), self.choice.source)
+
+    def flops(self, batch_size: int) -> tuple[int | None, str | None]:
+        """FLOPs of one training step and where the number came from; None where fitbench does not know."""
+        if self.kind == SEED:
+            return train_step_flops(self.spec, batch_size), "analytic"
+        return None, None
+
+
+def _npz_part(npz: Any, name: str) -> Any:
+    if name in npz.files:
+        return npz[name]
+    parts = sorted((k for k in npz.files if k.startswith(name) and k[len(name):].isdigit()),
+                   key=lambda k: int(k[len(name):]))
+    if not parts:
+        raise ModelError(f"--data: the file has no {name!r} (or {name}0, {name}1, ...) array")
+    return [npz[k] for k in parts]
+
+
+def synthetic_data(model: Any, batch_size: int, seed: int, loss: Any, source: str) -> tuple[Any, Any]:
+    """Seeded data from the model's own input and output specs: float inputs uniform in [0, 1), integer inputs
+    within the smallest Embedding's vocabulary, targets uniform in [0, 1) (or class ids for a sparse loss)."""
+    import keras
+
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs:
+        raise ModelError(f"--model {source}: a subclassed model has no input spec: give the factory a "
+                         "make_batch(batch_size, seed) or pass --data file.npz")
+    rng = np.random.default_rng(seed)
+    vocab = min((layer.input_dim for layer in model._flatten_layers() if isinstance(layer, keras.layers.Embedding)),
+                default=2)
+
+    def tensor(spec: Any, integer_high: int | None = None) -> np.ndarray:
+        shape = (batch_size, *[d if d is not None else 1 for d in spec.shape[1:]])
+        if "int" in str(spec.dtype):
+            return rng.integers(0, integer_high or vocab, size=shape).astype(str(spec.dtype))
+        return rng.random(shape, dtype=np.float32)
+
+    xs = [tensor(s) for s in inputs]
+    sparse = "sparse" in str(getattr(loss, "name", loss)).lower()
+    ys = [rng.integers(0, s.shape[-1], size=(batch_size,)).astype(np.int32) if sparse else tensor(s)
+          for s in outputs]
+    return (xs[0] if len(xs) == 1 else xs), (ys[0] if len(ys) == 1 else ys)
+
+
+def describe(choice: dict[str, Any], backend: str, batch_size: int = 2) -> dict[str, Any]:
+    """Build, compile and train one step of the model in this (fresh) process: what a command needs to know
+    before it starts, or a ModelError line. Runs in a child (fitbench.isolation)."""
+    import keras
+
+    workload = Workload(ModelChoice.from_dict(choice))
+    api = workload.choice.apis[0]
+    model = workload.compile(workload.build(api), jit=False)
+    x, y = workload.batch(model, batch_size)
+    try:
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    except Exception as exc:  # shapes or dtypes that do not fit the model: the user's data, one line
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"--model {workload.choice.source}: one training step on its data failed: {line}") from None
+    return {"model": workload.choice.name, "apis": list(workload.choice.apis), "backend": keras.backend.backend(),
+            "params": int(model.count_params()),
+            "inputs": [list(map(lambda d: d if d is None else int(d), t.shape)) for t in (model.inputs or [])],
+            "outputs": [list(map(lambda d: d if d is None else int(d), t.shape)) for t in (model.outputs or [])]}
