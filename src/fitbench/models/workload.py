@@ -139,7 +139,7 @@ class Workload:
             return synthetic_batch(self.spec, batch_size, self.seed)
         if self.kind == ZOO:
             return self._zoo.make_batch(batch_size, self.seed)
-        make = getattr(self._factory, "make_batch", None) or getattr(self._module, "make_batch", None)
+        make = getattr(self._factory, "make_batch", None)  # `factory.make_batch = ...`: its own data
         if make is not None:
             x, y = make(batch_size, self.seed)
             return _as_arrays(x), _as_arrays(y)
@@ -170,7 +170,7 @@ def synthetic_data(model: Any, batch_size: int, seed: int, loss: Any, source: st
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
     if not inputs or not outputs:
         raise ModelError(f"--model {source}: a subclassed model has no input spec: give the factory a "
-                         "make_batch(batch_size, seed) or pass --data file.npz")
+                         "make_batch(batch_size, seed) attribute or pass --data file.npz")
     rng = np.random.default_rng(seed)
     vocab = min((layer.input_dim for layer in model._flatten_layers() if isinstance(layer, keras.layers.Embedding)),
                 default=2)

@@ -103,8 +103,8 @@ def _functional_chain(keras: Any, layers: list[Any], input_shape: tuple[int, ...
     return keras.Model(inputs, x, name=name)
 
 
-def _subclassed(keras: Any, make_layers: Callable[[Any], Any], forward: Callable[[Any, Any], Any],
-                input_shape: tuple[int, ...], name: str) -> Any:
+def _subclassed(keras: Any, make_layers: Callable[[Any], Any], forward: Callable[[Any, Any, bool], Any],
+                input_shape: tuple[int, ...], dtype: str, name: str) -> Any:
     class ZooSubclass(keras.Model):
         def __init__(self) -> None:
             super().__init__(name=name)
@@ -114,7 +114,9 @@ def _subclassed(keras: Any, make_layers: Callable[[Any], Any], forward: Callable
             return forward(self.zoo_layers, inputs, training)
 
     model = ZooSubclass()
-    model.build((None, *input_shape))
+    # built by one inference call on zeros, so the weights exist (in call order, as Functional makes them)
+    # before training; inference draws nothing from the dropout RNG
+    model(np.zeros((1, *input_shape), dtype=dtype), training=False)
     return model
 
 
@@ -134,14 +136,14 @@ def _build(name: str, api: str) -> Any:
             inputs = keras.Input(shape=shape)
             return keras.Model(inputs, _attention_block(layers, inputs), name="attention_functional")
         return _subclassed(keras, _attention_layers, lambda layers, x, training: _attention_block(layers, x),
-                           shape, "attention_subclassed")
+                           shape, "float32", "attention_subclassed")
     make, shape, dtype = {"conv": (_conv_layers, CONV_SHAPE, "float32"),
                           "text": (_text_layers, (TEXT_LENGTH,), "int32")}[name]
     if api == "sequential":
         return _sequential(keras, make(keras), shape, dtype, f"{name}_sequential")
     if api == "functional":
         return _functional_chain(keras, make(keras), shape, dtype, f"{name}_functional")
-    return _subclassed(keras, make, _chain, shape, f"{name}_subclassed")
+    return _subclassed(keras, make, _chain, shape, dtype, f"{name}_subclassed")
 
 
 ZOO: dict[str, ZooModel] = {
