@@ -41,9 +41,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("alert") / "fitbench"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     git(repo, "branch", "-f", "base", "HEAD")
-    plant(repo, "slow", "src/fitbench/timing.py",
-          "dataset = tf.data.Dataset.from_tensors((x, y)).repeat()",
-          "dataset = tf.data.Dataset.from_tensors((x, y)).repeat().map(  # planted: an extra pass per step\n"
+    plant(repo, "slow", "src/fitbench/measure/harness.py",
+          "tuple(tuple(v) if isinstance(v, list) else v for v in (x, y))).repeat()",
+          "tuple(tuple(v) if isinstance(v, list) else v for v in (x, y))).repeat().map(  # planted: an extra pass\n"
           "                lambda a, b: (a + 1e-30 * tf.reduce_mean(tf.matmul(a, tf.ones((a.shape[-1], 2048)))), b))",
           "planted slowdown: an extra matmul pass over every batch")
     plant(repo, "docs", "README.md", "# fitbench\n", "# fitbench\n\nA documentation-only change.\n",
@@ -53,7 +53,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
           '        inputs = keras.Input(shape=(spec.input_dim,))\n'
           '        import random; random.random()  # planted: one extra draw shifts the initializer seeds\n',
           "planted determinism break: Functional starts from other weights")
-    plant(repo, "broken", "src/fitbench/timing.py", "        timer = step_timer()\n",
+    plant(repo, "broken", "src/fitbench/measure/harness.py", "        timer = step_timer()\n",
           "        raise RuntimeError('planted failure')\n", "planted failure in the fit harness")
     git(repo, "checkout", "-q", "base")
     return repo
