@@ -5,7 +5,6 @@ No framework is imported here; fitbench.determinism.train runs in each child.
 
 from __future__ import annotations
 
-import datetime as dt
 import tempfile
 from typing import Any
 
@@ -14,6 +13,7 @@ from fitbench.determinism.compare import compare_trajectories, jit_note, load_we
 from fitbench.determinism.settings import DeterminismSettings
 from fitbench.determinism.train import determinism_env, train_trajectories
 from fitbench.isolation import child_env, run_isolated
+from fitbench.report.io import utc_stamp
 from fitbench.runtime import hide_gpus_env
 
 SCHEMA_VERSION = 1  # of the determinism document
@@ -52,5 +52,5 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
         "pairs": pairs,
         "all_identical": all(p["identical"] for p in pairs),
         "fitbench_version": __version__,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": utc_stamp(),
     }

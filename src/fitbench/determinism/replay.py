@@ -7,7 +7,6 @@ Keras 2 optimizer (tf-keras, TF_USE_LEGACY_KERAS=1) accepts it and diverges sile
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from fitbench.data import seed_input, seed_target
 from fitbench.determinism.compare import cosine_to_target
 from fitbench.determinism.train import enable_determinism
 from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
+from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1  # of the replay document
 KERAS3 = "keras3"
@@ -85,7 +85,7 @@ def replay_question(epochs: int = 200, seed: int = 0, timeout_s: float | None = 
                 runs.append({"keras": flavour, "optimizer_shared": shared, "status": "error", "error": str(exc),
                              "cosine_functional": None, "cosine_sequential": None, "identical": None})
     return {**summarise(runs, epochs, legacy_missing=LEGACY not in flavours), "fitbench_version": __version__,
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "finished": utc_stamp()}
 
 
 def replay_succeeded(doc: dict[str, Any]) -> bool:

@@ -6,7 +6,6 @@ No framework is imported here: every cell and every probe runs in its own fresh 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -20,7 +19,7 @@ from fitbench.measure.profiles import Profile
 from fitbench.measure.record import PeakRecord, RunDocument, RunRecord
 from fitbench.model import ModelSpec
 from fitbench.models.choice import ModelChoice
-from fitbench.report.io import write_json_atomic
+from fitbench.report.io import utc_stamp, write_json_atomic
 from fitbench.runtime import hide_gpus_env, thread_env
 
 
@@ -79,10 +78,6 @@ class RunInterrupted(KeyboardInterrupt):
         self.document = document
 
 
-def stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def peak_probe(backend: str, device: str, timeout_s: float) -> PeakRecord:
     """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
     try:
@@ -101,7 +96,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
     progress = progress or _Quiet()
     missing = settings.missing or {}
     backends = [b for b in settings.backends if b not in missing]
-    doc = RunDocument(started=stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
+    doc = RunDocument(started=utc_stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
                       spec=settings.spec.to_dict(), model=settings.model.to_dict(), seed=settings.seed,
                       threads_setting=settings.threads, cpus=settings.cpus)
     try:
@@ -135,7 +130,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
             progress.advance()
     except KeyboardInterrupt:
         raise RunInterrupted(doc) from None
-    doc.complete, doc.finished = True, stamp()
+    doc.complete, doc.finished = True, utc_stamp()
     if settings.json_path:
         write_json_atomic(settings.json_path, doc.to_dict())
     return doc

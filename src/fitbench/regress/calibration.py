@@ -9,7 +9,6 @@ against n from the base is an A/B one (docs/alerts.md).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
+from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
 FILE_NAME = "fitbench-calibration.json"
@@ -113,7 +113,7 @@ def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, ba
     if not noise:
         raise RuntimeError(f"no cell gave per-process values on {commit[:10]} (see {out_log})")
     result = Calibration(machine=machine, commit=commit,
-                         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                         created=utc_stamp(),
                          processes=processes, threads=os.environ.get("FITBENCH_THREADS", "1"), cells=noise)
     path = calibration_path(repo, machine)
     if save:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -51,3 +52,8 @@ def finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_or_null(v) for v in value]
     return value
+
+
+def utc_stamp() -> str:
+    """Now, UTC, ISO 8601 to the second: the `started`/`finished`/`created` of every document."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
