@@ -236,10 +236,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         plot_throughput(records, plot)
         console.print(f"plot: {args.plot}")
-    for r in engine.errors(doc):
+    failed = engine.errors(doc)
+    for r in failed:
         console.print(f"[red]error[/] in {r.backend} {r.api} jit={r.jit} {r.variant} {r.device} batch "
                       f"{r.batch_size}: {r.error}")
-    return EXIT_FAILED if engine.errors(doc) else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_determinism(args: argparse.Namespace, console: Console) -> int:

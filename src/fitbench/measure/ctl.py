@@ -22,14 +22,6 @@ import numpy as np
 from fitbench.models.workload import Workload
 
 
-def _to_device(value: Any, convert: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: convert(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [convert(v) for v in value]
-    return convert(value)
-
-
 class CtlHarness:
     """One backend's custom training loop around a freshly built, seeded copy of the workload's model."""
 
@@ -57,10 +49,11 @@ class CtlHarness:
     # ---------- the three idioms ----------
 
     def _tensorflow(self, x: Any, y: Any) -> None:
+        import keras
         import tensorflow as tf
 
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
-        self.x, self.y = _to_device(x, tf.constant), _to_device(y, tf.constant)
+        self.x, self.y = keras.tree.map_structure(tf.constant, (x, y))
 
         @tf.function(jit_compile=self.jit)
         def step(x: Any, y: Any) -> Any:
@@ -76,10 +69,11 @@ class CtlHarness:
     def _jax(self, x: Any, y: Any) -> None:
         import jax
         import jax.numpy as jnp
+        import keras
 
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         optimizer.build(model.trainable_variables)
-        self.x, self.y = _to_device(x, jnp.asarray), _to_device(y, jnp.asarray)
+        self.x, self.y = keras.tree.map_structure(jnp.asarray, (x, y))
 
         def loss_and_state(trainable: Any, non_trainable: Any, x: Any, y: Any) -> Any:
             pred, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
@@ -109,12 +103,12 @@ class CtlHarness:
                       + (" under jax.jit" if self.jit else ", op by op"))
 
     def _torch(self, x: Any, y: Any) -> None:
+        import keras
         import torch
 
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         device = next((v.value.device for v in model.trainable_variables), torch.device("cpu"))
-        self.x = _to_device(x, lambda a: torch.as_tensor(np.asarray(a), device=device))
-        self.y = _to_device(y, lambda a: torch.as_tensor(np.asarray(a), device=device))
+        self.x, self.y = keras.tree.map_structure(lambda a: torch.as_tensor(np.asarray(a), device=device), (x, y))
         optimizer.build(model.trainable_variables)
         forward = torch.compile(model) if self.jit else model
 

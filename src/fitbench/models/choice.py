@@ -19,9 +19,10 @@ from typing import Any
 from fitbench import APIS
 from fitbench.errors import UsageError
 from fitbench.model import SEED_WIDTHS
+from fitbench.models import zoo
 
 SEED, ZOO, FACTORY, FILE = "seed", "zoo", "factory", "file"
-ZOO_APIS = {"conv": APIS, "text": APIS, "attention": ("functional", "subclassed")}  # fitbench.models.zoo's
+ZOO_APIS = {name: model.apis for name, model in zoo.ZOO.items()}  # the zoo imports no framework at import
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

@@ -60,14 +60,13 @@ class Workload:
         self.kind = choice.kind
         self.spec = spec or ModelSpec(widths=tuple(choice.widths))  # the seed network's (seed only)
         self._factory: Any = None
-        self._module: Any = None
         if self.kind == FACTORY:
             module_name, func_name = choice.source.split(":")
             try:
-                self._module = importlib.import_module(module_name)
+                module = importlib.import_module(module_name)
             except ImportError as exc:
                 raise ModelError(f"--model {choice.source}: cannot import {module_name}: {exc}") from None
-            self._factory = getattr(self._module, func_name, None)
+            self._factory = getattr(module, func_name, None)
             if not callable(self._factory):
                 raise ModelError(f"--model {choice.source}: {module_name} has no function {func_name!r}")
         elif self.kind == ZOO:
