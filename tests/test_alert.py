@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fitbench import schema
+
 ROOT = Path(__file__).resolve().parents[1]
 STEP_CELL = r"StepTime\.time_step\(32\)"
 PROCESSES = "6"  # the fewest with which the exact test can reach alpha=0.01 over a couple of cells
@@ -46,8 +48,6 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
           "tuple(tuple(v) if isinstance(v, list) else v for v in (x, y))).repeat().map(  # planted: an extra pass\n"
           "                lambda a, b: (a + 1e-30 * tf.reduce_mean(tf.matmul(a, tf.ones((a.shape[-1], 2048)))), b))",
           "planted slowdown: an extra matmul pass over every batch")
-    plant(repo, "docs", "README.md", "# fitbench\n", "# fitbench\n\nA documentation-only change.\n",
-          "docs only")
     plant(repo, "nondeterministic", "src/fitbench/model.py",
           '        inputs = keras.Input(shape=(spec.input_dim,))\n',
           '        inputs = keras.Input(shape=(spec.input_dim,))\n'
@@ -92,15 +92,6 @@ def test_a_planted_slowdown_in_the_fit_path_is_a_regression_on_the_backend_it_to
 
 
 @pytest.mark.alert
-def test_a_documentation_only_commit_raises_no_alert(clone, tmp_path):
-    result, report = run_alert(clone, "docs", STEP_CELL, tmp_path / "out")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert report["comparisons"] and not [c for c in report["comparisons"] if c["change"] in ("worse", "failed")]
-    assert all(c["processes_base"] == 6 for c in report["comparisons"])
-    assert "### Regressions" not in (tmp_path / "out" / "alert.md").read_text()
-
-
-@pytest.mark.alert
 def test_a_planted_determinism_break_takes_the_identity_track_from_1_to_0(clone, tmp_path):
     result, report = run_alert(clone, "nondeterministic", IDENTITY_TRACK, tmp_path / "out")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -121,6 +112,7 @@ def test_a_benchmark_that_errors_is_listed_and_exits_2(clone, tmp_path):
     assert "`bench_fit.StepTime.time_step(32) [tensorflow]`: failed on head" in markdown
     assert "RuntimeError: planted failure" in markdown and report["asv_errors"] == ["RuntimeError: planted failure"]
     assert "benchmark failed on head: bench_fit.StepTime.time_step" in result.stderr
+    schema.validate(report)  # exit status 2 is in the alert's schema
 
 
 def test_a_backend_outside_the_matrix_is_one_line_and_exit_2(tmp_path):
@@ -143,7 +135,8 @@ def test_every_backend_of_the_matrix_gets_its_own_asv_environment():
 def test_bad_alert_settings_are_one_line_and_exit_2(tmp_path):
     for args, message in ((["--alpha", "2"], "--alpha must be between 0 and 1"),
                           (["--min-change", "0.5"], "--min-change must be between 0 and --threshold"),
-                          (["--processes", "1"], "--processes must be at least 2")):
+                          (["--processes", "1"], "--processes must be at least 2"),
+                          (["--stored", "--processes", "6"], "--processes and --stored do not go together")):
         result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "HEAD", "HEAD", "--repo", str(ROOT),
                                  "--out", str(tmp_path / "out"), *args], capture_output=True, text=True)
         assert result.returncode == 2, result.stderr

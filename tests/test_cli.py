@@ -138,6 +138,9 @@ def test_determinism_names_the_pair_and_epoch_when_one_weight_moves_one_ulp(tmp_
     assert bad[0]["first_divergent_epoch"] == 0 and bad[0]["max_ulp_weights"] >= 1
     assert all(p["identical"] for p in doc["pairs"] if p["scope"] == "run_to_run")
     assert "not bit-identical: sequential@run1 vs functional@run1, first divergent epoch 0" in result.stdout
+    # and the command that localises it (step, layer, phase)
+    explain = "fitbench explain --pair nudge --api functional --backend tensorflow --epochs 1 --widths 16,16"
+    assert explain in result.stdout
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,10 +23,12 @@ fitbench: how fast is your Keras fit loop, is its training deterministic, and di
                           beside the framework's own raw training step and the device's peak
   fitbench determinism    are Sequential, Functional and subclassed models bit-identical, across APIs and
                           processes, and at which epoch do they part
+  fitbench explain        where two trainings that should be identical part: step, layer, phase
   fitbench replay         the question fitbench started from: one optimizer shared by two models
   fitbench alert          run asv on two commits and say what got slower, process by process
   fitbench calibrate      measure this machine's between-process noise for the alert
   fitbench gate           the same decision over pytest-benchmark sessions
+  fitbench asv-init       an asv suite for your own model in your own repository
 
 Every cell runs in its own fresh process. Exit status: 0 ok, 1 found (a regression, a divergence),
 2 bad input, 3 a measurement failed. `fitbench COMMAND --help` for each; docs/reference.md for all of it."""
@@ -108,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--runs", type=_positive_int("--runs"), default=2,
                      help="separate training processes, each API compared across all of them (default 2, at least 2)")
 
+    exp = sub.add_parser("explain", help="where two trainings that should be identical part: step, layer, phase")
+    common(exp)
+    exp.add_argument("--pair", default=None, choices=("apis", "runs", "nudge", "replay"),
+                     help="apis: the first two --api in one process (default where the model has two); runs: "
+                          "the first --api in two processes; nudge: self-test, one weight moved by one ULP; "
+                          "replay: the seed question's shared legacy optimizer vs a fresh one")
+    exp.add_argument("--epochs", type=_positive_int("--epochs"), default=3)
+    exp.add_argument("--samples", type=_positive_int("--samples"), default=1,
+                     help="training samples: 1 = the seed's (x, y); more = seeded synthetic data")
+    exp.add_argument("--batch-size", type=_positive_int("--batch-size"), default=None)
+    exp.add_argument("--no-op-determinism", action="store_true", help="leave the backend's determinism switch off")
+
     alert = sub.add_parser("alert", help="run asv on two commits and report what got worse, process by process")
     alert.add_argument("base", nargs="?", help="base commit (e.g. origin/main)")
     alert.add_argument("head", nargs="?", help="head commit (e.g. HEAD)")
@@ -128,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
     alert.add_argument("--backend", default=None,
                        help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix (default: all of them)")
+    alert.add_argument("--stored", action="store_true",
+                       help="decide on what `asv run --record-samples` already stored for both commits (no new "
+                            "run; e.g. after `asv run --interleave-rounds` over a range)")
     alert.add_argument("--from-html", metavar="DIR", help="report the regressions in a published asv report instead")
 
     cal = sub.add_parser("calibrate", help="one commit against itself: each cell's between-process spread here")
@@ -152,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--min-change", type=float, default=0.05)
     gate.add_argument("--alpha", type=float, default=0.01)
     gate.add_argument("--json", metavar="PATH")
+
+    init = sub.add_parser("asv-init", help="write asv.conf.json and benchmarks/ for your model into your repository")
+    init.add_argument("--model", required=True, metavar="SPEC",
+                      help="your factory, package.module:function (or a zoo name to try it out)")
+    init.add_argument("--repo", default=".", help="your git repository's top directory (default: here)")
+    init.add_argument("--backend", default="tensorflow",
+                      help="comma-separated KERAS_BACKEND values for asv's matrix (default tensorflow)")
+    init.add_argument("--batch-sizes", default="256", help="comma-separated batch sizes to time (default 256)")
+    init.add_argument("--loss", default=None, help="loss for a model that comes uncompiled (default mse)")
+    init.add_argument("--optimizer", default=None, help="optimizer for a model that comes uncompiled (default adam)")
+    init.add_argument("--fitbench", default=None, metavar="PIP-SPEC",
+                      help="how asv installs fitbench (default: like this one, from its source directory or "
+                           "the package index)")
+    init.add_argument("--force", action="store_true", help="overwrite asv.conf.json and benchmarks/bench_model.py")
+    init.add_argument("--no-check", action="store_true",
+                      help="do not build the model and train one step first")
 
     for name in ("replay", "seed"):  # `seed` was the first name: "seed" is also the random seed
         replay = sub.add_parser(name, **({"help": "replay the question fitbench started from: shared vs fresh "
@@ -243,6 +276,27 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def explain_command(args: argparse.Namespace, settings: Any, pair: dict[str, Any]) -> str:
+    """The `fitbench explain` line that localises a pair `fitbench determinism` found different."""
+    api_a, api_b = pair["a"].split("@")[0], pair["b"].split("@")[0]
+    if settings.nudge_api in (api_a, api_b):  # the pair differs by the nudge: explain the nudge
+        kind, apis = "nudge", settings.nudge_api
+    else:
+        kind, apis = ("apis", f"{api_a},{api_b}") if pair["scope"] == "api" else ("runs", api_a)
+    parts = ["fitbench explain", f"--pair {kind}", f"--api {apis}",
+             f"--backend {settings.backend}", f"--epochs {pair['first_divergent_epoch'] or 1}"]
+    for flag, value, default in (("--model", args.model, "seed"), ("--widths", args.widths, "256,256,256"),
+                                 ("--seed", str(args.seed), "0"), ("--samples", str(args.samples), "1"),
+                                 ("--batch-size", str(settings.batch_size), str(args.samples)),
+                                 ("--loss", args.loss, None), ("--optimizer", args.optimizer, None),
+                                 ("--data", args.data, None)):
+        if value is not None and value != default:
+            parts.append(f"{flag} {value}")
+    if args.no_op_determinism:
+        parts.append("--no-op-determinism")
+    return " ".join(parts)
+
+
 def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.check import check_determinism
     from fitbench.determinism.settings import DeterminismSettings
@@ -281,6 +335,8 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
         if not p["identical"]:
             console.print(f"[bold red]not bit-identical:[/] {p['a']} vs {p['b']}, "
                           f"first divergent epoch {p['first_divergent_epoch']}, max {p['max_ulp']} ULP")
+            console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
+                          highlight=False, markup=False, soft_wrap=True)  # one line to copy
     return EXIT_OK if doc["all_identical"] else EXIT_FOUND
 
 
@@ -302,6 +358,41 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     if doc["legacy_note"]:
         console.print(f"[yellow]note:[/] {doc['legacy_note']}")
     return EXIT_OK if replay_succeeded(doc) else EXIT_FAILED
+
+
+def cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.determinism.explain import EXIT_DIVERGED, EXIT_IDENTICAL, ExplainSettings, explain
+    from fitbench.isolation import IsolatedError
+    from fitbench.models.choice import check_in_child
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import explain_report
+
+    backends, _ = options.backends(args.backend)
+    if len(backends) != 1:
+        raise UsageError("explain takes one backend: --backend tensorflow, jax or torch")
+    model = _model(args)
+    apis = tuple(options.apis(args.api, model.apis))
+    pair = args.pair or ("apis" if len(apis) > 1 else "runs")
+    settings = ExplainSettings(pair=pair, apis=apis, backend=backends[0], model=model, seed=args.seed,
+                               epochs=args.epochs, samples=args.samples, batch_size=args.batch_size or args.samples,
+                               op_determinism=not args.no_op_determinism).check()
+    out = check_output_path(args.json) if args.json else None
+    if pair == "replay":
+        from fitbench.adapters import tf_keras
+
+        if not tf_keras.available():
+            raise UsageError("--pair replay needs tf-keras (the legacy optimizer): pip install 'fitbench[legacy]'")
+    check_in_child(model, settings.backend)
+    try:
+        with console.status("training both streams step by step..."):
+            doc = explain(settings)
+    except IsolatedError as exc:
+        sys.stderr.write(f"fitbench: explain failed: {exc}\n")
+        return EXIT_FAILED
+    if out:
+        write_json_atomic(out, doc)
+    console.print(explain_report(doc), highlight=False, markup=False, soft_wrap=True)
+    return EXIT_IDENTICAL if doc["identical"] else EXIT_DIVERGED
 
 
 def cmd_alert(args: argparse.Namespace, console: Console) -> int:
@@ -326,7 +417,7 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
         min_change = args.factor - 1
     settings = alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=min_change).check()
     status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH, args.out,
-                                  options.backend_names(args.backend), settings, args.processes)
+                                  options.backend_names(args.backend), settings, args.processes, stored=args.stored)
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status
@@ -335,7 +426,8 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
     for c in failed:
         sys.stderr.write(f"fitbench: benchmark failed on {' and '.join(c['failed_on'])}: {c['benchmark']} "
                          f"{c['params']}{' on ' + c['backend'] if c.get('backend') else ''}\n")
-    print(f"report: {os.path.join(args.out, 'alert.md')} and alert.json; asv log: {os.path.join(args.out, 'asv.log')}")
+    log = "" if args.stored else f"; asv log: {os.path.join(args.out, 'asv.log')}"
+    print(f"report: {os.path.join(args.out, 'alert.md')} and alert.json{log}")
     return status
 
 
@@ -380,8 +472,28 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     return doc["exit_status"]
 
 
+def cmd_asv_init(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.regress import asvinit
+
+    settings = asvinit.InitSettings(
+        repo=args.repo, model=args.model, backends=tuple(options.backend_names(args.backend) or ()),
+        batch_sizes=tuple(options.batch_sizes(args.batch_sizes)), loss=args.loss, optimizer=args.optimizer,
+        fitbench_spec=args.fitbench, force=args.force, check=not args.no_check)
+    if not args.no_check:
+        console.print(f"checking {args.model}: build, one training step in a fresh process ...")
+    written = asvinit.init(settings)
+    for path in written:
+        console.print(f"wrote {path}")
+    bench = asvinit.alert_bench(settings.batch_sizes)
+    console.print("next: commit them, then\n"
+                  "  asv machine --yes && asv run --record-samples HEAD^! && asv publish   # this commit; the report\n"
+                  f"  fitbench alert main HEAD --bench '{bench}'   # a pull request: slower, or not deterministic?")
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "replay": cmd_replay, "seed": cmd_replay,
-            "alert": cmd_alert, "calibrate": cmd_calibrate, "gate": cmd_gate}
+            "alert": cmd_alert, "calibrate": cmd_calibrate, "gate": cmd_gate,
+            "asv-init": cmd_asv_init, "explain": cmd_explain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

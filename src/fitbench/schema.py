@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("run", "determinism", "replay", "alert")
+KINDS = ("run", "determinism", "replay", "alert", "explain")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -117,12 +117,36 @@ def build(kind: str) -> dict[str, Any]:
                                                "processes", "processes_source", "backends", "environments", "machine",
                                                "calibration", "asv_exit_status", "comparisons"],
                 "properties": {"settings": {"$ref": "#/$defs/settings"},
-                               "processes": {"type": "integer", "minimum": 2},
+                               # null: decided on asv's stored results (--stored), processes per cell
+                               "processes": {"type": ["integer", "null"], "minimum": 2},
                                "comparisons": {"type": "array", "items": {"$ref": "#/$defs/comparison"}},
-                               "tested_cells": {"type": "integer"}, "exit_status": {"enum": [0, 1, 3]},
+                               "tested_cells": {"type": "integer"}, "exit_status": {"enum": [0, 1, 2]},
                                "error": {"type": "string"}}}
         return _document("alert", SCHEMA_VERSION, "fitbench alert: alert.json", body,
                          {"settings": dataclass_schema(AlertSettings), "comparison": dataclass_schema(Comparison)})
+    if kind == "explain":
+        from fitbench.determinism.explain import SCHEMA_VERSION
+        from fitbench.determinism.trace import PHASES
+
+        int_or_null, num_or_null = {"type": ["integer", "null"]}, {"type": ["number", "null"]}
+        divergence = {"type": "object", "required": ["phase", "name_a", "name_b", "max_ulp", "max_abs_diff"],
+                      "properties": {"phase": {"enum": list(PHASES)}, "max_ulp": int_or_null,
+                                     "max_abs_diff": num_or_null, "differing": int_or_null, "size": int_or_null}}
+        phase_row = {"type": "object", "required": ["phase", "entries", "differing", "first_differing"],
+                     "properties": {"phase": {"enum": list(PHASES)}, "entries": {"type": "integer"},
+                                    "differing": {"type": "integer"}}}
+        body = {"type": "object", "required": ["settings", "streams", "identical", "first_divergent_step", "epoch",
+                                               "batch", "first_divergence", "identical_before", "phases",
+                                               "reproduced", "steps_a", "steps_b", "seconds", "finished"],
+                "properties": {"streams": {"type": "array", "items": {"type": "string"}, "minItems": 2,
+                                           "maxItems": 2},
+                               "identical": {"type": "boolean"}, "first_divergent_step": int_or_null,
+                               "epoch": int_or_null, "batch": int_or_null,
+                               "first_divergence": {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/divergence"}]},
+                               "phases": {"type": "array", "items": {"$ref": "#/$defs/phase"}},
+                               "reproduced": {"type": ["boolean", "null"]}, "seconds": {"type": "number"}}}
+        return _document("explain", SCHEMA_VERSION, "fitbench explain --json", body,
+                         {"divergence": divergence, "phase": phase_row})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -218,8 +217,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     by = {k: [c for c in rows if c.change == k] for k in kinds}
     s = report.get("settings", {})
     lines = [f"## fitbench alert: `{report['base'][:10]}` → `{report['head'][:10]}`", "",
-             f"{report.get('processes', '?')} processes per commit ({report.get('processes_source', '')}), "
-             f"base and head interleaved; each process's median is one observation. A cell is worse when the "
+             (f"{report.get('processes', '?')} processes per commit ({report.get('processes_source', '')}), "
+              "base and head interleaved" if report.get("processes") is not None else
+              "Processes per commit: what asv stored (no new run; the `processes` column)")
+             + "; each process's median is one observation. A cell is worse when the "
              f"exact rank-sum test on those is significant at family-wise α={s.get('alpha')} (Holm over "
              f"{report.get('tested_cells', '?')} cells) and the change is at least {_pct(s.get('min_change'))}; "
              f"unchanged only where the cell could detect {_pct(s.get('threshold'))}, else inconclusive. "
@@ -264,14 +265,12 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: str, report: dict[str, Any]) -> tuple[Path, Path]:
-    from fitbench.report.io import write_json_atomic
+    from fitbench.report.io import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     md = out / "alert.md"
     write_json_atomic(str(out / "alert.json"), report)
-    tmp = out / ".alert.md.tmp"
-    tmp.write_text(render_markdown(report))
-    os.replace(tmp, md)
+    write_text_atomic(md, render_markdown(report))
     return md, out / "alert.json"
 
 
@@ -296,13 +295,23 @@ def choose_processes(requested: int | None, calibration: dict[str, float] | None
     return DEFAULT_PROCESSES, "default: no calibration on this machine (fitbench calibrate)"
 
 
+STORED_SOURCE = "asv's stored results (no new run)"
+
+
 def alert(repo: str, base_rev: str, head_rev: str, bench: str, out_dir: str, backends: list[str] | None = None,
-          settings: AlertSettings = AlertSettings(), processes: int | None = None) -> tuple[int, dict[str, Any]]:
-    """The whole `fitbench alert BASE HEAD`: validate, run asv, decide, write alert.md/alert.json."""
+          settings: AlertSettings = AlertSettings(), processes: int | None = None,
+          stored: bool = False) -> tuple[int, dict[str, Any]]:
+    """The whole `fitbench alert BASE HEAD`: validate, run asv, decide, write alert.md/alert.json.
+
+    stored=True decides on what `asv run --record-samples` already stored for both commits on this machine,
+    without running asv (e.g. one `asv run --interleave-rounds` over a range of commits, then one decision
+    per pair); the processes are then whatever that run had."""
     asvdata.require_asv()
     settings.check()
     if processes is not None and processes < 2:
         raise UsageError(f"--processes must be at least 2 (a spread needs two), got {processes}")
+    if stored and processes is not None:
+        raise UsageError("--processes and --stored do not go together: stored results have the processes they had")
     repo = asvdata.repo_root(repo)
     base, head = asvdata.resolve_commit(repo, base_rev), asvdata.resolve_commit(repo, head_rev)
     selected = asvdata.select_benchmarks(repo, bench)
@@ -311,27 +320,29 @@ def alert(repo: str, base_rev: str, head_rev: str, bench: str, out_dir: str, bac
     calibration = load_calibration(repo, machine)
     calibrated = calibration.log_sds() if calibration else None
     keys = [asvdata.cell_key(name, b) for name in selected for b in environments]
-    n, why = choose_processes(processes, calibrated, keys, settings)
+    n, why = (None, STORED_SOURCE) if stored else choose_processes(processes, calibrated, keys, settings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    asv_status = asvdata.run_asv(repo, [base, head], bench, n, out / "asv.log", list(environments.values()))
+    asv_status = None if n is None else asvdata.run_asv(repo, [base, head], bench, n, out / "asv.log",
+                                                        list(environments.values()))
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "command": "alert", "base": base, "head": head, "base_rev": base_rev,
         "head_rev": head_rev, "bench": bench, "selected": selected, "settings": asdict(settings),
         "processes": n, "processes_source": why, "backends": list(environments),
         "environments": list(environments.values()), "machine": machine,
         "calibration": calibration.describe() if calibration else None, "asv_exit_status": asv_status}
-    stored = asvdata.read_results(repo, [base, head], bench, list(environments.values()), machine)
-    before, after = stored[base], stored[head]
+    results = asvdata.read_results(repo, [base, head], bench, list(environments.values()), machine)
+    before, after = results[base], results[head]
     if not before or not after:
         missing = " and ".join(name for name, cells in (("base", before), ("head", after)) if not cells)
-        report.update(comparisons=[], error=f"asv recorded no results for the {missing} commit (see asv.log)")
+        where = "run `asv run --record-samples` on it first" if stored else "see asv.log"
+        report.update(comparisons=[], error=f"asv recorded no results for the {missing} commit ({where})")
         write_report(out_dir, report)
         return EXIT_ERROR, report
     rows = compare(before, after, settings, calibrated)
     report["comparisons"] = [asdict(c) for c in rows]
     report["tested_cells"] = sum(1 for c in rows if c.p_value is not None)
-    if any(c.change == "failed" for c in rows):
+    if any(c.change == "failed" for c in rows) and not stored:
         report["asv_errors"] = asvdata.errors_in_log((out / "asv.log").read_text())
     status = exit_status(rows)
     report["exit_status"] = status

@@ -25,20 +25,27 @@ def check_output_path(path: str) -> str:
     return target
 
 
-def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
-    """Write the whole document to a temporary file beside `path`, then rename: never half a file. Infinite
-    and NaN floats are written as null (`finite_or_null`)."""
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename: never half a file."""
     target = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fitbench-", suffix=".json", dir=os.path.dirname(target))
+    fd, tmp = tempfile.mkstemp(prefix=".fitbench-", suffix=".tmp", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(finite_or_null(doc), f, indent=2, allow_nan=False)
-            f.write("\n")
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # what open() would have given; mkstemp's file is private
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
+    """The whole document, or no file (`write_text_atomic`). Infinite and NaN floats are written as null
+    (`finite_or_null`)."""
+    write_text_atomic(path, json.dumps(finite_or_null(doc), indent=2, allow_nan=False) + "\n")
 
 
 def finite_or_null(value: Any) -> Any:

@@ -213,3 +213,49 @@ def gate_table(doc: dict[str, Any]) -> Table:
                       f"{100 * r['between_session_cv']:.1f} %", f"{100 * r['min_detectable_change']:.1f} %",
                       f"{r['p_adjusted']:.2g}", r["change"])
     return table
+
+
+def _diff_text(row: dict[str, Any]) -> str:
+    parts = []
+    if row.get("differing") is not None and row.get("size"):
+        parts.append(f"{row['differing']} of {row['size']} values differ")
+    if row.get("max_ulp") is not None:
+        parts.append(f"max {row['max_ulp']} ULP")
+    if row.get("max_abs_diff") is not None:
+        parts.append(f"max |Δ| {row['max_abs_diff']:.3g}")
+    if row.get("hash_b") == "absent" or row.get("hash_a") == "absent":
+        parts.append("present in one stream only")
+    return ", ".join(parts) or "differs"
+
+
+def explain_report(doc: dict[str, Any]) -> str:
+    """`fitbench explain`'s terminal report: step → layer → phase, with the numbers."""
+    a, b = doc["streams"]
+    st = doc["settings"]
+    head = (f"fitbench explain: {a}  vs  {b}  ({st['backend']}, jit off, {doc['steps_a']} steps of stream a "
+            f"instrumented, {doc['seconds']} s)")
+    if doc["identical"]:
+        return head + (f"\nidentical: every entry of every one of {doc['steps_a']} steps is bit-identical; "
+                       "nothing to explain")
+    first = doc["first_divergence"]
+    step = doc["first_divergent_step"]
+    names = first["name_a"] if first["name_a"] == first["name_b"] else f"{first['name_a']} | {first['name_b']}"
+    lines = [head,
+             f"they part at step {step} (counting from 0: epoch {doc['epoch']}, batch {doc['batch']} of "
+             f"{doc['batches_per_epoch']}); " + ("every earlier step is bit-identical" if step else "the first step"),
+             f"  first difference: phase {first['phase']!r}, {names}: {_diff_text(first)}"]
+    before = ", ".join(f"{r['phase']} ({r['entries']})" for r in doc["identical_before"])
+    lines.append(f"  identical before it in this step: {before or 'nothing'}")
+    lines.append("  by phase at this step (execution order):")
+    for row in doc["phases"]:
+        state = ("identical" if not row["differing"] else
+                 f"{row['differing']} of {row['entries']} differ, from {row['first_differing']}"
+                 + (f", max {row['max_ulp']} ULP" if row.get("max_ulp") is not None else "")
+                 + (f", max |Δ| {row['max_abs_diff']:.3g}" if row.get("max_abs_diff") is not None else ""))
+        lines.append(f"    {row['phase']:<16} {state}")
+    if doc.get("reproduced") is False:
+        lines.append("  note: stream a, run again, did not repeat its own earlier steps: it is not reproducible "
+                     "by itself either")
+    if doc.get("note"):
+        lines.append(f"  note: {doc['note']}")
+    return "\n".join(lines)
