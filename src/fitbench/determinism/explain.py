@@ -199,12 +199,13 @@ def entry_numbers(x: np.ndarray | None, y: np.ndarray | None) -> dict[str, Any]:
     if x is None or y is None or x.shape != y.shape or x.size == 0:
         return {"max_ulp": None, "max_abs_diff": None, "differing": None, "size": None}
     differing = int(np.count_nonzero(x != y))
+    values = {"value_a": float(x.reshape(-1)[0]), "value_b": float(y.reshape(-1)[0])} if x.size == 1 else {}
     if np.issubdtype(x.dtype, np.floating):
         return {"max_ulp": int(ulp_distance(x.astype(np.float32), y.astype(np.float32)).max(initial=0)),
-                "max_abs_diff": max_abs_diff([x], [y]), "differing": differing, "size": int(x.size)}
+                "max_abs_diff": max_abs_diff([x], [y]), "differing": differing, "size": int(x.size), **values}
     return {"max_ulp": None, "max_abs_diff": float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)),
                                                           initial=0.0)),
-            "differing": differing, "size": int(x.size)}
+            "differing": differing, "size": int(x.size), **values}
 
 
 def locate(step_a: list[list[Any]], step_b: list[list[Any]], arrays_a: list[np.ndarray],

@@ -217,6 +217,8 @@ def gate_table(doc: dict[str, Any]) -> Table:
 
 def _diff_text(row: dict[str, Any]) -> str:
     parts = []
+    if row.get("value_a") is not None:
+        parts.append(f"{row['value_a']:g} vs {row['value_b']:g}")
     if row.get("differing") is not None and row.get("size"):
         parts.append(f"{row['differing']} of {row['size']} values differ")
     if row.get("max_ulp") is not None:
