@@ -106,9 +106,10 @@ def test_a_planted_noise_source_is_found_at_its_step_layer_and_phase(tmp_path, b
 
 
 @pytest.mark.processes
-def test_a_one_ulp_nudge_is_step_0_that_layer_initial_weights(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_a_one_ulp_nudge_is_step_0_that_layer_initial_weights(tmp_path, backend):
     status, doc, text = _explain(tmp_path, "--pair", "nudge", "--api", "functional", "--widths", "16,16",
-                                 "--epochs", "1", "--backend", "jax")
+                                 "--epochs", "1", "--backend", backend)
     first = doc["first_divergence"]
     assert status == 1 and doc["first_divergent_step"] == 0
     assert (first["phase"], first["max_ulp"], first["differing"]) == ("initial weights", 1, 1)
@@ -129,8 +130,9 @@ def test_the_seed_questions_shared_optimizer_parts_at_the_optimizer_state_of_the
 
 
 @pytest.mark.processes
-def test_two_identical_runs_have_nothing_to_explain(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_two_identical_runs_have_nothing_to_explain(tmp_path, backend):
     status, doc, text = _explain(tmp_path, "--pair", "runs", "--api", "sequential", "--widths", "16,16",
-                                 "--epochs", "2", "--backend", "torch")
+                                 "--epochs", "2", "--backend", backend)
     assert status == 0 and doc["identical"] and doc["first_divergence"] is None and doc["steps_a"] == 2
     assert "nothing to explain" in text
