@@ -1,7 +1,7 @@
 """`fitbench asv-init --model mypkg.models:build`: asv on your own repository, in one command.
 
-Writes `asv.conf.json` (asv builds your package at each commit and installs it with fitbench into one
-virtualenv per backend of the matrix) and a thin `benchmarks/` whose classes subclass
+Writes `asv.conf.json` (asv builds your package at each commit and installs it, with fitbench beside it,
+into its virtualenv; the KERAS_BACKEND axis shares that one) and a thin `benchmarks/` whose classes subclass
 fitbench.regress.asvsuite and only declare your model and the parameters. Parent side: nothing here imports a
 framework; the factory is tried in a fresh process (fitbench.models.choice.check_in_child).
 """
