@@ -72,6 +72,20 @@ def test_bad_settings_are_one_usage_line(settings, message):
         settings.check()
 
 
+def test_each_pair_is_two_streams_that_differ_only_in_what_it_names():
+    seed = ModelChoice()
+    runs = ExplainSettings(pair="runs", apis=("functional",), model=seed).streams()
+    assert runs[0].to_dict() | {"name": ""} == runs[1].to_dict() | {"name": ""}
+    nudge = ExplainSettings(pair="nudge", apis=("functional",), model=seed).streams()
+    assert (nudge[0].nudge, nudge[1].nudge) == (False, True)
+    switch = ExplainSettings(pair="switch", apis=("functional",), model=seed, op_determinism=True).streams()
+    assert (switch[0].op_determinism, switch[1].op_determinism) == (True, False)
+    apis = ExplainSettings(pair="apis", apis=("sequential", "subclassed"), model=seed).streams()
+    assert (apis[0].api, apis[1].api) == ("sequential", "subclassed")
+    replay = ExplainSettings(pair="replay", apis=("sequential",), model=seed).streams()
+    assert (replay[0].legacy_shared, replay[1].legacy_shared) == (False, True)
+
+
 def test_bad_input_on_the_command_line_is_exit_2_and_one_line(tmp_path):
     result = run_cli("explain", "--pair", "apis", "--api", "functional")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "needs 2 apis" in result.stderr

@@ -112,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("explain", help="where two trainings that should be identical part: step, layer, phase")
     common(exp)
-    exp.add_argument("--pair", default=None, choices=("apis", "runs", "nudge", "replay"),
+    exp.add_argument("--pair", default=None, choices=("apis", "runs", "nudge", "switch", "replay"),
                      help="apis: the first two --api in one process (default where the model has two); runs: "
                           "the first --api in two processes; nudge: self-test, one weight moved by one ULP; "
-                          "replay: the seed question's shared legacy optimizer vs a fresh one")
+                          "switch: the backend's determinism switch on vs off; replay: the seed question's "
+                          "shared legacy optimizer vs a fresh one")
     exp.add_argument("--epochs", type=_positive_int("--epochs"), default=3)
     exp.add_argument("--samples", type=_positive_int("--samples"), default=1,
                      help="training samples: 1 = the seed's (x, y); more = seeded synthetic data")

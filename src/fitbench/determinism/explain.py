@@ -10,6 +10,7 @@ trainings.
 
 Pairs: `apis` (two APIs in one process, as `fitbench determinism` trains them), `runs` (one API in two
 processes), `nudge` (one API in two processes, the second's first weight moved by one ULP: a self-test),
+`switch` (one API, the backend's determinism switch on in one process and off in the other),
 `replay` (the seed question: Sequential trained after Functional with one shared legacy tf-keras optimizer,
 against a fresh optimizer; TensorFlow only).
 """
@@ -31,7 +32,7 @@ from fitbench.models.choice import ModelChoice
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
-PAIRS = ("apis", "runs", "nudge", "replay")
+PAIRS = ("apis", "runs", "nudge", "switch", "replay")
 EXIT_IDENTICAL, EXIT_DIVERGED = 0, 1
 
 
@@ -98,6 +99,9 @@ class ExplainSettings:
             return Stream(f"{a_api}@run1", a_api, **base), Stream(f"{a_api}@run2", a_api, **base)
         if self.pair == "nudge":
             return Stream(f"{a_api}", a_api, **base), Stream(f"{a_api}+1ulp", a_api, nudge=True, **base)
+        if self.pair == "switch":  # the backend's determinism switch on, then off: what does it change?
+            return (Stream(f"{a_api}, determinism switch on", a_api, **{**base, "op_determinism": True}),
+                    Stream(f"{a_api}, determinism switch off", a_api, **{**base, "op_determinism": False}))
         return (Stream("sequential, fresh optimizer", "sequential", legacy_shared=False, **base),
                 Stream("sequential, optimizer shared with functional", "sequential", legacy_shared=True, **base))
 
@@ -115,13 +119,15 @@ def trace_pair_in_one_process(a: dict[str, Any], b: dict[str, Any], out_dir: str
     return [first, trace_stream(b, out_dir, other_hashes=first["hashes"])]
 
 
-def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: float | None) -> Any:
+def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: float | None,
+         op_determinism: bool | None = None) -> Any:
     from fitbench.determinism.train import determinism_env
     from fitbench.isolation import child_env, run_isolated
     from fitbench.runtime import hide_gpus_env
 
+    switch = st.op_determinism if op_determinism is None else op_determinism  # the stream's own, if it has one
     extra = {"TF_USE_LEGACY_KERAS": "1"} if st.pair == "replay" else {}
-    env = child_env({**hide_gpus_env("cpu"), **determinism_env(st.backend, st.op_determinism), **extra}, st.backend)
+    env = child_env({**hide_gpus_env("cpu"), **determinism_env(st.backend, switch), **extra}, st.backend)
     return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
 
 
@@ -137,9 +143,9 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
             res_a, res_b = _run(trace_pair_in_one_process, {"a": a.to_dict(), "b": b.to_dict(), "out_dir": out_dir},
                                 st, timeout_s)
         else:
-            res_a = _run(trace_stream, {"stream": a.to_dict(), "out_dir": out_dir}, st, timeout_s)
+            res_a = _run(trace_stream, {"stream": a.to_dict(), "out_dir": out_dir}, st, timeout_s, a.op_determinism)
             res_b = _run(trace_stream, {"stream": b.to_dict(), "out_dir": out_dir, "other_hashes": res_a["hashes"]},
-                         st, timeout_s)
+                         st, timeout_s, b.op_determinism)
         hashes_a, hashes_b = _read(res_a["hashes"]), _read(res_b["hashes"])
         step = res_b["dumped_step"]
         doc: dict[str, Any] = {
@@ -153,7 +159,8 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
         if step is not None:
             rerun_file = os.path.join(out_dir, "rerun")
             os.makedirs(rerun_file)
-            rerun = _run(trace_stream, {"stream": a.to_dict(), "out_dir": rerun_file, "dump_step": step}, st, timeout_s)
+            rerun = _run(trace_stream, {"stream": a.to_dict(), "out_dir": rerun_file, "dump_step": step}, st, timeout_s,
+                         a.op_determinism)
             # the first stream run again: up to the divergent step it must give the hashes it gave the first time
             rerun_hashes = _read(rerun["hashes"])
             doc["reproduced"] = rerun_hashes[:step] == hashes_a[:step]
