@@ -94,7 +94,10 @@ def test_an_interrupted_run_keeps_the_cells_it_finished(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "fitbench", "run", *SMALL, "--api", "functional",
                              "--batch-sizes", "2,4,8", "--json", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # Ctrl-C as in a terminal: a script's background job inherits SIGINT ignored,
+                            # and Python then never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not (out.exists() and load(out)["records"]):
         time.sleep(0.2)
