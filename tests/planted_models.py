@@ -11,36 +11,35 @@ import numpy as np
 PLANTED_STEP = 2
 
 
-class ForwardNoise(keras.layers.Layer):
-    """Identity until it has run PLANTED_STEP training steps; then adds a tiny unseeded noise to its output."""
+class _PlantedLayer(keras.layers.Layer):
+    """Identity; counts its training calls, and from the one after PLANTED_STEP on gives unseeded noise."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.calls = 0
 
-    def call(self, x, training=None):
-        if not training:
-            return x
+    def noise_now(self, x):
         self.calls += 1
         if self.calls <= PLANTED_STEP:
-            return x
-        noise = np.random.default_rng().normal(scale=1e-3, size=tuple(x.shape)).astype("float32")
-        return x + keras.ops.convert_to_tensor(noise)
+            return None
+        return np.random.default_rng().normal(scale=1e-3, size=tuple(x.shape)).astype("float32")
 
 
-class GradientNoise(keras.layers.Layer):
+class ForwardNoise(_PlantedLayer):
+    """Identity until it has run PLANTED_STEP training steps; then adds a tiny unseeded noise to its output."""
+
+    def call(self, x, training=None):
+        noise = self.noise_now(x) if training else None
+        return x if noise is None else x + keras.ops.convert_to_tensor(noise)
+
+
+class GradientNoise(_PlantedLayer):
     """Identity forward; from training step PLANTED_STEP on, adds unseeded noise to the gradient it passes back."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.calls = 0
 
     def call(self, x, training=None):
         if not training:
             return x
-        self.calls += 1
-        noise = (np.random.default_rng().normal(scale=1e-3, size=tuple(x.shape)).astype("float32")
-                 if self.calls > PLANTED_STEP else None)
+        noise = self.noise_now(x)
 
         @keras.ops.custom_gradient
         def passthrough(t):

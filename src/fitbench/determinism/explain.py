@@ -133,7 +133,7 @@ def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: floa
 
 def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[str, Any]:
     """Train both streams, find where they part, and return the document (see docs/reference.md)."""
-    from fitbench.determinism.trace import trace_stream
+    from fitbench.determinism.trace import read_hashes, trace_stream
 
     st = settings.check()
     a, b = st.streams()
@@ -146,7 +146,7 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
             res_a = _run(trace_stream, {"stream": a.to_dict(), "out_dir": out_dir}, st, timeout_s, a.op_determinism)
             res_b = _run(trace_stream, {"stream": b.to_dict(), "out_dir": out_dir, "other_hashes": res_a["hashes"]},
                          st, timeout_s, b.op_determinism)
-        hashes_a, hashes_b = _read(res_a["hashes"]), _read(res_b["hashes"])
+        hashes_a, hashes_b = read_hashes(res_a["hashes"]), read_hashes(res_b["hashes"])
         step = res_b["dumped_step"]
         doc: dict[str, Any] = {
             "command": "explain", "schema_version": SCHEMA_VERSION, "settings": st.to_dict(),
@@ -162,7 +162,7 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
             rerun = _run(trace_stream, {"stream": a.to_dict(), "out_dir": rerun_file, "dump_step": step}, st, timeout_s,
                          a.op_determinism)
             # the first stream run again: up to the divergent step it must give the hashes it gave the first time
-            rerun_hashes = _read(rerun["hashes"])
+            rerun_hashes = read_hashes(rerun["hashes"])
             doc["reproduced"] = rerun_hashes[:step] == hashes_a[:step]
             steps_per_epoch = -(-st.samples // st.batch_size)
             doc["epoch"], doc["batch"] = step // steps_per_epoch + 1, step % steps_per_epoch + 1  # both from 1
@@ -178,13 +178,6 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
     doc["seconds"] = round(time.perf_counter() - started, 1)
     doc["finished"] = utc_stamp()
     return doc
-
-
-def _read(path: str) -> list[list[Any]]:
-    import json
-
-    with open(path) as f:
-        return [json.loads(line) for line in f]
 
 
 def _load(path: str | None) -> list[np.ndarray]:

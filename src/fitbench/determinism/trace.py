@@ -254,7 +254,7 @@ def trace_stream(stream: dict[str, Any], out_dir: str, other_hashes: str | None 
 
     st = Stream.from_dict(stream)
     stepper, x, y = _prepare(st)
-    other = _read_hashes(other_hashes) if other_hashes else None
+    other = read_hashes(other_hashes) if other_hashes else None
     hashes_path = os.path.join(out_dir, f"{st.name}.hashes.jsonl")
     steps_done, dumped = 0, None
     with open(hashes_path, "w") as log:
@@ -275,7 +275,8 @@ def trace_stream(stream: dict[str, Any], out_dir: str, other_hashes: str | None 
             "dumped_step": (steps_done - 1) if dumped else None}
 
 
-def _read_hashes(path: str) -> list[list[Any]]:
+def read_hashes(path: str) -> list[list[Any]]:
+    """A stream's hash log: one list of fingerprints per step."""
     with open(path) as f:
         return [json.loads(line) for line in f]
 
