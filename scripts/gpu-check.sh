@@ -8,10 +8,18 @@
 # a GPU machine is the check of this script itself: read its output before trusting the numbers.
 #
 # Usage: scripts/gpu-check.sh [OUT_DIR]   (default: gpu-results)
-#        BACKENDS=jax,torch scripts/gpu-check.sh   (default: each of tensorflow, jax, torch that imports)
-# Writes into OUT_DIR: nvidia-smi.txt, run-gpu.json and run-gpu.png (fit cells, raw steps, peak probe),
-# determinism-<backend>.json for each backend, and summary.txt. Exit status: 0 when every step did what
-# it should, else the number of steps that failed (each is named on stderr).
+# Settings (environment):
+#   BACKENDS=jax,torch          default: each of tensorflow, jax, torch that imports
+#   BATCH_SIZES=32,2048,16384   the fit cells' batch sizes (default 32,256,2048)
+#   DETERMINISM_JIT=jax=on      jit of each backend's determinism check (default: the command's own, off)
+#   DETERMINISM_SWITCH=both     also check without the backend's determinism switch (default: with it only)
+#   DEADLINE=420                seconds for the whole script: each step gets what is left and is stopped
+#                               with Ctrl-C at the end (a stopped `fitbench run` keeps the cells it finished)
+#   PLOT=0                      no PNGs (a lent machine returns at most 8 files; `fitbench.report.plot`
+#                               redraws them from the JSON)
+# Writes into OUT_DIR: nvidia-smi.txt, run-gpu-<backend>.json (+ .png) per backend (fit cells, raw steps,
+# peak probe), determinism-<backend>[-noswitch].json, and summary.txt. Exit status: 0 when every step did
+# what it should, else the number of steps that failed (each is named on stderr).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-results}"
@@ -20,10 +28,21 @@ export TF_CPP_MIN_LOG_LEVEL=2
 py="${PYTHON:-python}"
 failed=0
 
+deadline="${DEADLINE:-}"
 step() {  # step NAME COMMAND...: run it, tee its output to the summary, count a failure
   local name="$1"; shift
-  echo "== $name: $*" | tee -a "$out/summary.txt"
-  "$@" 2>&1 | tee -a "$out/summary.txt"
+  local limit=()
+  if [ -n "$deadline" ]; then
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 5 ]; then
+      echo "FAILED: $name (not started: the deadline of ${deadline}s is reached)" | tee -a "$out/summary.txt" >&2
+      failed=$((failed + 1))
+      return
+    fi
+    limit=(timeout -s INT -k 20 "$left")
+  fi
+  echo "== $name [at ${SECONDS}s]: $*" | tee -a "$out/summary.txt"
+  "${limit[@]}" "$@" 2>&1 | tee -a "$out/summary.txt"
   local rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
     echo "FAILED: $name (exit $rc)" | tee -a "$out/summary.txt" >&2
@@ -58,29 +77,57 @@ done
 
 # GPU fit cells (plain and tuned, jit off and on), raw steps and the peak probe; every cell checks that the
 # model's and the raw step's variables live on the GPU (status error otherwise) and records the GPU's name.
-step "fit cells on the GPU" "$py" -m fitbench run --backend "$BACKENDS" --device gpu --api functional \
-  --batch-sizes 32,256,2048 --no-seed-workload --json "$out/run-gpu.json" --plot "$out/run-gpu.png"
+# One `fitbench run` per backend: a backend that stops early leaves the other's results whole.
+for backend in ${BACKENDS//,/ }; do
+  plot=(--plot "$out/run-gpu-$backend.png")
+  [ "${PLOT:-1}" = 0 ] && plot=()
+  step "fit cells on the GPU, $backend" "$py" -m fitbench run --backend "$backend" --device gpu --api functional \
+    --batch-sizes "${BATCH_SIZES:-32,256,2048}" --no-seed-workload --cell-timeout 120 \
+    --json "$out/run-gpu-$backend.json" "${plot[@]}"
+done
 
 # Bit-identity of Sequential/Functional/Subclassed and run to run, on the GPU: TF op determinism,
 # XLA_FLAGS=--xla_gpu_deterministic_ops=true on JAX, torch.use_deterministic_algorithms(True) on PyTorch.
+jit_of() {  # the --jit flag DETERMINISM_JIT gives BACKEND, if any
+  local item
+  for item in ${DETERMINISM_JIT//,/ }; do
+    [ "${item%%=*}" = "$1" ] && echo "--jit ${item#*=}"
+  done
+}
 for backend in ${BACKENDS//,/ }; do
+  # shellcheck disable=SC2046  # jit_of prints zero or two words
   step "determinism on the GPU, $backend" "$py" -m fitbench determinism --backend "$backend" --device gpu \
-    --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend.json"
+    $(jit_of "$backend") --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend.json"
 done
+if [ "${DETERMINISM_SWITCH:-on}" = both ]; then
+  # Without the switch: is it needed on this GPU? A difference here is a finding, not a failed step.
+  for backend in ${BACKENDS//,/ }; do
+    # shellcheck disable=SC2046
+    step "determinism on the GPU without the switch, $backend" bash -c '"$@"; rc=$?; [ "$rc" -le 1 ]' _ \
+      "$py" -m fitbench determinism --backend "$backend" --device gpu $(jit_of "$backend") --no-op-determinism \
+      --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend-noswitch.json"
+  done
+fi
 
 # The placement each record reports, one line per cell; a cell that is not "ok" (skipped: the backend saw
 # no GPU; error: e.g. variables found off the GPU) fails this step.
+runs=()
+for backend in ${BACKENDS//,/ }; do runs+=("$out/run-gpu-$backend.json"); done
 step "every GPU cell ran on the GPU" "$py" -c '
-import json, sys
-doc = json.load(open(sys.argv[1]))
+import json, os, sys
+docs = [json.load(open(p)) for p in sys.argv[1:] if os.path.exists(p)]
+for p in sys.argv[1:]:
+    if not os.path.exists(p):
+        print("missing:", p)
+records = [r for doc in docs for r in doc["records"]]
 bad = 0
-for r in doc["records"]:
+for r in records:
     bad += r["status"] != "ok"
     print(r["backend"], r["variant"], "jit", r["jit_requested"], "batch", r["batch_size"], r["status"],
           r.get("device_name"), r.get("variable_device"), r.get("raw_device"), r.get("reason") or r.get("error") or "")
-for p in doc["peaks"]:
+for p in (p for doc in docs for p in doc["peaks"]):
     bad += p["status"] != "ok"
     print("peak", p["backend"], p["status"], p.get("gflops_per_s"), p.get("device_name"))
-sys.exit(1 if bad or not doc["records"] else 0)' "$out/run-gpu.json"
+sys.exit(1 if bad or not records or len(docs) < len(sys.argv[1:]) else 0)' "${runs[@]}"
 echo "gpu-check: $failed step(s) failed; results in $out" | tee -a "$out/summary.txt"
 exit "$failed"

@@ -206,6 +206,6 @@ def test_gpu_check_script_fails_every_gpu_step_where_there_is_no_gpu(tmp_path, w
     assert [f.split(" (exit")[0] for f in failed] == [
         "FAILED: jax sees a GPU", "FAILED: determinism on the GPU, jax", "FAILED: every GPU cell ran on the GPU"]
     assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
-    doc = load(out / "run-gpu.json")
+    doc = load(out / "run-gpu-jax.json")
     assert doc["records"] and {r["status"] for r in doc["records"]} == {"skipped"}
     assert "3 step(s) failed" in (out / "summary.txt").read_text()
