@@ -15,6 +15,7 @@ from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.model import ModelSpec, parse_widths
 from fitbench.models.choice import ModelChoice
+from fitbench.stacks import parse_stack, stack_name
 
 DESCRIPTION = """\
 fitbench: how fast is your Keras fit loop, is its training deterministic, and did a commit change either.
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: all)")
         p.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default: the seed's 256,256,256)")
         p.add_argument("--backend", default=None,
-                       help=f"Keras backend(s), comma-separated, from {', '.join(BACKENDS)} (default tensorflow)")
+                       help=f"Keras backend(s), comma-separated, from {', '.join(BACKENDS)}, or tf-keras "
+                            "(Keras 2 on TensorFlow) (default tensorflow)")
         p.add_argument("--seed", type=int, default=0, help="random seed for weights and data (default 0)")
         p.add_argument("--json", metavar="PATH", help="write the results as one JSON document")
         p.add_argument("--model", default="seed", metavar="SPEC",
@@ -230,7 +232,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from fitbench.measure.cells import plan_cells
     from fitbench.models.choice import check_in_child
     from fitbench.report.io import check_output_path
-    from fitbench.report.tables import jit_ratio_table, peak_lines, run_table, tuned_gain_table
+    from fitbench.report.tables import (
+        jit_ratio_table,
+        keras_ratio_table,
+        keras_ratios,
+        peak_lines,
+        run_table,
+        tuned_gain_table,
+    )
 
     profile = get_profile(args.profile)
     backends, missing = options.backends(args.backend)
@@ -243,7 +252,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                        include_seed=not args.no_seed_workload,
                        variants=["plain", "tuned"] if args.variant == "both" else [args.variant],
                        model=model.name, model_apis=model.apis)
-    check_in_child(model, next(b for b in backends if b not in missing))  # a factory or file: one step, or exit 2
+    # a factory or file: one step, or exit 2 (plan_cells has refused tf-keras with any model but the seed)
+    check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend)
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
                                   model=model,
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
@@ -263,6 +273,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(jit_ratio_table(records))
     if any(r["variant"] == "tuned" for r in records):
         console.print(tuned_gain_table(records))
+    if keras_ratios(records):
+        console.print(keras_ratio_table(records))
     for line in peak_lines([p.to_dict() for p in doc.peaks]):
         console.print(line)
     if plot:
@@ -272,7 +284,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"plot: {args.plot}")
     failed = engine.errors(doc)
     for r in failed:
-        console.print(f"[red]error[/] in {r.backend} {r.api} jit={r.jit} {r.variant} {r.device} batch "
+        console.print(f"[red]error[/] in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device} batch "
                       f"{r.batch_size}: {r.error}")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -309,14 +321,16 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
 
     backends, _ = options.backends(args.backend)
     if len(backends) != 1:
-        raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax or torch")
+        raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax, torch or tf-keras")
+    stack = parse_stack(backends[0])
     model = _model(args)
     settings = DeterminismSettings(
         apis=tuple(options.apis(args.api, model.apis)), spec=ModelSpec(widths=parse_widths(args.widths)),
         model=model, epochs=args.epochs,
         jit=args.jit == "on", seed=args.seed, samples=args.samples, batch_size=args.batch_size or args.samples,
         intra_op_threads=args.threads, inter_op_threads=1, op_determinism=not args.no_op_determinism,
-        nudge_api=args.nudge, runs=args.runs, backend=backends[0], device=args.device).check()
+        nudge_api=args.nudge, runs=args.runs, backend=stack.backend, keras_major=stack.keras_major,
+        device=args.device).check()
     out = check_output_path(args.json) if args.json else None
     if args.device == "gpu":
         require_gpu(settings.backend, "--device gpu")
@@ -336,8 +350,9 @@ def cmd_determinism(args: argparse.Namespace, console: Console) -> int:
         if not p["identical"]:
             console.print(f"[bold red]not bit-identical:[/] {p['a']} vs {p['b']}, "
                           f"first divergent epoch {p['first_divergent_epoch']}, max {p['max_ulp']} ULP")
-            console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
-                          highlight=False, markup=False, soft_wrap=True)  # one line to copy
+            if settings.keras_major == 3:  # explain trains Keras 3 (its replay pair is the tf-keras one)
+                console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
+                              highlight=False, markup=False, soft_wrap=True)  # one line to copy
     return EXIT_OK if doc["all_identical"] else EXIT_FOUND
 
 
@@ -369,8 +384,9 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     from fitbench.report.tables import explain_report
 
     backends, _ = options.backends(args.backend)
-    if len(backends) != 1:
-        raise UsageError("explain takes one backend: --backend tensorflow, jax or torch")
+    if len(backends) != 1 or parse_stack(backends[0]).keras_major != 3:
+        raise UsageError("explain takes one Keras 3 backend: --backend tensorflow, jax or torch "
+                         "(its replay pair is the one that trains tf-keras)")
     model = _model(args)
     apis = tuple(options.apis(args.api, model.apis))
     pair = args.pair or ("apis" if len(apis) > 1 else "runs")

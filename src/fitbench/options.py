@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from fitbench import APIS, BACKENDS
+from fitbench import APIS
 from fitbench.errors import UsageError
 from fitbench.model import check_api
 
@@ -34,18 +34,17 @@ def batch_sizes(text: str) -> list[int]:
 
 
 def backends(text: str | None) -> tuple[list[str], dict[str, str]]:
-    """The backends asked for (default tensorflow), and why each one that is not installed cannot run
-    (backend -> reason). Nothing to run at all (every backend asked for is missing) is bad input."""
-    from fitbench.runtime import backend_missing
+    """The backends asked for (default tensorflow) as stack names (fitbench.stacks: tensorflow, jax, torch,
+    tf-keras = Keras 2 on TensorFlow), and why each one that is not installed cannot run (name -> reason).
+    Nothing to run at all (every backend asked for is missing) is bad input."""
+    from fitbench.stacks import parse_stack, stack_missing
 
-    chosen = [b.strip() for b in (text or "tensorflow").split(",") if b.strip()]
-    if not chosen:
+    names = [b.strip() for b in (text or "tensorflow").split(",") if b.strip()]
+    if not names:
         raise UsageError("--backend needs at least one backend")
-    for b in chosen:
-        if b not in BACKENDS:
-            raise UsageError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
-    chosen = list(dict.fromkeys(chosen))
-    missing = {b: why for b in chosen if (why := backend_missing(b))}
+    stacks = list(dict.fromkeys(parse_stack(b) for b in names))
+    chosen = [s.name for s in stacks]
+    missing = {s.name: why for s in stacks if (why := stack_missing(s))}
     if len(missing) == len(chosen):
         raise UsageError("; ".join(missing.values()))
     return chosen, missing

@@ -85,7 +85,10 @@ def backend_missing(backend: str) -> str | None:
 def variable_device(model: Any) -> str:
     """Where the framework says the model's first trainable variable lives (TF: '/job:…/device:GPU:0',
     JAX: 'cuda:0', PyTorch: 'cuda:0'; the CPU spells 'CPU:0', 'cpu:0', 'cpu')."""
-    value = model.trainable_variables[0].value
+    variable = model.trainable_variables[0]
+    value = variable.value
+    if callable(value):  # tf-keras: a tf.Variable, whose `value` is a method and which has its own device
+        return str(getattr(variable, "device", "") or "")
     return str(getattr(value, "device", "") or "")
 
 
@@ -186,14 +189,19 @@ def thread_settings(backend: str = "tensorflow") -> dict[str, int]:
     }
 
 
-def library_versions(backend: str = "tensorflow") -> dict[str, str]:
-    """Versions of python, keras, numpy and the backend's framework (tensorflow too when it is loaded)."""
+def library_versions(backend: str = "tensorflow", keras_major: int = 3) -> dict[str, str]:
+    """Versions of python, keras, numpy and the backend's framework (tensorflow too when it is loaded);
+    in a tf-keras (Keras 2) process, `keras` is tf-keras' version and `tf_keras` says so."""
     import importlib
 
-    import keras
     import numpy as np
 
+    from fitbench.stacks import keras_module
+
+    keras = keras_module(keras_major)
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    if keras_major == 2:
+        versions["tf_keras"] = keras.__version__
     names = [framework_module(backend)] + (["tensorflow"] if sys.modules.get("tensorflow") is not None else [])
     for name in dict.fromkeys(names):
         versions[name] = str(importlib.import_module(name).__version__)
@@ -212,10 +220,10 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def process_facts(device: str, backend: str | None = None) -> dict[str, Any]:
+def process_facts(device: str, backend: str | None = None, keras_major: int = 3) -> dict[str, Any]:
     backend = backend or keras_backend()
     return {
-        "backend": keras_backend(),
-        "versions": library_versions(backend),
+        "backend": backend if keras_major == 2 else keras_backend(),
+        "versions": library_versions(backend, keras_major),
         "device_name": device_name(device, backend),
     }

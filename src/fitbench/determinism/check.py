@@ -15,6 +15,7 @@ from fitbench.determinism.train import determinism_env, train_trajectories
 from fitbench.isolation import child_env, run_isolated
 from fitbench.report.io import utc_stamp
 from fitbench.runtime import hide_gpus_env
+from fitbench.stacks import Stack
 
 SCHEMA_VERSION = 1  # of the determinism document
 
@@ -24,7 +25,8 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
     (fitbench/schemas/determinism.schema.json)."""
     st = settings.check()
     run_names = [f"run{i + 1}" for i in range(st.runs)]
-    env = child_env({**hide_gpus_env(st.device), **determinism_env(st.backend, st.op_determinism)}, st.backend)
+    env = child_env({**hide_gpus_env(st.device), **determinism_env(st.backend, st.op_determinism),
+                     **Stack(st.backend, st.keras_major).env()}, st.backend)
     with tempfile.TemporaryDirectory(prefix="fitbench-det-") as weights_dir:
         results = {name: run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
                                                            "run_name": name}, env=env, timeout_s=timeout_s)
@@ -43,6 +45,7 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
         "command": "determinism",
         "schema_version": SCHEMA_VERSION,
         "backend": st.backend,
+        "keras_major": st.keras_major,
         "device": st.device,
         "settings": st.to_dict(),
         "jit_requested": st.jit,

@@ -25,6 +25,7 @@ class DeterminismSettings:
     nudge_api: str | None = None  # self-test: this API's first weight moved by one ULP
     runs: int = 2  # separate training processes
     backend: str = "tensorflow"
+    keras_major: int = 3  # 2: tf-keras (Keras 2) on TensorFlow, the seed network only (fitbench.stacks)
     device: str = "cpu"
     model: ModelChoice = field(default_factory=ModelChoice)  # --model: the seed network of `spec` by default
 
@@ -37,6 +38,9 @@ class DeterminismSettings:
                                  f"{', '.join(self.model.apis)}")
         if not self.apis:
             raise UsageError("--api must name at least one api")
+        if self.keras_major == 2 and (self.backend != "tensorflow" or self.model.name != "seed"):
+            raise UsageError(f"the tf-keras row (Keras 2 on TensorFlow) runs the seed network only, "
+                             f"not --model {self.model.name}")
         if self.runs < 2:
             raise UsageError(f"--runs must be at least 2 (run-to-run needs two processes), got {self.runs}")
         if self.nudge_api is not None and self.nudge_api not in self.apis:

@@ -17,6 +17,7 @@ from fitbench.determinism.settings import DeterminismSettings
 from fitbench.model import jit_effective, seed_keras
 from fitbench.models.choice import SEED
 from fitbench.models.workload import Workload, first_rows
+from fitbench.stacks import keras_module
 
 # JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
 # before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
@@ -36,14 +37,13 @@ def determinism_env(backend: str, op_determinism: bool) -> dict[str, str]:
 
 
 def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool,
-                       backend: str = "tensorflow") -> dict[str, Any]:
+                       backend: str = "tensorflow", keras_major: int = 3) -> dict[str, Any]:
     """Seed everything, fix the thread pools and switch the backend's determinism on (process-wide).
 
     TensorFlow: `tf.config.experimental.enable_op_determinism()`, intra/inter-op pools as asked.
     PyTorch: `torch.use_deterministic_algorithms(True)`, `torch.set_num_threads(intra)` and interop as asked.
-    JAX: XLA_FLAGS (see determinism_env); XLA's CPU thread pool has no setting, so it is left as it is."""
-    import keras
-
+    JAX: XLA_FLAGS (see determinism_env); XLA's CPU thread pool has no setting, so it is left as it is.
+    keras_major=2 seeds tf-keras (Keras 2) instead of Keras 3."""
     if backend == "torch":
         import torch
 
@@ -63,17 +63,25 @@ def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, 
     from fitbench.runtime import set_threads
 
     threads = set_threads(intra_op_threads, inter_op_threads)
-    keras.utils.set_random_seed(seed)
+    keras_module(keras_major).utils.set_random_seed(seed)
     if op_determinism:
         tf.config.experimental.enable_op_determinism()
     return {"threads": threads, "op_determinism": op_determinism_enabled()}
 
 
-def flat_predictions(predictions: Any) -> np.ndarray:
-    """One float32 vector of a model's predictions, whatever its outputs (one array, a list, a dict)."""
-    import keras
+def _leaves(value: Any) -> list[Any]:
+    """The arrays of a prediction structure in a fixed order (dict keys sorted, as keras.tree does)."""
+    if isinstance(value, dict):
+        return [leaf for key in sorted(value) for leaf in _leaves(value[key])]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
 
-    return np.concatenate([np.asarray(p, np.float32).reshape(-1) for p in keras.tree.flatten(predictions)])
+
+def flat_predictions(predictions: Any) -> np.ndarray:
+    """One float32 vector of a model's predictions, whatever its outputs (one array, a list, a dict), from
+    Keras 3 or tf-keras alike."""
+    return np.concatenate([np.asarray(p, np.float32).reshape(-1) for p in _leaves(predictions)])
 
 
 def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str) -> dict[str, Any]:
@@ -84,8 +92,10 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
 
     st = DeterminismSettings.from_dict(settings)
     model_spec, seed, device, backend, jit = st.spec, st.seed, st.device, st.backend, st.jit
-    setup = enable_determinism(seed, st.intra_op_threads, st.inter_op_threads, st.op_determinism, backend)
-    workload = Workload(st.model, seed, spec=model_spec)
+    setup = enable_determinism(seed, st.intra_op_threads, st.inter_op_threads, st.op_determinism, backend,
+                               st.keras_major)
+    workload = Workload(st.model, seed, spec=model_spec,
+                        keras_module=keras_module(2) if st.keras_major == 2 else None)
     target = None
     if workload.kind == SEED:
         x_eval, target = seed_input(seed, model_spec.input_dim), seed_target()
@@ -93,7 +103,8 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
             x_train, y_train = x_eval, target  # the seed question's own data
         else:
             x_train, y_train = synthetic_batch(model_spec, st.samples, seed)
-    out: dict[str, Any] = {**setup, **runtime.process_facts(device, backend), "device": device, "run": run_name,
+    out: dict[str, Any] = {**setup, **runtime.process_facts(device, backend, st.keras_major), "device": device,
+                           "run": run_name,
                            "apis": {}}
     if device == "gpu" and not out["device_name"]:
         raise RuntimeError(f"no GPU visible to {backend} in this process")

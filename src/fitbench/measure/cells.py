@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fitbench import APIS, BACKENDS, DEVICES
+from fitbench import APIS, DEVICES
 from fitbench.errors import UsageError
+from fitbench.stacks import STACK_NAMES, TF_KERAS, Stack, parse_stack
 
 FIT = "fit"  # cell kind: training steps on a synthetic batch
 SEED_EPOCH = "seed_epoch"  # cell kind: the seed's workload, 1 sample + validation, timed per epoch
@@ -26,12 +27,17 @@ class Cell:
     backend: str = "tensorflow"
     variant: str = PLAIN
     model: str = "seed"  # fitbench.models.ModelChoice.name
+    keras_major: int = 3  # 2: tf-keras on TensorFlow (fitbench.stacks)
+
+    @property
+    def stack(self) -> Stack:
+        return Stack(self.backend, self.keras_major)
 
     def label(self) -> str:
         what = f"batch {self.batch_size}" if self.kind == FIT else "seed epoch"
         tuned = " tuned" if self.variant == TUNED else ""
         model = "" if self.model == "seed" else f"{self.model} "
-        return f"{self.backend} {model}{self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
+        return f"{self.stack.name} {model}{self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
 
 
 def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_sizes: list[int],
@@ -39,10 +45,11 @@ def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_size
                variants: list[str] = (PLAIN,), model: str = "seed", model_apis: tuple[str, ...] = APIS) -> list[Cell]:
     """Every (backend, device, batch, api, jit, variant) fit cell, then the seed-workload cells (plain
     only: the tuned knobs are about many steps per epoch; the seed network only); validates the choices.
+    `backend` names stacks (fitbench.stacks: tensorflow, jax, torch, tf-keras).
     `model_apis` are the forms the model comes in (a factory's or a file's one form is its own api)."""
     backends = [backend] if isinstance(backend, str) else list(backend)
     for what, chosen, known in (("api", apis, model_apis), ("device", devices, DEVICES),
-                                ("backend", backends, BACKENDS), ("variant", variants, VARIANTS)):
+                                ("backend", backends, STACK_NAMES), ("variant", variants, VARIANTS)):
         for value in chosen:
             if value not in known:
                 if what == "api" and value in APIS:
@@ -51,12 +58,15 @@ def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_size
     for b in batch_sizes:
         if b <= 0:
             raise UsageError(f"batch size must be a positive integer, got {b}")
-    cells = [Cell(FIT, api, jit, device, b, backend, variant, model)
-             for backend in backends for device in devices for b in batch_sizes for api in apis for jit in jits
+    stacks = [parse_stack(b) for b in backends]
+    if model != "seed" and any(s.keras_major == 2 for s in stacks):
+        raise UsageError(f"the {TF_KERAS} row (Keras 2) runs the seed network only, not --model {model}")
+    cells = [Cell(FIT, api, jit, device, b, s.backend, variant, model, s.keras_major)
+             for s in stacks for device in devices for b in batch_sizes for api in apis for jit in jits
              for variant in variants]
     if include_seed and model == "seed":
-        cells += [Cell(SEED_EPOCH, api, jit, device, 1, backend)
-                  for backend in backends for device in devices for api in apis for jit in jits]
+        cells += [Cell(SEED_EPOCH, api, jit, device, 1, s.backend, keras_major=s.keras_major)
+                  for s in stacks for device in devices for api in apis for jit in jits]
     return cells
 
 

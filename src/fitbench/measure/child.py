@@ -17,6 +17,7 @@ from fitbench.measure.record import RunRecord
 from fitbench.model import ModelSpec, param_count, trainable_param_count
 from fitbench.models.choice import SEED, ModelChoice
 from fitbench.models.workload import Workload
+from fitbench.stacks import keras_module
 
 
 def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, Any] | None = None,
@@ -36,8 +37,9 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     p = Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
     model_spec = ModelSpec.from_dict(spec) if spec else ModelSpec()
     choice = ModelChoice.from_dict(model) if model else ModelChoice(widths=model_spec.widths)
-    workload = Workload(choice, seed, spec=model_spec)
-    facts = runtime.process_facts(c.device, c.backend)
+    workload = Workload(choice, seed, spec=model_spec,
+                        keras_module=keras_module(2) if c.keras_major == 2 else None)
+    facts = runtime.process_facts(c.device, c.backend, c.keras_major)
     process = {"versions": facts["versions"], "device_name": facts["device_name"], "threads_setting": threads,
                "affinity": affinity}
     if c.device == "gpu" and not facts["device_name"]:
@@ -47,13 +49,13 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     if c.kind == FIT:
         harness = fit = FitHarness(c.api, c.jit, c.batch_size, model_spec, seed, variant=c.variant,
                                    steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1,
-                                   workload=workload)
+                                   workload=workload, keras_major=c.keras_major)
         first_s = fit.warm_up(p.warmup_steps)
         # p.steps samples per repeat: executions of k steps, each sample = execution time / k
         times = [t for _ in range(p.repeats) for t in fit.fit_steps(p.steps * fit.steps_per_execution)]
         warmup = p.warmup_steps * fit.steps_per_execution
     else:
-        harness = seed_run = SeedHarness(c.api, c.jit, model_spec, seed)
+        harness = seed_run = SeedHarness(c.api, c.jit, model_spec, seed, keras_major=c.keras_major)
         first_s = seed_run.warm_up(p.seed_warmup_epochs)
         times = seed_run.fit_epochs(p.seed_epochs)
         warmup = p.seed_warmup_epochs

@@ -35,7 +35,7 @@ class RunSettings:
     floor: bool = True  # the raw step in every fit cell, and one peak probe per backend and device
     threads: int | None = None  # None: the frameworks' own pools
     cpus: list[int] | None = None
-    missing: dict[str, str] | None = None  # backend -> why it cannot run here (its cells are skipped)
+    missing: dict[str, str] | None = None  # stack name -> why it cannot run here (its cells are skipped)
     cell_timeout_s: float = 1800
     json_path: str | None = None  # written after every cell
 
@@ -95,7 +95,8 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
     then RunInterrupted carries it)."""
     progress = progress or _Quiet()
     missing = settings.missing or {}
-    backends = [b for b in settings.backends if b not in missing]
+    # the frameworks to probe: those with a stack that can run here (tf-keras shares TensorFlow's probe)
+    backends = list(dict.fromkeys(c.backend for c in settings.cells if c.stack.name not in missing))
     doc = RunDocument(started=utc_stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
                       spec=settings.spec.to_dict(), model=settings.model.to_dict(), seed=settings.seed,
                       threads_setting=settings.threads, cpus=settings.cpus)
@@ -118,8 +119,8 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
             progress.advance()
         for cell in settings.cells:
             progress.step(cell.label())
-            if cell.backend in missing:
-                record = RunRecord.not_measured(cell, "skipped", missing[cell.backend])
+            if cell.stack.name in missing:
+                record = RunRecord.not_measured(cell, "skipped", missing[cell.stack.name])
             elif cell.device == "gpu" and cell.backend in no_gpu:
                 record = RunRecord.not_measured(cell, "skipped", no_gpu[cell.backend])
             else:
@@ -145,7 +146,8 @@ def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunR
                                "peak": peak.to_dict() if peak and peak.status == "ok" else None,
                                "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
                               env=child_env({**hide_gpus_env(cell.device),
-                                             **thread_env(cell.backend, settings.threads)}, cell.backend),
+                                             **thread_env(cell.backend, settings.threads), **cell.stack.env()},
+                                            cell.backend),
                               timeout_s=settings.cell_timeout_s)
     except IsolatedError as exc:
         return RunRecord.not_measured(cell, "error", str(exc))

@@ -13,9 +13,10 @@ from typing import Any, Iterator, Protocol
 
 from fitbench.data import seed_input, seed_target
 from fitbench.measure.cells import PLAIN, TUNED, TUNED_STEPS_PER_EXECUTION, VARIANTS
-from fitbench.model import ModelSpec, build_model, compile_model, jit_effective
+from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
 from fitbench.models.choice import ModelChoice
 from fitbench.models.workload import Workload
+from fitbench.stacks import keras_module
 
 
 class Harness(Protocol):
@@ -51,8 +52,8 @@ def summarize(times: list[float]) -> dict[str, float]:
     }
 
 
-def _timer_callback(begin_hook: str, end_hook: str) -> Any:
-    import keras
+def _timer_callback(begin_hook: str, end_hook: str, keras: Any = None) -> Any:
+    keras = keras or keras_module()  # tf-keras wants its own Callback class (its CallbackList asks for hooks)
 
     class _Timer(keras.callbacks.Callback):
         # Not async-safe on purpose: Keras then syncs the step's logs before on_*_end, so the end
@@ -73,14 +74,14 @@ def _timer_callback(begin_hook: str, end_hook: str) -> Any:
     return _Timer()
 
 
-def step_timer() -> Any:
+def step_timer(keras: Any = None) -> Any:
     """A Keras callback whose `.times` are the wall times of each training step."""
-    return _timer_callback("on_train_batch_begin", "on_train_batch_end")
+    return _timer_callback("on_train_batch_begin", "on_train_batch_end", keras)
 
 
-def epoch_timer() -> Any:
+def epoch_timer(keras: Any = None) -> Any:
     """A Keras callback whose `.times` are the wall times of each epoch (validation included)."""
-    return _timer_callback("on_epoch_begin", "on_epoch_end")
+    return _timer_callback("on_epoch_begin", "on_epoch_end", keras)
 
 
 def supports_steps_per_execution() -> bool:
@@ -106,13 +107,14 @@ class FitHarness:
     (it need not be installed). `steps_per_execution`, `prefetch` and `data_on_device` override the
     variant's knobs one by one, to measure the gain each brings (`prefetch` is TensorFlow's only,
     `data_on_device` JAX's and PyTorch's only: asking for one elsewhere raises ValueError).
+    keras_major=2 runs the seed network in tf-keras (Keras 2) on TensorFlow, with the same knobs.
     """
 
     def __init__(self, api: str, jit: bool, batch_size: int, spec: ModelSpec = ModelSpec(), seed: int = 0,
                  variant: str = PLAIN, steps_per_execution: int | None = None, prefetch: bool | None = None,
-                 data_on_device: bool | None = None, workload: Workload | None = None) -> None:
-        import keras
-
+                 data_on_device: bool | None = None, workload: Workload | None = None,
+                 keras_major: int = 3) -> None:
+        keras = self.keras = keras_module(keras_major)
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         tuned = variant == TUNED
@@ -134,7 +136,8 @@ class FitHarness:
         self.data_on_device = not on_tf and bool(tuned if data_on_device is None else data_on_device)
         self.input_pipeline = "tf.data" if on_tf else "python generator"
         # any model (fitbench.models): the seed network of `spec` unless a workload is given
-        self.workload = workload or Workload(ModelChoice(widths=spec.widths), seed, spec=spec)
+        self.workload = workload or Workload(ModelChoice(widths=spec.widths), seed, spec=spec,
+                                             keras_module=keras if keras_major == 2 else None)
         self.model = self.workload.compile(self.workload.build(api), jit, steps_per_execution=self.steps_per_execution)
         x, y = self.workload.batch(self.model, batch_size)
         self.batch = (x, y)  # host numpy: the one seeded batch every step trains on
@@ -183,7 +186,7 @@ class FitHarness:
 
         Keras calls the batch callbacks once per execution (k = steps_per_execution steps), so that is
         the finest time there is with k > 1."""
-        timer = step_timer()
+        timer = step_timer(self.keras)
         self.model.fit(self._feed(), epochs=1, steps_per_epoch=executions * self.steps_per_execution,
                        verbose=0, callbacks=[timer], shuffle=False)
         return timer.times
@@ -205,9 +208,13 @@ class FitHarness:
 class SeedHarness:
     """The seed's workload: 1 sample, validation on the same sample, timed per epoch."""
 
-    def __init__(self, api: str, jit: bool, spec: ModelSpec = ModelSpec(), seed: int = 0) -> None:
+    def __init__(self, api: str, jit: bool, spec: ModelSpec = ModelSpec(), seed: int = 0,
+                 keras_major: int = 3) -> None:
         self.api, self.jit_requested, self.spec = api, bool(jit), spec
-        self.model = compile_model(build_model(api, spec, seed=seed), jit, spec)
+        legacy = keras_module(2) if keras_major == 2 else None
+        self.keras = legacy or keras_module()
+        self.model = compile_model(build_model(api, spec, seed=seed, keras_module=legacy), jit, spec,
+                                   optimizer=make_optimizer(spec, legacy))
         self.x, self.y = seed_input(seed, spec.input_dim), seed_target()
         self.first_epoch_s: float | None = None
         # the Harness surface: the seed's fit(x, y) as written, no speed knobs
@@ -219,7 +226,7 @@ class SeedHarness:
         return jit_effective(self.model)
 
     def fit_epochs(self, epochs: int) -> list[float]:
-        timer = epoch_timer()
+        timer = epoch_timer(self.keras)
         self.model.fit(self.x, self.y, validation_data=(self.x, self.y), epochs=epochs, verbose=0,
                        callbacks=[timer], shuffle=False)
         return timer.times

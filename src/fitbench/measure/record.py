@@ -35,6 +35,8 @@ class RunRecord:
                         "TensorFlow, the batch on the device on JAX and PyTorch)", "plain")
     model: str = _doc("`seed` (the question's network), a zoo name, `module:function` or a .keras file's name",
                       "seed")
+    keras_major: int = _doc("3 (the `keras` package), or 2: tf-keras (Keras 2) on TensorFlow, the `tf-keras` "
+                            "row; documents written before this field existed are Keras 3", 3)
     status: str = _doc("`ok`, `skipped` (see `reason`) or `error` (see `error`)", "ok")
     reason: str | None = _doc("why a skipped cell did not run")
     error: str | None = _doc("the failed cell's last error line")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fitbench.model import ModelSpec, build_model, compile_model, seed_keras, train_step_flops
+from fitbench.model import ModelSpec, build_model, compile_model, make_optimizer, seed_keras, train_step_flops
 from fitbench.models.choice import FACTORY, FILE, SEED, ZOO, ModelChoice
 
 
@@ -55,9 +55,14 @@ def _take(value: Any, batch_size: int) -> Any:
 class Workload:
     """One model choice, ready to build, compile and feed in this process."""
 
-    def __init__(self, choice: ModelChoice, seed: int = 0, spec: ModelSpec | None = None) -> None:
+    def __init__(self, choice: ModelChoice, seed: int = 0, spec: ModelSpec | None = None,
+                 keras_module: Any = None) -> None:
         self.choice, self.seed = choice, seed
         self.kind = choice.kind
+        # None: Keras 3; tf_keras (Keras 2) builds the seed network only (fitbench.stacks)
+        self.keras_module = keras_module
+        if keras_module is not None and self.kind != SEED:
+            raise ModelError(f"--model {choice.source}: the tf-keras row (Keras 2) runs the seed network only")
         self.spec = spec or ModelSpec(widths=tuple(choice.widths))  # the seed network's (seed only)
         self._factory: Any = None
         if self.kind == FACTORY:
@@ -78,10 +83,10 @@ class Workload:
 
     def build(self, api: str) -> Any:
         """A fresh model, seeded first (so two builds start from the same weights when the model allows it)."""
+        if self.kind == SEED:
+            return build_model(api, self.spec, seed=self.seed, keras_module=self.keras_module)
         import keras
 
-        if self.kind == SEED:
-            return build_model(api, self.spec, seed=self.seed)
         seed_keras(self.seed)
         if self.kind == ZOO:
             return self._zoo.build(api)
@@ -118,7 +123,8 @@ class Workload:
 
     def compile(self, model: Any, jit: bool, steps_per_execution: int = 1) -> Any:
         if self.kind == SEED:
-            return compile_model(model, jit, self.spec, steps_per_execution=steps_per_execution)
+            return compile_model(model, jit, self.spec, optimizer=make_optimizer(self.spec, self.keras_module),
+                                 steps_per_execution=steps_per_execution)
         model.compile(loss=self._loss(model), optimizer=self._optimizer(model), jit_compile=bool(jit),
                       steps_per_execution=int(steps_per_execution))
         return model

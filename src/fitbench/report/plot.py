@@ -12,6 +12,8 @@ import tempfile
 from collections import defaultdict
 from typing import Any
 
+from fitbench.stacks import stack_name
+
 
 def throughput_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
     """Label -> [(batch size, samples/s)] sorted by batch, for every line the plot draws.
@@ -22,7 +24,7 @@ def throughput_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[int
     for r in records:
         if r.get("status") != "ok" or r.get("kind") != "fit":
             continue
-        base = f"{r.get('backend', 'tensorflow')} {r['device']} jit={'on' if r['jit_effective'] else 'off'}"
+        base = f"{stack_name(r)} {r['device']} jit={'on' if r['jit_effective'] else 'off'}"
         variant = r.get("variant", "plain")
         fit = series[f"{base} {variant}"]  # several apis: the fastest at that batch (same network)
         fit[r["batch_size"]] = max(fit.get(r["batch_size"], 0.0), r["samples_per_s"])

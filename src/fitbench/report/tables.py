@@ -7,6 +7,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from fitbench.stacks import TF_KERAS, stack_name
+
 
 def _on_off(value: bool | None) -> str:
     return "-" if value is None else ("on" if value else "off")
@@ -38,7 +40,7 @@ def run_table(records: list[dict[str, Any]]) -> Table:
         model = r.get("model", "seed")
         api = r["api"] if model == "seed" else f"{model} {r['api']}"
         table.add_row(
-            r.get("backend", "tensorflow"), r["kind"], api, _jit_cell(r), _variant(r), r["device"],
+            stack_name(r), r["kind"], api, _jit_cell(r), _variant(r), r["device"],
             str(r["batch_size"]),
             _fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
@@ -69,7 +71,7 @@ def _variant(record: dict[str, Any]) -> str:
 
 
 def _group_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (r.get("backend", "tensorflow"), r["kind"], r["api"], r["device"], r["batch_size"])
+    return (stack_name(r), r["kind"], r["api"], r["device"], r["batch_size"])
 
 
 def jit_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,6 +97,40 @@ def jit_ratio_table(records: list[dict[str, Any]]) -> Table:
     for r in jit_ratios(records):
         table.add_row(r["backend"], r["kind"], r["api"], r["variant"], r["device"], str(r["batch_size"]),
                       f"{r['ratio_on_off']:.2f}×")
+    return table
+
+
+def keras_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keras 3 on TensorFlow against tf-keras (Keras 2) in the same cell (kind, api, device, batch, variant,
+    requested jit): samples/s Keras 3 ÷ Keras 2 (>1: Keras 3 is faster). One process each: an anecdote,
+    which is why `fitbench versions` repeats processes for a claim."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("backend", "tensorflow") == "tensorflow"]
+    out = []
+    for r2 in (r for r in ok if stack_name(r) == TF_KERAS):
+        key = (r2["kind"], r2["api"], r2["device"], r2["batch_size"], r2.get("variant", "plain"), r2["jit_requested"])
+        r3 = next((r for r in ok if stack_name(r) == "tensorflow" and
+                   (r["kind"], r["api"], r["device"], r["batch_size"], r.get("variant", "plain"),
+                    r["jit_requested"]) == key), None)
+        if r3:
+            out.append({"kind": key[0], "api": key[1], "device": key[2], "batch_size": key[3], "variant": key[4],
+                        "jit_requested": key[5], "jit_effective_keras2": r2["jit_effective"],
+                        "jit_effective_keras3": r3["jit_effective"], "keras2_samples_per_s": r2["samples_per_s"],
+                        "keras3_samples_per_s": r3["samples_per_s"],
+                        "ratio_3_over_2": r3["samples_per_s"] / r2["samples_per_s"]})
+    return out
+
+
+def keras_ratio_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="Keras 3 vs Keras 2 (tf-keras) on TensorFlow: samples/s 3 ÷ 2 (>1: Keras 3 is faster; "
+                        "one process each)")
+    for name in ("kind", "api", "variant", "device", "batch", "jit 2 / 3", "Keras 2 samples/s",
+                 "Keras 3 samples/s", "3 ÷ 2"):
+        table.add_column(name, justify="left" if name in ("kind", "api", "variant", "device", "jit 2 / 3") else "right")
+    for r in keras_ratios(records):
+        table.add_row(r["kind"], r["api"], r["variant"], r["device"], str(r["batch_size"]),
+                      f"{_on_off(r['jit_effective_keras2'])} / {_on_off(r['jit_effective_keras3'])}",
+                      f"{r['keras2_samples_per_s']:,.0f}", f"{r['keras3_samples_per_s']:,.0f}",
+                      f"{r['ratio_3_over_2']:.2f}×")
     return table
 
 
@@ -152,7 +188,7 @@ def tuned_gain_table(records: list[dict[str, Any]]) -> Table:
 def determinism_table(doc: dict[str, Any]) -> Table:
     jit = f"jit requested {_on_off(doc['jit_requested'])}, effective {_on_off(doc['jit_effective'])}"
     model = (doc.get("settings", {}).get("model") or {}).get("source", "seed")
-    table = Table(title=f"determinism of {model} on {doc.get('backend', 'tensorflow')}: bit-identity of training "
+    table = Table(title=f"determinism of {model} on {stack_name(doc)}: bit-identity of training "
                         f"({jit})")
     for name in ("a", "b", "scope", "identical", "init identical", "first divergent epoch", "max ULP",
                  "max |Δ pred|", "cos(a, y)", "cos(b, y)"):
