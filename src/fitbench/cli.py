@@ -189,6 +189,35 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--no-check", action="store_true",
                       help="do not build the model and train one step first")
 
+    ver = sub.add_parser("versions", help="the same cells on several released versions (keras, tensorflow, jax, "
+                                          "torch), one cached environment each, side by side")
+    ver.add_argument("specs", nargs="+", metavar="VERSIONS",
+                     help="comma-separated columns, the first the reference: keras==3.13.*,3.15.* (a bare version "
+                          "repeats the package before it), pkg==X+other==Y (several in one column), installed")
+    ver.add_argument("--backend", default="tensorflow",
+                     help="comma-separated, from tensorflow, jax, torch, tf-keras (default tensorflow)")
+    ver.add_argument("--api", default="functional", help="comma-separated apis (default functional)")
+    ver.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default the seed's)")
+    ver.add_argument("--model", default="seed", metavar="SPEC", help="seed (default) or a zoo model")
+    ver.add_argument("--batch-sizes", default="32,256", help="comma-separated (default 32,256)")
+    ver.add_argument("--jit", choices=["on", "off", "both"], default="on")
+    ver.add_argument("--variant", choices=["plain", "tuned", "both"], default="plain")
+    ver.add_argument("--processes", type=_positive_int("--processes"), default=6, metavar="N",
+                     help="fresh processes per cell and version, interleaved A B, B A, ... (default 6)")
+    ver.add_argument("--threads", default="1", metavar="N|default",
+                     help="the frameworks' thread pools per cell (default 1: the steadiest between processes)")
+    ver.add_argument("--alpha", type=float, default=0.05,
+                     help="family-wise error rate over every cell and version, Holm (default 0.05)")
+    ver.add_argument("--threshold", type=float, default=0.10,
+                     help="'unchanged' only where a change this large could be seen and is excluded (default 0.10)")
+    ver.add_argument("--min-change", type=float, default=0.05,
+                     help="a significant change smaller than this is not called faster or slower (default 0.05)")
+    ver.add_argument("--env-dir", default=None, metavar="DIR",
+                     help="where the environments are cached (default $FITBENCH_ENV_CACHE or ~/.cache/fitbench/envs)")
+    ver.add_argument("--build-only", action="store_true", help="build (or find) the environments, measure nothing")
+    ver.add_argument("--cell-timeout", type=_positive_int("--cell-timeout"), default=1800, metavar="S")
+    ver.add_argument("--json", metavar="PATH", help="write the comparison as one JSON document")
+
     for name in ("replay", "seed"):  # `seed` was the first name: "seed" is also the random seed
         replay = sub.add_parser(name, **({"help": "replay the question fitbench started from: shared vs fresh "
                                                    "optimizer"} if name == "replay" else {}))
@@ -508,9 +537,69 @@ def cmd_asv_init(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_versions(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from fitbench.models.choice import ZOO_APIS
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import version_columns_table, versions_table
+    from fitbench.versions.compare import VersionsSettings, compare_versions
+    from fitbench.versions.envs import READY, ensure_env
+    from fitbench.versions.spec import parse_columns
+
+    columns = parse_columns(args.specs)
+    backends, missing = options.backends(args.backend)
+    if missing:
+        raise UsageError("; ".join(missing.values()))
+    options.apis(args.api, ZOO_APIS.get(args.model, APIS))
+    parse_widths(args.widths)
+    options.batch_sizes(args.batch_sizes)
+    options.threads(args.threads)
+    if args.model != "seed" and args.model not in ZOO_APIS:
+        raise UsageError(f"versions times the seed network or a zoo model ({', '.join(ZOO_APIS)}), "
+                         f"not {args.model!r}: a factory of yours would be imported by every version")
+    for name, value in (("--alpha", args.alpha), ("--threshold", args.threshold), ("--min-change", args.min_change)):
+        if not 0 < value < 1:
+            raise UsageError(f"{name} must be between 0 and 1, got {value}")
+    if args.processes < 2:
+        raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
+    out = check_output_path(args.json) if args.json else None
+    settings = VersionsSettings(backends=",".join(backends), apis=args.api, batch_sizes=args.batch_sizes,
+                                jit=args.jit, variant=args.variant, widths=args.widths, model=args.model,
+                                threads=args.threads, processes=args.processes, alpha=args.alpha,
+                                threshold=args.threshold, min_change=args.min_change,
+                                cell_timeout_s=args.cell_timeout)
+    root = Path(args.env_dir) if args.env_dir else None
+    envs = []
+    for column in columns:
+        with console.status(f"environment of {column.label} ..."):
+            env = ensure_env(column, root)
+        console.print(f"{column.label}: {env.status}" + (" (cached)" if env.cached and not column.installed else "")
+                      + (f": {env.reason}" if env.reason else ""), highlight=False, markup=False)
+        envs.append(env)
+    if args.build_only:
+        console.print(version_columns_table([e.to_dict() for e in envs]))
+        return EXIT_OK
+    if sum(e.status == READY for e in envs) == 0:
+        console.print(version_columns_table([e.to_dict() for e in envs]))
+        sys.stderr.write("fitbench: no version could be installed: nothing to measure\n")
+        return EXIT_FAILED
+    doc = compare_versions(envs, settings, log=lambda line: console.print(line, highlight=False, markup=False))
+    if out:
+        write_json_atomic(out, doc)
+    console.print(version_columns_table([{**c["env"], "rounds_run": c["rounds_run"], "failures": c["failures"]}
+                                         for c in doc["columns"]]))
+    console.print(versions_table(doc))
+    failed = [f for c in doc["columns"] for f in c["failures"]] + [
+        f"{row['cell']} ({column}): {why}" for row in doc["cells"] for column, why in row["errors"].items()]
+    for line in failed:
+        console.print(f"failed: {line}", highlight=False, markup=False)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "replay": cmd_replay, "seed": cmd_replay,
             "alert": cmd_alert, "calibrate": cmd_calibrate, "gate": cmd_gate,
-            "asv-init": cmd_asv_init, "explain": cmd_explain}
+            "asv-init": cmd_asv_init, "explain": cmd_explain, "versions": cmd_versions}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -297,3 +297,50 @@ def explain_report(doc: dict[str, Any]) -> str:
     if doc.get("note"):
         lines.append(f"  note: {doc['note']}")
     return "\n".join(lines)
+
+
+def version_columns_table(columns: list[dict[str, Any]]) -> Table:
+    """`fitbench versions`: each column's environment, what it really runs, and why one was skipped."""
+    table = Table(title="versions: one environment per column (the first is the reference)")
+    for name in ("column", "status", "keras", "tensorflow", "tf-keras", "jax", "torch", "rounds", "note"):
+        table.add_column(name)
+    for c in columns:
+        v = c.get("versions") or {}
+        note = c.get("reason") or "; ".join([*(c.get("pip_warnings") or []), *(c.get("failures") or [])])
+        table.add_row(escape(c["label"]), c["status"] + (" (cached)" if c.get("cached") and c.get("path") else ""),
+                      *(v.get(k, "-") for k in ("keras", "tensorflow", "tf-keras", "jax", "torch")),
+                      str(c.get("rounds_run", "-")), escape(note or ""))
+    return table
+
+
+def versions_table(doc: dict[str, Any]) -> Table:
+    """A column per version: samples/s (median over processes), and against the reference the speed ratio
+    with its interval and the verdict (faster / slower / unchanged / inconclusive)."""
+    labels = [c["env"]["label"] for c in doc["columns"]]
+    skipped = {c["env"]["label"]: c["env"]["reason"] for c in doc["columns"] if c["env"]["status"] != "ready"}
+    st = doc["settings"]
+    table = Table(title=f"samples/s per version, {st['processes']} processes each, interleaved; × = speed vs "
+                        f"{doc['reference']} (or, marked, Keras 3 vs tf-keras in the same column) [95 % CI], "
+                        f"Holm α = {st['alpha']} over every ratio")
+    table.add_column("cell")
+    for label in labels:
+        table.add_column(escape(label), justify="right")
+    for row in doc["cells"]:
+        cells = []
+        for label in labels:
+            rate = row["samples_per_s"].get(label)
+            n = len(row["step_time_s"].get(label) or [])
+            if label in skipped:
+                cells.append(escape(f"skipped: {skipped[label]}"))
+                continue
+            text = f"{rate:,.0f} (n={n})" if rate else escape(row["errors"].get(label, "-"))
+            for comp in (c for c in row["comparisons"] if c["column"] == label):
+                colour = {"faster": "green", "slower": "red"}.get(comp["verdict"])
+                verdict = f"[{colour}]{comp['verdict']}[/]" if colour else comp["verdict"]
+                versus = " vs Keras 2" if comp["reference"].startswith(TF_KERAS) else ""
+                interval = (f"[{comp['ci_low']:.2f}, {comp['ci_high']:.2f}]" if comp["ci_low"] is not None
+                            else "[no interval: too few processes]")
+                text += f"\n{comp['speed_ratio']:.2f}× {interval} {verdict}{versus}"
+            cells.append(text)
+        table.add_row(row["cell"], *cells)
+    return table

@@ -1,0 +1,209 @@
+"""`fitbench versions`: the same `fitbench run` cells in each version's environment, interleaved round by
+round (A B, B A, A B, ...), then one decision per cell and version against the first column, with the
+process as the unit (fitbench.regress.decide: exact rank-sum test, Hodges-Lehmann ratio and its
+interval, Holm over every cell and column).
+
+Parent side: no framework here. Each round of each column is one `fitbench run` started with that
+column's interpreter; every cell of it is a fresh process as always, so one round gives one value per
+cell (its median step time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from fitbench import __version__
+from fitbench.regress.decide import BETTER, WORSE, decide
+from fitbench.report.io import utc_stamp
+from fitbench.stacks import TF_KERAS, stack_name
+from fitbench.versions.envs import READY, VersionEnv
+
+SCHEMA_VERSION = 1  # of the versions document
+FASTER, SLOWER = "faster", "slower"
+
+
+@dataclass(frozen=True)
+class VersionsSettings:
+    """What every column runs: `fitbench run` with these choices (--no-seed-workload --no-floor: the fit
+    loop's cells only, the raw framework step is not what a Keras release changes)."""
+
+    backends: str = "tensorflow"  # as --backend takes them (tf-keras too)
+    apis: str = "functional"
+    batch_sizes: str = "32,256"
+    jit: str = "on"  # on | off | both
+    variant: str = "plain"  # plain | tuned | both
+    widths: str = "256,256,256"
+    model: str = "seed"
+    threads: str = "1"  # one thread per framework pool: the steadiest between processes (docs/noise.md)
+    processes: int = 6  # rounds: processes per cell and column
+    alpha: float = 0.05  # family-wise, Holm over every cell and column
+    threshold: float = 0.10  # "unchanged" only if a change this large could have been seen and is excluded
+    min_change: float = 0.05  # a significant change smaller than this is not called faster or slower
+    cell_timeout_s: int = 1800
+
+    def run_arguments(self) -> list[str]:
+        return ["--backend", self.backends, "--api", self.apis, "--batch-sizes", self.batch_sizes, "--jit", self.jit,
+                "--variant", self.variant, "--widths", self.widths, "--model", self.model, "--threads", self.threads,
+                "--no-seed-workload", "--no-floor", "--cell-timeout", str(self.cell_timeout_s)]
+
+
+@dataclass
+class Comparison:
+    column: str
+    reference: str
+    speed_ratio: float  # samples/s of `column` ÷ `reference` (Hodges-Lehmann over per-process values)
+    ci_low: float | None  # null: too few processes for an interval at this confidence
+    ci_high: float | None
+    confidence: float
+    p_value: float  # exact two-sided rank-sum on per-process step times
+    p_adjusted: float  # Holm over every cell and column of this comparison
+    verdict: str  # faster | slower | unchanged | inconclusive
+    processes: list[int]  # [reference, column]
+    min_detectable_change: float | None  # relative; null: this many processes cannot detect any change
+
+
+@dataclass
+class CellRow:
+    cell: str  # e.g. "tensorflow functional jit=on plain cpu batch 32"
+    backend: str  # the stack's name (tf-keras for Keras 2)
+    api: str
+    jit_requested: bool
+    variant: str
+    device: str
+    batch_size: int
+    step_time_s: dict[str, list[float]]  # column -> one median step time per process (round)
+    samples_per_s: dict[str, float | None]  # column -> batch ÷ median of the per-process values
+    jit_effective: dict[str, bool | None]
+    errors: dict[str, str]  # column -> the last error of a process of this cell
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+@dataclass
+class ColumnResult:
+    env: dict[str, Any]  # fitbench.versions.envs.VersionEnv as a dict
+    rounds_run: int = 0
+    failures: list[str] = field(default_factory=list)  # a round whose `fitbench run` gave no document
+
+
+def _cell_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (stack_name(r), r.get("model", "seed"), r["api"], bool(r["jit_requested"]), r.get("variant", "plain"),
+            r["device"], r["batch_size"])
+
+
+def _label(key: tuple[Any, ...]) -> str:
+    stack, model, api, jit, variant, device, batch = key
+    model_part = "" if model == "seed" else f"{model} "
+    return f"{stack} {model_part}{api} jit={'on' if jit else 'off'} {variant} {device} batch {batch}"
+
+
+def run_round(env: VersionEnv, settings: VersionsSettings, json_path: str) -> tuple[dict[str, Any] | None, str]:
+    """One `fitbench run` of every cell with the column's interpreter: (its document or None, stderr's last line)."""
+    cmd = [env.python or "python", "-m", "fitbench", "run", *settings.run_arguments(), "--json", json_path]
+    child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"}
+    child_env.pop("TF_USE_LEGACY_KERAS", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env)
+    tail = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+    last = tail[-1].strip() if tail else f"exit status {proc.returncode}"
+    if proc.returncode not in (0, 3) or not os.path.exists(json_path):  # 3: some cells failed, the rest stand
+        return None, last
+    with open(json_path) as f:
+        return json.load(f), last
+
+
+def compare_versions(envs: list[VersionEnv], settings: VersionsSettings,
+                     log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Run every ready column `settings.processes` times, interleaved, and decide; returns the document."""
+    started = utc_stamp()
+    columns = [ColumnResult(env.to_dict()) for env in envs]
+    ready = [i for i, env in enumerate(envs) if env.status == READY]
+    values: dict[tuple[Any, ...], dict[str, list[float]]] = {}
+    jit_eff: dict[tuple[Any, ...], dict[str, bool | None]] = {}
+    errors: dict[tuple[Any, ...], dict[str, str]] = {}
+    keys: list[tuple[Any, ...]] = []
+    with tempfile.TemporaryDirectory(prefix="fitbench-versions-") as tmp:
+        for round_index in range(settings.processes):
+            order = ready if round_index % 2 == 0 else ready[::-1]  # A B, B A: drift hits both alike
+            for i in order:
+                env = envs[i]
+                log(f"round {round_index + 1}/{settings.processes}: {env.label}")
+                doc, last = run_round(env, settings, os.path.join(tmp, f"r{round_index}-c{i}.json"))
+                if doc is None:
+                    columns[i].failures.append(f"round {round_index + 1}: {last}")
+                    continue
+                columns[i].rounds_run += 1
+                for r in doc["records"]:
+                    key = _cell_key(r)
+                    if key not in values:
+                        keys.append(key)
+                        values[key], jit_eff[key], errors[key] = {}, {}, {}
+                    if r["status"] == "ok":
+                        values[key].setdefault(env.label, []).append(r["step_time_median_s"])
+                        jit_eff[key][env.label] = r["jit_effective"]
+                    else:
+                        errors[key][env.label] = f"{r['status']}: {r.get('reason') or r.get('error')}"
+    rows = [_row(key, values[key], jit_eff[key], errors[key], [envs[i].label for i in ready]) for key in keys]
+    _decide(rows, [envs[i].label for i in ready], settings)
+    return {
+        "command": "versions", "schema_version": SCHEMA_VERSION, "settings": asdict(settings),
+        "reference": envs[ready[0]].label if ready else None,
+        "columns": [asdict(c) for c in columns], "cells": [asdict(r) for r in rows],
+        "machine": platform.node(), "fitbench_version": __version__, "started": started, "finished": utc_stamp(),
+    }
+
+
+def _row(key: tuple[Any, ...], values: dict[str, list[float]], jit_eff: dict[str, bool | None],
+         errors: dict[str, str], labels: list[str]) -> CellRow:
+    stack, _model, api, jit, variant, device, batch = key
+    return CellRow(cell=_label(key), backend=stack, api=api, jit_requested=jit, variant=variant, device=device,
+                   batch_size=batch, step_time_s={c: values.get(c, []) for c in labels},
+                   samples_per_s={c: (batch / statistics.median(values[c]) if values.get(c) else None) for c in labels},
+                   jit_effective={c: jit_eff.get(c) for c in labels}, errors=errors)
+
+
+def _keras2_twin(row: CellRow, rows: list[CellRow]) -> CellRow | None:
+    """The tf-keras row of the same cell as a Keras 3 TensorFlow row (both in one `fitbench run`)."""
+    if row.backend != "tensorflow":
+        return None
+    return next((r for r in rows if r.backend == TF_KERAS and (r.api, r.jit_requested, r.variant, r.device,
+                                                                 r.batch_size) ==
+                 (row.api, row.jit_requested, row.variant, row.device, row.batch_size)), None)
+
+
+def _decide(rows: list[CellRow], labels: list[str], settings: VersionsSettings) -> None:
+    """Every (cell, column) against the reference column, and in every column Keras 3 on TensorFlow against
+    tf-keras where both ran; Holm over all of them. Two processes a side at least (fewer: no test)."""
+    tests: dict[str, tuple[list[float], list[float]]] = {}
+    places: dict[str, tuple[CellRow, str, str]] = {}  # test name -> (row it belongs to, column, reference)
+    for r in rows:
+        for c in labels[1:]:
+            tests[f"{r.cell} | {c}"] = (r.step_time_s[labels[0]], r.step_time_s[c])
+            places[f"{r.cell} | {c}"] = (r, c, labels[0])
+        twin = _keras2_twin(r, rows)
+        for c in labels if twin else []:
+            name = f"{r.cell} | {c} | keras 3 vs 2"
+            tests[name] = (twin.step_time_s[c], r.step_time_s[c])  # reference: Keras 2
+            places[name] = (r, c, f"{TF_KERAS} ({c})")
+    tests = {name: pair for name, pair in tests.items() if len(pair[0]) >= 2 and len(pair[1]) >= 2}
+    if not tests:
+        return
+    decisions = decide(tests, alpha=settings.alpha, threshold=settings.threshold, min_change=settings.min_change)
+    for name, d in decisions.items():
+        row, column, reference = places[name]
+        verdict = {WORSE: SLOWER, BETTER: FASTER}.get(d.change, d.change)
+        # decide's ratio is of seconds per step (column ÷ reference); samples/s is its inverse
+        bounded = d.ci_low > 0 and math.isfinite(d.ci_high)
+        row.comparisons.append(Comparison(column=column, reference=reference, speed_ratio=1 / d.ratio,
+                                          ci_low=1 / d.ci_high if bounded else None,
+                                          ci_high=1 / d.ci_low if bounded else None, confidence=d.confidence,
+                                          p_value=d.p_value, p_adjusted=d.p_adjusted, verdict=verdict,
+                                          processes=[d.processes_base, d.processes_head],
+                                          min_detectable_change=(d.min_detectable_change
+                                                                 if math.isfinite(d.min_detectable_change) else None)))
