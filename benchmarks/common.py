@@ -11,7 +11,9 @@ every fit benchmark, FITBENCH_CPUS=1 or 0,1 pins its processes (default: no pinn
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
 import time
 from typing import Any
@@ -34,8 +36,24 @@ def safe_import(name: str, *modules: str) -> Any:
 APIS: tuple[str, ...] = safe_import("APIS", "fitbench") or ("sequential", "functional", "subclassed")
 ModelSpec = safe_import("ModelSpec", "fitbench.model")
 train_step_flops = safe_import("train_step_flops", "fitbench.model")
-FitHarness = safe_import("FitHarness", "fitbench.measure.harness", "fitbench.timing")
-SeedHarness = safe_import("SeedHarness", "fitbench.measure.harness", "fitbench.timing")
+# The Keras 2 row of the matrix: TensorFlow's own switch, TF_USE_LEGACY_KERAS=1, beside KERAS_BACKEND=tensorflow
+# (asv.conf.json's `include`). Its benchmarks train tf-keras; a commit of fitbench that cannot is n/a there,
+# never Keras 3 reported under the Keras 2 row.
+KERAS_MAJOR = 2 if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else 3
+
+
+def for_keras_major(cls: Any) -> Any:
+    """`cls` (a harness class) as this environment's Keras needs it: itself on Keras 3; on Keras 2 the
+    class with keras_major=2 bound, or None (n/a) where this commit's class does not take keras_major."""
+    if cls is None or KERAS_MAJOR == 3:
+        return cls
+    if "keras_major" not in inspect.signature(cls).parameters:
+        return None
+    return functools.partial(cls, keras_major=KERAS_MAJOR)
+
+
+FitHarness = for_keras_major(safe_import("FitHarness", "fitbench.measure.harness", "fitbench.timing"))
+SeedHarness = for_keras_major(safe_import("SeedHarness", "fitbench.measure.harness", "fitbench.timing"))
 TUNED = safe_import("TUNED", "fitbench.measure.cells", "fitbench.timing")  # older commits lack the tuned variant
 window_steps = safe_import("window_steps", "fitbench.measure.harness", "fitbench.timing")
 RawHarness = safe_import("RawHarness", "fitbench.measure.raw", "fitbench.raw")
@@ -167,6 +185,11 @@ def determinism_document(apis: list[str], epochs: int, seed: int) -> dict[str, A
     """fitbench determinism's document for `apis` on this environment's backend, whichever signature this
     commit's check_determinism has (settings object now; keywords, and no backend keyword before jax/torch)."""
     require(check_determinism, ModelSpec)
+    if KERAS_MAJOR == 2:  # tf-keras: only a commit whose settings know keras_major can train it
+        fields = getattr(DeterminismSettings, "__dataclass_fields__", {})
+        require(DeterminismSettings if "keras_major" in fields else None)
+        return check_determinism(DeterminismSettings(apis=tuple(apis), epochs=epochs, seed=seed, backend=BACKEND,
+                                                     keras_major=2))
     if DeterminismSettings is not None:
         return check_determinism(DeterminismSettings(apis=tuple(apis), epochs=epochs, seed=seed, backend=BACKEND))
     backend = {} if BACKEND == "tensorflow" else {"backend": BACKEND}

@@ -120,7 +120,7 @@ def test_a_backend_outside_the_matrix_is_one_line_and_exit_2(tmp_path):
                              "--backend", "mxnet", "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2 and not (tmp_path / "out").exists()
     assert result.stderr.strip().splitlines() == [
-        "fitbench: error: --backend mxnet: not in asv.conf.json's KERAS_BACKEND matrix (tensorflow, jax, torch)"]
+        "fitbench: error: --backend mxnet: not in asv.conf.json's environments (tensorflow, jax, torch, tf-keras)"]
 
 
 def test_every_backend_of_the_matrix_gets_its_own_asv_environment():
@@ -130,6 +130,11 @@ def test_every_backend_of_the_matrix_gets_its_own_asv_environment():
     assert list(envs) == ["tensorflow", "jax", "torch"]  # asv.conf.json's KERAS_BACKEND axis, in its order
     assert len(set(envs.values())) == 3 and all(name.endswith(f"KERAS_BACKEND{b}") for b, name in envs.items())
     assert backend_environments(str(ROOT), ["jax"]) == {"jax": envs["jax"]}
+    # the Keras 2 row: TF_USE_LEGACY_KERAS=1 beside KERAS_BACKEND=tensorflow (asv.conf.json's `include`), on
+    # request or with every=True; the Keras 3 environments keep their names (stored results stay theirs)
+    every = backend_environments(str(ROOT), None, every=True)
+    assert every == {**envs, "tf-keras": envs["tensorflow"] + "-TF_USE_LEGACY_KERAS1"}
+    assert backend_environments(str(ROOT), ["tf-keras"]) == {"tf-keras": every["tf-keras"]}
 
 
 def test_bad_alert_settings_are_one_line_and_exit_2(tmp_path):

@@ -59,9 +59,9 @@ def _publish_small_report(tmp: Path) -> Path:
     subprocess.run([*asv, "machine", "--yes"], cwd=tmp, env=env, check=True, capture_output=True)
     from fitbench.regress.asvdata import backend_environments
 
-    envs = backend_environments(str(tmp), None)
+    envs = backend_environments(str(tmp), None, every=True)
     one_cell = r"FitLoop\.(time_fit_10_steps|track_samples_per_second)\('functional', True, 'cpu', 32\)"
-    for selection, backends in ((one_cell, BACKENDS), ("track_seq", ["tensorflow"])):
+    for selection, backends in ((one_cell, [*BACKENDS, "tf-keras"]), ("track_seq", ["tensorflow"])):
         environments = [arg for b in backends for arg in ("-E", envs[b])]
         run = subprocess.run([*asv, "run", "--quick", *environments, "--bench", selection, "HEAD^!"],
                              cwd=tmp, env=env, capture_output=True, text=True)
@@ -207,6 +207,9 @@ def test_the_report_has_the_backend_axis_with_every_backend(report_dir):
     backends_with_points = {b for p in graphs for b in BACKENDS if f"env-KERAS_BACKEND-{b}" in p.parts
                             and json.loads(p.read_text())}
     assert backends_with_points == set(BACKENDS), graphs
+    # the Keras 2 row (tf-keras on TensorFlow) is one more environment, with its own throughput points
+    assert "1" in index["params"]["env-TF_USE_LEGACY_KERAS"]
+    assert any("env-TF_USE_LEGACY_KERAS-1" in p.parts and json.loads(p.read_text()) for p in graphs), graphs
 
 
 def test_throughput_graph_page_shows_the_backends_side_by_side(browser, server_url):

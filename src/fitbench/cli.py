@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("versions", help="the same cells on several released versions (keras, tensorflow, jax, "
                                           "torch), one cached environment each, side by side")
-    ver.add_argument("specs", nargs="+", metavar="VERSIONS",
+    ver.add_argument("specs", nargs="*", metavar="VERSIONS",
                      help="comma-separated columns, the first the reference: keras==3.13.*,3.15.* (a bare version "
                           "repeats the package before it), pkg==X+other==Y (several in one column), installed")
     ver.add_argument("--backend", default="tensorflow",
@@ -217,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--build-only", action="store_true", help="build (or find) the environments, measure nothing")
     ver.add_argument("--cell-timeout", type=_positive_int("--cell-timeout"), default=1800, metavar="S")
     ver.add_argument("--json", metavar="PATH", help="write the comparison as one JSON document")
+    ver.add_argument("--from-asv", metavar="COMMIT",
+                     help="decide on what asv stored for COMMIT, a column per version of asv.conf.json's matrix "
+                          "`req` (no new run; e.g. after `asv run --interleave-rounds --record-samples`)")
+    ver.add_argument("--repo", default=".", help="with --from-asv: the directory of asv.conf.json (default: here)")
+    ver.add_argument("--bench", default=r"StepTime\.time_step",
+                     help="with --from-asv: regular expression of asv benchmarks (default: StepTime)")
 
     for name in ("replay", "seed"):  # `seed` was the first name: "seed" is also the random seed
         replay = sub.add_parser(name, **({"help": "replay the question fitbench started from: shared vs fresh "
@@ -547,6 +553,8 @@ def cmd_versions(args: argparse.Namespace, console: Console) -> int:
     from fitbench.versions.envs import READY, ensure_env
     from fitbench.versions.spec import parse_columns
 
+    if args.from_asv:
+        return _versions_from_asv(args, console)
     columns = parse_columns(args.specs)
     backends, missing = options.backends(args.backend)
     if missing:
@@ -595,6 +603,32 @@ def cmd_versions(args: argparse.Namespace, console: Console) -> int:
     for line in failed:
         console.print(f"failed: {line}", highlight=False, markup=False)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _versions_from_asv(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.regress.asvdata import require_asv
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import versions_table
+    from fitbench.versions.compare import VersionsSettings, compare_asv_environments
+
+    if args.specs:
+        raise UsageError("--from-asv reads the versions from asv.conf.json's matrix: give no VERSIONS with it")
+    if not os.path.exists(os.path.join(args.repo, "asv.conf.json")):
+        raise UsageError(f"--repo {args.repo}: no asv.conf.json there")
+    require_asv()
+    out = check_output_path(args.json) if args.json else None
+    settings = VersionsSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change)
+    try:
+        doc = compare_asv_environments(args.repo, args.from_asv, args.bench, settings)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not doc["cells"]:
+        raise UsageError(f"asv has no per-process results of {args.bench!r} for {args.from_asv} on this machine "
+                         "(run asv with --record-samples first)")
+    if out:
+        write_json_atomic(out, doc)
+    console.print(versions_table(doc))
+    return EXIT_OK
 
 
 COMMANDS = {"run": cmd_run, "determinism": cmd_determinism, "replay": cmd_replay, "seed": cmd_replay,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("run", "determinism", "replay", "alert", "explain")
+KINDS = ("run", "determinism", "replay", "alert", "explain", "versions")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -147,6 +147,21 @@ def build(kind: str) -> dict[str, Any]:
                                "reproduced": {"type": ["boolean", "null"]}, "seconds": {"type": "number"}}}
         return _document("explain", SCHEMA_VERSION, "fitbench explain --json", body,
                          {"divergence": divergence, "phase": phase_row})
+    if kind == "versions":
+        from fitbench.versions.compare import SCHEMA_VERSION, CellRow, ColumnResult, Comparison, VersionsSettings
+        from fitbench.versions.envs import VersionEnv
+
+        column = dataclass_schema(ColumnResult)
+        column["properties"]["env"] = {"$ref": "#/$defs/env"}
+        body = {"type": "object", "required": ["settings", "reference", "columns", "cells", "machine",
+                                               "fitbench_version", "started", "finished"],
+                "properties": {"settings": {"$ref": "#/$defs/settings"}, "reference": {"type": ["string", "null"]},
+                               "columns": {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/column"}},
+                               "cells": {"type": "array", "items": {"$ref": "#/$defs/cell"}}}}
+        return _document("versions", SCHEMA_VERSION, "fitbench versions --json", body,
+                         {"settings": dataclass_schema(VersionsSettings), "env": dataclass_schema(VersionEnv),
+                          "column": column, "cell": dataclass_schema(CellRow, {Comparison: "comparison"}),
+                          "comparison": dataclass_schema(Comparison)})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

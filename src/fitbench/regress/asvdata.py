@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.errors import UsageError
+from fitbench.stacks import TF_KERAS
 
 ASV_EXTRA_HINT = "pip install 'fitbench[alert]' (or pip install 'asv>=0.6.4,<0.7' virtualenv)"
 
@@ -107,22 +108,23 @@ def machine_name() -> str:
     return Machine.get_unique_machine_name()
 
 
-def backend_environments(repo: str, backends: list[str] | None) -> dict[str, str]:
-    """{KERAS_BACKEND: asv environment name} for the backends asked for (None: every one in the matrix).
+def backend_environments(repo: str, backends: list[str] | None, every: bool = False) -> dict[str, str]:
+    """{stack: asv environment name} for the backends asked for (KERAS_BACKEND values, or tf-keras for the
+    Keras 2 row). None: every Keras 3 backend of the matrix (the alert's and calibration's default: the
+    Keras 2 row only on request, an alert is long enough), or every environment with `every`.
 
     asv's `-E` takes an environment's full name, which carries its requirements and environment variables;
     asv builds the names itself from asv.conf.json's matrix."""
     from asv.environment import get_environments
 
-    envs = {env.env_vars.get("KERAS_BACKEND", "tensorflow"): env.name
-            for env in get_environments(asv_config(repo), None)}
+    envs = {env_stack(env.env_vars) or "tensorflow": env.name for env in get_environments(asv_config(repo), None)}
     if not envs:
         raise UsageError(f"asv finds no environment for {repo}/asv.conf.json (is virtualenv installed?)")
     if backends is None:
-        return envs
+        return envs if every else {b: name for b, name in envs.items() if b != TF_KERAS}
     unknown = [b for b in backends if b not in envs]
     if unknown:
-        raise UsageError(f"--backend {','.join(unknown)}: not in asv.conf.json's KERAS_BACKEND matrix "
+        raise UsageError(f"--backend {','.join(unknown)}: not in asv.conf.json's environments "
                          f"({', '.join(envs)})")
     return {b: envs[b] for b in backends}
 
@@ -155,7 +157,7 @@ class CellResult:
 
     benchmark: str  # asv's key, e.g. bench_fit.StepTime.time_step
     params: dict[str, str]  # parameter name -> value as asv spells it (repr)
-    backend: str | None  # the environment's KERAS_BACKEND
+    backend: str | None  # the environment's stack: KERAS_BACKEND, or tf-keras (env_stack)
     env_name: str
     unit: str | None
     value: float | None  # asv's value: None = the benchmark failed, nan = n/a (skipped)
@@ -183,6 +185,15 @@ class CellResult:
             return process_values(finite, self.per_process)
         except ValueError:
             return None
+
+
+def env_stack(env_vars: dict[str, str]) -> str | None:
+    """What an asv environment runs, as fitbench names it: its KERAS_BACKEND, or `tf-keras` where
+    TF_USE_LEGACY_KERAS=1 sits beside KERAS_BACKEND=tensorflow (asv.conf.json's Keras 2 row)."""
+    backend = env_vars.get("KERAS_BACKEND")
+    if env_vars.get("TF_USE_LEGACY_KERAS") == "1" and backend in (None, "tensorflow"):
+        return TF_KERAS
+    return backend
 
 
 def cell_key(name: str, backend: str) -> str:
@@ -216,7 +227,7 @@ def read_results(repo: str, commits: list[str], regex: str, environments: list[s
                 for index, combo in enumerate(itertools.product(*params) if params else [()]):
                     cell = CellResult(
                         benchmark=key, params=dict(zip(names, combo)),
-                        backend=result.env_vars.get("KERAS_BACKEND"), env_name=result.env_name,
+                        backend=env_stack(result.env_vars), env_name=result.env_name,
                         unit=info.get("unit"), value=values[index], samples=samples[index] if samples else None,
                         per_process=repeat if isinstance(repeat, int) and repeat > 0 else None)
                     if pattern.search(cell.name):

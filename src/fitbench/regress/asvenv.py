@@ -1,4 +1,5 @@
-"""`python -m fitbench.regress.asvenv [BACKEND ...]`: the asv environment name of each KERAS_BACKEND of the matrix.
+"""`python -m fitbench.regress.asvenv [BACKEND ...]`: the asv environment name of each backend of the matrix
+(KERAS_BACKEND values, and tf-keras for the Keras 2 row).
 
 asv's `-E` selects an environment by its full name, which asv builds from asv.conf.json's matrix
 (requirements and environment variables). Prints one "BACKEND ENV-NAME" line per backend, for scripts
@@ -15,7 +16,7 @@ from fitbench.regress.asvdata import backend_environments
 
 def main(argv: list[str]) -> int:
     try:
-        envs = backend_environments(".", argv or None)
+        envs = backend_environments(".", argv or None, every=True)
     except UsageError as exc:
         sys.stderr.write(f"fitbench.regress.asvenv: error: {exc}\n")
         return 2

@@ -207,3 +207,57 @@ def _decide(rows: list[CellRow], labels: list[str], settings: VersionsSettings) 
                                           processes=[d.processes_base, d.processes_head],
                                           min_detectable_change=(d.min_detectable_change
                                                                  if math.isfinite(d.min_detectable_change) else None)))
+
+
+def compare_asv_environments(repo: str, commit: str, regex: str, settings: VersionsSettings,
+                             machine: str | None = None) -> dict[str, Any]:
+    """The same decisions on what `asv run --record-samples` stored for one commit in every environment of
+    asv.conf.json's matrix: a column per value of the `req` entries that differ between environments (e.g.
+    keras 3.14.1 and 3.15.1), a row per benchmark cell and backend, one value per asv process (the
+    benchmark's fixed `repeat` cuts asv's pooled samples back into processes). Reference: the matrix's
+    first value."""
+    from asv.environment import get_environments
+
+    from fitbench.regress import asvdata
+
+    conf = asvdata.asv_config(repo)
+    envs = list(get_environments(conf, None))
+    varying = sorted({k for e in envs for k, v in e._requirements.items()
+                      if len({(x._requirements.get(k) or "") for x in envs}) > 1})
+    if not varying:
+        raise ValueError(f"{repo}/asv.conf.json's matrix has one version of every requirement: nothing to compare "
+                         "(give a `req` entry two or more versions)")
+
+    def label(env: Any) -> str:
+        return "+".join(f"{k}=={env._requirements.get(k)}" if env._requirements.get(k) else k for k in varying)
+
+    labels = list(dict.fromkeys(label(e) for e in envs))
+    commit_hash = asvdata.resolve_commit(os.path.join(repo, conf.repo), commit)
+    rows: dict[tuple[str, str], CellRow] = {}
+    for env in envs:
+        stack = asvdata.env_stack(env.env_vars) or "tensorflow"
+        cells = asvdata.read_results(repo, [commit_hash], regex, [env.name], machine)[commit_hash]
+        for cell in cells.values():
+            values = cell.process_values()
+            if not values:
+                continue
+            batch = int(cell.params.get("batch_size", "0") or 0)
+            row = rows.setdefault((stack, cell.name), CellRow(
+                cell=f"{stack} {cell.name}", backend=stack, api=cell.params.get("api", "'functional'").strip("'"),
+                jit_requested=cell.params.get("jit", "True") == "True", variant="plain", device="cpu",
+                batch_size=batch, step_time_s={c: [] for c in labels}, samples_per_s={c: None for c in labels},
+                jit_effective={c: None for c in labels}, errors={}))
+            row.step_time_s[label(env)] = values
+            if batch and cell.unit == "seconds":
+                row.samples_per_s[label(env)] = batch / statistics.median(values)
+    ordered = [rows[k] for k in sorted(rows)]
+    _decide(ordered, labels, settings)
+    columns = [ColumnResult(VersionEnv(c, [c], READY, cached=True).to_dict(),
+                            rounds_run=max((len(r.step_time_s[c]) for r in ordered), default=0)) for c in labels]
+    return {
+        "command": "versions", "schema_version": SCHEMA_VERSION,
+        "settings": {**asdict(settings), "processes": max((c.rounds_run for c in columns), default=0)},
+        "reference": labels[0], "columns": [asdict(c) for c in columns], "cells": [asdict(r) for r in ordered],
+        "machine": machine or asvdata.machine_name(), "fitbench_version": __version__,
+        "started": utc_stamp(), "finished": utc_stamp(),
+    }
