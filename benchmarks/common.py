@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
 import time
@@ -138,6 +139,8 @@ BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # the env_nobuild matri
 def require_backend() -> None:
     """n/a when the matrix's KERAS_BACKEND has no framework installed in this environment."""
     why = backend_missing(BACKEND) if backend_missing is not None else None
+    if not why and KERAS_MAJOR == 2 and importlib.util.find_spec("tf_keras") is None:
+        why = "the Keras 2 row needs tf-keras, which is not installed in this environment"
     if why:
         raise NotImplementedError(why)
 

@@ -71,6 +71,12 @@ def test_bad_versions_input_is_one_line_and_exit_2_before_anything_is_built(tmp_
         (["keras==3.13.*,3.15.*", "--model", "mine.models:build"],
          "fitbench: error: versions times the seed network or a zoo model (conv, text, attention), not "
          "'mine.models:build': a factory of yours would be imported by every version"),
+        (["--from-asv", "HEAD", "--repo", str(Path(__file__).parents[1])],
+         f"fitbench: error: {Path(__file__).parents[1]}/asv.conf.json's matrix has one version of every "
+         "requirement: nothing to compare (give a `req` entry two or more versions)"),
+        (["keras==3.13.*,3.15.*", "--from-asv", "HEAD"],
+         "fitbench: error: --from-asv reads the versions from asv.conf.json's matrix: give no VERSIONS with it"),
+        (["--from-asv", "HEAD", "--repo", str(cache)], f"fitbench: error: --repo {cache}: no asv.conf.json there"),
     ]:
         result = run_cli("versions", *args, "--env-dir", str(cache))
         assert result.returncode == 2, result.stderr
@@ -155,7 +161,7 @@ def test_the_installed_column_builds_nothing(tmp_path):
 
 def _row(cell: str, backend: str, values: dict[str, list[float]], batch: int = 32) -> CellRow:
     return CellRow(cell=cell, backend=backend, api="functional", jit_requested=True, variant="plain", device="cpu",
-                   batch_size=batch, step_time_s=values, samples_per_s={}, jit_effective={}, errors={})
+                   batch_size=batch, kind="fit", step_time_s=values, samples_per_s={}, jit_effective={}, errors={})
 
 
 def _processes(rng: random.Random, n: int, level: float, cv: float) -> list[float]:

@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a significant change smaller than this is not called faster or slower (default 0.05)")
     ver.add_argument("--env-dir", default=None, metavar="DIR",
                      help="where the environments are cached (default $FITBENCH_ENV_CACHE or ~/.cache/fitbench/envs)")
+    ver.add_argument("--seed-workload", action="store_true",
+                     help="also the seed's epochs (1 sample + validation each): fit()'s fixed cost per epoch")
     ver.add_argument("--build-only", action="store_true", help="build (or find) the environments, measure nothing")
     ver.add_argument("--cell-timeout", type=_positive_int("--cell-timeout"), default=1800, metavar="S")
     ver.add_argument("--json", metavar="PATH", help="write the comparison as one JSON document")
@@ -576,7 +578,7 @@ def cmd_versions(args: argparse.Namespace, console: Console) -> int:
                                 jit=args.jit, variant=args.variant, widths=args.widths, model=args.model,
                                 threads=args.threads, processes=args.processes, alpha=args.alpha,
                                 threshold=args.threshold, min_change=args.min_change,
-                                cell_timeout_s=args.cell_timeout)
+                                cell_timeout_s=args.cell_timeout, seed_workload=args.seed_workload)
     root = Path(args.env_dir) if args.env_dir else None
     envs = []
     for column in columns:

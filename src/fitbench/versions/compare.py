@@ -32,8 +32,8 @@ FASTER, SLOWER = "faster", "slower"
 
 @dataclass(frozen=True)
 class VersionsSettings:
-    """What every column runs: `fitbench run` with these choices (--no-seed-workload --no-floor: the fit
-    loop's cells only, the raw framework step is not what a Keras release changes)."""
+    """What every column runs: `fitbench run` with these choices (--no-floor: the raw framework step is not
+    what a Keras release changes; the seed's one-sample epochs only with `seed_workload`)."""
 
     backends: str = "tensorflow"  # as --backend takes them (tf-keras too)
     apis: str = "functional"
@@ -48,11 +48,13 @@ class VersionsSettings:
     threshold: float = 0.10  # "unchanged" only if a change this large could have been seen and is excluded
     min_change: float = 0.05  # a significant change smaller than this is not called faster or slower
     cell_timeout_s: int = 1800
+    seed_workload: bool = False  # also the seed's epochs (1 sample + validation): fit()'s fixed cost per epoch
 
     def run_arguments(self) -> list[str]:
         return ["--backend", self.backends, "--api", self.apis, "--batch-sizes", self.batch_sizes, "--jit", self.jit,
                 "--variant", self.variant, "--widths", self.widths, "--model", self.model, "--threads", self.threads,
-                "--no-seed-workload", "--no-floor", "--cell-timeout", str(self.cell_timeout_s)]
+                *([] if self.seed_workload else ["--no-seed-workload"]), "--no-floor",
+                "--cell-timeout", str(self.cell_timeout_s)]
 
 
 @dataclass
@@ -79,6 +81,7 @@ class CellRow:
     variant: str
     device: str
     batch_size: int
+    kind: str  # fit, or seed_epoch (its "step time" is an epoch's: 1 sample + validation)
     step_time_s: dict[str, list[float]]  # column -> one median step time per process (round)
     samples_per_s: dict[str, float | None]  # column -> batch ÷ median of the per-process values
     jit_effective: dict[str, bool | None]
@@ -95,13 +98,14 @@ class ColumnResult:
 
 def _cell_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return (stack_name(r), r.get("model", "seed"), r["api"], bool(r["jit_requested"]), r.get("variant", "plain"),
-            r["device"], r["batch_size"])
+            r["device"], r["batch_size"], r.get("kind", "fit"))
 
 
 def _label(key: tuple[Any, ...]) -> str:
-    stack, model, api, jit, variant, device, batch = key
+    stack, model, api, jit, variant, device, batch, kind = key
     model_part = "" if model == "seed" else f"{model} "
-    return f"{stack} {model_part}{api} jit={'on' if jit else 'off'} {variant} {device} batch {batch}"
+    what = f"batch {batch}" if kind == "fit" else "seed epoch"
+    return f"{stack} {model_part}{api} jit={'on' if jit else 'off'} {variant} {device} {what}"
 
 
 def run_round(env: VersionEnv, settings: VersionsSettings, json_path: str) -> tuple[dict[str, Any] | None, str]:
@@ -161,9 +165,9 @@ def compare_versions(envs: list[VersionEnv], settings: VersionsSettings,
 
 def _row(key: tuple[Any, ...], values: dict[str, list[float]], jit_eff: dict[str, bool | None],
          errors: dict[str, str], labels: list[str]) -> CellRow:
-    stack, _model, api, jit, variant, device, batch = key
+    stack, _model, api, jit, variant, device, batch, kind = key
     return CellRow(cell=_label(key), backend=stack, api=api, jit_requested=jit, variant=variant, device=device,
-                   batch_size=batch, step_time_s={c: values.get(c, []) for c in labels},
+                   batch_size=batch, kind=kind, step_time_s={c: values.get(c, []) for c in labels},
                    samples_per_s={c: (batch / statistics.median(values[c]) if values.get(c) else None) for c in labels},
                    jit_effective={c: jit_eff.get(c) for c in labels}, errors=errors)
 
@@ -172,9 +176,9 @@ def _keras2_twin(row: CellRow, rows: list[CellRow]) -> CellRow | None:
     """The tf-keras row of the same cell as a Keras 3 TensorFlow row (both in one `fitbench run`)."""
     if row.backend != "tensorflow":
         return None
-    return next((r for r in rows if r.backend == TF_KERAS and (r.api, r.jit_requested, r.variant, r.device,
-                                                                 r.batch_size) ==
-                 (row.api, row.jit_requested, row.variant, row.device, row.batch_size)), None)
+    same = (row.kind, row.api, row.jit_requested, row.variant, row.device, row.batch_size)
+    return next((r for r in rows if r.backend == TF_KERAS and
+                 (r.kind, r.api, r.jit_requested, r.variant, r.device, r.batch_size) == same), None)
 
 
 def _decide(rows: list[CellRow], labels: list[str], settings: VersionsSettings) -> None:
@@ -245,8 +249,8 @@ def compare_asv_environments(repo: str, commit: str, regex: str, settings: Versi
             row = rows.setdefault((stack, cell.name), CellRow(
                 cell=f"{stack} {cell.name}", backend=stack, api=cell.params.get("api", "'functional'").strip("'"),
                 jit_requested=cell.params.get("jit", "True") == "True", variant="plain", device="cpu",
-                batch_size=batch, step_time_s={c: [] for c in labels}, samples_per_s={c: None for c in labels},
-                jit_effective={c: None for c in labels}, errors={}))
+                batch_size=batch, kind="fit", step_time_s={c: [] for c in labels},
+                samples_per_s={c: None for c in labels}, jit_effective={c: None for c in labels}, errors={}))
             row.step_time_s[label(env)] = values
             if batch and cell.unit == "seconds":
                 row.samples_per_s[label(env)] = batch / statistics.median(values)
