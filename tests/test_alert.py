@@ -53,7 +53,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
           '        inputs = keras.Input(shape=(spec.input_dim,))\n'
           '        import random; random.random()  # planted: one extra draw shifts the initializer seeds\n',
           "planted determinism break: Functional starts from other weights")
-    plant(repo, "broken", "src/fitbench/measure/harness.py", "        timer = step_timer()\n",
+    plant(repo, "broken", "src/fitbench/measure/harness.py", "        timer = step_timer(self.keras)\n",
           "        raise RuntimeError('planted failure')\n", "planted failure in the fit harness")
     git(repo, "checkout", "-q", "base")
     return repo
