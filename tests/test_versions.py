@@ -74,6 +74,8 @@ def test_bad_versions_input_is_one_line_and_exit_2_before_anything_is_built(tmp_
         (["--from-asv", "HEAD", "--repo", str(Path(__file__).parents[1])],
          f"fitbench: error: {Path(__file__).parents[1]}/asv.conf.json's matrix has one version of every "
          "requirement: nothing to compare (give a `req` entry two or more versions)"),
+        (["keras==3.13.*,3.15.*", "--backend", "tf-keras", "--model", "conv"],
+         "fitbench: error: the tf-keras row (Keras 2) runs the seed network only, not --model conv"),
         (["keras==3.13.*,3.15.*", "--from-asv", "HEAD"],
          "fitbench: error: --from-asv reads the versions from asv.conf.json's matrix: give no VERSIONS with it"),
         (["--from-asv", "HEAD", "--repo", str(cache)], f"fitbench: error: --repo {cache}: no asv.conf.json there"),

@@ -555,6 +555,9 @@ def cmd_versions(args: argparse.Namespace, console: Console) -> int:
     from fitbench.versions.envs import READY, ensure_env
     from fitbench.versions.spec import parse_columns
 
+    for name, value in (("--alpha", args.alpha), ("--threshold", args.threshold), ("--min-change", args.min_change)):
+        if not 0 < value < 1:
+            raise UsageError(f"{name} must be between 0 and 1, got {value}")
     if args.from_asv:
         return _versions_from_asv(args, console)
     columns = parse_columns(args.specs)
@@ -568,9 +571,8 @@ def cmd_versions(args: argparse.Namespace, console: Console) -> int:
     if args.model != "seed" and args.model not in ZOO_APIS:
         raise UsageError(f"versions times the seed network or a zoo model ({', '.join(ZOO_APIS)}), "
                          f"not {args.model!r}: a factory of yours would be imported by every version")
-    for name, value in (("--alpha", args.alpha), ("--threshold", args.threshold), ("--min-change", args.min_change)):
-        if not 0 < value < 1:
-            raise UsageError(f"{name} must be between 0 and 1, got {value}")
+    if args.model != "seed" and any(parse_stack(b).keras_major == 2 for b in backends):
+        raise UsageError(f"the tf-keras row (Keras 2) runs the seed network only, not --model {args.model}")
     if args.processes < 2:
         raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
     out = check_output_path(args.json) if args.json else None
