@@ -15,7 +15,7 @@ from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.model import ModelSpec, parse_widths
 from fitbench.models.choice import ModelChoice
-from fitbench.stacks import parse_stack, stack_name
+from fitbench.stacks import parse_stack, require_seed_model, stack_name
 
 DESCRIPTION = """\
 fitbench: how fast is your Keras fit loop, is its training deterministic, and did a commit change either.
@@ -571,8 +571,7 @@ def cmd_versions(args: argparse.Namespace, console: Console) -> int:
     if args.model != "seed" and args.model not in ZOO_APIS:
         raise UsageError(f"versions times the seed network or a zoo model ({', '.join(ZOO_APIS)}), "
                          f"not {args.model!r}: a factory of yours would be imported by every version")
-    if args.model != "seed" and any(parse_stack(b).keras_major == 2 for b in backends):
-        raise UsageError(f"the tf-keras row (Keras 2) runs the seed network only, not --model {args.model}")
+    require_seed_model([parse_stack(b) for b in backends], args.model)
     if args.processes < 2:
         raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
     out = check_output_path(args.json) if args.json else None

@@ -55,6 +55,12 @@ def parse_stacks(text: str) -> list[Stack]:
     return list(dict.fromkeys(stacks))
 
 
+def require_seed_model(stacks: list[Stack], model: str) -> None:
+    """The Keras 2 row builds the seed network only (the zoo and users' factories are Keras 3 code)."""
+    if model != "seed" and any(s.keras_major == 2 for s in stacks):
+        raise UsageError(f"the {TF_KERAS} row (Keras 2) runs the seed network only, not --model {model}")
+
+
 def keras_major_of(record: dict[str, Any]) -> int:
     """A record's Keras major version; records from before the Keras 2 row are Keras 3."""
     return int(record.get("keras_major") or 3)

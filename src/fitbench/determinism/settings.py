@@ -8,6 +8,7 @@ from typing import Any
 from fitbench.errors import UsageError
 from fitbench.model import ModelSpec, check_api
 from fitbench.models.choice import ModelChoice
+from fitbench.stacks import Stack, require_seed_model
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class DeterminismSettings:
                                  f"{', '.join(self.model.apis)}")
         if not self.apis:
             raise UsageError("--api must name at least one api")
-        if self.keras_major == 2 and (self.backend != "tensorflow" or self.model.name != "seed"):
-            raise UsageError(f"the tf-keras row (Keras 2 on TensorFlow) runs the seed network only, "
-                             f"not --model {self.model.name}")
+        if self.keras_major == 2 and self.backend != "tensorflow":
+            raise UsageError(f"Keras 2 (tf-keras) runs on TensorFlow only, not on {self.backend}")
+        require_seed_model([Stack(self.backend, self.keras_major)], self.model.name)
         if self.runs < 2:
             raise UsageError(f"--runs must be at least 2 (run-to-run needs two processes), got {self.runs}")
         if self.nudge_api is not None and self.nudge_api not in self.apis:

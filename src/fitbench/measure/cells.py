@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fitbench import APIS, DEVICES
 from fitbench.errors import UsageError
-from fitbench.stacks import STACK_NAMES, TF_KERAS, Stack, parse_stack
+from fitbench.stacks import STACK_NAMES, Stack, parse_stack, require_seed_model
 
 FIT = "fit"  # cell kind: training steps on a synthetic batch
 SEED_EPOCH = "seed_epoch"  # cell kind: the seed's workload, 1 sample + validation, timed per epoch
@@ -59,8 +59,7 @@ def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_size
         if b <= 0:
             raise UsageError(f"batch size must be a positive integer, got {b}")
     stacks = [parse_stack(b) for b in backends]
-    if model != "seed" and any(s.keras_major == 2 for s in stacks):
-        raise UsageError(f"the {TF_KERAS} row (Keras 2) runs the seed network only, not --model {model}")
+    require_seed_model(stacks, model)
     cells = [Cell(FIT, api, jit, device, b, s.backend, variant, model, s.keras_major)
              for s in stacks for device in devices for b in batch_sizes for api in apis for jit in jits
              for variant in variants]

@@ -41,7 +41,9 @@ class RunSettings:
 
     @property
     def backends(self) -> list[str]:
-        return list(dict.fromkeys(c.backend for c in self.cells))
+        """The frameworks of the cells that can run here (tf-keras shares TensorFlow's probes)."""
+        missing = self.missing or {}
+        return list(dict.fromkeys(c.backend for c in self.cells if c.stack.name not in missing))
 
     @property
     def devices(self) -> list[str]:
@@ -95,8 +97,7 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
     then RunInterrupted carries it)."""
     progress = progress or _Quiet()
     missing = settings.missing or {}
-    # the frameworks to probe: those with a stack that can run here (tf-keras shares TensorFlow's probe)
-    backends = list(dict.fromkeys(c.backend for c in settings.cells if c.stack.name not in missing))
+    backends = settings.backends
     doc = RunDocument(started=utc_stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
                       spec=settings.spec.to_dict(), model=settings.model.to_dict(), seed=settings.seed,
                       threads_setting=settings.threads, cpus=settings.cpus)
