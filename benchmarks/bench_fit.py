@@ -25,11 +25,12 @@ from .common import (
     measure_peak,
     pct_of_peak,
     per_step_clock,
+    process_layout,
     require,
     select_device,
     set_window,
+    step_window,
     train_step_flops,
-    window_steps,
 )
 
 # What Keras' jit_compile="auto" picks on a CPU: XLA on TensorFlow and JAX, eager on PyTorch (torch.compile
@@ -152,20 +153,22 @@ class StepTime(Benchmark):
     the cells `fitbench alert` decides on.
 
     Each process (asv round) builds, compiles and warms up, then times `repeat` windows, each one `fit`
-    call of `window_steps(batch)` steps (a few hundred ms); asv's clock for it counts in steps, so a sample
-    is seconds per step. `repeat` is fixed, so the samples asv pools over `rounds` processes split back
-    into processes (fitbench.regress.decide), and asv's stored value, the median over all windows of all
-    processes, is robust for the published graphs."""
+    call of `step_window(batch)` steps (60-300 ms); asv's clock for it counts in steps, so a sample
+    is seconds per step. `repeat` is fixed and written into the benchmark's `version`, which asv stores with
+    each result, so the samples asv pools over `rounds` processes split back into processes by the layout
+    of the run that stored them (fitbench.regress.asvdata); asv's stored value, the median over all windows
+    of all processes, is robust for the published graphs."""
 
     params = [PROFILE["batch_sizes"]]
     param_names = ["batch_size"]
     rounds = PROCESSES
+    version = process_layout("StepTime 2", PROFILE["repeat"])  # results keep their layout across profiles
     timer = staticmethod(per_step_clock)  # a plain function, not a method: asv calls it with no arguments
 
     def setup(self, batch_size: int) -> None:
-        require(FitHarness, ModelSpec, window_steps, apply_threads)
+        require(FitHarness, ModelSpec, apply_threads)
         select_device("cpu")
-        set_window(window_steps(batch_size))
+        set_window(step_window(batch_size))
 
         def make() -> FitHarness:
             harness = FitHarness("functional", DEFAULT_JIT[BACKEND], batch_size, ModelSpec(), seed=SEED)
@@ -175,5 +178,5 @@ class StepTime(Benchmark):
         self.harness = cached(("step", batch_size), make)
 
     def time_step(self, batch_size: int) -> None:
-        """Seconds per training step: one window (`fit` call) of window_steps(batch) steps ÷ its steps."""
-        self.harness.fit_steps(window_steps(batch_size))
+        """Seconds per training step: one window (`fit` call) of step_window(batch) steps ÷ its steps."""
+        self.harness.fit_steps(step_window(batch_size))

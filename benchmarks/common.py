@@ -56,7 +56,6 @@ def for_keras_major(cls: Any) -> Any:
 FitHarness = for_keras_major(safe_import("FitHarness", "fitbench.measure.harness", "fitbench.timing"))
 SeedHarness = for_keras_major(safe_import("SeedHarness", "fitbench.measure.harness", "fitbench.timing"))
 TUNED = safe_import("TUNED", "fitbench.measure.cells", "fitbench.timing")  # older commits lack the tuned variant
-window_steps = safe_import("window_steps", "fitbench.measure.harness", "fitbench.timing")
 RawHarness = safe_import("RawHarness", "fitbench.measure.raw", "fitbench.raw")
 measure_peak = safe_import("measure_peak", "fitbench.measure.peak", "fitbench.peak")
 check_determinism = safe_import("check_determinism", "fitbench.determinism.check", "fitbench.determinism")
@@ -197,6 +196,21 @@ def determinism_document(apis: list[str], epochs: int, seed: int) -> dict[str, A
         return check_determinism(DeterminismSettings(apis=tuple(apis), epochs=epochs, seed=seed, backend=BACKEND))
     backend = {} if BACKEND == "tensorflow" else {"backend": BACKEND}
     return check_determinism(apis, ModelSpec(), epochs=epochs, seed=seed, **backend)
+
+
+def step_window(batch_size: int) -> int:
+    """StepTime's training steps per timed window: 2048 samples, at least 10 steps. The same formula as
+    fitbench.measure.harness.window_steps, written here rather than imported so that every commit an alert
+    compares is timed with the same windows (an old commit's window_steps may differ)."""
+    return min(256, max(10, 2048 // max(1, batch_size)))
+
+
+def process_layout(name: str, repeat: int) -> str:
+    """The asv `version` of a process-level benchmark: asv stores it with every result, so the alert cuts
+    stored samples into processes by what that run did (`samples-per-process=N`, the format
+    fitbench.regress.asvdata.LAYOUT reads), not by today's profile. Written out here, not imported: this
+    file must import at old fitbench commits too."""
+    return f"{name}; samples-per-process={repeat}"
 
 
 class Benchmark:

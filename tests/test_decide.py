@@ -11,9 +11,10 @@ from dataclasses import asdict
 import pytest
 
 from fitbench.regress import decide
-from fitbench.regress.alert import AlertSettings, Comparison, compare, exit_status, render_markdown
+from fitbench.regress.alert import Comparison, compare, exit_status, render_markdown
 from fitbench.regress.asvdata import CellResult
-from fitbench.regress.calibration import Calibration, CellNoise, resampled_rates
+from fitbench.regress.calibration import Calibration, CellNoise
+from fitbench.regress.decide import DecisionSettings
 
 STEP_S = 0.005  # a batch-32 step
 
@@ -142,14 +143,15 @@ def test_two_processes_of_pooled_samples_no_longer_make_an_alarm():
         head = process_samples(rng, 2, 10, 0.20, 0.05)
         pooled_alarms += decide.mann_whitney_u(head, base)[1] < 0.002  # asv's own rule on pooled samples
         rows = compare({"c": cell(base, 10)}, {"c": cell(head, 10)})
-        assert rows[0].change == decide.INCONCLUSIVE and exit_status(rows) == 0
+        assert rows[0].change == decide.INCONCLUSIVE and exit_status(rows) == 3  # undecided: not a pass
+        assert exit_status(rows, undecided_ok=True) == 0
         assert rows[0].processes_base == 2 and rows[0].min_detectable_change == math.inf
     assert pooled_alarms >= 10  # the disease: pooled samples cry wolf on a no-op
 
 
 def test_aa_false_alarm_rate_over_many_cells_stays_under_alpha():
     rng = random.Random(4)
-    settings = AlertSettings()
+    settings = DecisionSettings()
     alarms, trials = 0, 200
     for _ in range(trials):
         before, after = {}, {}
@@ -187,12 +189,12 @@ def test_calibrated_spread_is_used_for_the_detectable_change():
     b, a = cell(process_samples(rng, 8, 5, 0.02, 0.1)), cell(process_samples(rng, 8, 5, 0.02, 0.1))
     quiet = compare({"c": b}, {"c": a}, calibrated_log_sd={"c": 0.01})[0]
     loud = compare({"c": b}, {"c": a}, calibrated_log_sd={"c": 0.30})[0]
-    assert quiet.cv_source == "calibration" and quiet.change == decide.UNCHANGED
-    assert loud.change == decide.INCONCLUSIVE and loud.min_detectable_change > quiet.min_detectable_change
-    # quiet by calibration, but this comparison's processes scattered: the interval decides, and says so
+    assert quiet.cv_source == "calibration" and quiet.change == decide.EQUIVALENT
+    assert loud.cv_source == "calibration" and loud.min_detectable_change > quiet.min_detectable_change
+    # quiet by calibration, but this comparison's processes scattered: the equivalence test decides, and says so
     wild = compare({"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))},
                    {"c": cell(process_samples(rng, 8, 5, 0.30, 0.1))}, calibrated_log_sd={"c": 0.01})[0]
-    assert wild.change == decide.INCONCLUSIVE and wild.note.startswith("the interval reaches past")
+    assert wild.change == decide.INCONCLUSIVE and wild.note.startswith("neither a change nor within ±10.0 %")
 
 
 def test_direction_exact_tracks_failures_and_skips():
@@ -203,6 +205,7 @@ def test_direction_exact_tracks_failures_and_skips():
                     "f": cell(None, None, None), "s": cell(None, None, math.nan, "b.C.time_x")})
     by = {r.benchmark: r for r in rows}
     assert by[identical].change == "worse" and by[identical].method.startswith("exact")
+    assert by["b.C.time_x"].note == "n/a on base and head"
     assert by["bench_fit.StepTime.time_step"].change == "failed"
     assert by["bench_fit.StepTime.time_step"].failed_on == ["head"]
     assert by["b.C.time_x"].change == "skipped"
@@ -223,11 +226,12 @@ def test_markdown_and_json_rows_carry_the_statistics():
     from dataclasses import asdict
 
     report = {"base": "a" * 40, "head": "b" * 40, "bench": "x", "machine": "m", "processes": 8,
-              "processes_source": "asked for", "settings": asdict(AlertSettings()), "tested_cells": 1,
+              "processes_source": "asked for", "settings": asdict(DecisionSettings()), "tested_cells": 1,
               "comparisons": [asdict(r) for r in rows]}
     md = render_markdown(report)
-    assert "**1 regression(s)**" in md and "| ratio [95 % CI] | processes | between-process CV |" in md
-    assert "8 + 8" in md and "this comparison" in md
+    assert md.splitlines()[0].endswith("**regression**: 1 of 1 cells worse (exit 1)") and "**1 worse**" in md
+    assert "| ratio [95 % CI] | processes (stage) | between-process CV |" in md
+    assert "8 + 8 (1)" in md and "this comparison" in md
     for key in ("ratio", "ci_low", "ci_high", "processes_base", "processes_head", "min_detectable_change",
                 "between_process_cv", "p_adjusted"):
         assert report["comparisons"][0][key] is not None
@@ -244,34 +248,47 @@ def test_calibration_round_trips_and_checks_its_schema():
         Calibration.from_dict({**cal.to_dict(), "schema_version": 99})
 
 
-def test_resampled_rates_aa_quiet_ab_caught():
-    rng = random.Random(10)
-    base = {f"c{i}": [math.exp(rng.gauss(0, 0.03)) for _ in range(40)] for i in range(3)}
-    planted = {c: [1.10 * math.exp(rng.gauss(0, 0.03)) for _ in range(40)] for c in base}
-    aa = resampled_rates(base, None, 8, trials=200)
-    ab = resampled_rates(base, planted, 8, trials=200)
-    assert aa["kind"] == "A/A" and aa["any_worse_rate"] <= 0.03
-    assert ab["any_worse_rate"] >= 0.9 and all(v.get("worse", 0) >= 0.8 for v in ab["cells"].values())
-    with pytest.raises(ValueError, match="too few"):
-        resampled_rates(base, None, 25, trials=1)
-
-
 def test_processes_for_a_set_of_cells_takes_the_neediest():
     assert decide.processes_for([0.01, 0.02], 0.10, 0.01) >= decide.processes_for([0.01], 0.10, 0.01)
     assert decide.processes_for([0.9], 0.01, 0.01, limit=20) is None
 
 
-def test_processes_come_from_the_request_the_calibration_or_the_default():
-    from fitbench.regress.alert import DEFAULT_PROCESSES, MAX_AUTO_PROCESSES, choose_processes
+def test_the_plan_comes_from_the_request_the_calibration_s_upper_bound_or_the_default():
+    from fitbench.regress.alert import DEFAULT_PROCESSES, MAX_TOTAL_PROCESSES, plan_stages
 
-    s = AlertSettings()
-    assert choose_processes(5, {"c": 0.5}, ["c"], s) == (5, "asked for")
-    n, why = choose_processes(None, {"c": 0.02, "other": 0.5}, ["c"], s)  # cells not selected are ignored
-    assert why.startswith("from this machine's calibration") and 3 <= n < MAX_AUTO_PROCESSES
-    assert decide.min_detectable_change(0.02, n, n, s.alpha, power=0.9) <= s.threshold
-    assert choose_processes(None, {"c": 0.5}, ["c"], s)[0] == MAX_AUTO_PROCESSES
-    assert choose_processes(None, None, ["c"], s) == (DEFAULT_PROCESSES,
-                                                       "default: no calibration on this machine (fitbench calibrate)")
+    s = DecisionSettings()
+    key = "bench_fit.StepTime.time_step(256) [jax]"
+
+    def calibration(spread: float, processes: int = 20) -> Calibration:
+        values = [math.exp(spread * x) for x in (-1.3, -0.7, -0.3, 0.0, 0.3, 0.7, 1.3)] * (processes // 7 + 1)
+        return Calibration(machine="m", commit="c" * 40, created="now", processes=processes, threads="1",
+                           cells=[CellNoise(key, "b", {}, "jax", "seconds", values[:processes], 1.0, spread)])
+
+    assert plan_stages(5, None, [key], s, 2) == ([5, 5], "asked for: 5 per stage")
+    assert plan_stages(None, None, [key], s, 2) == ([DEFAULT_PROCESSES] * 2,
+                                                    "default: no calibration on this machine (fitbench calibrate)")
+    quiet, why = plan_stages(None, calibration(0.02), [key], s, 2)
+    assert why.startswith("from this machine's calibration") and len(quiet) == 2 and quiet[0] >= quiet[1] - 1
+    # planned from the upper bound: the total sees the threshold at the upper bound with 90 % power
+    bound = decide.spread_upper_bound(0.02, 20, 0.8)
+    assert bound > 0.02 and decide.min_detectable_change(bound, sum(quiet), sum(quiet), s.alpha / 2, 0.9) <= 0.10
+    # a calibration of fewer processes is less certain: a larger upper bound, more processes
+    assert sum(plan_stages(None, calibration(0.02, 8), [key], s, 2)[0]) >= sum(quiet)
+    capped, why = plan_stages(None, calibration(0.5), [key], s, 2)
+    assert sum(capped) == MAX_TOTAL_PROCESSES and "capped" in why
+    # one look at the full alpha: one stage of the total
+    assert len(plan_stages(None, calibration(0.02), [key], s, 1)[0]) == 1
+
+
+def test_the_spread_bounds_cover_the_true_spread_as_often_as_they_say():
+    rng = random.Random(12)
+    above, below, trials = 0, 0, 400
+    for _ in range(trials):
+        values = [math.exp(rng.gauss(0, 0.05)) for _ in range(20)]
+        estimate = decide.robust_log_sd(values)
+        above += decide.spread_upper_bound(estimate, 20, 0.8) >= 0.05
+        below += decide.spread_lower_bound(estimate, 20, 0.9) <= 0.05
+    assert 0.74 <= above / trials <= 0.86 and 0.85 <= below / trials <= 0.95
 
 
 # ---------- the micro-benchmark gate ----------
@@ -294,7 +311,7 @@ def test_gate_decides_session_by_session(tmp_path):
     slow = [_session(tmp_path / f"c{i}.json", {"t[b32]": 0.0024 * math.exp(rng.gauss(0, 0.02)),
                                                 "t[b256]": 0.006 * math.exp(rng.gauss(0, 0.02))}) for i in range(8)]
     aa = gate(base, same)
-    assert aa["exit_status"] == 0 and {r["change"] for r in aa["rows"]} <= {"unchanged", "inconclusive"}
+    assert aa["exit_status"] == 0 and {r["change"] for r in aa["rows"]} == {"equivalent"}
     ab = gate(base, slow)
     by = {r["benchmark"]: r for r in ab["rows"]}
     assert ab["exit_status"] == 1 and by["t[b32]"]["change"] == "worse" and by["t[b256]"]["change"] != "worse"
@@ -349,13 +366,14 @@ def test_three_processes_a_side_are_inconclusive_and_the_report_is_still_valid_j
 
     rng = random.Random(11)
     rows = compare({"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))},
-                   {"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))}, AlertSettings())
+                   {"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))}, DecisionSettings())
     assert rows[0].change == decide.INCONCLUSIVE and math.isinf(rows[0].min_detectable_change)
     report = {"schema_version": SCHEMA_VERSION, "command": "alert", "base": "a" * 40, "head": "b" * 40,
-              "base_rev": "a", "head_rev": "b", "bench": "x", "selected": ["c"], "settings": asdict(AlertSettings()),
+              "base_rev": "a", "head_rev": "b", "bench": "x", "selected": ["c"], "settings": asdict(DecisionSettings()),
               "processes": 3, "processes_source": "--processes", "backends": ["tensorflow"], "environments": ["e"],
               "machine": "m", "calibration": None, "asv_exit_status": 0, "comparisons": [asdict(r) for r in rows],
-              "tested_cells": 1, "exit_status": exit_status(rows)}
+              "tested_cells": 1, "exit_status": exit_status(rows), "verdict": "undecided", "processes_planned": [3],
+              "stages_planned": 1, "max_minutes": 30.0, "order_seed": 1, "undecided_ok": False, "stages": []}
     md, js = write_report(str(tmp_path), report)
     doc = json.loads(js.read_text())
     assert doc["comparisons"][0]["min_detectable_change"] is None

@@ -35,6 +35,7 @@ Every cell runs in its own fresh process. Exit status: 0 ok, 1 found (a regressi
 2 bad input, 3 a measurement failed. `fitbench COMMAND --help` for each; docs/reference.md for all of it."""
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: fitbench itself failed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +54,30 @@ def _positive_int(name: str):  # noqa: ANN202 - argparse type factory
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
         return value
     return parse
+
+
+DEFAULT_STAGE_PROCESSES = 10  # fitbench.regress.alert.DEFAULT_PROCESSES, without importing the alert here
+
+
+def decision_flags(p: argparse.ArgumentParser) -> None:
+    """The decision's knobs (fitbench.regress.decide.DecisionSettings), the same for alert and gate."""
+    p.add_argument("--threshold", type=float, default=0.10,
+                   help="the equivalence margin: a cell passes when its change is shown to lie within ±this; "
+                        "it is also the change every cell should be able to see (default 0.10)")
+    p.add_argument("--min-change", type=float, default=0.05,
+                   help="a significant change smaller than this is not a regression (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="family-wise false-alarm rate over all cells and stages (default 0.01)")
+    p.add_argument("--equivalence-alpha", type=float, default=0.05,
+                   help="family-wise rate of calling a change of --threshold or more equivalent (default 0.05)")
+
+
+def decision_settings(args: argparse.Namespace, min_change: float | None = None) -> Any:
+    from fitbench.regress.decide import DecisionSettings
+
+    return DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                            min_change=args.min_change if min_change is None else min_change,
+                            equivalence_alpha=args.equivalence_alpha).check()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,14 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="regular expression of asv benchmarks (default: StepTime at batch 256 and the "
                             "determinism tracks)")
     alert.add_argument("--processes", type=_positive_int("--processes"), default=None, metavar="N",
-                       help="processes per commit (default: enough for --threshold by this machine's calibration, "
-                            "else 10)")
-    alert.add_argument("--threshold", type=float, default=0.10,
-                       help="the change every cell must be able to detect, else it is inconclusive (default 0.10)")
-    alert.add_argument("--min-change", type=float, default=0.05,
-                       help="a significant change smaller than this is not a regression (default 0.05)")
-    alert.add_argument("--alpha", type=float, default=0.01,
-                       help="family-wise false-alarm rate over all cells, Holm (default 0.01)")
+                       help="processes per commit in each stage (default: planned from this machine's calibration, "
+                            f"else {DEFAULT_STAGE_PROCESSES})")
+    decision_flags(alert)
+    alert.add_argument("--stages", type=int, choices=(1, 2), default=2,
+                       help="2 (default): cells still inconclusive after the first processes get as many again, "
+                            "alpha split across the stages; 1: one look at the full alpha")
+    alert.add_argument("--max-minutes", type=float, default=30.0, metavar="M",
+                       help="the second stage shrinks, or is skipped, to end within this (default 30)")
+    alert.add_argument("--order-seed", type=int, default=None, metavar="N",
+                       help="which commit runs first in each environment is drawn at random; this fixes the draw "
+                            "(the report records the seed it used)")
+    alert.add_argument("--undecided-ok", action="store_true",
+                       help="exit 0 instead of 3 when a cell stays inconclusive (the alert before fitbench 0.3)")
     alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
     alert.add_argument("--out", default="alert-report", metavar="DIR", help="where alert.md/alert.json go")
     alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
@@ -168,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "decided session by session")
     gate.add_argument("--base", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the base")
     gate.add_argument("--head", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the head")
-    gate.add_argument("--threshold", type=float, default=0.10)
-    gate.add_argument("--min-change", type=float, default=0.05)
-    gate.add_argument("--alpha", type=float, default=0.01)
+    decision_flags(gate)
+    gate.add_argument("--undecided-ok", action="store_true", help="exit 0 instead of 3 when a benchmark stays "
+                                                                  "inconclusive")
     gate.add_argument("--json", metavar="PATH")
 
     init = sub.add_parser("asv-init", help="write asv.conf.json and benchmarks/ for your model into your repository")
@@ -469,9 +499,14 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
             raise UsageError(f"--factor must be greater than 1, got {args.factor}")
         sys.stderr.write("fitbench: note: --factor F is now --min-change F-1\n")
         min_change = args.factor - 1
-    settings = alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=min_change).check()
-    status, report = alerts.alert(args.repo, args.base, args.head, args.bench or alerts.DEFAULT_BENCH, args.out,
-                                  options.backend_names(args.backend), settings, args.processes, stored=args.stored)
+    settings = decision_settings(args, min_change)
+    request = alerts.AlertOptions(bench=args.bench or alerts.DEFAULT_BENCH,
+                                  backends=tuple(options.backend_names(args.backend) or ()) or None,
+                                  processes=args.processes, stages=args.stages, max_minutes=args.max_minutes,
+                                  order_seed=args.order_seed, stored=args.stored,
+                                  undecided_ok=args.undecided_ok).check()
+    status, report = alerts.alert(args.repo, args.base, args.head, args.out, settings, request,
+                                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status
@@ -480,6 +515,11 @@ def cmd_alert(args: argparse.Namespace, console: Console) -> int:
     for c in failed:
         sys.stderr.write(f"fitbench: benchmark failed on {' and '.join(c['failed_on'])}: {c['benchmark']} "
                          f"{c['params']}{' on ' + c['backend'] if c.get('backend') else ''}\n")
+    undecided = [c for c in report["comparisons"] if c["change"] == "inconclusive"]
+    if undecided and status != alerts.EXIT_REGRESSION:
+        accepted = "accepted (--undecided-ok)" if status == alerts.EXIT_OK else "exit 3; --undecided-ok accepts it"
+        sys.stderr.write(f"fitbench: undecided: {len(undecided)} cell(s) could not be decided, not a pass "
+                         f"({accepted})\n")
     log = "" if args.stored else f"; asv log: {os.path.join(args.out, 'asv.log')}"
     print(f"report: {os.path.join(args.out, 'alert.md')} and alert.json{log}")
     return status
@@ -490,10 +530,11 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
 
     from fitbench.regress import alert as alerts
     from fitbench.regress.calibration import calibrate
+    from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import calibration_table
 
-    alerts.AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
+    DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
     out = check_output_path(args.json) if args.json else None
     check_output_path(args.log)
     try:
@@ -505,21 +546,20 @@ def cmd_calibrate(args: argparse.Namespace, console: Console) -> int:
         return EXIT_FAILED
     if out:
         write_json_atomic(out, result.to_dict())
-    console.print(calibration_table(result, args.threshold, args.alpha))
+    console.print(calibration_table(result, DecisionSettings(alpha=args.alpha, threshold=args.threshold)))
     console.print(f"not stored (--no-store); {path} is unchanged" if args.no_store
                   else f"stored: {path} (fitbench alert reads it on this machine)")
     return EXIT_OK
 
 
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
-    from fitbench.regress.alert import AlertSettings
     from fitbench.regress.gate import gate
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import gate_table
 
-    AlertSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
+    settings = decision_settings(args)
     out = check_output_path(args.json) if args.json else None
-    doc = gate(args.base, args.head, args.alpha, args.threshold, args.min_change)
+    doc = gate(args.base, args.head, settings, undecided_ok=args.undecided_ok)
     if out:
         write_json_atomic(out, doc)
     console.print(gate_table(doc))
@@ -648,6 +688,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"fitbench: error: {exc}\n")
         return EXIT_USAGE
+    except Exception as exc:  # a bug, not a finding: never exit 1, which a CI job reads as "found"
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write(f"fitbench: internal error: {type(exc).__name__}: {exc} (exit {EXIT_INTERNAL})\n")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

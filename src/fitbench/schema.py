@@ -111,19 +111,32 @@ def build(kind: str) -> dict[str, Any]:
                                                                                  "status"]}}}}
         return _document("replay", SCHEMA_VERSION, "fitbench replay --json", body, {"outcome": outcome})
     if kind == "alert":
-        from fitbench.regress.alert import SCHEMA_VERSION, AlertSettings, Comparison
+        from fitbench.regress.alert import SCHEMA_VERSION, VERDICTS, Comparison, StageRecord
+        from fitbench.regress.decide import DecisionSettings
 
         body = {"type": "object", "required": ["base", "head", "base_rev", "head_rev", "bench", "selected", "settings",
-                                               "processes", "processes_source", "backends", "environments", "machine",
-                                               "calibration", "asv_exit_status", "comparisons"],
+                                               "processes", "processes_planned", "processes_source", "stages_planned",
+                                               "max_minutes", "order_seed", "undecided_ok", "backends",
+                                               "environments", "machine", "calibration", "asv_exit_status", "stages",
+                                               "comparisons", "exit_status", "verdict"],
                 "properties": {"settings": {"$ref": "#/$defs/settings"},
                                # null: decided on asv's stored results (--stored), processes per cell
                                "processes": {"type": ["integer", "null"], "minimum": 2},
+                               "processes_planned": {"type": "array", "items": {"type": "integer", "minimum": 2}},
+                               "stages_planned": {"enum": [1, 2]},
+                               "order_seed": {"type": ["integer", "null"]},
+                               "stages": {"type": "array", "items": {"$ref": "#/$defs/stage"}},
                                "comparisons": {"type": "array", "items": {"$ref": "#/$defs/comparison"}},
-                               "tested_cells": {"type": "integer"}, "exit_status": {"enum": [0, 1, 2]},
-                               "error": {"type": "string"}}}
+                               "tested_cells": {"type": "integer"},
+                               "exit_status": {"enum": sorted(VERDICTS)},
+                               "verdict": {"enum": [VERDICTS[k] for k in sorted(VERDICTS)]},
+                               "seconds": {"type": "number"}, "error": {"type": "string"}}}
+        comparison = dataclass_schema(Comparison)
+        comparison["properties"]["change"] = {"enum": ["worse", "better", "equivalent", "inconclusive", "failed",
+                                                       "skipped"]}
         return _document("alert", SCHEMA_VERSION, "fitbench alert: alert.json", body,
-                         {"settings": dataclass_schema(AlertSettings), "comparison": dataclass_schema(Comparison)})
+                         {"settings": dataclass_schema(DecisionSettings), "comparison": comparison,
+                          "stage": dataclass_schema(StageRecord)})
     if kind == "explain":
         from fitbench.determinism.explain import SCHEMA_VERSION
         from fitbench.determinism.trace import PHASES

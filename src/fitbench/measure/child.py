@@ -141,9 +141,10 @@ def measure_raw(c: Cell, p: Profile, spec: ModelSpec, seed: int, jit: bool) -> d
 
 def measure_windows(backend: str, api: str, jit: bool, batch_sizes: list[int], windows: int,
                     threads: int | None = None, cpus: list[int] | None = None, seed: int = 0,
-                    warmup_steps: int = 3) -> dict[str, Any]:
+                    warmup_steps: int = 3, steps_per_window: dict[str, int] | None = None) -> dict[str, Any]:
     """One process's samples for the noise study: for each batch size, `windows` timed `fit` calls of
-    `window_steps(batch)` steps after warm-up (each window's wall time ÷ steps = seconds per step).
+    `window_steps(batch)` steps (or `steps_per_window[str(batch)]`) after warm-up (each window's wall and
+    process CPU time ÷ steps = seconds per step).
 
     Runs in a fresh child: the thread setting and CPU affinity must be in force before the framework is
     imported."""
@@ -155,13 +156,14 @@ def measure_windows(backend: str, api: str, jit: bool, batch_sizes: list[int], w
     for batch_size in batch_sizes:
         harness = FitHarness(api, jit, batch_size, ModelSpec(), seed=seed)
         harness.warm_up(warmup_steps)
-        steps = window_steps(batch_size)
-        per_step = []
+        steps = (steps_per_window or {}).get(str(batch_size)) or window_steps(batch_size)
+        per_step, cpu_per_step = [], []
         for _ in range(windows):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             harness.fit_steps(steps)
             per_step.append((time.perf_counter() - start) / steps)
+            cpu_per_step.append((time.process_time() - cpu_start) / steps)
         out["cells"].append({"batch_size": batch_size, "steps_per_window": steps, "window_step_s": per_step,
-                             "jit_effective": harness.jit_effective})
+                             "window_cpu_step_s": cpu_per_step, "jit_effective": harness.jit_effective})
     out["threads_in_force"] = runtime.thread_settings(backend)
     return out

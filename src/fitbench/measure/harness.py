@@ -238,9 +238,8 @@ class SeedHarness:
 
 
 def window_steps(batch_size: int) -> int:
-    """Training steps in one timed window (one `fit` call) of the process-level benchmarks: enough that a
-    window lasts a few hundred ms on a 2-core CPU at the seed's sizes (docs/results.md), so a
-    window is far longer than the timer's resolution and fit()'s per-call set-up is a small share of it."""
+    """Training steps in one timed window (one `fit` call) of the process-level benchmarks: 2048 samples, at
+    least 10 steps (60-300 ms at the seed's sizes on 2 cores). benchmarks/common.py keeps the same formula for
+    asv's StepTime, so that every commit is timed with the same windows. Longer windows (8192 samples with
+    jit) did not lower the between-process spread (docs/noise.md), which is what the alert's power rests on."""
     return min(256, max(10, 2048 // max(1, batch_size)))
-
-

@@ -9,7 +9,6 @@ command line; asv is pinned below 0.7 in pyproject.toml because these module pat
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import re
 import subprocess
@@ -17,12 +16,26 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fitbench.errors import UsageError
 from fitbench.stacks import TF_KERAS
 
+if TYPE_CHECKING:
+    from fitbench.regress.decide import Grouped
+
 ASV_EXTRA_HINT = "pip install 'fitbench[alert]' (or pip install 'asv>=0.6.4,<0.7' virtualenv)"
+
+# How a process-level benchmark says, in its asv `version`, how many samples each of its processes gives:
+# asv stores the version with every result, so the samples of a stored run are cut by what that run did,
+# not by today's profile (benchmarks/common.py and fitbench.regress.asvsuite write it).
+LAYOUT = re.compile(r"samples-per-process=(\d+)")
+
+
+def samples_per_process(version: str | None) -> int | None:
+    """The samples each process gave, as the stored benchmark version records it; None if it does not."""
+    match = LAYOUT.search(version or "")
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def require_asv() -> None:
@@ -129,22 +142,26 @@ def backend_environments(repo: str, backends: list[str] | None, every: bool = Fa
     return {b: envs[b] for b in backends}
 
 
-def run_asv(repo: str, commits: list[str], regex: str, processes: int, log_path: Path,
-            environments: list[str] | None = None) -> int:
-    """`asv run` of the commits, rounds interleaved across them (A B A B ...: a drift of the machine
-    lands on both alike), samples recorded; StepTime gets `processes` rounds (FITBENCH_PROCESSES), the
-    other benchmarks keep their own. Not `asv continuous`: its verdict is asv's pooled-sample test,
-    which this module exists to replace. The log is kept beside the report."""
+def run_asv(repo: str, commits: list[str], regexes: list[str], processes: int, log_path: Path,
+            environments: list[str] | None = None, append: bool = False) -> int:
+    """`asv run` of the commits in the order given, rounds interleaved across them (asv runs the rounds
+    A B, B A, A B, ... so a drift of the machine lands on both alike; which commit comes first is the
+    caller's choice), samples recorded; StepTime gets `processes` rounds (FITBENCH_PROCESSES), the other
+    benchmarks keep their own. `append` adds the new processes' samples after those asv already stored (a
+    second stage). Not `asv continuous`: its verdict is asv's pooled-sample test, which this module exists
+    to replace. The log is appended to, and kept beside the report."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FITBENCH_PROCESSES": str(processes)}
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes"], cwd=repo, env=env, capture_output=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as hashes:
         hashes.write("\n".join(commits) + "\n")
-    cmd = [*asv, "run", "--interleave-rounds", "--record-samples", "--show-stderr", "-b", regex,
+    cmd = [*asv, "run", "--interleave-rounds", "--record-samples", *(["--append-samples"] if append else []),
+           "--show-stderr", *[arg for regex in regexes for arg in ("-b", regex)],
            *[arg for name in environments or [] for arg in ("-E", name)], f"HASHFILE:{hashes.name}"]
     try:
-        with open(log_path, "w") as log:
-            log.write("$ FITBENCH_PROCESSES=" + str(processes) + " " + " ".join(cmd) + "\n")
+        with open(log_path, "a") as log:
+            log.write(f"$ FITBENCH_PROCESSES={processes} {' '.join(cmd)}   # commits in this order: "
+                      f"{' '.join(c[:10] for c in commits)}\n")
             log.flush()
             return subprocess.run(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     finally:
@@ -162,7 +179,9 @@ class CellResult:
     unit: str | None
     value: float | None  # asv's value: None = the benchmark failed, nan = n/a (skipped)
     samples: list[float] | None  # every sample of every process, in order (time benchmarks only)
-    per_process: int | None  # samples per process: the benchmark's fixed `repeat`, None if not fixed
+    per_process: int | None  # samples per process, from the stored benchmark version; None: not recorded
+    version: str | None = None  # the benchmark version asv stored with the result
+    layout_now: int | None = None  # samples per process of today's suite (benchmarks.json), for the messages
 
     @property
     def name(self) -> str:
@@ -173,18 +192,24 @@ class CellResult:
         """Unique over environments: the name, and the backend it ran on."""
         return cell_key(self.name, self.backend or self.env_name)
 
-    def process_values(self) -> list[float] | None:
-        """One value per process (median of its samples), or None when the samples cannot be cut into
-        processes (no samples kept, `repeat` not fixed, or a process gave fewer samples)."""
-        from fitbench.regress.decide import process_values
+    def grouped(self) -> "Grouped | None":
+        """The processes of this result (fitbench.regress.decide.group_processes), or None when it has no
+        per-process structure (no samples kept, or a benchmark that does not record one). A sample count
+        that does not split into the recorded layout raises ValueError: the cell is marked, never regrouped."""
+        from fitbench.regress.decide import group_processes
 
         if not self.samples or not self.per_process:
             return None
-        finite = [s for s in self.samples if s is not None and math.isfinite(s)]
+        return group_processes(self.samples, self.per_process)
+
+    def process_values(self) -> list[float] | None:
+        """One value per good process (median of its samples), or None when the samples cannot be cut into
+        processes."""
         try:
-            return process_values(finite, self.per_process)
+            grouped = self.grouped()
         except ValueError:
             return None
+        return grouped.values if grouped else None
 
 
 def env_stack(env_vars: dict[str, str]) -> str | None:
@@ -204,7 +229,8 @@ def cell_key(name: str, backend: str) -> str:
 def read_results(repo: str, commits: list[str], regex: str, environments: list[str] | None = None,
                  machine: str | None = None) -> dict[str, dict[str, CellResult]]:
     """{commit: {CellResult.key: cell}}: every stored cell of each commit on this machine whose name `regex`
-    matches. asv's configuration and benchmarks.json (units, parameter names, `repeat`) are read once."""
+    matches. Units and parameter names come from benchmarks.json; the samples per process from the version
+    stored with each result (what that run did), never from today's profile."""
     from asv.benchmarks import Benchmarks
     from asv.results import iter_results_for_machine_and_hash
 
@@ -222,17 +248,30 @@ def read_results(repo: str, commits: list[str], regex: str, environments: list[s
                 params = result.get_result_params(key)
                 values = result.get_result_value(key, params)
                 samples = result.get_result_samples(key, params)
-                repeat = info.get("repeat")
+                version = result.benchmark_version.get(key)
                 names = list(info.get("param_names", []))
                 for index, combo in enumerate(itertools.product(*params) if params else [()]):
                     cell = CellResult(
                         benchmark=key, params=dict(zip(names, combo)),
-                        backend=env_stack(result.env_vars), env_name=result.env_name,
+                        backend=env_stack(result.env_vars) or "tensorflow", env_name=result.env_name,
                         unit=info.get("unit"), value=values[index], samples=samples[index] if samples else None,
-                        per_process=repeat if isinstance(repeat, int) and repeat > 0 else None)
+                        per_process=samples_per_process(version), version=version,
+                        layout_now=samples_per_process(info.get("version")))
                     if pattern.search(cell.name):
                         out[commit][cell.key] = cell
     return out
+
+
+def require_layout(cells: dict[str, dict[str, CellResult]], what: str) -> None:
+    """Decisions on stored results need each process-level cell's layout: one line (UsageError) naming the
+    first cell that today's suite cuts into processes but that was stored without its layout (by a suite
+    from before fitbench recorded it), rather than a guess from today's profile."""
+    for commit, by_key in cells.items():
+        for key, cell in by_key.items():
+            if cell.samples and cell.per_process is None and cell.layout_now is not None:
+                raise UsageError(f"{what}: asv's stored result for {key} on {commit[:10]} does not record how many "
+                                 f"samples each process gave (its benchmark version {cell.version!r}); run "
+                                 "`asv run --record-samples` on it again with this suite")
 
 
 def errors_in_log(log_text: str) -> list[str]:

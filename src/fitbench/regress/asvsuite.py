@@ -108,6 +108,8 @@ class StepTime(ModelBenchmark):
     params: list[list[Any]] = [[256]]
     param_names = ["batch_size"]
     rounds = PROCESSES
+    # asv stores the version with each result: the alert cuts stored samples by it (asvdata.LAYOUT)
+    version = f"fitbench StepTime; samples-per-process={REPEAT}"
     timer = staticmethod(per_step_clock)
 
     def setup(self, batch_size: int) -> None:

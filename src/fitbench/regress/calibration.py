@@ -2,9 +2,9 @@
 spread on this machine; stored per machine beside asv's results and read by `fitbench alert` to choose how
 many processes a comparison needs and to say, in every row, the smallest change the cell could detect.
 
-Also the resampling estimate of an alert's error rates: per-process values of one commit are exchangeable,
-so drawing two disjoint sets of n from many processes is an A/A comparison, and n from a planted commit
-against n from the base is an A/B one (docs/alerts.md).
+(Error rates are not estimated here by resampling these processes: two draws from one pool are the
+permutation null itself, so "no more than alpha" would hold by construction. docs/alerts.md counts them
+over real alerts instead.)
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
@@ -122,49 +121,3 @@ def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, ba
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(str(path), result.to_dict())
     return result, path
-
-
-# ---------- error rates by resampling per-process values ----------
-
-def resampled_rates(base: dict[str, Sequence[float]], head: dict[str, Sequence[float]] | None, n: int,
-                    trials: int = 1000, settings: Any = None, calibrated_log_sd: dict[str, float] | None = None,
-                    seed: int = 0) -> dict[str, Any]:
-    """How often an alert with n processes per commit says each thing, by resampling.
-
-    head None: A/A, each trial draws 2n distinct processes of `base` per cell and splits them; else A/B,
-    n of `base` against n of `head`. Every trial decides all cells together (Holm), as an alert does.
-    Returns the share of trials with any cell worse (the false-alarm rate for A/A, the detection rate for
-    A/B) and, per cell, the share of each verdict."""
-    from fitbench.regress.alert import AlertSettings
-
-    settings = settings or AlertSettings()
-    rng = random.Random(seed)
-    cells = list(base)
-    for c in cells:
-        need = 2 * n if head is None else n
-        if len(base[c]) < need or (head is not None and len(head.get(c, ())) < n):
-            raise ValueError(f"{c}: too few processes to draw {n} per commit")
-    any_worse = 0
-    verdicts: dict[str, dict[str, int]] = {c: {} for c in cells}
-    for _ in range(trials):
-        drawn = {}
-        for c in cells:
-            if head is None:
-                pick = rng.sample(list(base[c]), 2 * n)
-                drawn[c] = (pick[:n], pick[n:])
-            else:
-                drawn[c] = (rng.sample(list(base[c]), n), rng.sample(list(head[c]), n))
-        result = decide.decide(drawn, alpha=settings.alpha, threshold=settings.threshold,
-                               min_change=settings.min_change, confidence=settings.confidence,
-                               calibrated_log_sd=calibrated_log_sd)
-        any_worse += any(d.change == decide.WORSE for d in result.values())
-        for c, d in result.items():
-            verdicts[c][d.change] = verdicts[c].get(d.change, 0) + 1
-    return {"processes": n, "trials": trials, "kind": "A/A" if head is None else "A/B",
-            "any_worse_rate": any_worse / trials,
-            "cells": {c: {k: v / trials for k, v in sorted(counts.items())} for c, counts in verdicts.items()}}
-
-
-def planted_ratio(base: Sequence[float], head: Sequence[float]) -> float:
-    """What a plant really did: ratio of the medians of many processes."""
-    return statistics.median(head) / statistics.median(base) if base and head else math.nan

@@ -2,30 +2,33 @@
 
 Why the process: a fit cell's step time differs more between two fresh processes of the same commit than
 between two steps of one process (thread placement, allocator state, XLA's choices at compile time; the
-between-process spread dominates at small batches, docs/noise.md). Pooling
-20 samples from 2 processes and testing them as if independent is far too confident: that is how a
-documentation-only commit made the old alert exit 1. So each process contributes one value (the median of
-its samples), and every test, interval and power figure here is about those values.
+between-process spread dominates at small batches, docs/noise.md). Pooling 20 samples from 2 processes and
+testing them as if independent is far too confident: that is how a documentation-only commit made the old
+alert exit 1. So each process contributes one value (the median of its samples), and every test, interval
+and power figure here is about those values.
 
-The design behind the numbers: n processes per commit, base and head interleaved (A B A B ...) by asv, so
-under "no change" the 2n per-process values are exchangeable. On the log scale a change is a shift.
+The design behind the numbers: n processes per commit, base and head interleaved (A B B A ...), in one or
+two stages; under "no change" the per-process values of one stage are exchangeable. On the log scale a
+change is a shift.
 
-- Test: exact two-sided Mann-Whitney U (Wilcoxon rank-sum) on the per-process values. Valid for any
-  distribution of process effects (no normality: step times are skewed and sometimes bimodal), exact for
-  the small n used here, and its p-value depends only on ranks, so one wild process cannot dominate.
-- Estimate and interval: Hodges-Lehmann shift of log values (median of all n*m pairwise differences), and
-  its distribution-free confidence interval (Moses), read off the same pairwise differences: test,
-  estimate and interval agree with each other. Reported as ratios head/base.
-- Many cells at once: Holm's step-down correction of the p-values, controlling the family-wise error
-  rate, P(any false alarm in the whole alert) <= alpha. A CI gate fails a pull request on any alarm, so
-  the family-wise rate is the rate a user sees; Benjamini-Hochberg's false discovery rate equals it only
-  when nothing changed, and lets more false alarms through beside a real regression. Holm is valid under
-  any dependence between cells (they share the machine, round by round).
-- Power: the smallest change a cell can detect with 80 % probability, from its between-process spread
-  (calibrated, or seen in this comparison) and the number of processes: the exact test's rejection
-  region, and the power against a shift found by simulating normal process effects (the normal
-  approximation promises too much at these sample sizes); infinite where the exact test cannot reach
-  the level at all with that many processes.
+- Three answers per cell, as Chromium's Pinpoint gives them (different / same / unknown): `worse` or
+  `better` (a significant change at least `min_change` large), `equivalent` (a significant equivalence
+  within ±threshold), else `inconclusive`, which is never a pass.
+- Test: exact two-sided Mann-Whitney U (Wilcoxon rank-sum) on the per-process values, stratified by stage
+  (the sum of the stages' U, its exact null the convolution of theirs), with ties handled exactly (the
+  permutation distribution of mid-rank U). Valid for any distribution of process effects and for any drift
+  between stages; one wild process moves one rank.
+- Equivalence: two one-sided exact tests (TOST) against ratios of 1/(1+threshold) and 1+threshold.
+- Estimate and interval: Hodges-Lehmann shift of log values over the within-stage pairs and its
+  distribution-free (Moses) interval from the same exact distribution: test, estimate and interval agree.
+- Many cells, two stages: Holm over every cell of the alert at each stage, and Bonferroni across stages
+  (alpha / stages each). Both hold under any dependence between cells and stages, which is what a shared
+  machine gives: cells share rounds, and stage 2 re-uses stage 1's processes. For two looks the price over
+  Pocock's boundary is small (at a family-wise 0.01, Pocock's nominal level per look is about 0.0056,
+  Bonferroni's 0.005), and Pocock's and O'Brien-Fleming's boundaries rest on a normal joint distribution of
+  the stages' statistics that an exact, discrete rank statistic with drift between stages does not have.
+- Power: the smallest change a cell detects with 80 % probability, by simulating normal process effects
+  through the exact test (the normal approximation promises too much at these sample sizes).
 """
 
 from __future__ import annotations
@@ -34,9 +37,38 @@ import math
 import statistics
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Sequence, Union
 
-WORSE, BETTER, UNCHANGED, INCONCLUSIVE = "worse", "better", "unchanged", "inconclusive"
+from fitbench.errors import UsageError
+
+WORSE, BETTER, EQUIVALENT, INCONCLUSIVE = "worse", "better", "equivalent", "inconclusive"
+DECIDED = frozenset({WORSE, BETTER, EQUIVALENT})
+
+# One side of one cell: a flat list of per-process values (one stage), or one list per stage.
+Values = Union[Sequence[float], Sequence[Sequence[float]]]
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """The decision's knobs, shared by `fitbench alert`, `gate` and `calibrate`."""
+
+    alpha: float = 0.01  # family-wise over cells and stages: P(any false alarm in one alert) with no change
+    threshold: float = 0.10  # the margin: "equivalent" means within ±threshold, with confidence
+    min_change: float = 0.05  # a significant change smaller than this is not called worse or better
+    equivalence_alpha: float = 0.05  # family-wise: P(a cell changed by the threshold or more is called equivalent)
+    confidence: float = 0.95  # of the reported interval
+
+    def check(self) -> "DecisionSettings":
+        if not 0 < self.alpha < 1:
+            raise UsageError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if not 0 < self.equivalence_alpha < 1:
+            raise UsageError(f"--equivalence-alpha must be between 0 and 1, got {self.equivalence_alpha}")
+        if not 0 < self.threshold < 10:
+            raise UsageError(f"--threshold must be a relative change above 0 (0.10 = 10 %), got {self.threshold}")
+        if not 0 <= self.min_change <= self.threshold:
+            raise UsageError(f"--min-change must be between 0 and --threshold ({self.threshold}), "
+                             f"got {self.min_change}")
+        return self
 
 
 # ---------- per-process values ----------
@@ -44,7 +76,7 @@ WORSE, BETTER, UNCHANGED, INCONCLUSIVE = "worse", "better", "unchanged", "inconc
 def split_processes(samples: Sequence[float], per_process: int) -> list[list[float]]:
     """asv pools the samples of all processes of a commit in order, `per_process` (the benchmark's fixed
     `repeat`) from each: cut them back into processes. A length that is not a multiple means a process
-    gave fewer samples (it failed or hit a time limit): ValueError, rather than mixing processes."""
+    gave fewer samples: ValueError, never a silent regroup."""
     if per_process < 1:
         raise ValueError(f"per_process must be at least 1, got {per_process}")
     if len(samples) % per_process:
@@ -52,9 +84,40 @@ def split_processes(samples: Sequence[float], per_process: int) -> list[list[flo
     return [list(samples[i:i + per_process]) for i in range(0, len(samples), per_process)]
 
 
+def usable(value: float | None) -> bool:
+    """A value the log-scale statistics can use: finite and above 0 (a time of 0 or NaN is a broken
+    process, not a fast one)."""
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """One commit's processes: the median of each good process, in order, and how many were dropped."""
+
+    values: list[float]
+    dropped: int  # processes with a sample that is not finite or not above 0
+
+    @property
+    def measured(self) -> int:
+        return len(self.values) + self.dropped
+
+
+def group_processes(samples: Sequence[float | None], per_process: int) -> Grouped:
+    """Split first (so a bad sample cannot shift the boundaries), then drop the processes that hold one."""
+    blocks = split_processes(samples, per_process)
+    kept = [statistics.median(b) for b in blocks if all(usable(x) for x in b)]
+    return Grouped(kept, len(blocks) - len(kept))
+
+
 def process_values(samples: Sequence[float], per_process: int) -> list[float]:
-    """One value per process: the median of its samples."""
-    return [statistics.median(block) for block in split_processes(samples, per_process)]
+    """One value per good process: the median of its samples."""
+    return group_processes(samples, per_process).values
+
+
+def usable_values(values: Sequence[float | None]) -> Grouped:
+    """Per-process values from elsewhere (a session, a round): the usable ones, and how many were not."""
+    kept = [float(v) for v in values if usable(v)]
+    return Grouped(kept, len(values) - len(kept))
 
 
 def between_process_cv(values: Sequence[float]) -> float:
@@ -81,19 +144,67 @@ def robust_log_sd(values: Sequence[float]) -> float:
     return _robust_sd([math.log(v) for v in values])
 
 
-def pooled_log_sd(a: Sequence[float], b: Sequence[float]) -> float:
-    """The robust spread of two commits' log per-process values, each around its own median."""
-    if len(a) + len(b) < 3:
+def pooled_log_sd(a: Values, b: Values) -> float:
+    """The robust spread of two commits' log per-process values, each stage of each around its own median."""
+    deviations = []
+    for stratum in (*_strata(a), *_strata(b)):
+        if stratum:
+            centre = statistics.median(math.log(v) for v in stratum)
+            deviations += [math.log(v) - centre for v in stratum]
+    return _robust_sd(deviations) if len(deviations) >= 3 else math.nan
+
+
+@lru_cache(maxsize=128)
+def _spread_pivot(processes: int, quantile: float) -> float:
+    """The `quantile` of robust_log_sd(k normal values) / sigma, by simulation (fixed seed). The ratio does
+    not depend on sigma, so it turns one estimate into a confidence bound; it also carries the estimator's
+    small-sample bias (IQR / 1.349 of 20 values reads about 0.9 sigma on average)."""
+    import numpy as np
+
+    rng = np.random.default_rng(20261130)
+    x = rng.standard_normal((20000, processes))
+    if processes < 4:
+        estimates = x.std(axis=1, ddof=1)
+    else:
+        q1, q3 = np.percentile(x, [25, 75], axis=1)  # numpy's linear = statistics' "inclusive"
+        estimates = (q3 - q1) / 1.349
+    return float(np.quantile(estimates, quantile))
+
+
+def spread_upper_bound(log_sd: float, processes: int, confidence: float = 0.9) -> float:
+    """An upper confidence bound of the between-process spread behind a robust estimate from `processes`
+    values (normal process effects). Planning from the estimate itself under-powers about half the time."""
+    if not math.isfinite(log_sd) or processes < 2:
         return math.nan
-    ma, mb = statistics.median(math.log(v) for v in a), statistics.median(math.log(v) for v in b)
-    return _robust_sd([math.log(v) - ma for v in a] + [math.log(v) - mb for v in b])
+    return log_sd / _spread_pivot(processes, 1 - confidence)
 
 
-# ---------- the exact rank-sum test ----------
+def spread_lower_bound(log_sd: float, processes: int, confidence: float = 0.9) -> float:
+    """The matching lower bound: the most optimistic spread the data allow (used to give up on a cell only
+    when even that could not see the threshold)."""
+    if not math.isfinite(log_sd) or processes < 2:
+        return math.nan
+    return log_sd / _spread_pivot(processes, confidence)
+
+
+# ---------- the exact rank-sum distribution, stratified, with ties ----------
+
+def _strata(values: Values) -> list[list[float]]:
+    """A side's values as one list per stage (a flat list is one stage)."""
+    if not values:
+        return [[]]
+    if isinstance(values[0], (list, tuple)):
+        return [list(s) for s in values]  # type: ignore[arg-type]
+    return [list(values)]  # type: ignore[arg-type]
+
+
+def _flat(values: Values) -> list[float]:
+    return [v for s in _strata(values) for v in s]
+
 
 @lru_cache(maxsize=256)
 def _u_counts(n: int, m: int) -> tuple[int, ...]:
-    """Number of arrangements giving each value of U (0..n*m) under H0, by the classic recursion: the
+    """Number of arrangements giving each value of U (0..n*m) without ties, by the classic recursion: the
     largest of i + j values is one of the i (it beats all j others: U grows by j) or one of the j (U grows
     by 0). Two rows of the (i, j) table are kept at a time."""
     previous: list[tuple[int, ...]] = [(1,)] * (m + 1)  # i = 0: U is 0 whatever j
@@ -110,25 +221,116 @@ def _u_counts(n: int, m: int) -> tuple[int, ...]:
     return previous[m]
 
 
-def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """(U of a against b, two-sided p). Exact null distribution without ties; with ties, mid-ranks and the
-    normal approximation with the tie correction (ties are rare in timings, common in 0/1 tracks)."""
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        raise ValueError("both groups need at least one value")
-    u = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in a for y in b)
-    if len(set(a) | set(b)) == n + m and n * m <= 10_000:
+@lru_cache(maxsize=512)
+def _twice_u_null(n: int, m: int, ties: tuple[int, ...] | None) -> tuple[float, ...]:
+    """P(2U = k), k = 0..2nm, of n values against m under exchangeability. ties None: all values distinct
+    (the classic distribution on even k). Else `ties` are the sizes of the tied groups in sorted order, and
+    this is the exact permutation distribution of mid-rank U given them: a dynamic programme over the
+    groups, choosing j of a group of t for the n side in C(t, j) ways, each adding j doubled mid-ranks."""
+    import numpy as np
+
+    if ties is None:
         counts = _u_counts(n, m)
-        total = sum(counts)
-        lo = sum(counts[: int(math.floor(min(u, n * m - u))) + 1])
-        return u, min(1.0, 2 * lo / total)
-    values = sorted(list(a) + list(b))
-    ties = [values.count(v) for v in set(values)]
-    sigma2 = n * m / 12 * ((n + m + 1) - sum(t ** 3 - t for t in ties) / ((n + m) * (n + m - 1)))
-    if sigma2 <= 0:
-        return u, 1.0
-    z = (abs(u - n * m / 2) - 0.5) / math.sqrt(sigma2)
-    return u, min(1.0, 2 * (1 - statistics.NormalDist().cdf(max(z, 0.0))))
+        total = float(sum(counts))
+        out = np.zeros(2 * n * m + 1)
+        out[::2] = [c / total for c in counts]
+        return tuple(out.tolist())
+    size = n + m
+    top = size * (size + 1)  # the largest doubled rank sum
+    dp = np.zeros((n + 1, top + 1))
+    dp[0, 0] = 1.0
+    below = 0
+    for t in ties:
+        doubled = 2 * below + t + 1  # twice the group's mid-rank
+        new = np.zeros_like(dp)
+        for j in range(0, min(t, n) + 1):
+            shift = j * doubled
+            if shift > top:
+                break
+            new[j:, shift:] += math.comb(t, j) * dp[:n + 1 - j, :top + 1 - shift]
+        dp = new
+        below += t
+    twice_rank_sum = dp[n]  # 2U = 2R - n(n+1)
+    out = twice_rank_sum[n * (n + 1): n * (n + 1) + 2 * n * m + 1]
+    return tuple((out / out.sum()).tolist())
+
+
+def _tie_sizes(values: Sequence[float]) -> tuple[int, ...] | None:
+    ordered = sorted(values)
+    if len(set(ordered)) == len(ordered):
+        return None
+    sizes, run = [], 1
+    for a, b in zip(ordered, ordered[1:]):
+        if a == b:
+            run += 1
+        else:
+            sizes.append(run)
+            run = 1
+    sizes.append(run)
+    return tuple(sizes)
+
+
+def _convolve(distributions: list[tuple[float, ...]]) -> list[float]:
+    import numpy as np
+
+    out = np.array([1.0])
+    for d in distributions:
+        out = np.convolve(out, np.asarray(d))
+    return out.tolist()
+
+
+def _twice_u(head: Sequence[float], base: Sequence[float]) -> int:
+    """2U of head against base: 2 for every pair head wins, 1 for a tie."""
+    return sum(2 if h > b else 1 if h == b else 0 for h in head for b in base)
+
+
+def _pairs(base: Values, head: Values) -> list[tuple[list[float], list[float]]]:
+    """The stages both sides have values in, as (base, head) pairs."""
+    b, h = _strata(base), _strata(head)
+    if len(b) != len(h):
+        raise ValueError(f"base has {len(b)} stages and head {len(h)}")
+    return [(x, y) for x, y in zip(b, h) if x and y]
+
+
+def rank_sum(base: Values, head: Values) -> tuple[float, list[float]]:
+    """(U of head against base summed over the stages, the exact null distribution of 2U)."""
+    pairs = _pairs(base, head)
+    if not pairs:
+        raise ValueError("both groups need at least one value")
+    twice = sum(_twice_u(h, b) for b, h in pairs)
+    null = _convolve([_twice_u_null(len(h), len(b), _tie_sizes(list(b) + list(h))) for b, h in pairs])
+    return twice / 2, null
+
+
+def _tails(twice_u: int, null: Sequence[float]) -> tuple[float, float]:
+    """(P(2U <= observed), P(2U >= observed)), with a little slack for float sums."""
+    lower = sum(null[: twice_u + 1])
+    upper = sum(null[twice_u:])
+    return min(1.0, lower * (1 + 1e-12)), min(1.0, upper * (1 + 1e-12))
+
+
+def mann_whitney_u(a: Values, b: Values) -> tuple[float, float]:
+    """(U of a against b, two-sided exact p), stratified when the values come in stages; ties by their exact
+    permutation distribution, not the normal approximation (which is about 2x too small at 4-5 processes)."""
+    u, null = rank_sum(b, a)
+    lower, upper = _tails(round(2 * u), null)
+    return u, min(1.0, 2 * min(lower, upper))
+
+
+def one_sided_p(base: Values, head: Values, log_shift: float, upper: bool) -> float:
+    """Exact one-sided p against H0: log(head/base) >= log_shift (upper=True: is head below the shift?) or
+    <= log_shift (upper=False: is head above it?). The two halves of an equivalence test (TOST)."""
+    shifted = [[v * math.exp(-log_shift) for v in s] for s in _strata(head)]
+    u, null = rank_sum(base, shifted)
+    lower, upper_tail = _tails(round(2 * u), null)
+    return lower if upper else upper_tail
+
+
+def equivalence_p(base: Values, head: Values, threshold: float) -> float:
+    """TOST: the larger of the two one-sided p-values against ratios 1+threshold and 1/(1+threshold); small
+    means "the change lies within ±threshold"."""
+    margin = math.log1p(threshold)
+    return max(one_sided_p(base, head, margin, upper=True), one_sided_p(base, head, -margin, upper=False))
 
 
 def min_attainable_p(n: int, m: int) -> float:
@@ -137,77 +339,88 @@ def min_attainable_p(n: int, m: int) -> float:
     return 2 / math.comb(n + m, n)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given)."""
+def holm(p_values: Sequence[float], family: int | None = None) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given). `family` counts hypotheses that are not
+    given (cells a later stage does not test again: p = 1 for them), so the correction stays the alert's."""
     k = len(p_values)
-    order = sorted(range(k), key=lambda i: p_values[i])
-    adjusted = [1.0] * k
+    padded = list(p_values) + [1.0] * max(0, (family or k) - k)
+    order = sorted(range(len(padded)), key=lambda i: padded[i])
+    adjusted = [1.0] * len(padded)
     running = 0.0
     for rank, i in enumerate(order):
-        running = max(running, min(1.0, (k - rank) * p_values[i]))
+        running = max(running, min(1.0, (len(padded) - rank) * padded[i]))
         adjusted[i] = running
-    return adjusted
+    return adjusted[:k]
 
 
 # ---------- estimate and interval ----------
 
-def hodges_lehmann_ci(base: Sequence[float], head: Sequence[float],
-                      confidence: float = 0.95) -> tuple[float, float, float]:
-    """(ratio, low, high) of head over base: exp of the Hodges-Lehmann shift of the log values and its
-    distribution-free (Moses) interval, the order statistics of the n*m pairwise log differences cut
-    where the exact rank-sum distribution puts (1 - confidence) / 2 in each tail (coverage >= confidence)."""
-    n, m = len(base), len(head)
-    diffs = sorted(math.log(y) - math.log(x) for x in base for y in head)
+@lru_cache(maxsize=256)
+def _interval_rank(sizes: tuple[tuple[int, int], ...], confidence: float) -> int:
+    """The largest k with P(U < k) <= (1 - confidence) / 2 for the stratified U without ties (0: none)."""
+    null = _convolve([_twice_u_null(m, n, None) for n, m in sizes])
+    tail = (1 - confidence) / 2
+    cumulative, k = 0.0, 0
+    for u in range(0, len(null), 2):
+        if cumulative + null[u] > tail * (1 + 1e-12):
+            return k
+        cumulative += null[u]
+        k = u // 2 + 1
+    return k
+
+
+def hodges_lehmann_ci(base: Values, head: Values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(ratio, low, high) of head over base: exp of the Hodges-Lehmann shift of the log values (the median
+    of the within-stage pairwise differences) and its distribution-free (Moses) interval, those differences
+    cut where the exact stratified distribution puts (1 - confidence) / 2 in each tail."""
+    pairs = _pairs(base, head)
+    diffs = sorted(math.log(y) - math.log(x) for b, h in pairs for x in b for y in h)
     estimate = math.exp(statistics.median(diffs))
-    counts = _u_counts(n, m) if n * m <= 10_000 else None
-    alpha = 1 - confidence
-    if counts is not None:
-        total, cumulative, k = sum(counts), 0, 0
-        # largest k with P(U < k) <= alpha/2: the interval is [d_(k), d_(nm-k-1)] (0-based)
-        for u, c in enumerate(counts):
-            if (cumulative + c) / total > alpha / 2:
-                k = u
-                break
-            cumulative += c
-    else:
-        z = statistics.NormalDist().inv_cdf(1 - alpha / 2)
-        k = int(math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12)))
+    k = _interval_rank(tuple((len(b), len(h)) for b, h in pairs), round(confidence, 12))
     if k <= 0:
         return estimate, 0.0, math.inf  # too few processes for any interval at this confidence
-    return estimate, math.exp(diffs[k - 1]), math.exp(diffs[n * m - k])
+    return estimate, math.exp(diffs[k - 1]), math.exp(diffs[len(diffs) - k])
 
 
 # ---------- power ----------
 
-def rejection_u(n: int, m: int, alpha: float) -> int | None:
-    """The smallest U (head over base) at which the exact two-sided test rejects at `alpha`; None when no
-    U can (too few processes)."""
-    counts = _u_counts(n, m)
-    total, tail = sum(counts), 0
-    for u in range(n * m, -1, -1):  # P(U >= u), from the top
-        tail += counts[u]
-        if 2 * tail / total > alpha:
-            return u + 1 if u < n * m else None
+@lru_cache(maxsize=256)
+def _critical_twice_u(sizes: tuple[tuple[int, int], ...], alpha: float) -> int | None:
+    """The smallest 2U (head over base) at which the exact two-sided stratified test rejects at `alpha`;
+    None when none can."""
+    null = _convolve([_twice_u_null(m, n, None) for n, m in sizes])
+    tail = 0.0
+    for k in range(len(null) - 1, -1, -1):
+        tail += null[k]
+        if 2 * tail > alpha * (1 + 1e-12):
+            return k + 1 if k + 1 < len(null) else None
     return None
 
 
+def rejection_u(n: int, m: int, alpha: float) -> int | None:
+    """The smallest U (head over base) at which the exact two-sided test rejects at `alpha`; None when no
+    U can (too few processes)."""
+    critical = _critical_twice_u(((n, m),), alpha)
+    return None if critical is None else -(-critical // 2)
+
+
 @lru_cache(maxsize=512)
-def _detectable_shift_in_sds(n: int, m: int, alpha: float, power: float) -> float:
-    """The shift of log values, in between-process standard deviations, at which the exact rank-sum test
-    rejects with probability `power`, for normal process effects. Found by simulation (fixed seed, common
-    random numbers, so power rises monotonically with the shift) rather than the normal approximation,
-    which promises too much for the few processes and small levels used here (checked in the tests)."""
+def _detectable_shift_in_sds(sizes: tuple[tuple[int, int], ...], alpha: float, power: float) -> float:
+    """The shift of log values, in between-process standard deviations, at which the exact (stratified)
+    rank-sum test rejects with probability `power`, for normal process effects. Found by simulation (fixed
+    seed, common random numbers, so power rises monotonically with the shift) rather than the normal
+    approximation, which promises too much for the few processes and small levels used here."""
     import numpy as np
 
-    critical = rejection_u(m, n, alpha)
+    critical = _critical_twice_u(sizes, alpha)
     if critical is None:
         return math.inf
     rng = np.random.default_rng(20261127)
-    base, head = rng.standard_normal((4000, n)), rng.standard_normal((4000, m))
+    draws = [(rng.standard_normal((4000, n)), rng.standard_normal((4000, m))) for n, m in sizes]
 
     def power_at(shift: float) -> float:
-        u = ((head[:, :, None] + shift) > base[:, None, :]).sum(axis=(1, 2))
-        return float((u >= critical).mean())
+        twice = sum(2 * ((h[:, :, None] + shift) > b[:, None, :]).sum(axis=(1, 2)) for b, h in draws)
+        return float((twice >= critical).mean())
 
     low, high = 0.0, 1.0
     while power_at(high) < power:
@@ -220,15 +433,19 @@ def _detectable_shift_in_sds(n: int, m: int, alpha: float, power: float) -> floa
     return high
 
 
-def min_detectable_change(log_sd: float, n: int, m: int, alpha: float, power: float = 0.8) -> float:
+def min_detectable_change(log_sd: float, n: int, m: int, alpha: float, power: float = 0.8,
+                          sizes: Sequence[tuple[int, int]] | None = None) -> float:
     """Smallest relative change (0.10 = 10 %) a cell with between-process log-SD `log_sd` detects with
-    probability `power` at two-sided level `alpha` with n and m processes; inf where the exact test cannot
-    reach `alpha` with so few processes, nan without a spread."""
-    if n < 2 or m < 2 or min_attainable_p(n, m) > alpha:
+    probability `power` at two-sided level `alpha` with n and m processes (or the stages' `sizes`, (base,
+    head) each); inf where the exact test cannot reach `alpha` with so few processes, nan without a spread."""
+    strata = tuple(tuple(s) for s in sizes) if sizes else ((n, m),)
+    if sum(a for a, _ in strata) < 2 or sum(b for _, b in strata) < 2:
+        return math.inf
+    if _critical_twice_u(strata, round(alpha, 15)) is None:
         return math.inf
     if not math.isfinite(log_sd):
         return math.nan
-    return math.exp(_detectable_shift_in_sds(n, m, round(alpha, 12), power) * log_sd) - 1
+    return math.exp(_detectable_shift_in_sds(strata, round(alpha, 15), power) * log_sd) - 1
 
 
 def processes_needed(log_sd: float, change: float, alpha: float, power: float = 0.8, limit: int = 60) -> int | None:
@@ -246,79 +463,114 @@ def processes_needed(log_sd: float, change: float, alpha: float, power: float = 
     return high
 
 
-# ---------- one cell, and a whole alert ----------
-
-@dataclass(frozen=True)
-class CellDecision:
-    """What the alert says about one cell, in numbers a reader can check."""
-
-    change: str  # worse | better | unchanged | inconclusive
-    ratio: float  # head / base (Hodges-Lehmann) of the metric as measured (seconds: above 1 is slower)
-    ci_low: float
-    ci_high: float
-    confidence: float
-    p_value: float  # two-sided exact rank-sum on per-process values
-    p_adjusted: float  # Holm, over every tested cell of the alert
-    processes_base: int
-    processes_head: int
-    log_sd: float  # between-process spread behind the detectable change (about the CV)
-    log_sd_source: str  # "calibration" or "this comparison"
-    observed_log_sd: float  # the spread seen in this comparison, pooled over base and head
-    min_detectable_change: float  # relative, e.g. 0.07 = 7 %: found with 80 % power at Holm's strictest level
-    threshold: float  # the change the alert must be able to see, e.g. 0.10
-    min_change: float  # a significant change smaller than this is not called a change, e.g. 0.05
-
-
-def classify(ratio: float, ci_low: float, ci_high: float, p_adjusted: float, alpha: float, min_change: float,
-             min_detectable: float, threshold: float, higher_is_better: bool = False) -> str:
-    """worse / better: significant after Holm and the estimate at least `min_change` away from 1 in that
-    direction (a true change of the threshold size passes both most of the time; see docs/alerts.md);
-    unchanged: this cell could have detected a change of `threshold` (its detectable change is no larger)
-    and its confidence interval lies inside ±threshold; else inconclusive: with this noise and this many
-    processes it cannot say, and the alert must not call that unchanged."""
-    if p_adjusted <= alpha and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change)):
-        return BETTER if (ratio > 1) == higher_is_better else WORSE
-    if min_detectable <= threshold and 1 / (1 + threshold) < ci_low and ci_high < 1 + threshold:
-        return UNCHANGED
-    return INCONCLUSIVE
-
-
-def decide(cells: dict[str, tuple[Sequence[float], Sequence[float]]], alpha: float = 0.01, threshold: float = 0.10,
-           min_change: float = 0.05, confidence: float = 0.95, calibrated_log_sd: dict[str, float] | None = None,
-           higher_is_better: dict[str, bool] | None = None, power: float = 0.8) -> dict[str, CellDecision]:
-    """Every cell's decision from its per-process values {cell: (base values, head values)}, Holm across
-    all of them. The detectable change uses the calibrated spread where there is one, else the spread
-    seen in this comparison; it is computed at Holm's strictest level (alpha / number of cells), the only
-    level at which every cell is sure to be tested."""
-    names = list(cells)
-    p_values = [mann_whitney_u(cells[c][1], cells[c][0])[1] for c in names]
-    adjusted = holm(p_values)
-    strictest = alpha / max(1, len(names))
-    out = {}
-    for name, p, p_adj in zip(names, p_values, adjusted):
-        base, head = cells[name]
-        ratio, low, high = hodges_lehmann_ci(base, head, confidence)
-        observed = pooled_log_sd(base, head)
-        sd, source = (calibrated_log_sd or {}).get(name), "calibration"
-        if sd is None or not math.isfinite(sd):
-            sd, source = observed, "this comparison"
-        mdc = min_detectable_change(sd, len(base), len(head), strictest, power)
-        change = classify(ratio, low, high, p_adj, alpha, min_change, mdc, threshold,
-                          (higher_is_better or {}).get(name, False))
-        out[name] = CellDecision(
-            change=change, ratio=ratio, ci_low=low, ci_high=high, confidence=confidence, p_value=p,
-            p_adjusted=p_adj, processes_base=len(base), processes_head=len(head), log_sd=sd,
-            log_sd_source=source, observed_log_sd=observed, min_detectable_change=mdc, threshold=threshold,
-            min_change=min_change)
-    return out
-
-
 def processes_for(log_sds: Sequence[float], threshold: float, alpha: float, power: float = 0.8,
                   floor: int = 3, limit: int = 60) -> int | None:
-    """Processes per commit so that every cell (spreads `log_sds`, tested together under Holm) can
-    detect `threshold`: the largest need over the cells; None if one needs more than `limit`."""
+    """Processes per commit so that every cell (spreads `log_sds`, tested together under Holm at family-wise
+    `alpha`) can detect `threshold`: the largest need over the cells; None if one needs more than `limit`."""
     strictest = alpha / max(1, len(log_sds))
     needs = [processes_needed(sd, threshold, strictest, power, limit) for sd in log_sds]
     if any(n is None for n in needs):
         return None
     return max([floor, *needs])
+
+
+# ---------- one cell, and a whole alert ----------
+
+@dataclass(frozen=True)
+class CellDecision:
+    """What the alert says about one cell at one stage, in numbers a reader can check."""
+
+    change: str  # worse | better | equivalent | inconclusive
+    ratio: float  # head / base (Hodges-Lehmann) of the metric as measured (seconds: above 1 is slower)
+    ci_low: float
+    ci_high: float
+    confidence: float
+    p_value: float  # two-sided exact rank-sum on per-process values, stratified by stage
+    p_adjusted: float  # Holm over every cell of the alert, at this stage
+    p_equivalence: float  # TOST against ±threshold
+    p_equivalence_adjusted: float  # Holm over every cell, at this stage
+    significant: bool  # p_adjusted at or below this stage's level
+    level: float  # the family-wise level of the change test at this stage: alpha / stages
+    equivalence_level: float  # equivalence_alpha / stages
+    stage: int  # 1 or 2: the stage whose processes this decision saw (all stages up to it)
+    processes_base: int
+    processes_head: int
+    log_sd: float  # between-process spread behind the detectable change (about the CV)
+    log_sd_source: str  # "calibration" or "this comparison"
+    observed_log_sd: float  # the spread seen in this comparison, each stage around its own median
+    min_detectable_change: float  # relative, e.g. 0.07 = 7 %: found with 80 % power at Holm's strictest level
+    threshold: float  # the equivalence margin and the change the alert must be able to see, e.g. 0.10
+    min_change: float  # a significant change smaller than this is not called a change, e.g. 0.05
+
+
+def classify(ratio: float, significant: bool, equivalent: bool, min_change: float,
+             higher_is_better: bool = False) -> str:
+    """worse / better: significant after Holm and the estimate at least `min_change` away from 1 in that
+    direction; equivalent: the equivalence test says the change lies within ±threshold (a significant change
+    smaller than `min_change` can be both: it is then equivalent, and the row says it was significant);
+    else inconclusive: with this noise and this many processes it cannot say, and that is not a pass."""
+    if significant and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change)):
+        return BETTER if (ratio > 1) == higher_is_better else WORSE
+    if equivalent:
+        return EQUIVALENT
+    return INCONCLUSIVE
+
+
+def decide(cells: dict[str, tuple[Values, Values]], settings: DecisionSettings = DecisionSettings(),
+           calibrated_log_sd: dict[str, float] | None = None, higher_is_better: dict[str, bool] | None = None,
+           power: float = 0.8, stage: int = 1, stages: int = 1, family: int | None = None) -> dict[str, CellDecision]:
+    """Every cell's decision from its per-process values {cell: (base, head)}, each side a flat list or one
+    list per stage. Holm over `family` cells (default: those given; a second stage passes the first's count,
+    the cells it does not test again count with p = 1) at alpha / stages. The detectable change uses the
+    calibrated spread where there is one, else the spread seen here, at Holm's strictest level."""
+    names = list(cells)
+    family = max(family or 0, len(names))
+    level, equivalence_level = settings.alpha / stages, settings.equivalence_alpha / stages
+    p_values = [mann_whitney_u(cells[c][1], cells[c][0])[1] for c in names]
+    p_equivalence = [equivalence_p(cells[c][0], cells[c][1], settings.threshold) for c in names]
+    adjusted, adjusted_eq = holm(p_values, family), holm(p_equivalence, family)
+    out = {}
+    for i, name in enumerate(names):
+        base, head = cells[name]
+        ratio, low, high = hodges_lehmann_ci(base, head, settings.confidence)
+        observed = pooled_log_sd(base, head)
+        sd, source = (calibrated_log_sd or {}).get(name), "calibration"
+        if sd is None or not math.isfinite(sd):
+            sd, source = observed, "this comparison"
+        sizes = [(len(b), len(h)) for b, h in _pairs(base, head)]
+        mdc = min_detectable_change(sd, 0, 0, level / family, power, sizes=sizes)
+        significant = adjusted[i] <= level
+        change = classify(ratio, significant, adjusted_eq[i] <= equivalence_level, settings.min_change,
+                          (higher_is_better or {}).get(name, False))
+        out[name] = CellDecision(
+            change=change, ratio=ratio, ci_low=low, ci_high=high, confidence=settings.confidence,
+            p_value=p_values[i], p_adjusted=adjusted[i], p_equivalence=p_equivalence[i],
+            p_equivalence_adjusted=adjusted_eq[i], significant=significant, level=level,
+            equivalence_level=equivalence_level, stage=stage, processes_base=len(_flat(base)),
+            processes_head=len(_flat(head)), log_sd=sd, log_sd_source=source, observed_log_sd=observed,
+            min_detectable_change=mdc, threshold=settings.threshold, min_change=settings.min_change)
+    return out
+
+
+# ---------- the second stage ----------
+
+def worth_continuing(decision: CellDecision, total_processes: int, settings: DecisionSettings, family: int,
+                     stages: int = 2, power: float = 0.8) -> str | None:
+    """Why an inconclusive cell is not given a second stage (None: it is): with `total_processes` per commit
+    in all, even the lowest spread this comparison allows (its 90 % lower bound) would leave the threshold
+    out of reach. Stopping for futility only ever removes rejections, so it costs no error rate."""
+    if decision.change in DECIDED:
+        return "decided"
+    processes = decision.processes_base + decision.processes_head
+    optimistic = spread_lower_bound(decision.observed_log_sd, processes)
+    if not math.isfinite(optimistic):
+        return None
+    more_base = max(2, total_processes - decision.processes_base)
+    more_head = max(2, total_processes - decision.processes_head)
+    reach = min_detectable_change(optimistic, 0, 0, settings.alpha / stages / family, power,
+                                  sizes=[(decision.processes_base, decision.processes_head), (more_base, more_head)])
+    if reach > settings.threshold:
+        return (f"futile: at the spread seen here (lowest plausible {100 * optimistic:.1f} %) {total_processes} "
+                f"processes per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.0f} %'}, "
+                f"not {100 * settings.threshold:.0f} %")
+    return None

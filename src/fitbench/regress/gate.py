@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
+from fitbench.regress.decide import DecisionSettings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: no equivalence test, exit 0 when undecided
 
 
 def read_sessions(paths: list[str]) -> dict[str, list[float]]:
@@ -36,22 +38,35 @@ def read_sessions(paths: list[str]) -> dict[str, list[float]]:
     return {name: [s[name] for s in per_session] for name in sorted(common)}
 
 
-def gate(base_paths: list[str], head_paths: list[str], alpha: float = 0.01, threshold: float = 0.10,
-         min_change: float = 0.05) -> dict[str, Any]:
-    """Every benchmark found in all sessions of both sides, decided; the document `fitbench gate` prints."""
+def gate(base_paths: list[str], head_paths: list[str], settings: DecisionSettings = DecisionSettings(),
+         undecided_ok: bool = False) -> dict[str, Any]:
+    """Every benchmark found in all sessions of both sides, decided; the document `fitbench gate` prints.
+    Exit statuses as `fitbench alert`'s: 1 a benchmark is worse, 3 one could not be decided (0 with
+    `undecided_ok`), 0 every benchmark decided and none worse."""
     if len(base_paths) < 2 or len(head_paths) < 2:
         raise UsageError("the gate needs at least 2 sessions per side (--base A.json A2.json --head B.json B2.json)")
     base, head = read_sessions(base_paths), read_sessions(head_paths)
     names = sorted(base.keys() & head.keys())
     if not names:
         raise UsageError("no benchmark is in every session of both sides")
-    decisions = decide.decide({n: (base[n], head[n]) for n in names}, alpha=alpha, threshold=threshold,
-                              min_change=min_change)
-    rows = [{"benchmark": n, "before": statistics.median(base[n]), "after": statistics.median(head[n]),
-             "change": d.change, "ratio": d.ratio, "ci_low": d.ci_low, "ci_high": d.ci_high,
-             "p_adjusted": d.p_adjusted, "sessions_base": d.processes_base, "sessions_head": d.processes_head,
-             "between_session_cv": d.log_sd, "min_detectable_change": d.min_detectable_change}
-            for n, d in decisions.items()]
+    usable = {n: (decide.usable_values(base[n]), decide.usable_values(head[n])) for n in names}
+    testable = {n: (b.values, h.values) for n, (b, h) in usable.items() if len(b.values) >= 2 and len(h.values) >= 2}
+    decisions = decide.decide(testable, settings) if testable else {}
+    rows = []
+    for n in names:
+        b, h = usable[n]
+        d = decisions.get(n)
+        rows.append({"benchmark": n, "before": statistics.median(b.values) if b.values else None,
+                     "after": statistics.median(h.values) if h.values else None,
+                     "change": d.change if d else decide.INCONCLUSIVE, "ratio": d.ratio if d else None,
+                     "ci_low": d.ci_low if d else None, "ci_high": d.ci_high if d else None,
+                     "p_adjusted": d.p_adjusted if d else None,
+                     "p_equivalence_adjusted": d.p_equivalence_adjusted if d else None,
+                     "sessions_base": len(b.values), "sessions_head": len(h.values),
+                     "sessions_dropped": [b.dropped, h.dropped],
+                     "between_session_cv": d.log_sd if d else None,
+                     "min_detectable_change": d.min_detectable_change if d else None})
+    changes = {r["change"] for r in rows}
+    status = (1 if decide.WORSE in changes else 3 if decide.INCONCLUSIVE in changes and not undecided_ok else 0)
     return {"schema_version": SCHEMA_VERSION, "command": "gate", "base": base_paths, "head": head_paths,
-            "settings": {"alpha": alpha, "threshold": threshold, "min_change": min_change}, "rows": rows,
-            "exit_status": 1 if any(r["change"] == decide.WORSE for r in rows) else 0}
+            "settings": asdict(settings), "undecided_ok": undecided_ok, "rows": rows, "exit_status": status}

@@ -213,41 +213,52 @@ def replay_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def calibration_table(calibration: Any, threshold: float, alpha: float) -> Table:
-    """Each calibrated cell's per-process median, spread, the change it could detect with the processes it
-    ran (80 % power, as every alert row says), and the processes an alert needs for 5 % and for `threshold`
-    at the power `fitbench alert` plans with; all cells of the calibration tested together under Holm."""
-    from fitbench.regress.alert import PLANNING_POWER
-    from fitbench.regress.decide import min_detectable_change, processes_needed
+def calibration_table(calibration: Any, settings: Any) -> Table:
+    """Each calibrated cell's per-process median, spread and its 80 % upper confidence bound, the change it
+    could detect with the processes it ran (80 % power, as every alert row says), and the processes per
+    commit an alert with two stages plans for 5 % and for the threshold (fitbench.regress.alert.plan_stages,
+    all cells of the calibration tested together under Holm)."""
+    from fitbench.regress.alert import DEFAULT_STAGES, MAX_TOTAL_PROCESSES, PLANNING_POWER, PLANNING_SPREAD_CONFIDENCE
+    from fitbench.regress.decide import min_detectable_change, processes_needed, spread_upper_bound
 
     cells = calibration.cells
-    strictest = alpha / max(1, len(cells))
+    strictest = settings.alpha / max(1, len(cells))
+    planning_level = settings.alpha / DEFAULT_STAGES / max(1, len(cells))
     table = Table(title=f"between-process spread, {calibration.processes} processes per cell, commit "
-                        f"{calibration.commit[:10]} (threads: {calibration.threads})")
-    planning = f"{PLANNING_POWER:.0%} power"
-    for col in ("cell", "median", "between-process CV (robust)", f"detectable with {calibration.processes}",
-                f"processes for 5 % ({planning})", f"processes for {100 * threshold:g} % ({planning})"):
+                        f"{calibration.commit[:10]} (threads: {calibration.threads}); an alert plans "
+                        f"{PLANNING_POWER:.0%} power at the {PLANNING_SPREAD_CONFIDENCE:.0%} upper bound, two stages")
+    for col in ("cell", "median", "between-process CV (robust)", f"{PLANNING_SPREAD_CONFIDENCE:.0%} upper bound",
+                f"detectable with {calibration.processes}", "processes per commit for 5 %",
+                f"processes per commit for {100 * settings.threshold:g} %"):
         table.add_column(col)
     for c in cells:
-        n = calibration.processes
+        n = len(c.values)
         mdc = min_detectable_change(c.log_sd, n, n, strictest)
-        need5, need_t = (processes_needed(c.log_sd, x, strictest, PLANNING_POWER) for x in (0.05, threshold))
+        bound = spread_upper_bound(c.log_sd, n, PLANNING_SPREAD_CONFIDENCE)
+        needs = [processes_needed(bound, change, planning_level, PLANNING_POWER, MAX_TOTAL_PROCESSES)
+                 for change in (0.05, settings.threshold)]
         table.add_row(escape(c.key), f"{c.median * 1e3:.3f} ms" if c.unit == "seconds" else f"{c.median:.4g}",
-                      f"{100 * c.log_sd:.1f} %", f"{100 * mdc:.1f} %", str(need5 or ">60"), str(need_t or ">60"))
+                      f"{100 * c.log_sd:.1f} %", f"{100 * bound:.1f} %", f"{100 * mdc:.1f} %",
+                      *[str(need) if need else f">{MAX_TOTAL_PROCESSES}" for need in needs])
     return table
 
 
 def gate_table(doc: dict[str, Any]) -> Table:
     """`fitbench gate`'s rows: one observation per pytest-benchmark session."""
+    def num(value: Any, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
     table = Table(title=f"{len(doc['base'])} base vs {len(doc['head'])} head sessions, one observation per session")
     for col in ("benchmark", "base", "head", "ratio [95 % CI]", "between-session CV", "detectable", "p (Holm)",
-                "change"):
+                "p equivalent (Holm)", "change"):
         table.add_column(col)
     for r in doc["rows"]:
-        table.add_row(escape(r["benchmark"]), f"{r['before'] * 1e3:.3f} ms", f"{r['after'] * 1e3:.3f} ms",
-                      f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-                      f"{100 * r['between_session_cv']:.1f} %", f"{100 * r['min_detectable_change']:.1f} %",
-                      f"{r['p_adjusted']:.2g}", r["change"])
+        ratio = "–" if r["ratio"] is None else f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        table.add_row(escape(r["benchmark"]), num(r["before"] and r["before"] * 1e3, ".3f") + " ms",
+                      num(r["after"] and r["after"] * 1e3, ".3f") + " ms", ratio,
+                      num(r["between_session_cv"] and 100 * r["between_session_cv"], ".1f") + " %",
+                      num(r["min_detectable_change"] and 100 * r["min_detectable_change"], ".1f") + " %",
+                      num(r["p_adjusted"], ".2g"), num(r["p_equivalence_adjusted"], ".2g"), r["change"])
     return table
 
 
@@ -315,7 +326,7 @@ def version_columns_table(columns: list[dict[str, Any]]) -> Table:
 
 def versions_table(doc: dict[str, Any]) -> Table:
     """A column per version: samples/s (median over processes), and against the reference the speed ratio
-    with its interval and the verdict (faster / slower / unchanged / inconclusive)."""
+    with its interval and the verdict (faster / slower / equivalent / inconclusive)."""
     labels = [c["env"]["label"] for c in doc["columns"]]
     skipped = {c["env"]["label"]: c["env"]["reason"] for c in doc["columns"] if c["env"]["status"] != "ready"}
     st = doc["settings"]

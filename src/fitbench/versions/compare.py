@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from fitbench import __version__
-from fitbench.regress.decide import BETTER, WORSE, decide
+from fitbench.regress.decide import BETTER, WORSE, DecisionSettings, decide, usable_values
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import TF_KERAS, stack_name
 from fitbench.versions.envs import READY, VersionEnv
 
-SCHEMA_VERSION = 1  # of the versions document
+SCHEMA_VERSION = 2  # of the versions document; 1: "unchanged" where 2 says "equivalent"
 FASTER, SLOWER = "faster", "slower"
 
 
@@ -45,13 +45,17 @@ class VersionsSettings:
     threads: str = "1"  # one thread per framework pool: the steadiest between processes (docs/noise.md)
     processes: int = 6  # rounds: processes per cell and column
     alpha: float = 0.05  # family-wise, Holm over every cell and column
-    threshold: float = 0.10  # "unchanged" only if a change this large could have been seen and is excluded
+    threshold: float = 0.10  # "equivalent": the change lies within ±threshold (two one-sided tests, Holm)
     min_change: float = 0.05  # a significant change smaller than this is not called faster or slower
     cell_timeout_s: int = 1800
     seed_workload: bool = False  # also the seed's epochs (1 sample + validation): fit()'s fixed cost per epoch
 
-    def run_arguments(self) -> list[str]:
-        return ["--backend", self.backends, "--api", self.apis, "--batch-sizes", self.batch_sizes, "--jit", self.jit,
+    def run_arguments(self, reverse_stacks: bool = False) -> list[str]:
+        """`fitbench run`'s arguments; `reverse_stacks` runs the stacks in the other order (cells run stack by
+        stack, so alternating it per round puts Keras 2 first as often as Keras 3)."""
+        stacks = self.backends.split(",")
+        backends = ",".join(stacks[::-1] if reverse_stacks else stacks)
+        return ["--backend", backends, "--api", self.apis, "--batch-sizes", self.batch_sizes, "--jit", self.jit,
                 "--variant", self.variant, "--widths", self.widths, "--model", self.model, "--threads", self.threads,
                 *([] if self.seed_workload else ["--no-seed-workload"]), "--no-floor",
                 "--cell-timeout", str(self.cell_timeout_s)]
@@ -67,7 +71,7 @@ class Comparison:
     confidence: float
     p_value: float  # exact two-sided rank-sum on per-process step times
     p_adjusted: float  # Holm over every cell and column of this comparison
-    verdict: str  # faster | slower | unchanged | inconclusive
+    verdict: str  # faster | slower | equivalent | inconclusive
     processes: list[int]  # [reference, column]
     min_detectable_change: float | None  # relative; null: this many processes cannot detect any change
 
@@ -108,9 +112,11 @@ def _label(key: tuple[Any, ...]) -> str:
     return f"{stack} {model_part}{api} jit={'on' if jit else 'off'} {variant} {device} {what}"
 
 
-def run_round(env: VersionEnv, settings: VersionsSettings, json_path: str) -> tuple[dict[str, Any] | None, str]:
+def run_round(env: VersionEnv, settings: VersionsSettings, json_path: str,
+              reverse_stacks: bool = False) -> tuple[dict[str, Any] | None, str]:
     """One `fitbench run` of every cell with the column's interpreter: (its document or None, stderr's last line)."""
-    cmd = [env.python or "python", "-m", "fitbench", "run", *settings.run_arguments(), "--json", json_path]
+    cmd = [env.python or "python", "-m", "fitbench", "run", *settings.run_arguments(reverse_stacks), "--json",
+           json_path]
     child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"}
     child_env.pop("TF_USE_LEGACY_KERAS", None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env)
@@ -138,7 +144,8 @@ def compare_versions(envs: list[VersionEnv], settings: VersionsSettings,
             for i in order:
                 env = envs[i]
                 log(f"round {round_index + 1}/{settings.processes}: {env.label}")
-                doc, last = run_round(env, settings, os.path.join(tmp, f"r{round_index}-c{i}.json"))
+                doc, last = run_round(env, settings, os.path.join(tmp, f"r{round_index}-c{i}.json"),
+                                      reverse_stacks=round_index % 2 == 1)
                 if doc is None:
                     columns[i].failures.append(f"round {round_index + 1}: {last}")
                     continue
@@ -195,10 +202,12 @@ def _decide(rows: list[CellRow], labels: list[str], settings: VersionsSettings) 
             name = f"{r.cell} | {c} | keras 3 vs 2"
             tests[name] = (twin.step_time_s[c], r.step_time_s[c])  # reference: Keras 2
             places[name] = (r, c, f"{TF_KERAS} ({c})")
+    tests = {name: (usable_values(a).values, usable_values(b).values) for name, (a, b) in tests.items()}
     tests = {name: pair for name, pair in tests.items() if len(pair[0]) >= 2 and len(pair[1]) >= 2}
     if not tests:
         return
-    decisions = decide(tests, alpha=settings.alpha, threshold=settings.threshold, min_change=settings.min_change)
+    decisions = decide(tests, DecisionSettings(alpha=settings.alpha, threshold=settings.threshold,
+                                               min_change=settings.min_change, equivalence_alpha=settings.alpha))
     for name, d in decisions.items():
         row, column, reference = places[name]
         verdict = {WORSE: SLOWER, BETTER: FASTER}.get(d.change, d.change)
@@ -240,8 +249,9 @@ def compare_asv_environments(repo: str, commit: str, regex: str, settings: Versi
     rows: dict[tuple[str, str], CellRow] = {}
     for env in envs:
         stack = asvdata.env_stack(env.env_vars) or "tensorflow"
-        cells = asvdata.read_results(repo, [commit_hash], regex, [env.name], machine)[commit_hash]
-        for cell in cells.values():
+        stored = asvdata.read_results(repo, [commit_hash], regex, [env.name], machine)
+        asvdata.require_layout(stored, "versions --from-asv")
+        for cell in stored[commit_hash].values():
             values = cell.process_values()
             if not values:
                 continue

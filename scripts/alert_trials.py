@@ -1,0 +1,149 @@
+"""Real alerts, counted: A/A (a documentation-only commit) and A/B (a planted slowdown) `fitbench alert` runs
+with every default, one after the other, some with a second job on the machine, so that docs/alerts.md can
+state false-alarm and detection rates over independent real runs rather than resampled ones.
+
+    python scripts/alert_trials.py --workdir /tmp/trials --out docs/results/alert-runs-DATE \\
+        --plan aa,ab,aa,ab --plan-loaded aa,ab
+
+The work directory gets a clone of this repository's HEAD (commit your changes first) with:
+- `base`: HEAD;
+- `aa-N`: base plus one blank line in README.md, a fresh commit for every A/A trial (asv measures it anew);
+- `slow`: base with a plant in FitHarness.fit_executions that busy-waits --plant (default 0.10) of every
+  training step's full cycle (the step and fit's own work between steps), on every backend alike.
+Each trial runs `fitbench alert base <head>` in the clone with its defaults (plus --alpha etc. if given),
+writes `<name>.json` (its alert.json) and `<name>.md` into --out, and appends a line with the exit status,
+the wall time and whether it ran under load to `trials.jsonl` there. Under load means
+scripts/background_load.py for the whole alert. The clone's asv environments are built by the first alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLANT_ANCHOR = "                       verbose=0, callbacks=[timer], shuffle=False)"
+PLANT_CALL = "                       verbose=0, callbacks=[_planted_slowdown(self.keras), timer], shuffle=False)"
+PLANT_CODE = '''
+
+def _planted_slowdown(keras):  # planted by scripts/alert_trials.py: a regression of {fraction:.0%} of every step
+    import time as clock
+
+    class _Plant(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.last, self.begin = None, 0.0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.begin = clock.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = clock.perf_counter()
+            until = now + {fraction!r} * (now - (self.begin if self.last is None else self.last))
+            while clock.perf_counter() < until:
+                pass
+            self.last = clock.perf_counter()
+
+    return _Plant()
+'''
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=fitbench-trials", "-c",
+                           "user.email=fitbench-trials@localhost", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def prepare(workdir: Path, plant: float) -> Path:
+    clone = workdir / "fitbench"
+    if not clone.exists():
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        git(clone, "branch", "-f", "base", "HEAD")
+        git(clone, "checkout", "-q", "-B", "slow", "base")
+        harness = clone / "src" / "fitbench" / "measure" / "harness.py"
+        text = harness.read_text()
+        if PLANT_ANCHOR not in text:
+            raise SystemExit("alert_trials: the plant no longer applies to FitHarness.fit_executions")
+        harness.write_text(text.replace(PLANT_ANCHOR, PLANT_CALL, 1) + PLANT_CODE.format(fraction=plant))
+        git(clone, "commit", "-qam", f"planted: busy-wait {plant:.0%} of every training step")
+        git(clone, "checkout", "-q", "base")
+    return clone
+
+
+def aa_commit(clone: Path, name: str) -> str:
+    git(clone, "checkout", "-q", "-B", name, "base")
+    with open(clone / "README.md", "a") as f:
+        f.write("\n")
+    git(clone, "commit", "-qam", f"documentation only ({name})")
+    git(clone, "checkout", "-q", "base")
+    return name
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--plan", default="aa,ab", help="trials on a quiet machine, in order (aa, ab)")
+    parser.add_argument("--plan-loaded", default="", help="trials with scripts/background_load.py beside them")
+    parser.add_argument("--plant", type=float, default=0.10)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per alert")
+    parser.add_argument("alert_args", nargs=argparse.REMAINDER, help="after --: more `fitbench alert` options")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    clone = prepare(args.workdir, args.plant)
+    extra = [a for a in args.alert_args if a != "--"]
+    plan = [(k, False) for k in args.plan.split(",") if k] + [(k, True) for k in args.plan_loaded.split(",") if k]
+    log = args.out / "trials.jsonl"
+    done = {json.loads(line)["name"] for line in log.read_text().splitlines()} if log.exists() else set()
+    counts: dict[str, int] = {}
+    for kind, loaded in plan:
+        counts[kind] = counts.get(kind, 0) + 1
+        name = f"{kind}{counts[kind]}{'-loaded' if loaded else ''}"
+        if name in done:
+            continue  # a rerun of the script picks up where it stopped
+        head = aa_commit(clone, f"{name}-docs") if kind == "aa" else "slow"
+        report_dir = args.workdir / "reports" / name
+        shutil.rmtree(report_dir, ignore_errors=True)
+        load = None
+        if loaded:
+            load = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "background_load.py"),
+                                     "--seconds", str(args.timeout)], start_new_session=True)
+        cmd = [sys.executable, "-m", "fitbench", "alert", "base", head, "--repo", str(clone), "--out",
+               str(report_dir), *extra]
+        started = time.time()
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            status = proc.returncode
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+        except subprocess.TimeoutExpired:
+            status, tail = None, ["timed out"]
+        finally:
+            if load is not None:
+                os.killpg(load.pid, signal.SIGTERM)
+                load.wait()
+        wall = round(time.time() - started, 1)
+        for suffix in ("json", "md"):
+            source = report_dir / f"alert.{suffix}"
+            if source.exists():
+                shutil.copy(source, args.out / f"{name}.{suffix}")
+        entry = {"name": name, "kind": kind, "loaded": loaded, "head": head, "exit_status": status,
+                 "wall_s": wall, "stderr_tail": tail[0], "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                    time.gmtime())}
+        with open(log, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {status} in {wall / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""`fitbench alert` end to end on a toy asv suite without a framework: real asv runs, real stored results,
+in seconds, to check what the statistics tests cannot: the second stage (asv appending samples to the
+first stage's), grouping by the layout a stored run recorded (results stored under another profile), a
+legacy result refused with one line, and a failed round reported.
+
+The toy's "step" busy-waits a level drawn once per process (the between-process spread) times the commit's
+`scale` from toy.json, which the benchmark reads from the commit asv is measuring (ASV_COMMIT): no package
+is built or installed, so each asv process starts in a fraction of a second. Run alone with `pytest -m alert`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fitbench import schema
+
+BENCH = r'''"""A toy process-level benchmark: fitbench's StepTime layout, no framework."""
+import json
+import math
+import os
+import random
+import subprocess
+import time
+
+REPEAT = int(os.environ.get("TOY_REPEAT", "3"))
+LAYOUT = os.environ.get("TOY_NO_LAYOUT") != "1"
+
+
+def config():
+    text = subprocess.run(["git", "-C", os.environ["ASV_CONF_DIR"], "show", os.environ["ASV_COMMIT"] + ":toy.json"],
+                          capture_output=True, text=True, check=True).stdout
+    return json.loads(text)
+
+
+class StepTime:
+    params = [["quiet", "noisy"]]
+    param_names = ["kind"]
+    number = 1
+    repeat = REPEAT
+    warmup_time = 0.0
+    rounds = int(os.environ.get("FITBENCH_PROCESSES", "2"))
+    version = f"toy StepTime; samples-per-process={REPEAT}" if LAYOUT else "toy StepTime"
+
+    def setup(self, kind):
+        cfg = config()
+        state = os.environ.get("TOY_STATE")
+        if state and cfg.get("fail_process"):  # the n-th process of this commit and kind fails
+            marker = os.path.join(state, f"{os.environ['ASV_COMMIT'][:10]}-{kind}")
+            count = int(open(marker).read()) + 1 if os.path.exists(marker) else 1
+            open(marker, "w").write(str(count))
+            if count == cfg["fail_process"]:
+                raise RuntimeError("planted failure in one process")
+        self.seconds = 0.002 * cfg["scale"] * LEVEL[kind]
+
+    def time_step(self, kind):
+        end = time.perf_counter() + self.seconds * random.uniform(0.99, 1.01)
+        while time.perf_counter() < end:
+            pass
+
+
+LEVEL = {"quiet": math.exp(random.gauss(0, 0.01)), "noisy": math.exp(random.gauss(0, 0.25))}
+'''
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=fitbench-test", "-c",
+                           "user.email=fitbench-test@localhost", *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str, **config: object) -> str:
+    (repo / "toy.json").write_text(json.dumps({"scale": 1.0, **config}))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message, "--allow-empty")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    repo = tmp_path_factory.mktemp("stages") / "toy"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
+    (repo / "asv.conf.json").write_text(json.dumps({
+        "version": 1, "project": "toy", "repo": ".", "branches": ["main"], "environment_type": "virtualenv",
+        "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"], "build_command": [],
+        "install_command": ["in-dir={env_dir} python -c pass"], "uninstall_command": [],
+        "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results",
+        "html_dir": ".asv/html", "launch_method": "spawn"}))
+    git(repo, "init", "-q", "-b", "main")
+    commits = {"base": commit(repo, "base"), "docs": commit(repo, "a documentation-only commit"),
+               "slow": commit(repo, "30 % slower", scale=1.3),
+               "flaky": commit(repo, "one process fails", fail_process=2)}
+    state = tmp_path_factory.mktemp("toy-state")
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo, check=True, capture_output=True)
+    return {"repo": repo, "state": state, **commits}
+
+
+def alert(toy: dict[str, object], base: str, head: str, out: Path, *args: str,
+          env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
+    environment = {**os.environ, "TOY_STATE": str(toy["state"]), **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", str(toy[base]), str(toy[head]), "--repo",
+                             str(toy["repo"]), "--bench", "StepTime", "--out", str(out), "--order-seed", "1", *args],
+                            capture_output=True, text=True, timeout=900, env=environment)
+    report = json.loads((out / "alert.json").read_text()) if (out / "alert.json").exists() else {}
+    return result, report
+
+
+@pytest.mark.alert
+def test_the_second_stage_appends_processes_and_decides_what_the_first_could_not(toy, tmp_path):
+    # 4 + 4 processes cannot reach the first stage's level (2/70 > 0.005 / 2 cells): every cell goes on
+    result, report = alert(toy, "base", "slow", tmp_path / "ab", "--processes", "4")
+    assert result.returncode == 1, result.stdout + result.stderr
+    schema.validate(report)
+    assert [s["stage"] for s in report["stages"]] == [1, 2] and report["processes_planned"] == [4, 4]
+    by_kind = {c["params"]["kind"]: c for c in report["comparisons"]}
+    quiet = by_kind["'quiet'"]
+    assert quiet["change"] == "worse" and quiet["stage"] == 2 and quiet["second_stage"] == "ran"
+    assert quiet["stage_processes"] == [[4, 4], [4, 4]] and quiet["processes_base"] == 8
+    assert quiet["processes_requested"] == 8 and 1.2 < quiet["ratio"] < 1.4 and quiet["ci_low"] > 1.1
+    assert "stratified by stage" in quiet["method"]
+    assert report["verdict"] == "regression" and report["stages"][1]["first_commit"].keys() == {"tensorflow"}
+    assert "**regression**" in (tmp_path / "ab" / "alert.md").read_text().splitlines()[0]
+    assert "stage 2: asv, 4 processes per commit" in result.stderr
+
+
+@pytest.mark.alert
+def test_an_aa_alert_never_exits_1_and_an_undecided_cell_is_not_a_pass(toy, tmp_path):
+    result, report = alert(toy, "base", "docs", tmp_path / "aa", "--processes", "4")
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    changes = {c["params"]["kind"]: c["change"] for c in report["comparisons"]}
+    assert changes["'quiet'"] == "equivalent"  # 1 % spread: within ±10 % at the second stage
+    if changes["'noisy'"] == "inconclusive":  # 25 % spread: usually too noisy, often futile
+        assert result.returncode == 3 and "**undecided**" in result.stdout.splitlines()[0]
+        assert "fitbench: undecided: 1 cell(s) could not be decided" in result.stderr
+    # the same stored processes, decided again without a run; --undecided-ok turns 3 into 0
+    again, stored = alert(toy, "base", "docs", tmp_path / "stored", "--stored", "--undecided-ok")
+    assert again.returncode == 0 and stored["stages"] == [] and stored["processes_source"].startswith("asv's stored")
+    live = {c["params"]["kind"]: c["processes_base"] for c in report["comparisons"]}
+    assert {c["params"]["kind"]: c["processes_base"] for c in stored["comparisons"]} == live
+    assert live["'quiet'"] == 8  # 4 + 4: the second stage's processes were appended to the first's
+
+
+@pytest.mark.alert
+def test_stored_results_are_cut_by_their_own_layout_or_refused(toy, tmp_path):
+    repo = toy["repo"]
+    # Today's suite says 5 samples per process (a run of another commit under that profile rewrites
+    # benchmarks.json); the base and slow results above were stored with 3: still 8 processes each.
+    env = {**os.environ, "TOY_REPEAT": "5", "FITBENCH_PROCESSES": "2"}
+    subprocess.run([sys.executable, "-m", "asv", "run", "--record-samples", "-b", "StepTime", f"{toy['docs']}^!"],
+                   cwd=repo, env=env, check=True, capture_output=True, timeout=600)
+    result, report = alert(toy, "base", "slow", tmp_path / "stored", "--stored")
+    assert result.returncode == 1, result.stderr
+    by_kind = {c["params"]["kind"]: c for c in report["comparisons"]}
+    assert (by_kind["'quiet'"]["processes_base"], by_kind["'quiet'"]["processes_head"]) == (8, 8)
+    assert all(c["method"] != "samples do not split into processes" for c in report["comparisons"])
+    # a result stored by a suite that did not record its layout, read by one that does: one line, exit 2
+    env = {**env, "TOY_NO_LAYOUT": "1"}
+    subprocess.run([sys.executable, "-m", "asv", "run", "--record-samples", "-b", "StepTime", f"{toy['docs']}^!"],
+                   cwd=repo, env=env, check=True, capture_output=True, timeout=600)
+    env.pop("TOY_NO_LAYOUT")
+    subprocess.run([sys.executable, "-m", "asv", "run", "--record-samples", "-b", "StepTime", f"{toy['base']}^!"],
+                   cwd=repo, env=env, check=True, capture_output=True, timeout=600)
+    result, report = alert(toy, "base", "docs", tmp_path / "legacy", "--stored")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "does not record how many samples each process gave" in result.stderr
+    assert not (tmp_path / "legacy" / "alert.json").exists()
+
+
+@pytest.mark.alert
+def test_a_failed_round_is_reported_with_the_processes_that_came_back(toy, tmp_path):
+    result, report = alert(toy, "base", "flaky", tmp_path / "flaky", "--processes", "6", "--stages", "1")
+    assert result.returncode in (0, 3), result.stdout + result.stderr  # never "found", never a crash
+    for c in report["comparisons"]:
+        assert c["processes_head"] < 6 and c["processes_base"] == 6
+        assert c["processes_missing"] == [0, 6 - c["processes_head"]]
+        assert c["note"].startswith("processes missing (head ") and "a round failed" in c["note"]
+    # asv itself says nothing of a failed middle round: the report is the only place it shows
+    assert "planted failure" not in (tmp_path / "flaky" / "asv.log").read_text()
