@@ -102,16 +102,19 @@ def main() -> int:
     extra = [a for a in args.alert_args if a != "--"]
     plan = [(k, False) for k in args.plan.split(",") if k] + [(k, True) for k in args.plan_loaded.split(",") if k]
     log = args.out / "trials.jsonl"
-    done = {json.loads(line)["name"] for line in log.read_text().splitlines()} if log.exists() else set()
+    # a rerun of the script picks up where it stopped; an alert that errored (2, 70) or timed out is run again
+    done = {e["name"] for e in map(json.loads, log.read_text().splitlines()) if e["exit_status"] in (0, 1, 3)} \
+        if log.exists() else set()
     counts: dict[str, int] = {}
     for kind, loaded in plan:
         counts[kind] = counts.get(kind, 0) + 1
         name = f"{kind}{counts[kind]}{'-loaded' if loaded else ''}"
         if name in done:
-            continue  # a rerun of the script picks up where it stopped
+            continue
         head = aa_commit(clone, f"{name}-docs") if kind == "aa" else "slow"
         report_dir = args.workdir / "reports" / name
         shutil.rmtree(report_dir, ignore_errors=True)
+        report_dir.parent.mkdir(parents=True, exist_ok=True)
         load = None
         if loaded:
             load = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "background_load.py"),
