@@ -124,8 +124,11 @@ def main() -> int:
         started = time.time()
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            # the alert's own code from the clone's base commit, not this working tree: what is measured and
+            # what decides stay fixed while this checkout changes
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(clone / "src"), os.environ.get("PYTHONPATH")]))}
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
             status = proc.returncode
             tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
         except subprocess.TimeoutExpired:
