@@ -14,6 +14,7 @@ Each trial runs `fitbench alert base <head>` in the clone with its defaults (plu
 writes `<name>.json` (its alert.json) and `<name>.md` into --out, and appends a line with the exit status,
 the wall time and whether it ran under load to `trials.jsonl` there. Under load means
 scripts/background_load.py for the whole alert. The clone's asv environments are built by the first alert.
+A file named PAUSE in the work directory holds the next trial until it is removed.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def main() -> int:
         name = f"{kind}{counts[kind]}{'-loaded' if loaded else ''}"
         if name in done:
             continue
+        while (args.workdir / "PAUSE").exists():  # touch it to hold the next trial (e.g. to run tests between)
+            time.sleep(10)
         head = aa_commit(clone, f"{name}-docs") if kind == "aa" else "slow"
         report_dir = args.workdir / "reports" / name
         shutil.rmtree(report_dir, ignore_errors=True)
