@@ -289,3 +289,71 @@ def test_versions_end_to_end_with_a_skipped_column(tmp_path, local_index):
     assert comparison["reference"] == "installed" and comparison["verdict"] not in (FASTER, SLOWER)
     assert "skipped: pip: ERROR: No matching distribution found for fbprobe==9.9" in result.stdout
     assert json.dumps(doc)  # plain JSON: no NaN or Infinity where an interval is missing
+
+
+# ---------- --from-asv on stored results ----------
+
+def _stored_matrix(tmp_path: Path, stored_version: str, today_version: str, processes: int, per_process: int):
+    """A repository whose asv.conf.json has two keras versions in its matrix, with results written by asv's
+    own Results class for each environment: `processes` processes of `per_process` samples, stored with the
+    benchmark version `stored_version`, while today's benchmarks.json says `today_version`."""
+    from asv.benchmarks import Benchmarks
+    from asv.environment import get_environments
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+
+    from fitbench.regress import asvdata
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "asv.conf.json").write_text(json.dumps({
+        "version": 1, "project": "p", "repo": ".", "branches": ["main"], "environment_type": "virtualenv",
+        "pythons": ["3.11"], "matrix": {"req": {"keras": ["3.14.1", "3.15.1"]},
+                                        "env_nobuild": {"KERAS_BACKEND": ["tensorflow"]}},
+        "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results", "html_dir": ".asv/html"}))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "suite"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    conf = asvdata.asv_config(str(repo))
+    machine_dir = Path(conf.results_dir) / "testmachine"
+    machine_dir.mkdir(parents=True)
+    (machine_dir / "machine.json").write_text(json.dumps({"machine": "testmachine", "version": 1}))
+    bench = {"name": "bench_fit.StepTime.time_step", "params": [["256"]], "param_names": ["batch_size"],
+             "unit": "seconds", "type": "time", "number": 1, "repeat": per_process}
+    Benchmarks(conf, [{**bench, "version": today_version}]).save()
+    rng = random.Random(13)
+    for env, scale in zip(get_environments(conf, None), (1.0, 1.3)):
+        samples = [0.01 * scale * rng.uniform(0.99, 1.01) for _ in range(processes) for _ in range(per_process)]
+        result = Results({"machine": "testmachine", "python": "3.11"}, env._requirements, commit, 0, "3.11",
+                         env.name, env.env_vars)
+        result.add_result({**bench, "version": stored_version},
+                          BenchmarkResult(result=[sorted(samples)[len(samples) // 2]], samples=[samples], number=[1],
+                                          errcode=0, stderr="", profile=None), record_samples=True)
+        result.save(conf.results_dir)
+    return repo, commit
+
+
+def test_from_asv_cuts_stored_processes_by_the_layout_they_were_stored_with(tmp_path):
+    from fitbench.versions.compare import compare_asv_environments
+
+    # stored 6 processes of 10 samples; today's profile says 5: still 6 processes per column, not 12
+    repo, commit = _stored_matrix(tmp_path, "StepTime 2; samples-per-process=10", "StepTime 2; samples-per-process=5",
+                                  processes=6, per_process=10)
+    doc = compare_asv_environments(str(repo), commit, "StepTime", VersionsSettings(), machine="testmachine")
+    [cell] = doc["cells"]
+    assert {label: len(v) for label, v in cell["step_time_s"].items()} == {"keras==3.14.1": 6, "keras==3.15.1": 6}
+    [comparison] = cell["comparisons"]
+    assert comparison["verdict"] == SLOWER and comparison["processes"] == [6, 6]
+    schema.validate(doc)
+
+
+def test_from_asv_refuses_results_stored_without_their_layout(tmp_path):
+    from fitbench.versions.compare import compare_asv_environments
+
+    repo, commit = _stored_matrix(tmp_path, "0f3c" * 16, "StepTime 2; samples-per-process=5", processes=6,
+                                  per_process=5)
+    with pytest.raises(UsageError, match="does not record how many samples each process gave"):
+        compare_asv_environments(str(repo), commit, "StepTime", VersionsSettings(), machine="testmachine")

@@ -299,8 +299,8 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
         return [max(floor, DEFAULT_PROCESSES)] * stages, "default: no calibration on this machine (fitbench calibrate)"
     total = decide.processes_for(spreads, settings.threshold, settings.alpha / stages, power=PLANNING_POWER,
                                  floor=floor, limit=MAX_TOTAL_PROCESSES)
-    why = (f"from this machine's calibration: {_pct(settings.threshold)} seen with {PLANNING_POWER:.0%} power at "
-           f"the {PLANNING_SPREAD_CONFIDENCE:.0%} upper bound of each cell's spread")
+    why = (f"from this machine's calibration: {_pct(settings.threshold)} seen with {100 * PLANNING_POWER:.0f} % power "
+           f"at the {100 * PLANNING_SPREAD_CONFIDENCE:.0f} % upper bound of each cell's spread")
     if total is None:
         total = MAX_TOTAL_PROCESSES
         why = f"calibration: a cell would need more than {MAX_TOTAL_PROCESSES} processes to see " \

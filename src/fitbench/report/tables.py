@@ -224,10 +224,11 @@ def calibration_table(calibration: Any, settings: Any) -> Table:
     cells = calibration.cells
     strictest = settings.alpha / max(1, len(cells))
     planning_level = settings.alpha / DEFAULT_STAGES / max(1, len(cells))
+    bound_pct = f"{100 * PLANNING_SPREAD_CONFIDENCE:.0f} %"
     table = Table(title=f"between-process spread, {calibration.processes} processes per cell, commit "
                         f"{calibration.commit[:10]} (threads: {calibration.threads}); an alert plans "
-                        f"{PLANNING_POWER:.0%} power at the {PLANNING_SPREAD_CONFIDENCE:.0%} upper bound, two stages")
-    for col in ("cell", "median", "between-process CV (robust)", f"{PLANNING_SPREAD_CONFIDENCE:.0%} upper bound",
+                        f"{100 * PLANNING_POWER:.0f} % power at the {bound_pct} upper bound of each spread, two stages")
+    for col in ("cell", "median", "between-process CV (robust)", f"{bound_pct} upper bound",
                 f"detectable with {calibration.processes}", "processes per commit for 5 %",
                 f"processes per commit for {100 * settings.threshold:g} %"):
         table.add_column(col)
