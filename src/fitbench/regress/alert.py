@@ -668,7 +668,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     table("Inconclusive (could not decide: not a pass)", by["inconclusive"])
     if by["equivalent"]:
         lines.extend(["<details><summary>Equivalent</summary>", ""])
-        table(f"Equivalent (within ±{_pct(s.get('threshold'))})", by["equivalent"])
+        table(f"Equivalent (within ±{_pct(s.get('threshold'))}; the exact tracks: identical)", by["equivalent"])
         lines.extend(["</details>", ""])
     return "\n".join(lines)
 
