@@ -76,7 +76,7 @@ def test_a_planted_slowdown_in_the_fit_path_is_a_regression_on_the_backend_it_to
     # the same cell on jax (another environment of asv's matrix) must not come out worse.
     result, report = run_alert(clone, "slow", STEP_CELL, tmp_path / "out", backend="tensorflow,jax")
     assert result.returncode == 1, result.stdout + result.stderr + (tmp_path / "out" / "asv.log").read_text()
-    assert report["backends"] == ["tensorflow", "jax"] and report["schema_version"] == 2
+    assert report["backends"] == ["tensorflow", "jax"] and report["schema_version"] == 3
     by_backend = {c["backend"]: c for c in report["comparisons"]}
     assert sorted(by_backend) == ["jax", "tensorflow"] and len(report["comparisons"]) == 2
     worse = by_backend["tensorflow"]
@@ -119,7 +119,7 @@ def test_a_benchmark_that_errors_is_listed_and_exits_2(clone, tmp_path):
 
 
 def test_a_backend_outside_the_matrix_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "HEAD", "HEAD", "--repo", str(ROOT),
+    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "HEAD~1", "HEAD", "--repo", str(ROOT),
                              "--backend", "mxnet", "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2 and not (tmp_path / "out").exists()
     assert result.stderr.strip().splitlines() == [
@@ -138,6 +138,14 @@ def test_every_backend_of_the_matrix_gets_its_own_asv_environment():
     every = backend_environments(str(ROOT), None, every=True)
     assert every == {**envs, "tf-keras": envs["tensorflow"] + "-TF_USE_LEGACY_KERAS1"}
     assert backend_environments(str(ROOT), ["tf-keras"]) == {"tf-keras": every["tf-keras"]}
+
+
+def test_the_same_commit_twice_is_refused_with_a_pointer_to_calibrate(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "HEAD", "HEAD", "--repo", str(ROOT),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    [line] = result.stderr.strip().splitlines()
+    assert "are the same commit" in line and "fitbench calibrate" in line
 
 
 def test_bad_alert_settings_are_one_line_and_exit_2(tmp_path):

@@ -328,9 +328,23 @@ def test_gate_bad_input_is_a_usage_error(tmp_path):
         gate(good[:1], good)
     with pytest.raises(UsageError, match="not a pytest-benchmark"):
         gate([str(tmp_path / "bad.json"), good[0]], good)
-    other = [_session(tmp_path / f"o{i}.json", {"u": 1.0}) for i in range(2)]
-    with pytest.raises(UsageError, match="no benchmark is in every session"):
-        gate(good, other)
+    empty = [_session(tmp_path / f"e{i}.json", {}) for i in range(2)]
+    with pytest.raises(UsageError, match="the sessions hold no benchmark"):
+        gate(empty, empty)
+
+
+def test_a_benchmark_missing_from_sessions_is_undecided_not_dropped(tmp_path):
+    from fitbench.regress.gate import gate
+
+    # "u" ran only on the head (a base session errored out of it, or it is new): it cannot be decided, and
+    # the gate says so instead of leaving it out and passing
+    base = [_session(tmp_path / f"a{i}.json", {"t": 0.010 * (1 + i / 1000)}) for i in range(7)]
+    head = [_session(tmp_path / f"b{i}.json", {"t": 0.010 * (1 + i / 1000), "u": 0.02}) for i in range(7)]
+    doc = gate(base, head)
+    by = {r["benchmark"]: r for r in doc["rows"]}
+    assert by["u"]["change"] == "inconclusive" and by["u"]["sessions_base"] == 0
+    assert by["u"]["sessions_dropped"] == [7, 0] and by["t"]["change"] == "equivalent"
+    assert doc["exit_status"] == 3
 
 
 def test_gate_command_exit_statuses(tmp_path):

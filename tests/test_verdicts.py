@@ -113,6 +113,16 @@ def test_samples_that_do_not_split_mark_the_cell_instead_of_regrouping():
     assert exit_status(rows) == alert.EXIT_UNDECIDED
 
 
+def test_n_a_on_the_head_only_holds_the_gate_new_on_the_head_does_not():
+    rng = random.Random(14)
+    samples = processes(rng, 10, 0.03)
+    lost = compare({"c": cell(samples)}, {"c": cell(None, value=math.nan)})
+    assert lost[0].change == decide.INCONCLUSIVE and lost[0].note.startswith("n/a on head")
+    assert exit_status(lost) == alert.EXIT_UNDECIDED
+    new = compare({"c": cell(None, value=math.nan)}, {"c": cell(samples)})
+    assert new[0].change == "skipped" and new[0].note == "n/a on base: new on head" and exit_status(new) == 0
+
+
 def test_the_layout_comes_from_the_stored_version_not_today_s_profile():
     assert samples_per_process("StepTime 2; samples-per-process=10") == 10
     assert samples_per_process("fitbench StepTime; samples-per-process=5") == 5
@@ -194,11 +204,11 @@ def test_a_noisy_cell_is_stopped_for_futility_a_near_one_gets_a_second_stage():
     loud = decide.decide({"c": ([math.exp(rng.gauss(0, 0.5)) for _ in range(10)],
                                 [math.exp(rng.gauss(0, 0.5)) for _ in range(10)])}, settings, stages=2)["c"]
     assert loud.change == decide.INCONCLUSIVE
-    assert decide.worth_continuing(loud, 20, settings, family=3).startswith("futile: at the spread seen here")
+    assert decide.worth_continuing(loud, 10, settings, family=3).startswith("futile: at the spread seen here")
     near = decide.decide({"c": ([math.exp(0.06 * x) for x in (-1, -0.5, 0, 0.5, 1, -0.2, 0.2, 0.7, -0.7, 0.1)],
                                 [1.06 * math.exp(0.06 * x) for x in (-1, -0.5, 0, 0.5, 1, -0.2, 0.2, 0.7, -0.7, 0.1)])},
                          settings, stages=2)["c"]
-    assert near.change == decide.INCONCLUSIVE and decide.worth_continuing(near, 20, settings, family=3) is None
+    assert near.change == decide.INCONCLUSIVE and decide.worth_continuing(near, 10, settings, family=3) is None
 
 
 def test_the_gate_exits_3_when_a_benchmark_is_undecided(tmp_path):
@@ -234,7 +244,7 @@ def simulated_alert(rng: random.Random, settings: DecisionSettings, change: floa
     first = {f"c{i}": (side(n1, s, 1.0), side(n1, s, 1.0 + change)) for i, s in enumerate(spreads)}
     family = len(first)
     out = decide.decide(first, settings, stage=1, stages=2, family=family)
-    going = [k for k, d in out.items() if decide.worth_continuing(d, n1 + n2, settings, family) is None]
+    going = [k for k, d in out.items() if decide.worth_continuing(d, n2, settings, family) is None]
     if going:
         drift = math.exp(rng.gauss(0, 0.2))
         second = {}

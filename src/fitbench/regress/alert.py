@@ -159,8 +159,14 @@ def collect(before: dict[str, asvdata.CellResult], after: dict[str, asvdata.Cell
             row.before, row.after, row.change = value_b, value_a, FAILED
             continue
         if not (_finite(value_b) and _finite(value_a)):
-            row.before, row.after, row.change = value_b, value_a, SKIPPED
-            row.note = "n/a on " + " and ".join(n for n, v in (("base", value_b), ("head", value_a)) if not _finite(v))
+            # asv's n/a: the benchmark raised NotImplementedError (a function this commit lacks, no GPU, ...)
+            row.before, row.after = value_b, value_a
+            if not _finite(value_a) and _finite(value_b):
+                row.change = decide.INCONCLUSIVE  # the head can no longer run what the base ran: not a pass
+                row.note = "n/a on head (it ran on base): nothing to compare"
+            else:
+                row.change = SKIPPED
+                row.note = "n/a on base and head" if not _finite(value_a) else "n/a on base: new on head"
             continue
         if EXACT.search(ref.benchmark):
             row.before, row.after = value_b, value_a
@@ -261,7 +267,8 @@ def compare(before: dict[str, asvdata.CellResult], after: dict[str, asvdata.Cell
 
 def exit_status(comparisons: list[Comparison], undecided_ok: bool = False) -> int:
     """2 a benchmark failed; 1 a cell is worse; 3 a cell could not be decided (unless `undecided_ok`); 0 every
-    cell decided and none worse. n/a cells (a benchmark absent on a commit) do not hold the gate."""
+    cell decided and none worse. Skipped cells (asv's n/a on both commits, or on the base only: a benchmark new
+    on the head) do not hold the gate; n/a on the head only is inconclusive."""
     if any(c.change == FAILED for c in comparisons):
         return EXIT_ERROR
     if any(c.change == decide.WORSE for c in comparisons):
@@ -298,7 +305,7 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
     if not spreads:
         return [max(floor, DEFAULT_PROCESSES)] * stages, "default: no calibration on this machine (fitbench calibrate)"
     total = decide.processes_for(spreads, settings.threshold, settings.alpha / stages, power=PLANNING_POWER,
-                                 floor=floor, limit=MAX_TOTAL_PROCESSES)
+                                 floor=floor, limit=MAX_TOTAL_PROCESSES, family=family)
     why = (f"from this machine's calibration: {_pct(settings.threshold)} seen with {100 * PLANNING_POWER:.0f} % power "
            f"at the {100 * PLANNING_SPREAD_CONFIDENCE:.0f} % upper bound of each cell's spread")
     if total is None:
@@ -336,7 +343,8 @@ class _Runner:
             base_first = self.rng.random() < 0.5
             first[backend] = "base" if base_first else "head"
             leader, other = (self.base, self.head) if base_first else (self.head, self.base)
-            # asv runs the first round in reverse order when the number of rounds is even
+            # asv runs the first round in reverse order when its number of rounds (the most any selected
+            # benchmark has: StepTime's, unless another selected one has more) is even
             order = [leader, other] if processes % 2 else [other, leader]
             t0 = time.monotonic()
             self.progress(f"stage {number}: asv, {processes} processes per commit on {backend} "
@@ -373,6 +381,9 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
     options.check()
     repo = asvdata.repo_root(repo)
     base, head = asvdata.resolve_commit(repo, base_rev), asvdata.resolve_commit(repo, head_rev)
+    if base == head:  # asv would pool one commit's processes and compare them with themselves
+        raise UsageError(f"{base_rev} and {head_rev} are the same commit ({base[:10]}): nothing to compare (to "
+                         "measure this machine's noise on one commit, use fitbench calibrate)")
     selected = asvdata.select_benchmarks(repo, options.bench)
     environments = asvdata.backend_environments(repo, list(options.backends) if options.backends else None)
     machine = asvdata.machine_name()
@@ -399,8 +410,6 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
         "undecided_ok": options.undecided_ok, "backends": list(environments),
         "environments": list(environments.values()), "machine": machine,
         "calibration": calibration.describe() if calibration else None, "asv_exit_status": None, "stages": []}
-    if base == head:
-        progress(f"base and head are the same commit ({base[:10]}): an A/A comparison")
     runner = None
     if not options.stored:
         log.write_text("")
@@ -422,9 +431,9 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
         if key not in rows:
             name, _, label = key.rpartition(" [")
             rows[key] = Comparison(benchmark=name, params={}, unit=None, before=None, after=None,
-                                   change=SKIPPED if options.stored else FAILED, backend=label.rstrip("]"),
-                                   failed_on=[] if options.stored else ["base", "head"],
-                                   note="no stored result on either commit" if options.stored
+                                   change=decide.INCONCLUSIVE if options.stored else FAILED,
+                                   backend=label.rstrip("]"), failed_on=[] if options.stored else ["base", "head"],
+                                   note="selected, but no stored result on either commit" if options.stored
                                    else "asv stored no result on either commit (see asv.log)")
     family = len(tested)
     for key, (b, a) in tested.items():
@@ -482,7 +491,8 @@ def _second_stage(runner: _Runner, report: dict[str, Any], rows: dict[str, Compa
     def backend(key: str) -> str:
         return backend_of[before[key].env_name]
 
-    # Time: stage 1's seconds per round in each environment, scaled to the share of its cells that go on.
+    # Time: stage 1's seconds per round in each environment, scaled to the share of its cells that go on (an
+    # overestimate by stage 1's one-off costs: a build, the determinism tracks; installs recur every round).
     budget = options.max_minutes * 60 - (time.monotonic() - started)
     per_round = 0.0
     for label in {backend(k) for k in undecided}:
@@ -499,7 +509,7 @@ def _second_stage(runner: _Runner, report: dict[str, Any], rows: dict[str, Compa
         return
     going = []
     for key in undecided:
-        why = decide.worth_continuing(first_stage[key], plan[0] + more, settings, family, stages=2)
+        why = decide.worth_continuing(first_stage[key], more, settings, family, stages=2)
         if why:
             rows[key].second_stage = why
         else:
@@ -518,35 +528,36 @@ def _second_stage(runner: _Runner, report: dict[str, Any], rows: dict[str, Compa
     data: dict[str, tuple[decide.Values, decide.Values]] = {}
     for key in going:
         row = rows[key]
-        row.second_stage = "ran"
-        row.processes_requested = plan[0] + more
         b_now, a_now = now[runner.base].get(key), now[runner.head].get(key)
         if b_now is None or a_now is None or b_now.value is None or a_now.value is None:
             row.change, row.failed_on = FAILED, [n for n, c in (("base", b_now), ("head", a_now))
                                                  if c is None or c.value is None]
-            row.note = "the second stage's processes failed; see asv.log"
+            row.second_stage = "ran, and failed"
+            row.note = "; ".join(filter(None, [row.note, "the second stage's processes failed; see asv.log"]))
             continue
         strata = []
         for first_cell, cell in ((before[key], b_now), (after[key], a_now)):
             extra, lost = _stage_two_samples(first_cell.samples, cell.samples)
-            try:
-                grouped = decide.group_processes(extra, cell.per_process or first_cell.per_process or 1)
-            except ValueError as exc:
-                grouped = None
-                row.remarks.append(f"stage 2: {exc}")
-                row.note = "; ".join(filter(None, [row.note, row.remarks[-1]]))
             if lost:
                 row.remarks.append("asv dropped stage 1's samples after a failed round: stage 1 is kept from the "
                                    "first read")
-            strata.append(grouped)
+            try:
+                strata.append(decide.group_processes(extra, cell.per_process or first_cell.per_process or 0))
+                # 0 samples per process: split_processes raises, the cell is marked, never regrouped
+            except ValueError as exc:
+                row.remarks.append(f"stage 2: {exc}")
+                strata.append(None)
         if strata[0] is None or strata[1] is None:
-            continue  # stays as stage 1 left it, with the note
+            row.second_stage = "ran, but its samples could not be cut into processes"
+            row.note = "; ".join(filter(None, [row.note, *row.remarks]))
+            continue  # stays as stage 1 decided it, with the remarks
+        row.second_stage = "ran"
+        row.processes_requested = plan[0] + more
         b1, a1 = tested[key]
         b2, a2 = strata
         row.stage_processes.append([len(b2.values), len(a2.values)])
         row.processes_dropped = [b1.dropped + b2.dropped, a1.dropped + a2.dropped]
-        if len(b2.values) < more or len(a2.values) < more:
-            _note_lost(row, b2, a2, more)
+        _note_lost(row, b2, a2, more)
         data[key] = ([b1.values, b2.values], [a1.values, a2.values])
         row.before, row.after = statistics.median(b1.values + b2.values), statistics.median(a1.values + a2.values)
     if data:
@@ -596,7 +607,8 @@ def headline(report: dict[str, Any]) -> str:
     if report.get("error"):
         return f"## fitbench alert {span}: **error**: {report['error']} (exit {status})"
     if status == EXIT_ERROR:
-        return f"## fitbench alert {span}: **error**: {counts[FAILED]} benchmark(s) failed (exit 2)"
+        worse = f", and {counts[decide.WORSE]} cell(s) worse" if counts[decide.WORSE] else ""
+        return f"## fitbench alert {span}: **error**: {counts[FAILED]} benchmark(s) failed{worse} (exit 2)"
     if status == EXIT_REGRESSION:
         return f"## fitbench alert {span}: **regression**: {counts[decide.WORSE]} of {len(rows)} cells worse (exit 1)"
     if counts[decide.INCONCLUSIVE]:

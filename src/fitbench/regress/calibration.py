@@ -106,9 +106,14 @@ def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, ba
     asvdata.select_benchmarks(repo, bench)
     environments = asvdata.backend_environments(repo, backends)
     machine = asvdata.machine_name()
-    asvdata.run_asv(repo, [commit], bench, processes, out_log, list(environments.values()))
+    out_log.write_text("")  # run_asv appends: this run's log only
+    status = asvdata.run_asv(repo, [commit], [bench], processes, out_log, list(environments.values()))
+    if status != 0:
+        raise RuntimeError(f"asv exited {status} on {commit[:10]}: a benchmark failed (see {out_log}); no "
+                           "calibration was stored")
     cells = asvdata.read_results(repo, [commit], bench, list(environments.values()), machine)[commit]
-    noise = noise_from_results(cells)
+    # only cells this run measured in full: a stale result of an earlier run has another count
+    noise = [c for c in noise_from_results(cells) if len(c.values) == processes]
     if not noise:
         raise RuntimeError(f"no cell gave per-process values on {commit[:10]} (see {out_log})")
     result = Calibration(machine=machine, commit=commit,

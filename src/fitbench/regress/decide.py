@@ -198,10 +198,6 @@ def _strata(values: Values) -> list[list[float]]:
     return [list(values)]  # type: ignore[arg-type]
 
 
-def _flat(values: Values) -> list[float]:
-    return [v for s in _strata(values) for v in s]
-
-
 @lru_cache(maxsize=256)
 def _u_counts(n: int, m: int) -> tuple[int, ...]:
     """Number of arrangements giving each value of U (0..n*m) without ties, by the classic recursion: the
@@ -464,10 +460,11 @@ def processes_needed(log_sd: float, change: float, alpha: float, power: float = 
 
 
 def processes_for(log_sds: Sequence[float], threshold: float, alpha: float, power: float = 0.8,
-                  floor: int = 3, limit: int = 60) -> int | None:
-    """Processes per commit so that every cell (spreads `log_sds`, tested together under Holm at family-wise
-    `alpha`) can detect `threshold`: the largest need over the cells; None if one needs more than `limit`."""
-    strictest = alpha / max(1, len(log_sds))
+                  floor: int = 3, limit: int = 60, family: int | None = None) -> int | None:
+    """Processes per commit so that every cell (spreads `log_sds`, tested under Holm with `family` cells in
+    all, default as many as spreads, at family-wise `alpha`) can detect `threshold`: the largest need over
+    the cells; None if one needs more than `limit`."""
+    strictest = alpha / max(1, family or 0, len(log_sds))
     needs = [processes_needed(sd, threshold, strictest, power, limit) for sd in log_sds]
     if any(n is None for n in needs):
         return None
@@ -537,7 +534,8 @@ def decide(cells: dict[str, tuple[Values, Values]], settings: DecisionSettings =
         sd, source = (calibrated_log_sd or {}).get(name), "calibration"
         if sd is None or not math.isfinite(sd):
             sd, source = observed, "this comparison"
-        sizes = [(len(b), len(h)) for b, h in _pairs(base, head)]
+        pairs = _pairs(base, head)  # the stages with processes on both sides: what the test uses
+        sizes = [(len(b), len(h)) for b, h in pairs]
         mdc = min_detectable_change(sd, 0, 0, level / family, power, sizes=sizes)
         significant = adjusted[i] <= level
         change = classify(ratio, significant, adjusted_eq[i] <= equivalence_level, settings.min_change,
@@ -546,31 +544,30 @@ def decide(cells: dict[str, tuple[Values, Values]], settings: DecisionSettings =
             change=change, ratio=ratio, ci_low=low, ci_high=high, confidence=settings.confidence,
             p_value=p_values[i], p_adjusted=adjusted[i], p_equivalence=p_equivalence[i],
             p_equivalence_adjusted=adjusted_eq[i], significant=significant, level=level,
-            equivalence_level=equivalence_level, stage=stage, processes_base=len(_flat(base)),
-            processes_head=len(_flat(head)), log_sd=sd, log_sd_source=source, observed_log_sd=observed,
+            equivalence_level=equivalence_level, stage=stage, processes_base=sum(len(b) for b, _ in pairs),
+            processes_head=sum(len(h) for _, h in pairs), log_sd=sd, log_sd_source=source, observed_log_sd=observed,
             min_detectable_change=mdc, threshold=settings.threshold, min_change=settings.min_change)
     return out
 
 
 # ---------- the second stage ----------
 
-def worth_continuing(decision: CellDecision, total_processes: int, settings: DecisionSettings, family: int,
+def worth_continuing(decision: CellDecision, more: int, settings: DecisionSettings, family: int,
                      stages: int = 2, power: float = 0.8) -> str | None:
-    """Why an inconclusive cell is not given a second stage (None: it is): with `total_processes` per commit
-    in all, even the lowest spread this comparison allows (its 90 % lower bound) would leave the threshold
-    out of reach. Stopping for futility only ever removes rejections, so it costs no error rate."""
+    """Why an inconclusive cell is not given a second stage of `more` processes per commit (None: it is):
+    even the lowest spread this comparison allows (its 90 % lower bound) would leave the threshold out of
+    reach. Stopping for futility only ever removes rejections, so it costs no error rate."""
     if decision.change in DECIDED:
         return "decided"
     processes = decision.processes_base + decision.processes_head
     optimistic = spread_lower_bound(decision.observed_log_sd, processes)
     if not math.isfinite(optimistic):
         return None
-    more_base = max(2, total_processes - decision.processes_base)
-    more_head = max(2, total_processes - decision.processes_head)
     reach = min_detectable_change(optimistic, 0, 0, settings.alpha / stages / family, power,
-                                  sizes=[(decision.processes_base, decision.processes_head), (more_base, more_head)])
+                                  sizes=[(decision.processes_base, decision.processes_head), (more, more)])
     if reach > settings.threshold:
-        return (f"futile: at the spread seen here (lowest plausible {100 * optimistic:.1f} %) {total_processes} "
-                f"processes per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.0f} %'}, "
-                f"not {100 * settings.threshold:.0f} %")
+        total = min(decision.processes_base, decision.processes_head) + more
+        return (f"futile: at the spread seen here (lowest plausible {100 * optimistic:.1f} %) {total} processes "
+                f"per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.0f} %'}, not "
+                f"{100 * settings.threshold:.0f} %")
     return None

@@ -22,9 +22,9 @@ from fitbench.regress.decide import DecisionSettings
 SCHEMA_VERSION = 2  # 1: no equivalence test, exit 0 when undecided
 
 
-def read_sessions(paths: list[str]) -> dict[str, list[float]]:
-    """{benchmark fullname: [median of each session]} over pytest-benchmark JSON files; a benchmark must
-    be in every session (else it cannot be compared process by process)."""
+def read_sessions(paths: list[str]) -> dict[str, list[float | None]]:
+    """{benchmark fullname: [median of each session, None where the session lacks it]} over pytest-benchmark
+    JSON files, every benchmark any session has."""
     per_session = []
     for path in paths:
         try:
@@ -32,24 +32,24 @@ def read_sessions(paths: list[str]) -> dict[str, list[float]]:
             per_session.append({b["fullname"]: float(b["stats"]["median"]) for b in doc["benchmarks"]})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"{path} is not a pytest-benchmark --benchmark-json file ({exc})") from None
-    if not per_session:
-        return {}
-    common = set.intersection(*(set(s) for s in per_session))
-    return {name: [s[name] for s in per_session] for name in sorted(common)}
+    names = sorted(set().union(*per_session)) if per_session else []
+    return {name: [s.get(name) for s in per_session] for name in names}
 
 
 def gate(base_paths: list[str], head_paths: list[str], settings: DecisionSettings = DecisionSettings(),
          undecided_ok: bool = False) -> dict[str, Any]:
-    """Every benchmark found in all sessions of both sides, decided; the document `fitbench gate` prints.
-    Exit statuses as `fitbench alert`'s: 1 a benchmark is worse, 3 one could not be decided (0 with
-    `undecided_ok`), 0 every benchmark decided and none worse."""
+    """Every benchmark of any session, decided; the document `fitbench gate` prints. A session that lacks a
+    benchmark, or whose median is 0 or not finite, is a dropped observation of it (counted); fewer than 2
+    left on a side leaves it inconclusive. Exit statuses as `fitbench alert`'s: 1 a benchmark is worse, 3 one
+    could not be decided (0 with `undecided_ok`), 0 every benchmark decided and none worse."""
     if len(base_paths) < 2 or len(head_paths) < 2:
         raise UsageError("the gate needs at least 2 sessions per side (--base A.json A2.json --head B.json B2.json)")
     base, head = read_sessions(base_paths), read_sessions(head_paths)
-    names = sorted(base.keys() & head.keys())
+    names = sorted(base.keys() | head.keys())
     if not names:
-        raise UsageError("no benchmark is in every session of both sides")
-    usable = {n: (decide.usable_values(base[n]), decide.usable_values(head[n])) for n in names}
+        raise UsageError("the sessions hold no benchmark")
+    usable = {n: (decide.usable_values(base.get(n, [None] * len(base_paths))),
+                  decide.usable_values(head.get(n, [None] * len(head_paths)))) for n in names}
     testable = {n: (b.values, h.values) for n, (b, h) in usable.items() if len(b.values) >= 2 and len(h.values) >= 2}
     decisions = decide.decide(testable, settings) if testable else {}
     rows = []
@@ -65,7 +65,8 @@ def gate(base_paths: list[str], head_paths: list[str], settings: DecisionSetting
                      "sessions_base": len(b.values), "sessions_head": len(h.values),
                      "sessions_dropped": [b.dropped, h.dropped],
                      "between_session_cv": d.log_sd if d else None,
-                     "min_detectable_change": d.min_detectable_change if d else None})
+                     "min_detectable_change": d.min_detectable_change if d else None,
+                     "note": "" if d else "fewer than 2 usable sessions on a side (missing, 0 or not finite)"})
     changes = {r["change"] for r in rows}
     status = (1 if decide.WORSE in changes else 3 if decide.INCONCLUSIVE in changes and not undecided_ok else 0)
     return {"schema_version": SCHEMA_VERSION, "command": "gate", "base": base_paths, "head": head_paths,

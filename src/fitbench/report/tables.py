@@ -229,8 +229,8 @@ def calibration_table(calibration: Any, settings: Any) -> Table:
                         f"{calibration.commit[:10]} (threads: {calibration.threads}); an alert plans "
                         f"{100 * PLANNING_POWER:.0f} % power at the {bound_pct} upper bound of each spread, two stages")
     for col in ("cell", "median", "between-process CV (robust)", f"{bound_pct} upper bound",
-                f"detectable with {calibration.processes}", "processes per commit for 5 %",
-                f"processes per commit for {100 * settings.threshold:g} %"):
+                f"detectable with {calibration.processes}", "processes per commit for 5 % (both stages)",
+                f"processes per commit for {100 * settings.threshold:g} % (both stages)"):
         table.add_column(col)
     for c in cells:
         n = len(c.values)
