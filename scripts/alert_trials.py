@@ -87,6 +87,80 @@ def aa_commit(clone: Path, name: str) -> str:
     return name
 
 
+def clopper_pearson(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a proportion, by bisection on the binomial tails."""
+    from math import comb
+
+    def tail_at_least(p: float) -> float:
+        return sum(comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(hits, n + 1))
+
+    def tail_at_most(p: float) -> float:
+        return sum(comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(0, hits + 1))
+
+    def solve(f, target: float, increasing: bool) -> float:
+        low, high = 0.0, 1.0
+        for _ in range(60):
+            mid = (low + high) / 2
+            if (f(mid) < target) == increasing:
+                low = mid
+            else:
+                high = mid
+        return (low + high) / 2
+
+    a = (1 - confidence) / 2
+    lower = 0.0 if hits == 0 else solve(tail_at_least, a, increasing=True)
+    upper = 1.0 if hits == n else solve(tail_at_most, a, increasing=False)
+    return lower, upper
+
+
+def summarize(out: Path) -> str:
+    """Markdown: per kind and load, the exit statuses over runs with exact 95 % intervals, each backend's
+    verdicts and ratios, and the wall times."""
+    entries = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    lines = []
+    for kind in ("aa", "ab"):
+        for loaded in (False, True):
+            group = [e for e in entries if e["kind"] == kind and e["loaded"] == loaded]
+            if not group:
+                continue
+            n = len(group)
+            label = f"{'A/A' if kind == 'aa' else 'A/B'}{' under load' if loaded else ', quiet'}"
+            statuses = {s: sum(1 for e in group if e["exit_status"] == s) for s in (0, 1, 2, 3, None)}
+            wanted = 1 if kind == "ab" else 0
+            low, high = clopper_pearson(statuses[wanted], n)
+            walls = sorted(e["wall_s"] / 60 for e in group)
+            lines.append(f"### {label}: {n} alerts")
+            lines.append("")
+            lines.append("exit 0: {0} · exit 1: {1} · exit 3: {3} · exit 2: {2} · none: {n} — exit {w} in "
+                         "{h}/{t} ({lo:.0%}–{hi:.0%}, exact 95 %); wall {a:.1f}–{b:.1f} min (median {m:.1f})".format(
+                             *(statuses[s] for s in (0, 1, 2, 3)), n=statuses[None], w=wanted, h=statuses[wanted],
+                             t=n, lo=low, hi=high, a=walls[0], b=walls[-1], m=walls[len(walls) // 2]))
+            lines.append("")
+            lines.append("| backend, batch | worse (exact 95 %) | equivalent | inconclusive | better | went to stage 2 | "
+                         "ratio median (range) | CV seen, median |")
+            lines.append("|---|---|---|---|---|---|---|---|")
+            rows: dict[str, list[dict]] = {}
+            for e in group:
+                path = out / f"{e['name']}.json"
+                if path.exists():
+                    for c in json.loads(path.read_text())["comparisons"]:
+                        if c["benchmark"].endswith("StepTime.time_step"):
+                            rows.setdefault(f"{c['backend']} {c['params'].get('batch_size', '')}", []).append(c)
+            for key, cells in sorted(rows.items()):
+                ratios = sorted(c["ratio"] for c in cells if c["ratio"])
+                cvs = sorted(c["observed_cv"] for c in cells if c["observed_cv"] is not None)
+                count = {v: sum(1 for c in cells if c["change"] == v)
+                         for v in ("worse", "equivalent", "inconclusive", "better")}
+                stage2 = sum(1 for c in cells if c.get("stage") == 2)
+                w_low, w_high = clopper_pearson(count["worse"], len(cells))
+                lines.append(f"| {key} | {count['worse']}/{len(cells)} ({w_low:.0%}–{w_high:.0%}) | "
+                             f"{count['equivalent']} | {count['inconclusive']} | "
+                             f"{count['better']} | {stage2} | {ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}–"
+                             f"{ratios[-1]:.3f}) | {100 * cvs[len(cvs) // 2]:.1f} % |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, type=Path)
@@ -95,8 +169,12 @@ def main() -> int:
     parser.add_argument("--plan-loaded", default="", help="trials with scripts/background_load.py beside them")
     parser.add_argument("--plant", type=float, default=0.10)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per alert")
+    parser.add_argument("--summary", action="store_true", help="only summarise the trials already in --out")
     parser.add_argument("alert_args", nargs=argparse.REMAINDER, help="after --: more `fitbench alert` options")
     args = parser.parse_args()
+    if args.summary:
+        print(summarize(args.out))
+        return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     clone = prepare(args.workdir, args.plant)
