@@ -136,8 +136,8 @@ def summarize(out: Path) -> str:
                              *(statuses[s] for s in (0, 1, 2, 3)), n=statuses[None], w=wanted, h=statuses[wanted],
                              t=n, lo=low, hi=high, a=walls[0], b=walls[-1], m=walls[len(walls) // 2]))
             lines.append("")
-            lines.append("| backend, batch | worse (exact 95 %) | equivalent | inconclusive | better | went to stage 2 | "
-                         "ratio median (range) | CV seen, median |")
+            lines.append("| backend, batch | worse (exact 95 %) | equivalent | inconclusive | better | went to "
+                         "stage 2 | ratio median (range) | CV seen, median |")
             lines.append("|---|---|---|---|---|---|---|---|")
             rows: dict[str, list[dict]] = {}
             for e in group:
