@@ -237,3 +237,53 @@ def test_the_old_seed_command_still_replays_and_says_it_was_renamed(monkeypatch,
     assert "`fitbench seed` is now `fitbench replay`" in capsys.readouterr().err
     assert cli.main(["replay", "--epochs", "3"]) == 0
     assert "is now" not in capsys.readouterr().err
+
+
+# ---------- every command's parser, walked ----------
+
+def _options() -> dict[str, list]:
+    """{flag: [(command, action)]} over every command's parser."""
+    from fitbench.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if a.dest == "command"]
+    found: dict[str, list] = {}
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                found.setdefault(action.option_strings[-1], []).append((name, action))
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does_and_its_default():
+    import argparse
+
+    for flag, uses in _options().items():
+        for command, action in uses:
+            assert action.help, f"fitbench {command} {flag} has no help"
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._StoreTrueAction):
+                continue
+            if action.default not in (None, False):
+                assert "default" in action.help, f"fitbench {command} {flag}: the help does not say its default"
+
+
+def test_a_flag_shared_by_commands_is_parsed_and_checked_the_same_way():
+    # the same name means the same kind of value everywhere: a positive integer is refused at 0 by every
+    # command that takes it, a float is a float, a switch is a switch
+    # Known, documented exception: `determinism --threads N` is the training processes' intra-op threads (a
+    # number; inter-op stays 1), `run`/`versions --threads N|default` every framework pool
+    known = {("--threads", "determinism")}
+    for flag, uses in _options().items():
+        kinds = {(type(action).__name__, getattr(action.type, "__qualname__", repr(action.type)))
+                 for command, action in uses if (flag, command) not in known}
+        assert len(kinds) == 1, f"{flag} is parsed differently across {[c for c, _ in uses]}: {kinds}"
+
+
+def test_the_top_level_help_lists_every_command_and_a_typo_is_not_offered_an_old_alias():
+    from fitbench.commands import COMMANDS
+
+    result = run_cli("--help")
+    for module in COMMANDS:
+        assert f"fitbench {module.NAME} " in result.stdout
+    typo = run_cli("determinsm")
+    assert typo.returncode == 2 and "seed" not in typo.stderr and "'versions'" in typo.stderr

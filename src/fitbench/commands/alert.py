@@ -1,0 +1,98 @@
+"""`fitbench alert`: asv on two commits, decided process by process, in one or two stages."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from fitbench import options
+from fitbench.commands.common import decision_flags, decision_settings, positive_int
+from fitbench.errors import UsageError
+
+NAME = "alert"
+SUMMARY = "run asv on two commits and say what got slower, process by process"
+DEFAULT_STAGE_PROCESSES = 10  # fitbench.regress.alert.DEFAULT_PROCESSES, without importing the alert to parse
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    alert = sub.add_parser("alert", help="run asv on two commits and report what got worse, process by process")
+    alert.add_argument("base", nargs="?", help="base commit (e.g. origin/main)")
+    alert.add_argument("head", nargs="?", help="head commit (e.g. HEAD)")
+    alert.add_argument("--bench", default=None,
+                       help="regular expression of asv benchmarks (default: StepTime at batch 256 and the "
+                            "determinism tracks)")
+    alert.add_argument("--processes", type=positive_int("--processes"), default=None, metavar="N",
+                       help="processes per commit in each stage (default: planned from this machine's calibration, "
+                            f"else {DEFAULT_STAGE_PROCESSES})")
+    decision_flags(alert)
+    alert.add_argument("--stages", type=int, choices=(1, 2), default=2,
+                       help="2 (default): cells still inconclusive after the first processes get as many again, "
+                            "alpha split across the stages; 1: one look at the full alpha")
+    alert.add_argument("--max-minutes", type=float, default=30.0, metavar="M",
+                       help="the second stage shrinks, or is skipped, to end within this (default 30)")
+    alert.add_argument("--order-seed", type=int, default=None, metavar="N",
+                       help="which commit runs first in each environment is drawn at random; this fixes the draw "
+                            "(the report records the seed it used)")
+    alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
+    alert.add_argument("--out", default="alert-report", metavar="DIR",
+                       help="where alert.md, alert.json and asv.log go (default alert-report)")
+    alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
+    alert.add_argument("--backend", default=None,
+                       help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
+                            "its Keras 3 backends)")
+    alert.add_argument("--stored", action="store_true",
+                       help="decide on what `asv run --record-samples` already stored for both commits (no new "
+                            "run; e.g. after `asv run --interleave-rounds` over a range)")
+    alert.add_argument("--from-html", metavar="DIR",
+                       help="report the regressions in a published asv report instead (no commits, no run)")
+    return alert
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.regress import alert as alerts
+
+    if args.from_html:
+        if args.base or args.head:
+            raise UsageError("--from-html takes no commits")
+        status, markdown = alerts.from_html(args.from_html)
+        print(markdown)
+        return status
+    if not (args.base and args.head):
+        raise UsageError("alert needs BASE and HEAD commits (or --from-html DIR)")
+    out_parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_parent) or not os.access(out_parent, os.W_OK):
+        raise UsageError(f"cannot write {args.out}: {out_parent} is not a writable directory")
+    min_change = args.min_change
+    if args.factor is not None:
+        if args.factor <= 1.0:
+            raise UsageError(f"--factor must be greater than 1, got {args.factor}")
+        sys.stderr.write("fitbench: note: --factor F is now --min-change F-1\n")
+        min_change = args.factor - 1
+    settings = decision_settings(args, min_change)
+    request = alerts.AlertOptions(bench=args.bench or alerts.DEFAULT_BENCH,
+                                  backends=tuple(options.backend_names(args.backend) or ()) or None,
+                                  processes=args.processes, stages=args.stages, max_minutes=args.max_minutes,
+                                  order_seed=args.order_seed, stored=args.stored,
+                                  undecided_ok=args.undecided_ok).check()
+    status, report = alerts.alert(args.repo, args.base, args.head, args.out, settings, request,
+                                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+    if report.get("error"):
+        sys.stderr.write(f"fitbench: error: {report['error']}\n")
+        return status
+    print(alerts.render_markdown(report))
+    failed = [c for c in report["comparisons"] if c["change"] == "failed"]
+    for c in failed:
+        sys.stderr.write(f"fitbench: benchmark failed on {' and '.join(c['failed_on'])}: {c['benchmark']} "
+                         f"{c['params']}{' on ' + c['backend'] if c.get('backend') else ''}\n")
+    undecided = [c for c in report["comparisons"] if c["change"] == "inconclusive"]
+    if undecided and status in (alerts.EXIT_UNDECIDED, alerts.EXIT_OK):
+        accepted = "accepted (--undecided-ok)" if status == alerts.EXIT_OK else "exit 3; --undecided-ok accepts it"
+        sys.stderr.write(f"fitbench: undecided: {len(undecided)} cell(s) could not be decided, not a pass "
+                         f"({accepted})\n")
+    log = "" if args.stored else f"; asv log: {os.path.join(args.out, 'asv.log')}"
+    print(f"report: {os.path.join(args.out, 'alert.md')} and alert.json{log}")
+    return status

@@ -1,0 +1,52 @@
+"""`fitbench asv-init`: an asv suite for your own model in your own repository."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+
+from fitbench import options
+from fitbench.commands.common import EXIT_OK
+
+NAME = "asv-init"
+SUMMARY = "an asv suite for your own model in your own repository"
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    init = sub.add_parser("asv-init", help="write asv.conf.json and benchmarks/ for your model into your repository")
+    init.add_argument("--model", required=True, metavar="SPEC",
+                      help="your factory, package.module:function (or a zoo name to try it out)")
+    init.add_argument("--repo", default=".", help="your git repository's top directory (default: here)")
+    init.add_argument("--backend", default="tensorflow",
+                      help="comma-separated KERAS_BACKEND values for asv's matrix (default tensorflow)")
+    init.add_argument("--batch-sizes", default="256", help="comma-separated batch sizes to time (default 256)")
+    init.add_argument("--loss", default=None, help="loss for a model that comes uncompiled (default mse)")
+    init.add_argument("--optimizer", default=None, help="optimizer for a model that comes uncompiled (default adam)")
+    init.add_argument("--fitbench", default=None, metavar="PIP-SPEC",
+                      help="how asv installs fitbench (default: like this one, from its source directory or "
+                           "the package index)")
+    init.add_argument("--force", action="store_true", help="overwrite asv.conf.json and benchmarks/bench_model.py")
+    init.add_argument("--no-check", action="store_true",
+                      help="do not build the model and train one step first")
+    return init
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.regress import asvinit
+
+    settings = asvinit.InitSettings(
+        repo=args.repo, model=args.model, backends=tuple(options.backend_names(args.backend) or ()),
+        batch_sizes=tuple(options.batch_sizes(args.batch_sizes)), loss=args.loss, optimizer=args.optimizer,
+        fitbench_spec=args.fitbench, force=args.force, check=not args.no_check)
+    if not args.no_check:
+        console.print(f"checking {args.model}: build, one training step in a fresh process ...")
+    written = asvinit.init(settings)
+    for path in written:
+        console.print(f"wrote {path}")
+    bench = asvinit.alert_bench(settings.batch_sizes)
+    console.print("next: commit them, then\n"
+                  "  asv machine --yes && asv run --record-samples HEAD^! && asv publish   # this commit; the report\n"
+                  f"  fitbench alert main HEAD --bench '{bench}'   # a pull request: slower, or not deterministic?")
+    return EXIT_OK

@@ -1,0 +1,82 @@
+"""What the commands share: the parser that errs in one line, exit statuses, and the flags that mean the same
+on every command that takes them (one name, one help text, one default, one check)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from fitbench import APIS, BACKENDS
+from fitbench.model import parse_widths
+from fitbench.models.choice import ModelChoice
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: fitbench itself failed (never 1, which a CI job reads as "found")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        sys.stderr.write(f"fitbench: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def positive_int(name: str):  # noqa: ANN201 - argparse type factory
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+        return value
+    return parse
+
+
+def model_flags(p: argparse.ArgumentParser, several_backends: bool = True, keras2: bool = True) -> None:
+    """The model, its data and its backend: run, determinism and explain."""
+    p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: all the model has)")
+    p.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default: the seed's 256,256,256)")
+    which = "comma-separated Keras backends" if several_backends else "one Keras backend"
+    p.add_argument("--backend", default=None,
+                   help=f"{which}, from {', '.join(BACKENDS)}"
+                        + (", or tf-keras (Keras 2 on TensorFlow)" if keras2 else "") + " (default tensorflow)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for weights and data (default 0)")
+    p.add_argument("--json", metavar="PATH", help="write the results as one JSON document")
+    p.add_argument("--model", default="seed", metavar="SPEC",
+                   help="seed (default: the question's network), a zoo model (conv, text, attention), "
+                        "package.module:function (a factory returning a keras.Model) or a .keras file")
+    p.add_argument("--loss", default=None, help="loss for a model that comes uncompiled (default mse)")
+    p.add_argument("--optimizer", default=None, help="optimizer for a model that comes uncompiled (default adam)")
+    p.add_argument("--data", default=None, metavar="NPZ",
+                   help="training data: an .npz with x (or x0, x1, ...) and y (or y0, ...) (default: the seed's)")
+
+
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    """--model and its options, as far as the parent can check them (fitbench.models.choice)."""
+    from fitbench.models.choice import parse_model
+
+    return parse_model(args.model, parse_widths(args.widths), args.loss, args.optimizer, args.data)
+
+
+def decision_flags(p: argparse.ArgumentParser) -> None:
+    """The decision's knobs (fitbench.regress.decide.DecisionSettings), the same for alert and gate."""
+    p.add_argument("--threshold", type=float, default=0.10,
+                   help="the equivalence margin: a cell passes when its change is shown to lie within ±this; "
+                        "it is also the change every cell should be able to see (default 0.10)")
+    p.add_argument("--min-change", type=float, default=0.05,
+                   help="a significant change smaller than this is not a regression (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="family-wise false-alarm rate over all cells and stages (default 0.01)")
+    p.add_argument("--equivalence-alpha", type=float, default=0.05,
+                   help="family-wise rate of calling a change of --threshold or more equivalent (default 0.05)")
+    p.add_argument("--undecided-ok", action="store_true",
+                   help="exit 0 instead of 3 when a cell stays inconclusive (the behaviour before 2026-11-30)")
+
+
+def decision_settings(args: argparse.Namespace, min_change: float | None = None) -> Any:
+    from fitbench.regress.decide import DecisionSettings
+
+    return DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                            min_change=args.min_change if min_change is None else min_change,
+                            equivalence_alpha=args.equivalence_alpha).check()

@@ -1,0 +1,109 @@
+"""`fitbench determinism`: bit-identity across APIs and across fresh processes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from fitbench import DEVICES, options
+from fitbench.commands.common import EXIT_FAILED, EXIT_FOUND, EXIT_OK, model_choice, model_flags, positive_int
+from fitbench.errors import UsageError
+from fitbench.model import ModelSpec, parse_widths
+from fitbench.stacks import parse_stack
+
+NAME = "determinism"
+SUMMARY = ("are Sequential, Functional and subclassed models bit-identical, across APIs and processes, and at "
+           "which epoch do they part")
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    det = sub.add_parser("determinism", help="bit-identity across APIs and across processes")
+    model_flags(det, several_backends=False)
+    det.add_argument("--epochs", type=positive_int("--epochs"), default=3, help="epochs to train (default 3)")
+    det.add_argument("--jit", default="off", choices=("on", "off"),
+                     help="XLA / torch.compile for the training step (default off)")
+    det.add_argument("--samples", type=positive_int("--samples"), default=1,
+                     help="training samples: 1 = the seed's (x, y); more = seeded synthetic data (default 1)")
+    det.add_argument("--batch-size", type=positive_int("--batch-size"), default=None,
+                     help="batch size (default: --samples, one batch per epoch)")
+    det.add_argument("--threads", type=positive_int("--threads"), default=2,
+                     help="intra-op threads, TensorFlow and PyTorch (inter-op: 1) (default 2)")
+    det.add_argument("--no-op-determinism", action="store_true",
+                     help="leave the backend's determinism switch off (TF op determinism, torch deterministic "
+                          "algorithms, XLA's GPU flag)")
+    det.add_argument("--device", default="cpu", choices=DEVICES, help="train on the CPU (default) or the first GPU")
+    det.add_argument("--nudge", metavar="API",
+                     help="self-test: move one initial weight of API by one ULP (default: none)")
+    det.add_argument("--runs", type=positive_int("--runs"), default=2,
+                     help="separate training processes, each API compared across all of them (default 2, at least 2)")
+    return det
+
+
+def explain_command(args: argparse.Namespace, settings: Any, pair: dict[str, Any]) -> str:
+    """The `fitbench explain` line that localises a pair `fitbench determinism` found different."""
+    api_a, api_b = pair["a"].split("@")[0], pair["b"].split("@")[0]
+    if settings.nudge_api in (api_a, api_b):  # the pair differs by the nudge: explain the nudge
+        kind, apis = "nudge", settings.nudge_api
+    else:
+        kind, apis = ("apis", f"{api_a},{api_b}") if pair["scope"] == "api" else ("runs", api_a)
+    parts = ["fitbench explain", f"--pair {kind}", f"--api {apis}",
+             f"--backend {settings.backend}", f"--epochs {pair['first_divergent_epoch'] or 1}"]
+    for flag, value, default in (("--model", args.model, "seed"), ("--widths", args.widths, "256,256,256"),
+                                 ("--seed", str(args.seed), "0"), ("--samples", str(args.samples), "1"),
+                                 ("--batch-size", str(settings.batch_size), str(args.samples)),
+                                 ("--loss", args.loss, None), ("--optimizer", args.optimizer, None),
+                                 ("--data", args.data, None)):
+        if value is not None and value != default:
+            parts.append(f"{flag} {value}")
+    if args.no_op_determinism:
+        parts.append("--no-op-determinism")
+    return " ".join(parts)
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.determinism.check import check_determinism
+    from fitbench.determinism.settings import DeterminismSettings
+    from fitbench.devices import require_gpu
+    from fitbench.isolation import IsolatedError
+    from fitbench.models.choice import check_in_child
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import determinism_table
+
+    backends, _ = options.backends(args.backend)
+    if len(backends) != 1:
+        raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax, torch or tf-keras")
+    stack = parse_stack(backends[0])
+    model = model_choice(args)
+    settings = DeterminismSettings(
+        apis=tuple(options.apis(args.api, model.apis)), spec=ModelSpec(widths=parse_widths(args.widths)),
+        model=model, epochs=args.epochs,
+        jit=args.jit == "on", seed=args.seed, samples=args.samples, batch_size=args.batch_size or args.samples,
+        intra_op_threads=args.threads, inter_op_threads=1, op_determinism=not args.no_op_determinism,
+        nudge_api=args.nudge, runs=args.runs, backend=stack.backend, keras_major=stack.keras_major,
+        device=args.device).check()
+    out = check_output_path(args.json) if args.json else None
+    if args.device == "gpu":
+        require_gpu(settings.backend, "--device gpu")
+    check_in_child(model, settings.backend)
+    try:
+        with console.status(f"training every API in {args.runs} fresh processes..."):
+            doc = check_determinism(settings)
+    except IsolatedError as exc:  # a training process failed: nothing to compare, nothing written
+        sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
+        return EXIT_FAILED
+    if out:
+        write_json_atomic(out, doc)
+    console.print(determinism_table(doc))
+    if doc["jit_note"]:
+        console.print(f"[yellow]note:[/] {doc['jit_note']}")
+    for p in doc["pairs"]:
+        if not p["identical"]:
+            console.print(f"[bold red]not bit-identical:[/] {p['a']} vs {p['b']}, "
+                          f"first divergent epoch {p['first_divergent_epoch']}, max {p['max_ulp']} ULP")
+            if settings.keras_major == 3:  # explain trains Keras 3 (its replay pair is the tf-keras one)
+                console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
+                              highlight=False, markup=False, soft_wrap=True)  # one line to copy
+    return EXIT_OK if doc["all_identical"] else EXIT_FOUND

@@ -1,0 +1,39 @@
+"""`fitbench replay`: the question fitbench started from, replayed."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+
+from fitbench.commands.common import EXIT_FAILED, EXIT_OK, positive_int
+
+NAME = "replay"
+SUMMARY = "the question fitbench started from: one optimizer shared by two models"
+ALIASES = ("seed",)  # `seed` was the first name; it is also the random seed's flag, so it is not offered
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    replay = sub.add_parser("replay", help="replay the question fitbench started from: shared vs fresh optimizer")
+    replay.add_argument("--epochs", type=positive_int("--epochs"), default=200, help="epochs to train (default 200)")
+    replay.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    replay.add_argument("--json", metavar="PATH", help="write the replay as one JSON document")
+    return replay
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.determinism.replay import replay_question, replay_succeeded
+    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.tables import replay_table
+
+    out = check_output_path(args.json) if args.json else None
+    with console.status(f"replaying the question ({args.epochs} epochs, up to four processes)..."):
+        doc = replay_question(epochs=args.epochs, seed=args.seed)
+    if out:
+        write_json_atomic(out, doc)
+    console.print(replay_table(doc))
+    console.print(f"Keras 3 with one shared optimizer: {doc['shared'].get('keras3_outcome')}")
+    if doc["legacy_note"]:
+        console.print(f"[yellow]note:[/] {doc['legacy_note']}")
+    return EXIT_OK if replay_succeeded(doc) else EXIT_FAILED

@@ -1,0 +1,128 @@
+"""`fitbench run`: time model.fit cell by cell, each cell in a fresh process."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fitbench import DEVICES, options
+from fitbench.commands.common import EXIT_FAILED, EXIT_OK, model_choice, model_flags, positive_int
+from fitbench.measure.profiles import PROFILES, get_profile
+from fitbench.model import ModelSpec, parse_widths
+from fitbench.stacks import parse_stack, stack_name
+
+NAME = "run"
+SUMMARY = ("time model.fit cell by cell (TensorFlow, JAX, PyTorch; XLA on/off; CPU/GPU), beside the framework's "
+           "own raw training step and the device's peak")
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    run = sub.add_parser("run", help="time the fit loop, one fresh process per cell")
+    model_flags(run)
+    run.add_argument("--profile", default="quick", help=f"{' | '.join(PROFILES)} (default quick)")
+    run.add_argument("--jit", default="both", choices=("on", "off", "both"),
+                     help="XLA (TensorFlow, JAX) or torch.compile for the step: on, off or both (default both)")
+    run.add_argument("--device", default="cpu", choices=(*DEVICES, "both"),
+                     help="cpu (default), gpu, or both; a gpu cell without a GPU is skipped with the reason")
+    run.add_argument("--batch-sizes", help="comma-separated (default: the profile's)")
+    run.add_argument("--variant", default="both", choices=("plain", "tuned", "both"),
+                     help="plain fit, tuned fit (steps_per_execution; prefetch on tensorflow, data on the device on "
+                          "jax/torch), or both (default)")
+    run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
+    run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
+    run.add_argument("--plot", metavar="PATH", help="write a PNG of samples/s against batch size")
+    run.add_argument("--cell-timeout", type=positive_int("--cell-timeout"), default=1800, metavar="S",
+                     help="seconds a cell's process may take (default 1800)")
+    run.add_argument("--threads", default="default", metavar="N|default",
+                     help="the frameworks' CPU thread pools per cell (default: their own; 1 gives the steadiest "
+                          "numbers between processes, docs/noise.md)")
+    run.add_argument("--cpus", default=None, metavar="LIST",
+                     help="pin every cell's process to these CPUs, e.g. 1 or 0-1")
+    return run
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.measure import engine
+    from fitbench.measure.cells import plan_cells
+    from fitbench.models.choice import check_in_child
+    from fitbench.report.io import check_output_path
+    from fitbench.report.tables import (
+        jit_ratio_table,
+        keras_ratio_table,
+        keras_ratios,
+        peak_lines,
+        run_table,
+        tuned_gain_table,
+    )
+
+    profile = get_profile(args.profile)
+    backends, missing = options.backends(args.backend)
+    devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
+    batch_sizes = options.batch_sizes(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
+    out = check_output_path(args.json) if args.json else None
+    model = model_choice(args)
+    jits = {"on": [True], "off": [False], "both": [False, True]}[args.jit]
+    cells = plan_cells(options.apis(args.api, model.apis), jits, devices, batch_sizes, backends,
+                       include_seed=not args.no_seed_workload,
+                       variants=["plain", "tuned"] if args.variant == "both" else [args.variant],
+                       model=model.name, model_apis=model.apis)
+    # a factory or file: one step, or exit 2 (plan_cells has refused tf-keras with any model but the seed)
+    check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend)
+    settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
+                                  model=model,
+                                  seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
+                                  cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout,
+                                  json_path=out)
+    plot = check_output_path(args.plot) if args.plot else None
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            doc = engine.run(settings, _Bar(progress))
+    except engine.RunInterrupted as stop:
+        console.print(f"interrupted: {len(stop.document.records)} of {len(cells)} cells done"
+                      + (f", kept in {args.json}" if args.json else ""))
+        return 130
+    records = [r.to_dict() for r in doc.records]
+    console.print(run_table(records))
+    console.print(jit_ratio_table(records))
+    if any(r["variant"] == "tuned" for r in records):
+        console.print(tuned_gain_table(records))
+    if keras_ratios(records):
+        console.print(keras_ratio_table(records))
+    for line in peak_lines([p.to_dict() for p in doc.peaks]):
+        console.print(line)
+    if plot:
+        from fitbench.report.plot import plot_throughput
+
+        plot_throughput(records, plot)
+        console.print(f"plot: {args.plot}")
+    failed = engine.errors(doc)
+    for r in failed:
+        console.print(f"[red]error[/] in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device} batch "
+                      f"{r.batch_size}: {r.error}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+class _Bar:
+    """The engine's progress on a rich progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.task, self.looking = progress, None, None
+
+    def looking_for_gpus(self, looking: bool) -> None:
+        if looking:
+            self.looking = self.progress.add_task("looking for GPUs", total=None)
+        else:
+            self.progress.remove_task(self.looking)
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("cells", total=total)
+
+    def step(self, description: str) -> None:
+        self.progress.update(self.task, description=description)
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
