@@ -144,7 +144,7 @@ def test_without_tensorflow_the_tensorflow_backend_is_one_line_and_exit_2(tmp_pa
 
 
 def test_a_missing_backend_asked_for_alone_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("fitbench.runtime.backend_missing",
+    monkeypatch.setattr("fitbench.stacks.backend_missing",
                         lambda b: None if b == "tensorflow" else f"the {b} backend needs the {b} package")
     out = tmp_path / "run.json"
     assert cli.main(["run", "--backend", "jax", "--json", str(out)]) == 2
@@ -163,7 +163,7 @@ def test_gpu_determinism_without_a_gpu_driver_is_refused(monkeypatch, capsys):
 
 @pytest.mark.processes
 def test_a_missing_backend_beside_one_that_runs_gives_skipped_cells(monkeypatch, tmp_path):
-    monkeypatch.setattr("fitbench.runtime.backend_missing",
+    monkeypatch.setattr("fitbench.stacks.backend_missing",
                         lambda b: None if b == "tensorflow" else f"the {b} backend needs the {b} package")
     out = tmp_path / "run.json"
     status = cli.main(["run", *SMALL, "--backend", "tensorflow,jax", "--api", "functional", "--batch-sizes", "2",

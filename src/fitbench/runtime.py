@@ -12,6 +12,10 @@ import shutil
 import sys
 from typing import Any
 
+# backend knowledge lives in fitbench.stacks; these names stay importable from here (benchmarks/common.py
+# safe_imports them from fitbench.runtime at every commit)
+from fitbench.stacks import backend_missing, framework_module, keras_module  # noqa: F401
+
 
 def hide_gpus_env(device: str) -> dict[str, str]:
     """Environment for a child process: a 'cpu' cell must not see a GPU, even on a GPU machine."""
@@ -64,22 +68,6 @@ def device_name(device: str, backend: str = "tensorflow") -> str:
         names = gpu_names(backend)
         return names[0] if names else ""
     return f"{cpu_name()} ({os.cpu_count()} logical cores)"
-
-
-def framework_module(backend: str) -> str:
-    """The import name of the framework behind a Keras backend."""
-    return {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-
-
-def backend_missing(backend: str) -> str | None:
-    """Why `backend` cannot run in this environment (its framework is not installed), or None."""
-    import importlib.util
-
-    name = framework_module(backend)
-    if importlib.util.find_spec(name) is None:
-        extra = "" if backend == "tensorflow" else f' (pip install -e ".[{backend}]")'
-        return f"the {backend} backend needs the {name} package, which is not installed{extra}"
-    return None
 
 
 def variable_device(model: Any) -> str:
@@ -195,8 +183,6 @@ def library_versions(backend: str = "tensorflow", keras_major: int = 3) -> dict[
     import importlib
 
     import numpy as np
-
-    from fitbench.stacks import keras_module
 
     keras = keras_module(keras_major)
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}

@@ -71,11 +71,25 @@ def stack_name(record: dict[str, Any]) -> str:
     return Stack(record.get("backend") or "tensorflow", keras_major_of(record)).name
 
 
+def framework_module(backend: str) -> str:
+    """The import name of the framework behind a Keras backend."""
+    return {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+
+
+def backend_missing(backend: str) -> str | None:
+    """Why `backend` cannot run in this environment (its framework is not installed), or None."""
+    import importlib.util
+
+    name = framework_module(backend)
+    if importlib.util.find_spec(name) is None:
+        extra = "" if backend == "tensorflow" else f' (pip install -e ".[{backend}]")'
+        return f"the {backend} backend needs the {name} package, which is not installed{extra}"
+    return None
+
+
 def stack_missing(stack: Stack) -> str | None:
     """Why `stack` cannot run here (a package is not installed), or None. Parent side: no import."""
     import importlib.util
-
-    from fitbench.runtime import backend_missing
 
     why = backend_missing(stack.backend)
     if why or stack.keras_major == 3:

@@ -68,7 +68,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.settings import DeterminismSettings
     from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
-    from fitbench.models.choice import check_in_child
+    from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import determinism_table
 

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.explain import EXIT_DIVERGED, EXIT_IDENTICAL, ExplainSettings, explain
     from fitbench.isolation import IsolatedError
-    from fitbench.models.choice import check_in_child
+    from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import explain_report
 

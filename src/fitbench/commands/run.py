@@ -47,7 +47,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.measure import engine
     from fitbench.measure.cells import plan_cells
-    from fitbench.models.choice import check_in_child
+    from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path
     from fitbench.report.tables import (
         jit_ratio_table,

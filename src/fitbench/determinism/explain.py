@@ -27,6 +27,7 @@ import numpy as np
 
 from fitbench import __version__
 from fitbench.determinism.compare import max_abs_diff, ulp_distance
+from fitbench.determinism.trace import Stream
 from fitbench.errors import UsageError
 from fitbench.models.choice import ModelChoice
 from fitbench.report.io import utc_stamp
@@ -34,30 +35,6 @@ from fitbench.report.io import utc_stamp
 SCHEMA_VERSION = 1
 PAIRS = ("apis", "runs", "nudge", "switch", "replay")
 EXIT_IDENTICAL, EXIT_DIVERGED = 0, 1
-
-
-@dataclass(frozen=True)
-class Stream:
-    """One training to instrument (crosses into the child as a dict)."""
-
-    name: str
-    api: str
-    backend: str
-    model: dict[str, Any]
-    seed: int = 0
-    epochs: int = 3
-    samples: int = 1
-    batch_size: int = 1
-    op_determinism: bool = True
-    nudge: bool = False
-    legacy_shared: bool | None = None  # the replay's streams: one shared legacy optimizer, or a fresh one
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stream":
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,37 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from fitbench.determinism.compare import nudge_one_ulp, sha256_arrays
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One training to instrument (crosses into the child as a dict)."""
+
+    name: str
+    api: str
+    backend: str
+    model: dict[str, Any]
+    seed: int = 0
+    epochs: int = 3
+    samples: int = 1
+    batch_size: int = 1
+    op_determinism: bool = True
+    nudge: bool = False
+    legacy_shared: bool | None = None  # the replay's streams: one shared legacy optimizer, or a fresh one
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Stream":
+        return cls(**d)
+
 
 INITIAL, DATA, FORWARD, LOSS, GRADIENT, OPTIMIZER, UPDATE = (
     "initial weights", "data", "forward", "loss", "gradient", "optimizer state", "update")
@@ -245,12 +271,11 @@ def batches(x: Any, y: Any, batch_size: int) -> Iterator[tuple[Any, Any]]:
 
 def trace_stream(stream: dict[str, Any], out_dir: str, other_hashes: str | None = None,
                  dump_step: int | None = None) -> dict[str, Any]:
-    """Train one stream (fitbench.determinism.explain.Stream as a dict) step by step in this process.
+    """Train one stream (a Stream as a dict) step by step in this process.
 
     Hashes of every entry of every step go to `<out_dir>/<name>.hashes.jsonl`. The arrays of one step go to
     `<out_dir>/<name>.step<k>.npz`: step `dump_step`; or, with `other_hashes` (the other stream's file), the
     first step whose hashes differ from it, after which the stream stops."""
-    from fitbench.determinism.explain import Stream
 
     st = Stream.from_dict(stream)
     stepper, x, y = _prepare(st)

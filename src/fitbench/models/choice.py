@@ -96,24 +96,3 @@ def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: s
     if widths != SEED_WIDTHS and source != SEED:
         raise UsageError("--widths shapes the seed network only; drop it or use --model seed")
     return ModelChoice(source=source, widths=tuple(widths), loss=loss, optimizer=optimizer, data=data)
-
-
-def check_in_child(choice: ModelChoice, backend: str, timeout_s: float = 600) -> dict[str, Any] | None:
-    """For a factory, a file or --data: build the model, feed it one batch and train one step in a fresh
-    process (the user's code may import anything); a failure is a UsageError line. None for the seed and the
-    zoo, which need no asking."""
-    if choice.kind in (SEED, ZOO) and choice.data is None:
-        return None
-    from fitbench.isolation import IsolatedError, child_env, run_isolated
-    from fitbench.models.workload import describe
-    from fitbench.runtime import hide_gpus_env
-
-    try:
-        return run_isolated(describe, {"choice": choice.to_dict(), "backend": backend},
-                            env=child_env(hide_gpus_env("cpu"), backend), timeout_s=timeout_s)
-    except IsolatedError as exc:
-        message = str(exc)
-        message = message.removeprefix("ModelError: ")
-        if not message.startswith("--"):
-            message = f"--model {choice.source}: {message}"
-        raise UsageError(message) from None

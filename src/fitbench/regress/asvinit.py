@@ -3,7 +3,7 @@
 Writes `asv.conf.json` (asv builds your package at each commit and installs it, with fitbench beside it,
 into its virtualenv; the KERAS_BACKEND axis shares that one) and a thin `benchmarks/` whose classes subclass
 fitbench.regress.asvsuite and only declare your model and the parameters. Parent side: nothing here imports a
-framework; the factory is tried in a fresh process (fitbench.models.choice.check_in_child).
+framework; the factory is tried in a fresh process (fitbench.models.check.check_in_child).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class _importable:
 
 
 def _check_factory(choice: Any, repo: Path, backend: str) -> None:
-    from fitbench.models.choice import check_in_child
+    from fitbench.models.check import check_in_child
 
     with _importable(repo):
         check_in_child(choice, backend)

@@ -60,7 +60,8 @@ def window_steps_for(step_s: float) -> int:
 
 def _prepare_process() -> None:
     """Before Keras is imported in this benchmark process: CPU only, the thread pools, the pinning."""
-    from fitbench.runtime import apply_threads, backend_missing, parse_cpus, pin_cpus
+    from fitbench.runtime import apply_threads, parse_cpus, pin_cpus
+    from fitbench.stacks import backend_missing
 
     why = backend_missing(BACKEND)
     if why:
@@ -156,7 +157,7 @@ class Determinism(ModelBenchmark):
         from fitbench.determinism.check import check_determinism
         from fitbench.determinism.settings import DeterminismSettings
         from fitbench.models.choice import ModelChoice
-        from fitbench.runtime import backend_missing
+        from fitbench.stacks import backend_missing
 
         why = backend_missing(BACKEND)
         if why:
