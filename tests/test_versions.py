@@ -18,7 +18,8 @@ import pytest
 from conftest import SMALL, load, run_cli
 from fitbench import schema
 from fitbench.errors import UsageError
-from fitbench.stacks import parse_stack, parse_stacks, stack_name
+from fitbench.options import backends
+from fitbench.stacks import parse_stack, stack_name
 from fitbench.versions.compare import FASTER, SLOWER, CellRow, VersionsSettings, _decide
 from fitbench.versions.envs import MARKER, READY, SKIPPED, ensure_env
 from fitbench.versions.spec import INSTALLED, Column, parse_columns
@@ -215,7 +216,7 @@ def test_too_few_processes_give_no_interval_and_no_verdict_but_the_numbers():
 
 def test_tf_keras_is_a_stack_and_old_records_are_keras_3():
     assert parse_stack("tf-keras").backend == "tensorflow" and parse_stack("tf_keras").keras_major == 2
-    assert [s.name for s in parse_stacks("tensorflow,tf-keras,jax,tf-keras")] == ["tensorflow", "tf-keras", "jax"]
+    assert backends("tensorflow,tf-keras,jax,tf-keras")[0] == ["tensorflow", "tf-keras", "jax"]
     assert stack_name({"backend": "tensorflow"}) == "tensorflow"  # a record written before keras_major
     assert stack_name({"backend": "tensorflow", "keras_major": 2}) == "tf-keras"
     with pytest.raises(UsageError, match="choose from tensorflow, jax, torch, tf-keras"):

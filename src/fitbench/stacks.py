@@ -48,13 +48,6 @@ def parse_stack(name: str) -> Stack:
     raise UsageError(f"unknown backend {name!r}; choose from {', '.join(STACK_NAMES)}")
 
 
-def parse_stacks(text: str) -> list[Stack]:
-    stacks = [parse_stack(part) for part in str(text).split(",") if part.strip()]
-    if not stacks:
-        raise UsageError(f"--backend must name at least one of {', '.join(STACK_NAMES)}")
-    return list(dict.fromkeys(stacks))
-
-
 def require_seed_model(stacks: list[Stack], model: str) -> None:
     """The Keras 2 row builds the seed network only (the zoo and users' factories are Keras 3 code)."""
     if model != "seed" and any(s.keras_major == 2 for s in stacks):

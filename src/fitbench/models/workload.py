@@ -31,11 +31,6 @@ def _as_arrays(value: Any) -> Any:
     return np.asarray(value)
 
 
-def _rows(value: Any) -> int:
-    first = next(iter(value.values())) if isinstance(value, dict) else value[0] if isinstance(value, list) else value
-    return int(np.shape(first)[0])
-
-
 def first_rows(value: Any, rows: int) -> Any:
     """The first `rows` rows of x (one array, or a list/dict of them)."""
     return _take(value, rows)
