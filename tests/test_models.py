@@ -236,3 +236,26 @@ def test_a_factory_that_does_not_seed_its_weights_diverges_at_epoch_0(tmp_path, 
     (pair,) = load(out)["pairs"]
     assert pair["scope"] == "run_to_run" and pair["first_divergent_epoch"] == 0
     assert pair["identical_initial_weights"] is False
+
+
+@pytest.mark.parametrize("layout", ["flat", "src"])
+def test_a_factory_in_the_current_folder_or_its_src_layout_is_found_and_its_children_see_it(
+        tmp_path, monkeypatch, layout):
+    """`fitbench run --model mymodels:build` in the folder holding mymodels.py (or src/mypkg/...) finds it,
+    as `python -c "import mymodels"` there does; the folder goes on PYTHONPATH for the command's children."""
+    import sys
+
+    folder = tmp_path if layout == "flat" else tmp_path / "src"
+    name = f"fb_user_models_{layout}"
+    target = folder / name
+    target.mkdir(parents=True)
+    (target / "__init__.py").write_text("")
+    (target / "nets.py").write_text("def build():\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    choice = parse_model(f"{name}.nets:build")
+    assert choice.kind == FACTORY
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(folder)
+    with pytest.raises(UsageError, match=r"no module named 'fb_user_models_none'.*src/.*pip install -e \."):
+        parse_model("fb_user_models_none:build")

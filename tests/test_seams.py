@@ -60,3 +60,40 @@ def test_no_module_imports_one_that_imports_it_back():
 
     cycles = sorted((a, b) for a, targets in edges.items() for b in targets if a < b and reaches(b, a))
     assert not cycles, cycles
+
+
+def test_a_childs_environment_is_put_together_in_one_place(monkeypatch):
+    """process_env owns a framework child's environment: the backend, Keras 2 only when the stack says so
+    (never inherited from the shell), a cpu cell's hidden GPUs, and XLA_FLAGS that keep the user's flags, the
+    thread setting and the determinism switch together (each used to overwrite the other)."""
+    from fitbench.isolation import process_env
+    from fitbench.runtime import JAX_DETERMINISM_FLAG
+    from fitbench.stacks import LEGACY_ENV, Stack
+
+    monkeypatch.setenv(LEGACY_ENV, "1")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    env = process_env(Stack("jax"), "cpu", threads=1, op_determinism=True)
+    assert env["KERAS_BACKEND"] == "jax" and LEGACY_ENV not in env
+    assert env["CUDA_VISIBLE_DEVICES"] == "-1" and env["OMP_NUM_THREADS"] == "1"
+    flags = env["XLA_FLAGS"].split()
+    assert flags[0] == "--xla_dump_to=/tmp/x" and JAX_DETERMINISM_FLAG in flags
+    assert "--xla_cpu_multi_thread_eigen=false" in flags
+    keras2 = process_env(Stack("tensorflow", 2), "gpu")
+    assert keras2[LEGACY_ENV] == "1" and "CUDA_VISIBLE_DEVICES" not in keras2
+    assert process_env(Stack("torch"), op_determinism=True)["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_no_module_but_the_launcher_writes_a_childs_framework_variables():
+    """KERAS_BACKEND and Keras 2's switch are written by fitbench.isolation (and declared by fitbench.stacks)
+    only; the asv suite, which runs inside asv's own processes, sets what its process needs itself."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "fitbench"
+    allowed = {"isolation.py", "stacks.py", "regress/asvsuite.py", "regress/asvinit.py", "regress/asvdata.py"}
+    writers = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        text = path.read_text()
+        if relative not in allowed and ('"TF_USE_LEGACY_KERAS"' in text or '"KERAS_BACKEND"' in text):
+            writers.append(relative)
+    assert not writers, writers

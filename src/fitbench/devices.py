@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fitbench.errors import UsageError
-from fitbench.isolation import IsolatedError, child_env, run_isolated
+from fitbench.isolation import IsolatedError, process_env, run_isolated
 from fitbench.runtime import gpu_driver_present, gpu_names
+from fitbench.stacks import Stack
 
 
 def gpus_unseen(backends: list[str], timeout_s: float) -> dict[str, str]:
@@ -15,7 +16,8 @@ def gpus_unseen(backends: list[str], timeout_s: float) -> dict[str, str]:
     unseen = {}
     for backend in backends:
         try:
-            names = run_isolated(gpu_names, {"backend": backend}, env=child_env({}, backend), timeout_s=timeout_s)
+            names = run_isolated(gpu_names, {"backend": backend}, env=process_env(Stack(backend), "gpu"),
+                                 timeout_s=timeout_s)
         except IsolatedError as exc:
             names, why = [], f"asking {backend} for GPUs failed: {exc}"
         else:

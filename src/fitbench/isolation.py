@@ -13,18 +13,38 @@ import sys
 import tempfile
 from typing import Any, Callable
 
+from fitbench.runtime import determinism_env, hide_gpus_env, merge_env, thread_env
+from fitbench.stacks import LEGACY_ENV, Stack
+
 
 class IsolatedError(RuntimeError):
     """The child process failed; the message is its last error line."""
 
 
-def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") -> dict[str, str]:
+def parent_env() -> dict[str, str]:
+    """This process's environment as the base of a child's: TF's C++ start-up chatter off, and no Keras 2
+    switch inherited from the user's shell (a child is Keras 2 only when its stack says so)."""
     env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the terminal
-    env["KERAS_BACKEND"] = backend
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    env.update(extra or {})
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.pop(LEGACY_ENV, None)
     return env
+
+
+def process_env(stack: Stack | None = None, device: str = "cpu", *, threads: int | None = None,
+                op_determinism: bool = False) -> dict[str, str]:
+    """The environment of a framework child, the one place it is put together: the backend Keras picks at
+    import, the Keras major version, a 'cpu' cell's hidden GPUs, the thread pools (None: the framework's
+    defaults) and the backend's determinism switch where it is an environment variable."""
+    stack = stack or Stack()
+    return merge_env(parent_env(), {"KERAS_BACKEND": stack.backend}, hide_gpus_env(device),
+                     thread_env(stack.backend, threads), determinism_env(stack.backend, op_determinism),
+                     stack.env())
+
+
+def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") -> dict[str, str]:
+    """A Keras 3 child of `backend` with `extra` on top (scripts and old callers; fitbench builds its
+    children's environments with process_env)."""
+    return merge_env(process_env(Stack(backend), device="gpu"), extra or {})
 
 
 def target_of(func: Callable[..., Any]) -> str:

@@ -10,7 +10,7 @@ import platform
 import resource
 import shutil
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 # backend knowledge lives in fitbench.stacks; these names stay importable from here (benchmarks/common.py
 # safe_imports them from fitbench.runtime at every commit)
@@ -104,9 +104,38 @@ def thread_env(backend: str, threads: int | None) -> dict[str, str]:
     env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
            "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
     if threads == 1:  # XLA's CPU runtime has no thread-count flag that TF's and JAX's XLA both accept
-        xla = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        current = os.environ.get("XLA_FLAGS", "")
-        env["XLA_FLAGS"] = current if xla in current else f"{current} {xla}".strip()
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
+
+
+# JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
+# before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
+JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def determinism_env(backend: str, op_determinism: bool) -> dict[str, str]:
+    """Environment a child with the backend's determinism switch on needs before its framework is imported
+    (TensorFlow's switch is a call in the child, enable_op_determinism, not a variable)."""
+    if not op_determinism:
+        return {}
+    if backend == "jax":
+        return {"XLA_FLAGS": JAX_DETERMINISM_FLAG}
+    if backend == "torch":
+        return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # what torch's deterministic cuBLAS asks for on GPU
+    return {}
+
+
+def merge_env(base: Mapping[str, str], *parts: Mapping[str, str]) -> dict[str, str]:
+    """`base` updated by each part in turn, except XLA_FLAGS, whose flags are appended (the thread setting
+    and the determinism switch both live there, beside whatever the user put there)."""
+    env = dict(base)
+    for part in parts:
+        for key, value in part.items():
+            if key == "XLA_FLAGS":
+                current = env.get(key, "")
+                env[key] = current if value in current else f"{current} {value}".strip()
+            else:
+                env[key] = value
     return env
 
 
@@ -116,7 +145,7 @@ def apply_threads(backend: str, threads: int | None) -> dict[str, Any]:
     recorded with a result: the setting asked for."""
     if threads is None:
         return {"threads": None}
-    os.environ.update(thread_env(backend, threads))
+    os.environ.update(merge_env(os.environ, thread_env(backend, threads)))
     if backend == "torch":
         import torch
 

@@ -11,10 +11,9 @@ from typing import Any
 from fitbench import __version__
 from fitbench.determinism.compare import compare_trajectories, jit_note, load_weights, pairs_to_compare
 from fitbench.determinism.settings import DeterminismSettings
-from fitbench.determinism.train import determinism_env, train_trajectories
-from fitbench.isolation import child_env, run_isolated
+from fitbench.determinism.train import train_trajectories
+from fitbench.isolation import process_env, run_isolated
 from fitbench.report.io import utc_stamp
-from fitbench.runtime import hide_gpus_env
 from fitbench.stacks import Stack
 
 SCHEMA_VERSION = 1  # of the determinism document
@@ -25,8 +24,7 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
     (fitbench/schemas/determinism.schema.json)."""
     st = settings.check()
     run_names = [f"run{i + 1}" for i in range(st.runs)]
-    env = child_env({**hide_gpus_env(st.device), **determinism_env(st.backend, st.op_determinism),
-                     **Stack(st.backend, st.keras_major).env()}, st.backend)
+    env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism)
     with tempfile.TemporaryDirectory(prefix="fitbench-det-") as weights_dir:
         results = {name: run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
                                                            "run_name": name}, env=env, timeout_s=timeout_s)

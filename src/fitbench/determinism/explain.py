@@ -98,13 +98,12 @@ def trace_pair_in_one_process(a: dict[str, Any], b: dict[str, Any], out_dir: str
 
 def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: float | None,
          op_determinism: bool | None = None) -> Any:
-    from fitbench.determinism.train import determinism_env
-    from fitbench.isolation import child_env, run_isolated
-    from fitbench.runtime import hide_gpus_env
+    from fitbench.isolation import process_env, run_isolated
+    from fitbench.stacks import Stack
 
     switch = st.op_determinism if op_determinism is None else op_determinism  # the stream's own, if it has one
-    extra = {"TF_USE_LEGACY_KERAS": "1"} if st.pair == "replay" else {}
-    env = child_env({**hide_gpus_env("cpu"), **determinism_env(st.backend, switch), **extra}, st.backend)
+    stack = Stack(st.backend, 2 if st.pair == "replay" else 3)  # the replay pair trains tf-keras's optimizer
+    env = process_env(stack, "cpu", op_determinism=switch)
     return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
 
 

@@ -69,13 +69,13 @@ def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict
 
 def replay_question(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> dict[str, Any]:
     """Run the four replays, each in its own process, and summarise them as `shared` and `fresh`."""
-    from fitbench.isolation import IsolatedError, child_env, run_isolated
-    from fitbench.runtime import hide_gpus_env
+    from fitbench.isolation import IsolatedError, process_env, run_isolated
+    from fitbench.stacks import Stack
 
     flavours = [KERAS3] + ([LEGACY] if tf_keras.available() else [])
     runs = []
     for flavour in flavours:
-        env = child_env({**hide_gpus_env("cpu"), **({"TF_USE_LEGACY_KERAS": "1"} if flavour == LEGACY else {})})
+        env = process_env(Stack("tensorflow", 2 if flavour == LEGACY else 3), "cpu")
         for shared in (True, False):
             try:
                 runs.append(run_isolated(replay,

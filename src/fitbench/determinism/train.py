@@ -17,23 +17,8 @@ from fitbench.determinism.settings import DeterminismSettings
 from fitbench.model import jit_effective, seed_keras
 from fitbench.models.choice import SEED
 from fitbench.models.workload import Workload, first_rows
+from fitbench.runtime import JAX_DETERMINISM_FLAG
 from fitbench.stacks import keras_module
-
-# JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
-# before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
-JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
-
-
-def determinism_env(backend: str, op_determinism: bool) -> dict[str, str]:
-    """Environment a determinism child needs before its framework is imported."""
-    if not op_determinism:
-        return {}
-    if backend == "jax":
-        flags = os.environ.get("XLA_FLAGS", "")
-        return {"XLA_FLAGS": f"{flags} {JAX_DETERMINISM_FLAG}".strip()}
-    if backend == "torch":
-        return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # what torch's deterministic cuBLAS asks for on GPU
-    return {}
 
 
 def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from fitbench import __version__
 from fitbench.devices import gpus_unseen
-from fitbench.isolation import IsolatedError, child_env, run_isolated
+from fitbench.isolation import IsolatedError, process_env, run_isolated
 from fitbench.measure.cells import Cell
 from fitbench.measure.child import measure_cell
 from fitbench.measure.peak import measure_peak
@@ -20,7 +20,7 @@ from fitbench.measure.record import PeakRecord, RunDocument, RunRecord
 from fitbench.model import ModelSpec
 from fitbench.models.choice import ModelChoice
 from fitbench.report.io import utc_stamp, write_json_atomic
-from fitbench.runtime import hide_gpus_env, thread_env
+from fitbench.stacks import Stack
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def peak_probe(backend: str, device: str, timeout_s: float) -> PeakRecord:
     """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
     try:
         result = run_isolated(measure_peak, {"backend": backend, "device": device},
-                              env=child_env(hide_gpus_env(device), backend), timeout_s=timeout_s)
+                              env=process_env(Stack(backend), device), timeout_s=timeout_s)
     except IsolatedError as exc:
         return PeakRecord(backend, device, status="error", error=str(exc))
     if result is None:
@@ -146,9 +146,7 @@ def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunR
                                "model": settings.model.to_dict(),
                                "peak": peak.to_dict() if peak and peak.status == "ok" else None,
                                "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
-                              env=child_env({**hide_gpus_env(cell.device),
-                                             **thread_env(cell.backend, settings.threads), **cell.stack.env()},
-                                            cell.backend),
+                              env=process_env(cell.stack, cell.device, threads=settings.threads),
                               timeout_s=settings.cell_timeout_s)
     except IsolatedError as exc:
         return RunRecord.not_measured(cell, "error", str(exc))

@@ -14,13 +14,13 @@ def check_in_child(choice: ModelChoice, backend: str, timeout_s: float = 600) ->
     zoo, which need no asking."""
     if choice.kind in (SEED, ZOO) and choice.data is None:
         return None
-    from fitbench.isolation import IsolatedError, child_env, run_isolated
+    from fitbench.isolation import IsolatedError, process_env, run_isolated
     from fitbench.models.workload import describe
-    from fitbench.runtime import hide_gpus_env
+    from fitbench.stacks import Stack
 
     try:
         return run_isolated(describe, {"choice": choice.to_dict(), "backend": backend},
-                            env=child_env(hide_gpus_env("cpu"), backend), timeout_s=timeout_s)
+                            env=process_env(Stack(backend), "cpu"), timeout_s=timeout_s)
     except IsolatedError as exc:
         message = str(exc)
         message = message.removeprefix("ModelError: ")

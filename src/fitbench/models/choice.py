@@ -9,9 +9,11 @@ fitbench.models.workload.describe, and a bad answer is the same one-line exit 2.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import re
+import sys
 import zipfile
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -64,6 +66,34 @@ class ModelChoice:
         return cls(**{**d, "widths": tuple(d["widths"])})
 
 
+def _find(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or an empty name part
+        return False
+
+
+def _make_importable(source: str, module: str) -> None:
+    """Find a factory's module as `python -c "import module"` run here would, and the way a src/ layout
+    expects: Python's path, then the current folder, then its `src/`. A folder that holds it goes on this
+    process's path and on PYTHONPATH, so every child the command starts imports the same module (the
+    children of `python -m fitbench.worker` see the current folder, never `src/`)."""
+    if _find(module):
+        return
+    here = os.getcwd()
+    top = module.split(".")[0]
+    for folder in (here, os.path.join(here, "src")):
+        if os.path.isdir(folder) and importlib.machinery.PathFinder.find_spec(top, [folder]) is not None:
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            current = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = os.pathsep.join([folder, *([current] if current else [])])
+            if _find(module):
+                return
+    raise UsageError(f"--model {source}: no module named {module!r} (looked on Python's path, in {here} and "
+                     f"its src/; install your project with pip install -e . or add its folder to PYTHONPATH)")
+
+
 def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: str | None = None,
                 optimizer: str | None = None, data: str | None = None) -> ModelChoice:
     """A ModelChoice from --model and its options, or UsageError with one line."""
@@ -80,13 +110,7 @@ def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: s
                              "package.module:function or a .keras file")
         if not _FACTORY.match(source):
             raise UsageError(f"--model {source}: a factory is written package.module:function")
-        module = source.split(":")[0]
-        try:
-            found = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            found = None
-        if found is None:
-            raise UsageError(f"--model {source}: no module named {module!r}")
+        _make_importable(source, source.split(":")[0])
     if data is not None:
         if not os.path.isfile(data):
             raise UsageError(f"--data {data}: no such file")

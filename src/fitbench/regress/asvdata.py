@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fitbench.errors import UsageError
-from fitbench.stacks import TF_KERAS
+from fitbench.stacks import LEGACY_ENV, TF_KERAS
 
 if TYPE_CHECKING:
     from fitbench.regress.decide import Grouped
@@ -216,7 +216,7 @@ def env_stack(env_vars: dict[str, str]) -> str | None:
     """What an asv environment runs, as fitbench names it: its KERAS_BACKEND, or `tf-keras` where
     TF_USE_LEGACY_KERAS=1 sits beside KERAS_BACKEND=tensorflow (asv.conf.json's Keras 2 row)."""
     backend = env_vars.get("KERAS_BACKEND")
-    if env_vars.get("TF_USE_LEGACY_KERAS") == "1" and backend in (None, "tensorflow"):
+    if env_vars.get(LEGACY_ENV) == "1" and backend in (None, "tensorflow"):
         return TF_KERAS
     return backend
 

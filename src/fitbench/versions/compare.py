@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from fitbench import __version__
+from fitbench.isolation import parent_env
 from fitbench.regress.decide import BETTER, WORSE, DecisionSettings, decide, usable_values
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import TF_KERAS, stack_name
@@ -117,9 +118,7 @@ def run_round(env: VersionEnv, settings: VersionsSettings, json_path: str,
     """One `fitbench run` of every cell with the column's interpreter: (its document or None, stderr's last line)."""
     cmd = [env.python or "python", "-m", "fitbench", "run", *settings.run_arguments(reverse_stacks), "--json",
            json_path]
-    child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"}
-    child_env.pop("TF_USE_LEGACY_KERAS", None)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**parent_env(), "COLUMNS": "200"})
     tail = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
     last = tail[-1].strip() if tail else f"exit status {proc.returncode}"
     if proc.returncode not in (0, 3) or not os.path.exists(json_path):  # 3: some cells failed, the rest stand
