@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,9 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
         assert all(r["step_time_median_s"] is None and r["raw_step_time_s"] is None for r in gpu)
         assert [p["status"] for p in doc["peaks"] if p["device"] == "gpu"] == ["skipped"]
     assert "XLA speed-up" in result.stdout and "on/off" in result.stdout
+    # stdout is not a terminal (a CI log): progress comes as one line per cell and probe on stderr
+    steps = re.findall(r"^fitbench: \d+:\d{2}\.\d \[(\d+)/(\d+)\] ", result.stderr, re.M)
+    assert steps and steps[0][0] == "1" and steps[-1][0] == steps[-1][1], result.stderr
 
 
 @pytest.mark.processes

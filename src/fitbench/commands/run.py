@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -51,6 +53,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.report.io import check_output_path
     from fitbench.report.tables import (
         jit_ratio_table,
+        jit_ratios,
         keras_ratio_table,
         keras_ratios,
         peak_lines,
@@ -79,15 +82,19 @@ def main(args: argparse.Namespace, console: Console) -> int:
     plot = check_output_path(args.plot) if args.plot else None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console, transient=True) as progress:
-            doc = engine.run(settings, _Bar(progress))
+        if console.is_terminal:
+            with Progress(*columns, console=console, transient=True) as progress:
+                doc = engine.run(settings, _Bar(progress))
+        else:  # a CI log or `| tee`: a bar would show nothing until the end; one line per cell on stderr
+            doc = engine.run(settings, _Lines())
     except engine.RunInterrupted as stop:
         console.print(f"interrupted: {len(stop.document.records)} of {len(cells)} cells done"
                       + (f", kept in {args.json}" if args.json else ""))
         return 130
     records = [r.to_dict() for r in doc.records]
     console.print(run_table(records))
-    console.print(jit_ratio_table(records))
+    if jit_ratios(records):  # only with jit both ways: an empty table is headers without an answer
+        console.print(jit_ratio_table(records))
     if any(r["variant"] == "tuned" for r in records):
         console.print(tuned_gain_table(records))
     if keras_ratios(records):
@@ -104,6 +111,32 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]error[/] in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device} batch "
                       f"{r.batch_size}: {r.error}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+class _Lines:
+    """The engine's progress as lines on stderr, for output that is not a terminal."""
+
+    def __init__(self) -> None:
+        self.total, self.done, self.started = 0, 0, time.monotonic()
+
+    def _say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        sys.stderr.write(f"fitbench: {elapsed // 60:.0f}:{elapsed % 60:04.1f} {text}\n")
+        sys.stderr.flush()
+
+    def looking_for_gpus(self, looking: bool) -> None:
+        if looking:
+            self._say("looking for GPUs")
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self._say(f"{total} cells and probes, each in a fresh process")
+
+    def step(self, description: str) -> None:
+        self._say(f"[{self.done + 1}/{self.total}] {description}")
+
+    def advance(self) -> None:
+        self.done += 1
 
 
 class _Bar:
