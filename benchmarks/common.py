@@ -187,6 +187,15 @@ def determinism_document(apis: list[str], epochs: int, seed: int) -> dict[str, A
     """fitbench determinism's document for `apis` on this environment's backend, whichever signature this
     commit's check_determinism has (settings object now; keywords, and no backend keyword before jax/torch)."""
     require(check_determinism, ModelSpec)
+    return _as_dict(_determinism(apis, epochs, seed))
+
+
+def _as_dict(doc: Any) -> dict[str, Any]:
+    """The document as a dict: a typed DeterminismDocument since 2026-11-30, a dict before."""
+    return doc.to_dict() if hasattr(doc, "to_dict") else doc
+
+
+def _determinism(apis: list[str], epochs: int, seed: int) -> Any:
     if KERAS_MAJOR == 2:  # tf-keras: only a commit whose settings know keras_major can train it
         fields = getattr(DeterminismSettings, "__dataclass_fields__", {})
         require(DeterminismSettings if "keras_major" in fields else None)

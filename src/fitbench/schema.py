@@ -74,25 +74,21 @@ def build(kind: str) -> dict[str, Any]:
         return _document("run", SCHEMA_VERSION, "fitbench run --json", dataclass_schema(RunDocument, refs),
                          {"record": dataclass_schema(RunRecord), "peak": dataclass_schema(PeakRecord)})
     if kind == "determinism":
-        from fitbench.determinism.check import SCHEMA_VERSION
+        from fitbench.determinism.check import SCHEMA_VERSION, DeterminismDocument
         from fitbench.determinism.compare import PairResult
+        from fitbench.determinism.settings import DeterminismSettings
 
-        settings = {"type": "object", "required": ["apis", "spec", "epochs", "jit", "seed", "samples", "batch_size",
-                                                   "op_determinism", "runs", "backend", "device"]}
+        settings = dataclass_schema(DeterminismSettings, closed=False)
         run = {"type": "object", "required": ["run", "backend", "device", "versions", "op_determinism", "threads",
                                               "apis"],
                "properties": {"apis": {"type": "object", "additionalProperties": {
                    "type": "object", "required": ["jit_requested", "jit_effective", "variable_device", "epochs",
                                                   "cosine_to_target"]}}}}
-        body = {"type": "object", "required": ["backend", "device", "settings", "jit_requested", "jit_effective",
-                                               "jit_note", "runs", "pairs", "all_identical", "fitbench_version",
-                                               "finished"],
-                "properties": {"settings": {"$ref": "#/$defs/settings"},
-                               "runs": {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/run"}},
-                               "pairs": {"type": "array", "items": {"$ref": "#/$defs/pair"}},
-                               "all_identical": {"type": "boolean"}, "jit_requested": {"type": "boolean"},
-                               "jit_effective": {"type": ["boolean", "null"]},
-                               "jit_note": {"type": ["string", "null"]}}}
+        body = dataclass_schema(DeterminismDocument, {PairResult: "pair"})
+        body["properties"]["settings"] = {"$ref": "#/$defs/settings",
+                                          "description": body["properties"]["settings"]["description"]}
+        body["properties"]["runs"] = {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/run"},
+                                      "description": body["properties"]["runs"]["description"]}
         return _document("determinism", SCHEMA_VERSION, "fitbench determinism --json", body,
                          {"settings": settings, "run": run, "pair": dataclass_schema(PairResult)})
     if kind == "replay":

@@ -90,7 +90,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     check_in_child(model, settings.backend)
     try:
         with console.status(f"training every API in {args.runs} fresh processes..."):
-            doc = check_determinism(settings)
+            doc = check_determinism(settings).to_dict()
     except IsolatedError as exc:  # a training process failed: nothing to compare, nothing written
         sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
         return EXIT_FAILED

@@ -164,7 +164,7 @@ class Determinism(ModelBenchmark):
             raise NotImplementedError(why)
         choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer)
         return check_determinism(DeterminismSettings(apis=choice.apis, model=choice, epochs=self.epochs, seed=SEED,
-                                                     samples=64, batch_size=32, backend=BACKEND))
+                                                     samples=64, batch_size=32, backend=BACKEND)).to_dict()
 
     def track_run_to_run_identical(self, doc: dict[str, Any]) -> int:
         """1 when two processes trained your model bit-identically."""
