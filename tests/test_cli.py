@@ -50,6 +50,34 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(args, fragment):
     assert_one_line_error(run_cli(*args), fragment)
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--batch-sizes", ""], "--batch-sizes"),  # empty used to mean "the profile's", a full run
+    (["run", "--batch-sizes", "4,,8"], "--batch-sizes"),
+    (["run", "--api", ""], "--api must name apis"),
+    (["determinism", "--api", "functional,"], "--api must name apis"),
+    (["run", "--backend", ""], "--backend must name backends"),
+    (["explain", "--backend", "jax,,torch"], "--backend must name backends"),
+    (["run", "--seed", "99999999999999999999"], "--seed must be between 0 and 4294967295"),
+    (["replay", "--seed", "-1"], "--seed must be between 0"),
+    (["run", "--cell-timeout", "99999999999999"], "--cell-timeout must be at most 604800"),
+    (["run", "--json", ""], "--json needs a path"),
+    (["gate", "a.json", "b.json", "--json", " "], "--json needs a path"),
+    (["run", "--plot", ""], "--plot needs a path"),
+    (["alert", "--out", ""], "--out needs a path"),
+])
+def test_empty_and_out_of_range_values_are_refused_where_they_are_parsed(args, fragment, capsys):
+    """In-process (no interpreter started per case): exit 2 and one line, before anything runs."""
+    from fitbench.cli import main
+
+    try:
+        status = main(args)
+    except SystemExit as exc:  # argparse's own refusals
+        status = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("fitbench: error:") and fragment in err[0], err[0]
+
+
 @pytest.mark.parametrize("command", ["run", "determinism", "replay"])
 def test_unwritable_output_path_is_refused_before_any_work(tmp_path, command):
     missing = tmp_path / "no-such-dir" / "out.json"

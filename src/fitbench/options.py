@@ -15,9 +15,11 @@ from fitbench.model import check_api
 def apis(text: str | None, offered: tuple[str, ...] = APIS) -> list[str]:
     """'sequential,functional' -> the apis, in order, once each; None or '' -> every form the model is offered
     in (`offered`: the three APIs for the seed network; a factory's or a file's own form)."""
-    if not text:
+    if text is None:
         return list(offered)
     chosen = [a.strip() for a in text.split(",")]
+    if not all(chosen):  # '' or 'a,,b': an empty name is a slip, never "every api"
+        raise UsageError(f"--api must name apis separated by commas, got {text!r}")
     if set(offered) <= set(APIS):
         chosen = [check_api(a) for a in chosen]
     return list(dict.fromkeys(chosen))
@@ -39,9 +41,9 @@ def backends(text: str | None) -> tuple[list[str], dict[str, str]]:
     Nothing to run at all (every backend asked for is missing) is bad input."""
     from fitbench.stacks import parse_stack, stack_missing
 
-    names = [b.strip() for b in (text or "tensorflow").split(",") if b.strip()]
-    if not names:
-        raise UsageError("--backend needs at least one backend")
+    names = [b.strip() for b in ("tensorflow" if text is None else text).split(",")]
+    if not all(names):  # '' or 'jax,,torch': never "the default"
+        raise UsageError(f"--backend must name backends separated by commas, got {text!r}")
     stacks = list(dict.fromkeys(parse_stack(b) for b in names))
     chosen = [s.name for s in stacks]
     missing = {s.name: why for s in stacks if (why := stack_missing(s))}

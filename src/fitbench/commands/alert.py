@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import decision_flags, decision_settings, positive_int
+from fitbench.commands.common import decision_flags, decision_settings, output_path, positive_int
 from fitbench.errors import UsageError
 
 NAME = "alert"
@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        help="which commit runs first in each environment is drawn at random; this fixes the draw "
                             "(the report records the seed it used)")
     alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
-    alert.add_argument("--out", default="alert-report", metavar="DIR",
+    alert.add_argument("--out", default="alert-report", metavar="DIR", type=output_path("--out"),
                        help="where alert.md, alert.json and asv.log go (default alert-report)")
     alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
     alert.add_argument("--backend", default=None,

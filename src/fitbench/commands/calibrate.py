@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import EXIT_FAILED, EXIT_OK, positive_int
+from fitbench.commands.common import EXIT_FAILED, EXIT_OK, output_path, positive_int
 
 NAME = "calibrate"
 SUMMARY = "measure this machine's between-process noise for the alert"
@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     cal.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
     cal.add_argument("--backend", default=None, help="comma-separated KERAS_BACKEND values (default: all)")
     cal.add_argument("--log", default="calibrate-asv.log", metavar="PATH", help="asv's log (default calibrate-asv.log)")
-    cal.add_argument("--json", metavar="PATH", help="also write the calibration here")
+    cal.add_argument("--json", metavar="PATH", type=output_path("--json"),
+                     help="also write the calibration here")
     cal.add_argument("--no-store", action="store_true",
                      help="measure without replacing this machine's stored calibration (e.g. of a planted commit)")
     return cal

@@ -21,7 +21,7 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def positive_int(name: str):  # noqa: ANN201 - argparse type factory
+def positive_int(name: str, maximum: int | None = None):  # noqa: ANN201 - argparse type factory
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -29,7 +29,33 @@ def positive_int(name: str):  # noqa: ANN201 - argparse type factory
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{name} must be at most {maximum}, got {value}")
         return value
+    return parse
+
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding and Keras' set_random_seed both take an unsigned 32-bit seed
+TIMEOUT_MAX_S = 7 * 24 * 3600  # a week: longer is a typo, and an OverflowError deep in subprocess
+
+
+def seed_int(text: str) -> int:
+    """--seed: an integer from 0 to 2**32 - 1, refused here rather than failing every cell."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"--seed must be between 0 and {SEED_MAX}, got {value}")
+    return value
+
+
+def output_path(name: str):  # noqa: ANN201 - argparse type factory
+    """A file or folder to write: not empty (an empty --json used to mean 'write nothing', silently)."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{name} needs a path, got an empty string")
+        return text
     return parse
 
 
@@ -41,8 +67,8 @@ def model_flags(p: argparse.ArgumentParser, several_backends: bool = True, keras
     p.add_argument("--backend", default=None,
                    help=f"{which}, from {', '.join(BACKENDS)}"
                         + (", or tf-keras (Keras 2 on TensorFlow)" if keras2 else "") + " (default tensorflow)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for weights and data (default 0)")
-    p.add_argument("--json", metavar="PATH", help="write the results as one JSON document")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed for weights and data (default 0)")
+    p.add_argument("--json", metavar="PATH", type=output_path("--json"), help="write the results as one JSON document")
     p.add_argument("--model", default="seed", metavar="SPEC",
                    help="seed (default: the question's network), a zoo model (conv, text, attention), "
                         "package.module:function (a factory returning a keras.Model) or a .keras file")

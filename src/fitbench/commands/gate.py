@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench.commands.common import decision_flags, decision_settings
+from fitbench.commands.common import decision_flags, decision_settings, output_path
 
 NAME = "gate"
 SUMMARY = "the same decision over pytest-benchmark sessions"
@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     gate.add_argument("--base", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the base")
     gate.add_argument("--head", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the head")
     decision_flags(gate)
-    gate.add_argument("--json", metavar="PATH", help="write the decisions as one JSON document")
+    gate.add_argument("--json", metavar="PATH", type=output_path("--json"),
+                      help="write the decisions as one JSON document")
     return gate
 
 

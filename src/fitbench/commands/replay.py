@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench.commands.common import EXIT_FAILED, EXIT_OK, positive_int
+from fitbench.commands.common import EXIT_FAILED, EXIT_OK, output_path, positive_int, seed_int
 
 NAME = "replay"
 SUMMARY = "the question fitbench started from: one optimizer shared by two models"
@@ -17,8 +17,9 @@ ALIASES = ("seed",)  # `seed` was the first name; it is also the random seed's f
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay the question fitbench started from: shared vs fresh optimizer")
     replay.add_argument("--epochs", type=positive_int("--epochs"), default=200, help="epochs to train (default 200)")
-    replay.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    replay.add_argument("--json", metavar="PATH", help="write the replay as one JSON document")
+    replay.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    replay.add_argument("--json", metavar="PATH", type=output_path("--json"),
+                        help="write the replay as one JSON document")
     return replay
 
 

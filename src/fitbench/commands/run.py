@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fitbench import DEVICES, options
-from fitbench.commands.common import EXIT_FAILED, EXIT_OK, model_choice, model_flags, positive_int
+from fitbench.commands.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    TIMEOUT_MAX_S,
+    model_choice,
+    model_flags,
+    output_path,
+    positive_int,
+)
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.model import ModelSpec, parse_widths
 from fitbench.stacks import parse_stack, stack_name
@@ -35,8 +43,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           "jax/torch), or both (default)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
     run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
-    run.add_argument("--plot", metavar="PATH", help="write a PNG of samples/s against batch size")
-    run.add_argument("--cell-timeout", type=positive_int("--cell-timeout"), default=1800, metavar="S",
+    run.add_argument("--plot", metavar="PATH", type=output_path("--plot"),
+                     help="write a PNG of samples/s against batch size")
+    run.add_argument("--cell-timeout", type=positive_int("--cell-timeout", TIMEOUT_MAX_S), default=1800, metavar="S",
                      help="seconds a cell's process may take (default 1800)")
     run.add_argument("--threads", default="default", metavar="N|default",
                      help="the frameworks' CPU thread pools per cell (default: their own; 1 gives the steadiest "
@@ -64,7 +73,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     profile = get_profile(args.profile)
     backends, missing = options.backends(args.backend)
     devices = ["cpu", "gpu"] if args.device == "both" else [args.device]
-    batch_sizes = options.batch_sizes(args.batch_sizes) if args.batch_sizes else list(profile.batch_sizes)
+    batch_sizes = (options.batch_sizes(args.batch_sizes) if args.batch_sizes is not None
+                   else list(profile.batch_sizes))
     out = check_output_path(args.json) if args.json else None
     model = model_choice(args)
     jits = {"on": [True], "off": [False], "both": [False, True]}[args.jit]

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import APIS, options
-from fitbench.commands.common import EXIT_FAILED, EXIT_OK, positive_int
+from fitbench.commands.common import EXIT_FAILED, EXIT_OK, TIMEOUT_MAX_S, output_path, positive_int
 from fitbench.errors import UsageError
 from fitbench.model import parse_widths
 from fitbench.stacks import parse_stack, require_seed_model
@@ -45,14 +45,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help="'equivalent' where two one-sided tests put the change within ±this (default 0.10)")
     ver.add_argument("--min-change", type=float, default=0.05,
                      help="a significant change smaller than this is not called faster or slower (default 0.05)")
-    ver.add_argument("--env-dir", default=None, metavar="DIR",
+    ver.add_argument("--env-dir", default=None, metavar="DIR", type=output_path("--env-dir"),
                      help="where the environments are cached (default $FITBENCH_ENV_CACHE or ~/.cache/fitbench/envs)")
     ver.add_argument("--seed-workload", action="store_true",
                      help="also the seed's epochs (1 sample + validation each): fit()'s fixed cost per epoch")
     ver.add_argument("--build-only", action="store_true", help="build (or find) the environments, measure nothing")
-    ver.add_argument("--cell-timeout", type=positive_int("--cell-timeout"), default=1800, metavar="S",
+    ver.add_argument("--cell-timeout", type=positive_int("--cell-timeout", TIMEOUT_MAX_S), default=1800, metavar="S",
                      help="seconds a cell's process may take (default 1800)")
-    ver.add_argument("--json", metavar="PATH", help="write the comparison as one JSON document")
+    ver.add_argument("--json", metavar="PATH", type=output_path("--json"),
+                     help="write the comparison as one JSON document")
     ver.add_argument("--from-asv", metavar="COMMIT",
                      help="decide on what asv stored for COMMIT, a column per version of asv.conf.json's matrix "
                           "`req` (no new run; e.g. after `asv run --interleave-rounds --record-samples`)")
