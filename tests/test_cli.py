@@ -120,25 +120,44 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
     assert steps and steps[0][0] == "1" and steps[-1][0] == steps[-1][1], result.stderr
 
 
+def _children(pid: int) -> set[int]:
+    """PIDs whose parent is `pid` (from /proc: no psutil needed)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
 @pytest.mark.processes
-def test_an_interrupted_run_keeps_the_cells_it_finished(tmp_path):
+def test_a_run_stopped_by_sigterm_keeps_its_cells_and_leaves_no_worker(tmp_path):
+    """SIGTERM, what a CI timeout sends, stops a run as Ctrl-C does (the same KeyboardInterrupt path): exit 130,
+    one line, the finished cells kept as a whole JSON document, and the worker of the running cell gone (it
+    used to be re-parented to init and run on, its result lost)."""
     out = tmp_path / "run.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "fitbench", "run", *SMALL, "--api", "functional",
                              "--batch-sizes", "2,4,8", "--json", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            # Ctrl-C as in a terminal: a script's background job inherits SIGINT ignored,
-                            # and Python then never raises KeyboardInterrupt
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    workers: set[int] = set()
     deadline = time.time() + 300
     while time.time() < deadline and not (out.exists() and load(out)["records"]):
+        workers |= _children(proc.pid)
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    time.sleep(1.0)  # the next cell's worker has started
+    workers |= _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
     doc = load(out)  # still a whole JSON document
     assert doc["complete"] is False and 1 <= len(doc["records"]) < 8
-    assert "interrupted" in stdout
+    assert "interrupted" in stdout and "Traceback" not in stderr
+    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers), workers
 
 
 @pytest.mark.processes

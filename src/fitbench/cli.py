@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import textwrap
 from typing import Sequence
@@ -11,7 +12,7 @@ from rich.console import Console
 
 from fitbench import __version__
 from fitbench.commands import ALIASES, COMMANDS, by_name
-from fitbench.commands.common import EXIT_INTERNAL, EXIT_USAGE, Parser
+from fitbench.commands.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Parser
 from fitbench.errors import UsageError
 
 
@@ -39,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (what CI runners and `timeout` send) and SIGHUP (a closed terminal) stop a command the way Ctrl-C
+    does: the running child is killed (subprocess does that on the way out), finished cells are kept, one line
+    says so. Without this, SIGTERM ended the parent at once and left the worker running to no one."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     alias = argv[0] if argv and argv[0] in ALIASES else None
@@ -49,8 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"fitbench: note: `fitbench {alias}` is now `fitbench {ALIASES[alias]}`\n")
     # A pipe or a CI log gets a wide table instead of rich's 80-column default.
     console = Console() if sys.stdout.isatty() else Console(width=200)
+    stop_on_signals()
     try:
         return by_name(args.command).main(args, console)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (a CI timeout): the command kept what it could
+        sys.stderr.write("fitbench: interrupted\n")
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         sys.stderr.write(f"fitbench: error: {exc}\n")
         return EXIT_USAGE

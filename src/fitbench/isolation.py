@@ -47,6 +47,19 @@ def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") 
     return merge_env(process_env(Stack(backend), device="gpu"), extra or {})
 
 
+def die_with_parent() -> None:
+    """In a child, before exec: have Linux kill it when its parent dies (SIGKILL included), so a worker never
+    runs on to no one, its result lost. Elsewhere nothing: SIGTERM and Ctrl-C already kill the child on the way
+    out of subprocess.run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG = 1, SIGKILL = 9
+        except (OSError, AttributeError):
+            pass
+
+
 def target_of(func: Callable[..., Any]) -> str:
     """"module:function" for a module-level function: what the child imports (it shares no memory with us)."""
     module, name = func.__module__, func.__qualname__
@@ -68,7 +81,8 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
         try:
             proc = subprocess.run([sys.executable, "-m", "fitbench.worker", job_path],
                                   env=env if env is not None else child_env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s,
+                                  preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
         if os.path.exists(result_path):

@@ -12,6 +12,7 @@ from fitbench.model import parse_widths
 from fitbench.models.choice import ModelChoice
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM and SIGHUP alike
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: fitbench itself failed (never 1, which a CI job reads as "found")
 
 

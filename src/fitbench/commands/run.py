@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fitbench import DEVICES, options
 from fitbench.commands.common import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     TIMEOUT_MAX_S,
     model_choice,
@@ -98,9 +99,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
         else:  # a CI log or `| tee`: a bar would show nothing until the end; one line per cell on stderr
             doc = engine.run(settings, _Lines())
     except engine.RunInterrupted as stop:
-        console.print(f"interrupted: {len(stop.document.records)} of {len(cells)} cells done"
-                      + (f", kept in {args.json}" if args.json else ""))
-        return 130
+        done = len(stop.document.records)
+        kept = f", kept in {args.json}" if args.json and done else (", nothing written" if args.json else "")
+        console.print(f"interrupted: {done} of {len(cells)} cells done{kept}")
+        return EXIT_INTERRUPTED
     records = [r.to_dict() for r in doc.records]
     console.print(run_table(records))
     if jit_ratios(records):  # only with jit both ways: an empty table is headers without an answer
