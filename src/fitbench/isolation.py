@@ -47,17 +47,21 @@ def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") 
     return merge_env(process_env(Stack(backend), device="gpu"), extra or {})
 
 
-def die_with_parent() -> None:
-    """In a child, before exec: have Linux kill it when its parent dies (SIGKILL included), so a worker never
-    runs on to no one, its result lost. Elsewhere nothing: SIGTERM and Ctrl-C already kill the child on the way
-    out of subprocess.run."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def die_with_parent(parent_pid: int | None) -> None:
+    """Called first thing in a worker: have Linux kill it when its parent dies (SIGKILL included), so a worker
+    never runs on to no one, its result lost; if the parent is already gone, exit. Set in the worker rather than
+    in a preexec_fn, which is unsafe in a parent with threads (rich's progress bar has one). Elsewhere nothing:
+    SIGTERM and Ctrl-C already kill the child on the way out of subprocess.run."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
 
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG = 1, SIGKILL = 9
-        except (OSError, AttributeError):
-            pass
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG = 1, SIGKILL = 9
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the line above
+        os._exit(1)
 
 
 def target_of(func: Callable[..., Any]) -> str:
@@ -77,12 +81,12 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
         job_path = os.path.join(tmp, "job.json")
         result_path = os.path.join(tmp, "result.json")
         with open(job_path, "w") as f:
-            json.dump({"target": target, "kwargs": kwargs, "result_path": result_path}, f)
+            json.dump({"target": target, "kwargs": kwargs, "result_path": result_path, "parent_pid": os.getpid()},
+                      f)
         try:
             proc = subprocess.run([sys.executable, "-m", "fitbench.worker", job_path],
                                   env=env if env is not None else child_env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s,
-                                  preexec_fn=die_with_parent)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
         if os.path.exists(result_path):

@@ -11,6 +11,9 @@ import traceback
 def main(job_path: str) -> int:
     with open(job_path) as f:
         job = json.load(f)
+    from fitbench.isolation import die_with_parent
+
+    die_with_parent(job.get("parent_pid"))
     module_name, func_name = job["target"].split(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)
