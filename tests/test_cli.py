@@ -78,6 +78,19 @@ def test_empty_and_out_of_range_values_are_refused_where_they_are_parsed(args, f
     assert err[0].startswith("fitbench: error:") and fragment in err[0], err[0]
 
 
+@pytest.mark.parametrize("args", [["alert", "HEAD~1", "HEAD", "--out"], ["versions", "keras==3.13.0,3.13.1",
+                                                                        "--build-only", "--env-dir"]])
+def test_a_file_where_a_folder_is_written_is_refused(args, tmp_path, capsys):
+    from fitbench.cli import main
+
+    in_the_way = tmp_path / "report"
+    in_the_way.write_text("mine")
+    assert main([*args, str(in_the_way)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a file is in the way" in err[0], err
+    assert in_the_way.read_text() == "mine"
+
+
 @pytest.mark.parametrize("command", ["run", "determinism", "replay"])
 def test_unwritable_output_path_is_refused_before_any_work(tmp_path, command):
     missing = tmp_path / "no-such-dir" / "out.json"

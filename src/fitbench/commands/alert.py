@@ -63,9 +63,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
         return status
     if not (args.base and args.head):
         raise UsageError("alert needs BASE and HEAD commits (or --from-html DIR)")
-    out_parent = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_parent) or not os.access(out_parent, os.W_OK):
-        raise UsageError(f"cannot write {args.out}: {out_parent} is not a writable directory")
+    from fitbench.report.io import check_output_dir
+
+    check_output_dir(args.out, "--out")
     min_change = args.min_change
     if args.factor is not None:
         if args.factor <= 1.0:

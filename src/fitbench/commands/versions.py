@@ -98,6 +98,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                 threads=args.threads, processes=args.processes, alpha=args.alpha,
                                 threshold=args.threshold, min_change=args.min_change,
                                 cell_timeout_s=args.cell_timeout, seed_workload=args.seed_workload)
+    if args.env_dir:
+        from fitbench.report.io import check_output_dir
+
+        check_output_dir(args.env_dir, "--env-dir")
     root = Path(args.env_dir) if args.env_dir else None
     envs = []
     for column in columns:

@@ -25,6 +25,22 @@ def check_output_path(path: str) -> str:
     return target
 
 
+def check_output_dir(path: str, name: str) -> str:
+    """Refuse, before any work starts, a folder that cannot be made or written (a file in its place, a parent
+    that is missing or not writable)."""
+    target = os.path.abspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UsageError(f"{name} {path}: a file is in the way (a folder is written there)")
+    if os.path.isdir(target):
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{name} {path}: permission denied")
+        return target
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise UsageError(f"{name} {path}: {parent} is not a writable directory")
+    return target
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename: never half a file."""
     target = os.path.abspath(path)
