@@ -358,3 +358,18 @@ def test_from_asv_refuses_results_stored_without_their_layout(tmp_path):
                                   per_process=5)
     with pytest.raises(UsageError, match="does not record how many samples each process gave"):
         compare_asv_environments(str(repo), commit, "StepTime", VersionsSettings(), machine="testmachine")
+
+
+def test_build_only_fails_when_a_column_could_not_be_built(monkeypatch, capsys):
+    """`versions notapackage==1,2 --build-only` used to exit 0 with nothing built: now 3, a line per column."""
+    from fitbench.cli import main
+    from fitbench.versions import envs
+
+    def not_on_the_index(column, root=None):
+        return envs.VersionEnv(label=column.label, requirements=[], status="skipped",
+                               reason="pip: No matching distribution found")
+
+    monkeypatch.setattr(envs, "ensure_env", not_on_the_index)
+    assert main(["versions", "notapackage==1,2", "--build-only"]) == 3
+    err = capsys.readouterr().err
+    assert "notapackage==1: not built (skipped: pip: No matching distribution found)" in err

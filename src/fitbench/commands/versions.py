@@ -110,9 +110,12 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{column.label}: {env.status}" + (" (cached)" if env.cached and not column.installed else "")
                       + (f": {env.reason}" if env.reason else ""), highlight=False, markup=False)
         envs.append(env)
-    if args.build_only:
+    if args.build_only:  # success only when every column can be measured
         console.print(version_columns_table([e.to_dict() for e in envs]))
-        return EXIT_OK
+        unbuilt = [e for e in envs if e.status != READY]
+        for e in unbuilt:
+            sys.stderr.write(f"fitbench: {e.label}: not built ({e.status}{': ' + e.reason if e.reason else ''})\n")
+        return EXIT_FAILED if unbuilt else EXIT_OK
     if sum(e.status == READY for e in envs) == 0:
         console.print(version_columns_table([e.to_dict() for e in envs]))
         sys.stderr.write("fitbench: no version could be installed: nothing to measure\n")
