@@ -58,3 +58,32 @@ def test_seed_harness_times_each_epoch(keras_cpu):
     times = harness.fit_epochs(3)
     assert len(times) == 3 and all(t > 0 for t in times)
     assert harness.jit_effective is False
+
+
+def test_a_run_document_that_cannot_be_written_is_kept_elsewhere_and_says_so(tmp_path, monkeypatch):
+    """A write that fails after the up-front check (a full disk) no longer loses every measured cell: the
+    document goes to the temporary folder and the failure is kept to be told."""
+    import errno
+    import json
+    import tempfile
+
+    from fitbench.measure import engine
+    from fitbench.measure.record import RunDocument
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real_write = engine.write_json_atomic
+
+    def full_disk(path, document):
+        if str(path).startswith("/full/"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, document)
+
+    monkeypatch.setattr(engine, "write_json_atomic", full_disk)
+    keeper = engine.JsonKeeper("/full/run.json")
+    doc = RunDocument(started="2026-11-30T00:00:00+00:00", fitbench_version="x", profile={}, spec={}, model={},
+                      seed=0, threads_setting=None, cpus=None)
+    keeper.keep(doc)
+    assert keeper.failure == "cannot write /full/run.json: No space left on device"
+    assert keeper.path.startswith(str(tmp_path)) and json.load(open(keeper.path))["command"] == "run"
+    keeper.keep(doc)  # the next cells go to the same fallback
+    assert keeper.failure.startswith("cannot write /full/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -91,17 +92,20 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                   cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout,
                                   json_path=out)
     plot = check_output_path(args.plot) if args.plot else None
+    # without --json the cells are kept anyway, in the cache: a long run stopped or crashed loses nothing
+    keeper = engine.JsonKeeper(out or default_run_path())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         if console.is_terminal:
             with Progress(*columns, console=console, transient=True) as progress:
-                doc = engine.run(settings, _Bar(progress))
+                doc = engine.run(settings, _Bar(progress), keeper)
         else:  # a CI log or `| tee`: a bar would show nothing until the end; one line per cell on stderr
-            doc = engine.run(settings, _Lines())
+            doc = engine.run(settings, _Lines(), keeper)
     except engine.RunInterrupted as stop:
         done = len(stop.document.records)
-        kept = f", kept in {args.json}" if args.json and done else (", nothing written" if args.json else "")
-        console.print(f"interrupted: {done} of {len(cells)} cells done{kept}")
+        _say_where(keeper)
+        console.print(f"interrupted: {done} of {len(cells)} cells done"
+                      + (f", kept in {keeper.path}" if done else ", nothing written"))
         return EXIT_INTERRUPTED
     records = [r.to_dict() for r in doc.records]
     console.print(run_table(records))
@@ -113,16 +117,39 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(keras_ratio_table(records))
     for line in peak_lines([p.to_dict() for p in doc.peaks]):
         console.print(line)
+    _say_where(keeper)
+    if not out:
+        console.print(f"kept in {keeper.path}", highlight=False)
+    failed = [f"error in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device} batch {r.batch_size}: "
+              f"{r.error}" for r in engine.errors(doc)]
     if plot:
         from fitbench.report.plot import plot_throughput
 
-        plot_throughput(records, plot)
-        console.print(f"plot: {args.plot}")
-    failed = engine.errors(doc)
-    for r in failed:
-        console.print(f"[red]error[/] in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device} batch "
-                      f"{r.batch_size}: {r.error}")
+        try:
+            plot_throughput(records, plot)
+            console.print(f"plot: {args.plot}")
+        except OSError as exc:  # the cells are kept; the picture is not
+            failed.append(f"cannot write the plot {args.plot}: {exc.strerror or exc}")
+    for line in failed:
+        sys.stderr.write(f"fitbench: {line}\n")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def default_run_path() -> str:
+    """Where a run without --json keeps its cells: $XDG_CACHE_HOME/fitbench/runs (~/.cache/...), one file per
+    run, named by its start."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(cache, "fitbench", "runs")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        pass  # the keeper falls back to the temporary folder and says so
+    return os.path.join(folder, time.strftime("run-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")
+
+
+def _say_where(keeper: Any) -> None:
+    if keeper.failure:
+        sys.stderr.write(f"fitbench: {keeper.failure}; the cells are kept in {keeper.path} instead\n")
 
 
 class _Lines:

@@ -6,6 +6,9 @@ No framework is imported here: every cell and every probe runs in its own fresh 
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -72,6 +75,25 @@ class _Quiet:
     def advance(self) -> None: ...
 
 
+class JsonKeeper:
+    """Writes the run document after every cell. When its path fails (a full disk, a path the up-front check
+    could not judge), the document goes to a file in the temporary folder instead, and `failure` says why, so
+    a measured cell is never lost to its output."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.failure = path, None
+
+    def keep(self, doc: RunDocument) -> None:
+        try:
+            write_json_atomic(self.path, doc.to_dict())
+        except OSError as exc:
+            if self.failure is not None:  # the fallback failed too: nowhere left to keep it
+                raise
+            self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
+            self.path = os.path.join(tempfile.gettempdir(), f"fitbench-run-{os.getpid()}-{int(time.time())}.json")
+            write_json_atomic(self.path, doc.to_dict())
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run: `document` holds the cells finished so far (already on disk with --json)."""
 
@@ -92,10 +114,13 @@ def peak_probe(backend: str, device: str, timeout_s: float) -> PeakRecord:
     return PeakRecord(**{**result, "status": "ok"})
 
 
-def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
+def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKeeper | None = None) -> RunDocument:
     """Measure every cell of `settings` in its own process; return the document (complete unless interrupted:
-    then RunInterrupted carries it)."""
+    then RunInterrupted carries it). The document is kept by `keeper` (default: settings.json_path, if any)
+    after every cell."""
     progress = progress or _Quiet()
+    if keeper is None and settings.json_path:
+        keeper = JsonKeeper(settings.json_path)
     missing = settings.missing or {}
     backends = settings.backends
     doc = RunDocument(started=utc_stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
@@ -127,14 +152,14 @@ def run(settings: RunSettings, progress: Progress | None = None) -> RunDocument:
             else:
                 record = _measure(cell, settings, peaks.get((cell.backend, cell.device)))
             doc.records.append(record)
-            if settings.json_path:  # every finished cell is on disk: an interrupted run keeps them
-                write_json_atomic(settings.json_path, doc.to_dict())
+            if keeper:  # every finished cell is on disk: an interrupted run keeps them
+                keeper.keep(doc)
             progress.advance()
     except KeyboardInterrupt:
         raise RunInterrupted(doc) from None
     doc.complete, doc.finished = True, utc_stamp()
-    if settings.json_path:
-        write_json_atomic(settings.json_path, doc.to_dict())
+    if keeper:
+        keeper.keep(doc)
     return doc
 
 
