@@ -81,7 +81,7 @@ def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
     bench = (repo / "benchmarks" / "bench_model.py").read_text()
     assert subprocess.run([sys.executable, "-m", "ruff", "check", "-q", "-"], input=bench, text=True).returncode == 0
     # the suite only declares: importing it loads no framework, and its classes are the library's
-    probe = ("import sys, benchmarks.bench_model as b; from fitbench.regress import asvsuite; "
+    probe = ("import sys, benchmarks.bench_model as b; from fitbench import asvsuite; "
              "assert issubclass(b.StepTime, asvsuite.StepTime) and b.StepTime.params == [[64, 256]]; "
              "assert b.FitLoop.params == [[False, True], [64, 256]] and b.Determinism.loss == 'mse'; "
              "assert b.StepTime.model == b.Determinism.model == 'toymodels.models:build'; "

@@ -137,7 +137,7 @@ def test_the_suite_writes_its_layout_into_the_benchmark_version():
     from benchmarks import bench_fit, common
 
     assert samples_per_process(bench_fit.StepTime.version) == common.PROFILE["repeat"] == bench_fit.StepTime.repeat
-    from fitbench.regress import asvsuite
+    from fitbench import asvsuite
 
     assert samples_per_process(asvsuite.StepTime.version) == asvsuite.REPEAT
 

@@ -28,7 +28,7 @@ ASV_EXTRA_HINT = "pip install 'fitbench[alert]' (or pip install 'asv>=0.6.4,<0.7
 
 # How a process-level benchmark says, in its asv `version`, how many samples each of its processes gives:
 # asv stores the version with every result, so the samples of a stored run are cut by what that run did,
-# not by today's profile (benchmarks/common.py and fitbench.regress.asvsuite write it).
+# not by today's profile (benchmarks/common.py and fitbench.asvsuite write it).
 LAYOUT = re.compile(r"samples-per-process=(\d+)")
 
 

@@ -2,7 +2,7 @@
 
 Writes `asv.conf.json` (asv builds your package at each commit and installs it, with fitbench beside it,
 into its virtualenv; the KERAS_BACKEND axis shares that one) and a thin `benchmarks/` whose classes subclass
-fitbench.regress.asvsuite and only declare your model and the parameters. Parent side: nothing here imports a
+fitbench.asvsuite and only declare your model and the parameters. Parent side: nothing here imports a
 framework; the factory is tried in a fresh process (fitbench.models.check.check_in_child).
 """
 
@@ -115,12 +115,12 @@ def bench_source(settings: InitSettings) -> str:
                                                                      ("optimizer", settings.optimizer)) if value)
     return f'''"""asv benchmarks of {settings.model}, written by `fitbench asv-init`.
 
-The classes only say which model and which parameters; what they time lives in fitbench.regress.asvsuite.
+The classes only say which model and which parameters; what they time lives in fitbench.asvsuite.
 `asv run`, then `asv publish` for the report; `fitbench alert BASE HEAD` says, process by process, whether a
 commit made a training step slower or broke run-to-run determinism.
 """
 
-from fitbench.regress import asvsuite
+from fitbench import asvsuite
 
 MODEL = {json.dumps(settings.model)}
 
