@@ -134,7 +134,7 @@ def build(kind: str) -> dict[str, Any]:
                          {"settings": dataclass_schema(DecisionSettings), "comparison": comparison,
                           "stage": dataclass_schema(StageRecord)})
     if kind == "explain":
-        from fitbench.determinism.explain import SCHEMA_VERSION
+        from fitbench.determinism.explain import SCHEMA_VERSION, ExplainDocument
         from fitbench.determinism.trace import PHASES
 
         int_or_null, num_or_null = {"type": ["integer", "null"]}, {"type": ["number", "null"]}
@@ -144,16 +144,12 @@ def build(kind: str) -> dict[str, Any]:
         phase_row = {"type": "object", "required": ["phase", "entries", "differing", "first_differing"],
                      "properties": {"phase": {"enum": list(PHASES)}, "entries": {"type": "integer"},
                                     "differing": {"type": "integer"}}}
-        body = {"type": "object", "required": ["settings", "streams", "identical", "first_divergent_step", "epoch",
-                                               "batch", "first_divergence", "identical_before", "phases",
-                                               "reproduced", "steps_a", "steps_b", "seconds", "finished"],
-                "properties": {"streams": {"type": "array", "items": {"type": "string"}, "minItems": 2,
-                                           "maxItems": 2},
-                               "identical": {"type": "boolean"}, "first_divergent_step": int_or_null,
-                               "epoch": int_or_null, "batch": int_or_null,
-                               "first_divergence": {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/divergence"}]},
-                               "phases": {"type": "array", "items": {"$ref": "#/$defs/phase"}},
-                               "reproduced": {"type": ["boolean", "null"]}, "seconds": {"type": "number"}}}
+        body = dataclass_schema(ExplainDocument)
+        props = body["properties"]
+        props["streams"].update(minItems=2, maxItems=2)
+        props["first_divergence"] = {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/divergence"}],
+                                     "description": props["first_divergence"]["description"]}
+        props["phases"] = {"type": "array", "items": {"$ref": "#/$defs/phase"}}
         return _document("explain", SCHEMA_VERSION, "fitbench explain --json", body,
                          {"divergence": divergence, "phase": phase_row})
     if kind == "versions":

@@ -60,7 +60,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     check_in_child(model, settings.backend)
     try:
         with console.status("training both streams step by step..."):
-            doc = explain(settings)
+            doc = explain(settings).to_dict()
     except IsolatedError as exc:
         sys.stderr.write(f"fitbench: explain failed: {exc}\n")
         return EXIT_FAILED

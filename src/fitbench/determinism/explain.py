@@ -33,6 +33,37 @@ from fitbench.models.choice import ModelChoice
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
+
+
+@dataclass
+class ExplainDocument:
+    """What `fitbench explain --json` writes (fitbench/schemas/explain.schema.json, built from this)."""
+
+    settings: dict[str, Any] = field(metadata={"doc": "the ExplainSettings it ran with"})
+    streams: list[str] = field(metadata={"doc": "the two training streams compared, a then b"})
+    steps_a: int
+    steps_b: int
+    jit: bool
+    jit_note: str
+    identical: bool
+    first_divergent_step: int | None = field(metadata={"doc": "0-based over the whole training; null: never"})
+    epoch: int | None
+    batch: int | None
+    batches_per_epoch: int | None
+    note: str | None
+    first_divergence: dict[str, Any] | None = field(metadata={"doc": "the first entry, in execution order, of "
+                                                                     "the first divergent step that differs"})
+    identical_before: list[dict[str, Any]]
+    phases: list[dict[str, Any]]
+    reproduced: bool | None = field(metadata={"doc": "stream a run again gave the same hashes up to that step"})
+    fitbench_version: str
+    seconds: float
+    finished: str
+    command: str = "explain"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 PAIRS = ("apis", "runs", "nudge", "switch", "replay")
 EXIT_IDENTICAL, EXIT_DIVERGED = 0, 1
 
@@ -125,7 +156,7 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
         hashes_a, hashes_b = read_hashes(res_a["hashes"]), read_hashes(res_b["hashes"])
         step = res_b["dumped_step"]
         doc: dict[str, Any] = {
-            "command": "explain", "schema_version": SCHEMA_VERSION, "settings": st.to_dict(),
+            "settings": st.to_dict(),
             "streams": [a.name, b.name], "steps_a": len(hashes_a), "steps_b": len(hashes_b),
             "jit": False, "jit_note": "jit off: a compiled step (XLA, torch.compile) fuses the per-layer values away",
             "identical": step is None, "first_divergent_step": step, "epoch": None, "batch": None,
@@ -151,9 +182,7 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[s
                 doc["note"] = ("run again, stream a agreed with stream b at this step: the difference comes and "
                                "goes; located by the first run's hashes, without numbers")
             doc.update(found)
-    doc["seconds"] = round(time.perf_counter() - started, 1)
-    doc["finished"] = utc_stamp()
-    return doc
+    return ExplainDocument(**doc, seconds=round(time.perf_counter() - started, 1), finished=utc_stamp())
 
 
 def _load(path: str | None) -> list[np.ndarray]:
