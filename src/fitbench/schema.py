@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("run", "determinism", "replay", "alert", "explain", "versions")
+KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -167,6 +167,13 @@ def build(kind: str) -> dict[str, Any]:
                          {"settings": dataclass_schema(VersionsSettings), "env": dataclass_schema(VersionEnv),
                           "column": column, "cell": dataclass_schema(CellRow, {Comparison: "comparison"}),
                           "comparison": dataclass_schema(Comparison)})
+    if kind == "bisect":
+        from fitbench.regress.bisect import SCHEMA_VERSION, BisectDocument, BisectStep, CellEvidence
+
+        refs = {BisectStep: "step", CellEvidence: "cell"}
+        body = dataclass_schema(BisectDocument, refs)
+        return _document("bisect", SCHEMA_VERSION, "fitbench bisect: bisect.json", body,
+                         {"step": dataclass_schema(BisectStep, refs), "cell": dataclass_schema(CellEvidence)})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

@@ -8,6 +8,7 @@ from types import ModuleType
 from fitbench.commands import (
     alert,
     asv_init,
+    bisect,
     calibrate,
     determinism,
     explain,
@@ -17,7 +18,8 @@ from fitbench.commands import (
     versions,
 )
 
-COMMANDS: tuple[ModuleType, ...] = (run, determinism, explain, replay, versions, alert, calibrate, gate, asv_init)
+COMMANDS: tuple[ModuleType, ...] = (run, determinism, explain, replay, versions, alert, bisect, calibrate, gate,
+                                    asv_init)
 ALIASES = {alias: module.NAME for module in COMMANDS for alias in getattr(module, "ALIASES", ())}
 
 

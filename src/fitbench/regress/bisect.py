@@ -1,0 +1,287 @@
+"""`fitbench bisect GOOD BAD`: the first commit on GOOD..BAD (first parent) whose cells are worse than GOOD's.
+
+Each step is a whole `fitbench alert GOOD CANDIDATE` (fitbench.regress.alert): interleaved fresh processes of
+both commits, exact tests on per-process values, equivalence against ±threshold, a second stage for what the
+first could not decide. A step has three answers, as in Chromium's Pinpoint: *worse* (a watched cell is
+worse: the regression is at or before the candidate), *same* (every watched cell is shown equivalent, or
+better: it is after), *unknown* (a cell stayed inconclusive after the second stage: the search stops there and
+says which range is left, exit 3). A noisy step is never called "same", which is what makes a plain bisection
+(`asv find`: one value per commit, no test) wander off when the noise is near the change.
+
+The first step compares GOOD with BAD and picks the cells to watch: those worse at BAD. Every later step
+measures only those cells, and compares the candidate with GOOD rather than with its neighbour, so that one
+base is measured beside every candidate and the answers stay comparable. What asv measures stays in asv's
+results (`asv publish` shows the points); GOOD is measured again beside each candidate, since only processes
+interleaved in one run are compared.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fitbench import __version__
+from fitbench.errors import UsageError
+from fitbench.regress import asvdata
+from fitbench.regress.alert import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    EXIT_UNDECIDED,
+    AlertOptions,
+    alert,
+)
+from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
+from fitbench.report.io import utc_stamp, write_json_atomic, write_text_atomic
+
+SCHEMA_VERSION = 1  # of the bisect document
+SAME, UNKNOWN, FAILED_STEP = "same", "unknown", "failed"
+VERDICTS = {EXIT_OK: "no regression in the range", EXIT_REGRESSION: "culprit found", EXIT_ERROR: "error",
+            EXIT_UNDECIDED: "undecided"}
+
+
+@dataclass
+class CellEvidence:
+    """One watched cell at one step: the candidate against GOOD."""
+
+    cell: str  # benchmark(params) [backend]
+    change: str  # worse | better | equivalent | inconclusive | failed | skipped
+    ratio: float | None  # candidate / GOOD (seconds per step: > 1 is slower)
+    ci_low: float | None
+    ci_high: float | None
+    stage: int | None
+    processes: list[int]  # [GOOD, candidate] that gave usable values
+
+
+@dataclass
+class BisectStep:
+    """One alert of the search: GOOD against one candidate commit."""
+
+    index: int  # position of the candidate on GOOD..BAD, 1 = the first commit after GOOD
+    commit: str
+    subject: str
+    answer: str  # worse | same | unknown | failed
+    alert_exit_status: int
+    cells: list[CellEvidence]
+    seconds: float
+    report: str  # the step's alert.md, relative to the output folder
+
+
+@dataclass
+class BisectDocument:
+    """What `fitbench bisect` writes (bisect.json; fitbench/schemas/bisect.schema.json is built from this)."""
+
+    good: str
+    bad: str
+    good_rev: str
+    bad_rev: str
+    bench: str
+    commits_in_range: int = field(metadata={"doc": "commits on GOOD..BAD, first parent, BAD included"})
+    watched: list[str] = field(metadata={"doc": "the cells worse at BAD than at GOOD, which every later step "
+                                                "measures"})
+    steps: list[BisectStep]
+    culprit: str | None = field(metadata={"doc": "the first commit whose watched cells are worse than GOOD's; "
+                                                 "null when BAD is not worse, or the search could not decide"})
+    culprit_subject: str | None
+    culprit_evidence: list[CellEvidence] = field(metadata={"doc": "the culprit's worse cells against GOOD"})
+    range_left: list[str] | None = field(metadata={"doc": "undecided: [last commit shown same, first shown "
+                                                          "worse]; the culprit lies after the first, up to the "
+                                                          "second"})
+    commits_measured: int = field(metadata={"doc": "commits measured besides GOOD and BAD"})
+    settings: dict[str, Any]
+    exit_status: int
+    verdict: str
+    note: str
+    seconds: float
+    fitbench_version: str
+    finished: str
+    command: str = "bisect"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def first_parent_range(repo: str, good: str, bad: str) -> list[str]:
+    """The commits after GOOD up to BAD along BAD's first parents, oldest first; bad input unless GOOD is one of
+    BAD's first-parent ancestors and the range holds at least two commits."""
+    if good == bad:
+        raise UsageError(f"GOOD and BAD are the same commit ({good[:10]}): nothing to search")
+    history = asvdata.git(repo, "rev-list", "--first-parent", bad).split()
+    if good not in history:
+        raise UsageError(f"GOOD ({good[:10]}) is not on BAD's first-parent history: give an older GOOD, or swap "
+                         "them if GOOD is the newer one")
+    commits = list(reversed(history[:history.index(good)]))
+    if len(commits) < 2:
+        raise UsageError(f"GOOD..BAD holds one commit ({bad[:10]}): `fitbench alert GOOD BAD` says whether it is "
+                         "worse; there is nothing to bisect")
+    return commits
+
+
+def cell_name(row: dict[str, Any]) -> str:
+    """A comparison row as asv names the cell, with its backend: `module.Class.method(params) [backend]`."""
+    params = f"({', '.join(row['params'].values())})" if row["params"] else ""
+    return f"{row['benchmark']}{params}" + (f" [{row['backend']}]" if row.get("backend") else "")
+
+
+def _evidence(row: dict[str, Any]) -> CellEvidence:
+    return CellEvidence(cell=cell_name(row), change=row["change"], ratio=row.get("ratio"),
+                        ci_low=row.get("ci_low"), ci_high=row.get("ci_high"), stage=row.get("stage"),
+                        processes=[row.get("processes_base") or 0, row.get("processes_head") or 0])
+
+
+def step_answer(cells: list[CellEvidence]) -> str:
+    """worse if a watched cell is worse; same if every one is decided and none is worse; failed if one failed;
+    unknown otherwise."""
+    changes = {c.change for c in cells}
+    if WORSE in changes:
+        return WORSE
+    if "failed" in changes or not cells:
+        return FAILED_STEP
+    if changes <= {EQUIVALENT, BETTER}:
+        return SAME
+    return UNKNOWN
+
+
+def watched_bench(cells: list[str]) -> tuple[str, tuple[str, ...]]:
+    """asv's `-b` regex for exactly these cells, and their backends."""
+    names, backends = [], []
+    for cell in cells:
+        name, _, backend = cell.partition(" [")
+        names.append(re.escape(name))
+        if backend:
+            backends.append(backend.rstrip("]"))
+    return "^(" + "|".join(dict.fromkeys(names)) + ")$", tuple(dict.fromkeys(backends))
+
+
+def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: DecisionSettings = DecisionSettings(),
+           options: AlertOptions = AlertOptions(),
+           progress: Callable[[str], None] = lambda line: None) -> BisectDocument:
+    """Search GOOD..BAD for the first commit worse than GOOD; every step's alert report goes under `out_dir`."""
+    started = time.monotonic()
+    asvdata.require_asv()
+    settings.check()
+    options.check()
+    if options.stored:
+        raise UsageError("bisect measures each step afresh: --stored does not apply")
+    repo = asvdata.repo_root(repo)
+    good, bad = asvdata.resolve_commit(repo, good_rev), asvdata.resolve_commit(repo, bad_rev)
+    commits = first_parent_range(repo, good, bad)
+    asvdata.select_benchmarks(repo, options.bench)  # a regex that selects nothing: bad input, before any run
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps: list[BisectStep] = []
+    every_cell = AlertOptions(**{**asdict(options), "undecided_ok": False})  # a step's "unknown" must show
+
+    def measure(index: int, request: AlertOptions, watched: list[str] | None) -> tuple[BisectStep, dict[str, Any]]:
+        commit = commits[index - 1]
+        subject = asvdata.git(repo, "log", "-1", "--format=%s", commit)
+        folder = out / f"step-{len(steps)}-{commit[:10]}"
+        progress(f"step {len(steps)}: {good[:10]} against {commit[:10]} ({index} of {len(commits)} on the range)"
+                 f" — {subject}")
+        t0 = time.monotonic()
+        status, report = alert(repo, good, commit, str(folder), settings, request,
+                               progress=lambda line: progress(f"  {line}"))
+        rows = report.get("comparisons", [])
+        if watched is not None:
+            rows = [r for r in rows if cell_name(r) in watched]
+        cells = [_evidence(r) for r in rows]
+        if report.get("error"):
+            answer = FAILED_STEP
+        elif watched is not None:
+            answer = step_answer(cells)
+        elif any(c.change == WORSE for c in cells):  # BAD against GOOD: worse somewhere, even beside a failure
+            answer = WORSE
+        else:
+            answer = {EXIT_OK: SAME, EXIT_ERROR: FAILED_STEP}.get(status, UNKNOWN)
+        step = BisectStep(index=index, commit=commit, subject=subject, answer=answer, alert_exit_status=status,
+                          cells=cells, seconds=round(time.monotonic() - t0, 1),
+                          report=os.path.relpath(folder / "alert.md", out))
+        steps.append(step)
+        progress(f"step {len(steps) - 1}: {commit[:10]} is {answer}")
+        return step, report
+
+    # step 0: is BAD worse than GOOD at all, and in which cells?
+    first, report = measure(len(commits), every_cell, None)
+    watched = [c.cell for c in first.cells if c.change == WORSE]
+    culprit, note, range_left = None, "", None
+    if first.answer == FAILED_STEP:
+        status, note = EXIT_ERROR, report.get("error") or f"a benchmark failed (see {first.report})"
+    elif first.answer == SAME:
+        status, note = EXIT_OK, "BAD is not worse than GOOD in any selected cell: the range holds no regression"
+    elif first.answer == UNKNOWN:
+        status, note = EXIT_UNDECIDED, ("BAD against GOOD: no cell worse, but some could not be decided "
+                                        f"(see {first.report})")
+    else:
+        bench, backends = watched_bench(watched)
+        request = AlertOptions(**{**asdict(every_cell), "bench": bench, "backends": backends or options.backends})
+        low, high = 0, len(commits)  # commits[low - 1] is shown same as GOOD (0: GOOD), commits[high - 1] worse
+        status = EXIT_REGRESSION
+        while high - low > 1:
+            middle = (low + high) // 2
+            step, _ = measure(middle, request, watched)
+            if step.answer == WORSE:
+                high = middle
+            elif step.answer == SAME:
+                low = middle
+            else:
+                status = EXIT_ERROR if step.answer == FAILED_STEP else EXIT_UNDECIDED
+                break
+        last_same = good if low == 0 else commits[low - 1]
+        if status == EXIT_REGRESSION:
+            culprit = commits[high - 1]
+            note = (f"{culprit[:10]} is the first commit worse than GOOD; "
+                    + ("BAD itself" if high == len(commits) else f"{last_same[:10]}, the commit before it, is not"))
+        else:
+            range_left = [last_same, commits[high - 1]]
+            note = (f"the search stopped at {steps[-1].commit[:10]} ({steps[-1].answer}): the culprit lies after "
+                    f"{last_same[:10]}, up to {commits[high - 1][:10]}")
+    evidence = []
+    if culprit is not None:
+        where = next(s for s in steps if s.commit == culprit)
+        evidence = [c for c in where.cells if c.change == WORSE]
+    doc = BisectDocument(
+        good=good, bad=bad, good_rev=good_rev, bad_rev=bad_rev, bench=options.bench, commits_in_range=len(commits),
+        watched=watched, steps=steps, culprit=culprit,
+        culprit_subject=asvdata.git(repo, "log", "-1", "--format=%s", culprit) if culprit else None,
+        culprit_evidence=evidence, range_left=range_left, commits_measured=len({s.commit for s in steps} - {bad}),
+        settings={"decision": asdict(settings), "alert": asdict(options)},
+        exit_status=EXIT_OK if status == EXIT_UNDECIDED and options.undecided_ok else status,
+        verdict=VERDICTS[status], note=note, seconds=round(time.monotonic() - started, 1),
+        fitbench_version=__version__, finished=utc_stamp())
+    write_json_atomic(out / "bisect.json", doc.to_dict())
+    write_text_atomic(out / "bisect.md", render_markdown(doc))
+    return doc
+
+
+def _ratio(c: CellEvidence) -> str:
+    if c.ratio is None:
+        return "—"
+    interval = f" [{c.ci_low:.3f}, {c.ci_high:.3f}]" if c.ci_low is not None and c.ci_high is not None else ""
+    return f"{c.ratio:.3f}×{interval}"
+
+
+def render_markdown(doc: BisectDocument) -> str:
+    """bisect.md: the answer first, then every step with its evidence, then what it cost."""
+    if doc.culprit:
+        cells = "; ".join(f"{c.cell} {_ratio(c)}" for c in doc.culprit_evidence)
+        head = f"**culprit: {doc.culprit[:10]}** {doc.culprit_subject} — against GOOD: {cells}"
+    else:
+        head = f"**{doc.verdict}** — {doc.note}"
+    lines = [head, "", f"GOOD {doc.good[:10]} ({doc.good_rev}), BAD {doc.bad[:10]} ({doc.bad_rev}): "
+             f"{doc.commits_in_range} commits on the range (first parent); {doc.note}.", "",
+             "| step | commit | # on range | subject | answer | watched cells: candidate ÷ GOOD [95 % interval] "
+             "(stage) | minutes |", "|---|---|---|---|---|---|---|"]
+    for k, s in enumerate(doc.steps):
+        cells = "<br>".join(f"{c.cell}: {c.change} {_ratio(c)}" + (f" (stage {c.stage})" if c.stage else "")
+                            for c in s.cells) or "—"
+        subject = s.subject.replace("|", "\\|")
+        lines.append(f"| {k} | {s.commit[:10]} | {s.index} | {subject} | **{s.answer}** | {cells} | "
+                     f"{s.seconds / 60:.1f} |")
+    lines += ["", f"Cost: {len(doc.steps)} alert(s), {doc.commits_measured} commit(s) measured besides GOOD and "
+              f"BAD, {doc.seconds / 60:.1f} min. Each step's report: `<out>/step-N-<commit>/alert.md`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""`fitbench bisect` on the toy asv suite of test_alert_stages (real asv runs, no framework, seconds per step):
+the planted commit found with at most log2 steps, the evidence and the cost reported; bad input refused
+before anything runs or is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fitbench import schema
+from fitbench.regress.bisect import SAME, UNKNOWN, CellEvidence, step_answer, watched_bench
+from test_alert_stages import BENCH, commit, git
+
+QUIET = r"StepTime\.time_step\('quiet'\)"
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """base, two documentation-only commits, the plant (30 % slower from there on), two more."""
+    repo = tmp_path_factory.mktemp("bisect") / "toy"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
+    (repo / "asv.conf.json").write_text(json.dumps({
+        "version": 1, "project": "toy", "repo": ".", "branches": ["main"], "environment_type": "virtualenv",
+        "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"], "build_command": [],
+        "install_command": ["in-dir={env_dir} python -c pass"], "uninstall_command": [],
+        "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results",
+        "html_dir": ".asv/html", "launch_method": "spawn"}))
+    git(repo, "init", "-q", "-b", "main")
+    commits = {"base": commit(repo, "base"), "d1": commit(repo, "docs 1"), "d2": commit(repo, "docs 2"),
+               "slow": commit(repo, "the plant: 30 % slower", scale=1.3),
+               "d3": commit(repo, "docs 3", scale=1.3), "d4": commit(repo, "docs 4", scale=1.3)}
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo, check=True, capture_output=True)
+    return {"repo": repo, **commits}
+
+
+def bisect(history: dict[str, object], good: str, bad: str, out: Path, *args: str
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fitbench", "bisect", str(history.get(good, good)),
+                           str(history.get(bad, bad)), "--repo", str(history["repo"]), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=900, env={**os.environ})
+
+
+@pytest.mark.alert
+def test_bisect_names_the_planted_commit_with_its_evidence_and_cost(history, tmp_path):
+    out = tmp_path / "report"
+    result = bisect(history, "base", "d4", out, "--bench", QUIET, "--processes", "4", "--order-seed", "1")
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    doc = json.loads((out / "bisect.json").read_text())
+    schema.validate(doc)
+    assert doc["culprit"] == history["slow"] and doc["culprit_subject"] == "the plant: 30 % slower"
+    assert doc["watched"] == ["bench_toy.StepTime.time_step('quiet') [tensorflow]"]
+    # 5 commits after GOOD: BAD, then the middle (docs 2: same), then the plant (worse): log2 steps
+    assert [s["commit"] for s in doc["steps"]] == [history["d4"], history["d2"], history["slow"]]
+    assert [s["answer"] for s in doc["steps"]] == ["worse", "same", "worse"]
+    assert doc["commits_measured"] == 2 <= 4
+    (evidence,) = doc["culprit_evidence"]
+    assert evidence["change"] == "worse" and 1.15 < evidence["ratio"] < 1.45 and evidence["ci_low"] > 1.05
+    assert result.stdout.startswith(f"**culprit: {history['slow'][:10]}**")
+    assert "Cost: 3 alert(s), 2 commit(s) measured besides GOOD and BAD" in result.stdout
+    for step in doc["steps"]:  # every step's own alert report is kept
+        assert (out / step["report"]).exists()
+
+
+@pytest.mark.alert
+@pytest.mark.parametrize("good, bad, fragment", [
+    ("d4", "base", "is not on BAD's first-parent history"),
+    ("d3", "d4", "holds one commit"),
+    ("base", "base", "the same commit"),
+    ("base", "nosuchrev", "unknown commit 'nosuchrev'"),
+])
+def test_bad_ranges_are_one_line_and_nothing_is_written(history, tmp_path, good, bad, fragment):
+    result = bisect(history, good, bad, tmp_path / "report", "--bench", QUIET)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.alert
+def test_a_regex_that_selects_nothing_is_refused_before_any_run(history, tmp_path):
+    result = bisect(history, "base", "d4", tmp_path / "report", "--bench", "NoSuchBenchmark")
+    assert result.returncode == 2 and "selects no benchmark" in result.stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_step_is_same_only_when_every_watched_cell_is_decided_and_none_worse():
+    def cell(change: str) -> CellEvidence:
+        return CellEvidence(cell="c", change=change, ratio=1.0, ci_low=0.9, ci_high=1.1, stage=1, processes=[4, 4])
+
+    assert step_answer([cell("equivalent"), cell("better")]) == SAME
+    assert step_answer([cell("equivalent"), cell("inconclusive")]) == UNKNOWN  # never "same" when noisy
+    assert step_answer([cell("inconclusive"), cell("worse")]) == "worse"
+    assert step_answer([cell("failed"), cell("equivalent")]) == "failed"
+    assert step_answer([]) == "failed"
+    bench, backends = watched_bench(["m.S.t(256) [jax]", "m.S.t(32) [tensorflow]", "m.S.t(256) [torch]"])
+    assert bench == r"^(m\.S\.t\(256\)|m\.S\.t\(32\))$" and backends == ("jax", "tensorflow", "torch")
