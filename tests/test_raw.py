@@ -160,3 +160,33 @@ def test_no_floor_leaves_the_raw_step_and_the_peak_out(tmp_path):
     assert doc["peaks"] == [] and len(doc["records"]) == 1
     r = doc["records"][0]
     assert r["raw_step_time_s"] is None and r["efficiency"] is None and r["pct_of_peak"] is None
+
+
+def test_no_gap_closed_where_plain_fit_is_already_at_the_raw_step():
+    # plain at 0.99 of the raw step: a 1 % gap, whose "share closed" was noise (−1733 % once)
+    gains = tuned_gains([_fit(PLAIN, True, 100.0, 0.99), _fit(TUNED, True, 130.0, 1.3)])
+    assert gains[0]["gain"] == pytest.approx(1.3) and gains[0]["gap_closed"] is None
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_tables_fit_the_terminal_without_cutting_a_number(width):
+    from rich.console import Console
+
+    from fitbench.report.tables import jit_ratio_table, run_table, tuned_gain_table
+
+    records = []
+    for jit in (False, True):
+        for variant, speed, eff in ((PLAIN, 1_234_567.0, 0.25), (TUNED, 2_345_678.0, 0.5)):
+            r = _fit(variant, jit, speed, eff)
+            r.update(api="subclassed", jit_requested=jit, step_time_median_s=0.0123456, step_time_iqr_s=0.00123,
+                     gflops_per_s=123.4, pct_of_peak=101.9, raw_step_time_s=0.003, first_step_s=1.5,
+                     peak_rss_bytes=2**30, prefetch=True, data_on_device=False)
+            records.append(r)
+    console = Console(width=width, record=True)
+    for table in (run_table(records), jit_ratio_table(records), tuned_gain_table(records)):
+        console.print(table)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    for number in ("1,234,567", "2,345,678", "12.35", "10 %", "0.25", "1.90×"):
+        assert number in text, number

@@ -45,6 +45,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           "jax/torch), or both (default)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
     run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
+    run.add_argument("--wide", action="store_true",
+                     help="every column (GFLOP/s, %% of the peak probe, raw ms, first step, RSS); default: the "
+                          "compact table that fits 80 columns")
     run.add_argument("--plot", metavar="PATH", type=output_path("--plot"),
                      help="write a PNG of samples/s against batch size")
     run.add_argument("--cell-timeout", type=positive_int("--cell-timeout", TIMEOUT_MAX_S), default=1800, metavar="S",
@@ -67,6 +70,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         jit_ratios,
         keras_ratio_table,
         keras_ratios,
+        not_ok_lines,
         peak_lines,
         run_table,
         tuned_gain_table,
@@ -108,7 +112,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
                       + (f", kept in {keeper.path}" if done else ", nothing written"))
         return EXIT_INTERRUPTED
     records = [r.to_dict() for r in doc.records]
-    console.print(run_table(records))
+    console.print(run_table(records, wide=args.wide))
+    if not args.wide:
+        for line in not_ok_lines([r for r in records if r.get("status") == "skipped"]):
+            console.print(line, highlight=False, markup=False)
     if jit_ratios(records):  # only with jit both ways: an empty table is headers without an answer
         console.print(jit_ratio_table(records))
     if any(r["variant"] == "tuned" for r in records):
