@@ -76,7 +76,10 @@ def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
     assert conf.matrix["env_nobuild"]["KERAS_BACKEND"] == ["tensorflow", "jax"]
     assert "jax" in conf.matrix["req"]  # the framework a backend needs, pinned to the version tested here
     assert "{wheel_file}" in conf.install_command[0]
-    assert ".asv/" in (repo / ".gitignore").read_text().splitlines()
+    # what asv and fitbench write into the repository is ignored, and the command says it touched .gitignore
+    assert (repo / ".gitignore").read_text().splitlines() == [".asv/", "alert-report/", "bisect-report/",
+                                                              "calibrate-asv.log"]
+    assert "wrote " + str(repo / ".gitignore") + " (added .asv/" in result.stdout
 
     bench = (repo / "benchmarks" / "bench_model.py").read_text()
     assert subprocess.run([sys.executable, "-m", "ruff", "check", "-q", "-"], input=bench, text=True).returncode == 0
@@ -116,6 +119,7 @@ def test_asv_init_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, cas
     result = fitbench("asv-init", *args, cwd=repo)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "checking" not in result.stdout  # a refusal for a repository reason comes before the model is tried
     assert sorted(p.name for p in repo.iterdir()) == before
     if case == "exists":
         assert (repo / "asv.conf.json").read_text() == "{}\n"  # --force is needed to overwrite

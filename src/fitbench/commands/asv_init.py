@@ -40,13 +40,17 @@ def main(args: argparse.Namespace, console: Console) -> int:
         repo=args.repo, model=args.model, backends=tuple(options.backend_names(args.backend) or ()),
         batch_sizes=tuple(options.batch_sizes(args.batch_sizes)), loss=args.loss, optimizer=args.optimizer,
         fitbench_spec=args.fitbench, force=args.force, check=not args.no_check)
-    if not args.no_check:
-        console.print(f"checking {args.model}: build, one training step in a fresh process ...")
-    written = asvinit.init(settings)
+    written = asvinit.init(settings, progress=lambda line: console.print(line, highlight=False))
     for path in written:
-        console.print(f"wrote {path}")
+        extra = f" (added {', '.join(asvinit.IGNORED)} where missing)" if path.name == ".gitignore" else ""
+        console.print(f"wrote {path}{extra}", highlight=False)
     bench = asvinit.alert_bench(settings.batch_sizes)
     console.print("next: commit them, then\n"
-                  "  asv machine --yes && asv run --record-samples HEAD^! && asv publish   # this commit; the report\n"
-                  f"  fitbench alert main HEAD --bench '{bench}'   # a pull request: slower, or not deterministic?")
+                  "  asv machine --yes && asv run --record-samples HEAD^! && asv publish\n"
+                  "      # the report's point for this commit (2 processes: a point, not a decision)\n"
+                  "  fitbench calibrate --bench '" + bench + "'\n"
+                  "      # once per machine: its noise, so the alert plans enough processes\n"
+                  f"  fitbench alert main HEAD --bench '{bench}'\n"
+                  "      # a pull request: slower, or not deterministic? (runs its own processes: 10 + 10 per "
+                  "commit, or as calibrated)", highlight=False)
     return EXIT_OK

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fitbench.errors import UsageError
 from fitbench.models.choice import FILE, parse_model
@@ -145,8 +145,9 @@ def alert_bench(batch_sizes: tuple[int, ...]) -> str:
     return rf"StepTime\.time_step\({max(batch_sizes)}\)|Determinism\.track_run_to_run_identical"
 
 
-def init(settings: InitSettings) -> list[Path]:
-    """Write asv.conf.json, benchmarks/__init__.py and BENCH_FILE into the repository; returns their paths."""
+def init(settings: InitSettings, progress: Callable[[str], None] = lambda line: None) -> list[Path]:
+    """Write asv.conf.json, benchmarks/__init__.py and BENCH_FILE into the repository (and the output folders
+    into .gitignore); returns the paths written. Every refusal comes before the model is tried."""
     repo = Path(settings.repo).resolve()
     if not repo.is_dir():
         raise UsageError(f"--repo {settings.repo}: no such directory")
@@ -164,6 +165,7 @@ def init(settings: InitSettings) -> list[Path]:
     if existing and not settings.force:
         raise UsageError(f"{', '.join(existing)} already exist in {repo}: --force overwrites them")
     if settings.check:
+        progress(f"checking {settings.model}: build, one training step in a fresh process ...")
         _check_factory(choice, repo, settings.backends[0])
     branch = _git(repo, "symbolic-ref", "--short", "HEAD") or "main"
     (repo / "benchmarks").mkdir(exist_ok=True)
@@ -171,7 +173,8 @@ def init(settings: InitSettings) -> list[Path]:
     write_text_atomic(targets[0], json.dumps(config, indent=4) + "\n")
     write_text_atomic(targets[1], "")
     write_text_atomic(targets[2], bench_source(settings))
-    _ignore_asv_output(repo)
+    if _ignore_outputs(repo):
+        targets.append(repo / ".gitignore")
     return targets
 
 
@@ -210,9 +213,16 @@ def _check_factory(choice: Any, repo: Path, backend: str) -> None:
         check_in_child(choice, backend)
 
 
-def _ignore_asv_output(repo: Path) -> None:
-    """asv's environments, results and report under .asv/ are not source: add it to .gitignore."""
+IGNORED = (".asv/", "alert-report/", "bisect-report/", "calibrate-asv.log")  # asv's output, fitbench's reports
+
+
+def _ignore_outputs(repo: Path) -> list[str]:
+    """What asv and fitbench write into the repository is not source: the folders .gitignore lacks are added;
+    returns them (the command says so)."""
     ignore = repo / ".gitignore"
     text = ignore.read_text() if ignore.is_file() else ""
-    if not re.search(r"^/?\.asv/?$", text, re.M):
-        write_text_atomic(ignore, text + ("" if not text or text.endswith("\n") else "\n") + ".asv/\n")
+    missing = [d for d in IGNORED if not re.search(rf"^/?{re.escape(d.rstrip('/'))}/?\s*$", text, re.M)]
+    if missing:
+        write_text_atomic(ignore, text + ("" if not text or text.endswith("\n") else "\n")
+                          + "".join(f"{d}\n" for d in missing))
+    return missing
