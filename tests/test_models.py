@@ -259,3 +259,16 @@ def test_a_factory_in_the_current_folder_or_its_src_layout_is_found_and_its_chil
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(folder)
     with pytest.raises(UsageError, match=r"no module named 'fb_user_models_none'.*src/.*pip install -e \."):
         parse_model("fb_user_models_none:build")
+
+
+def test_data_whose_arrays_disagree_on_the_number_of_samples_is_refused():
+    from fitbench.models.workload import ModelError, check_rows
+
+    assert check_rows(np.zeros((10, 4)), np.zeros((10, 1))) == 10
+    assert check_rows([np.zeros((6, 4)), np.zeros((6, 2))], {"out": np.zeros((6,))}) == 6
+    with pytest.raises(ModelError, match="one row per sample, the same number each, got x 10, y 7"):
+        check_rows(np.zeros((10, 64)), np.zeros((7, 1)))
+    with pytest.raises(ModelError, match="x1 5"):
+        check_rows([np.zeros((6, 4)), np.zeros((5, 2))], np.zeros((6,)))
+    with pytest.raises(ModelError, match="y has no rows"):
+        check_rows(np.zeros((3, 2)), np.float32(1.0))

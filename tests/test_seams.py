@@ -97,3 +97,25 @@ def test_no_module_but_the_launcher_writes_a_childs_framework_variables():
         if relative not in allowed and ('"TF_USE_LEGACY_KERAS"' in text or '"KERAS_BACKEND"' in text):
             writers.append(relative)
     assert not writers, writers
+
+
+def test_a_childs_error_line_keeps_the_cause():
+    """A model's own exception reached the user as "UnknownError: Graph execution error" with its text lost."""
+    from fitbench.worker import error_line
+
+    class UnknownError(Exception):
+        pass
+
+    wrapped = UnknownError("Graph execution error:\n\nDetected at node 'x' defined at ...\n"
+                           "  File \"mymodel.py\", line 3, in call\nRuntimeError: planted failure in call\n"
+                           "\t [[{{node PyFunc}}]]")
+    assert error_line(wrapped) == "UnknownError: RuntimeError: planted failure in call"
+    assert error_line(ValueError("bad shape (3, 4)\nmore detail")) == "ValueError: bad shape (3, 4)"
+    assert error_line(KeyError()) == "KeyError"
+    try:
+        try:
+            raise OSError("disk gone")
+        except OSError as inner:
+            raise RuntimeError("could not save") from inner
+    except RuntimeError as exc:
+        assert error_line(exc) == "RuntimeError: could not save (caused by OSError: disk gone)"

@@ -4,8 +4,30 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 import traceback
+
+_NAMED = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Exit|Interrupt)): (.+)")
+
+
+def error_line(exc: BaseException) -> str:
+    """One line that keeps the cause: the exception's type and first line, unless that line is a wrapper's
+    (TensorFlow's "Graph execution error:", a message ending in ':'), then the innermost named error inside
+    its text; and the root of an explicit `raise ... from` chain when it is another error."""
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    inner = [m for m in map(_NAMED.search, lines[1:]) if m]
+    if lines and (lines[0].endswith(":") or "Graph execution error" in lines[0]) and inner:
+        line = f"{type(exc).__name__}: {inner[-1].group(1)}: {inner[-1].group(2)}"
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if root is not exc:
+        root_lines = str(root).strip().splitlines()
+        line += f" (caused by {type(root).__name__}: {root_lines[0] if root_lines else ''})".replace(": )", ")")
+    return line.rstrip(": ")
 
 
 def main(job_path: str) -> int:
@@ -20,8 +42,7 @@ def main(job_path: str) -> int:
         outcome = {"result": func(**job["kwargs"])}
     except Exception as exc:  # reported to the parent as data: one line, the traceback on stderr
         traceback.print_exc()
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        outcome = {"error": f"{type(exc).__name__}: {first_line}".rstrip(": ")}
+        outcome = {"error": error_line(exc)}
     with open(job["result_path"], "w") as f:
         json.dump(outcome, f)
     return 0 if "result" in outcome else 1

@@ -134,6 +134,7 @@ class Workload:
         if self.choice.data:
             with np.load(self.choice.data) as npz:
                 x, y = _npz_part(npz, "x"), _npz_part(npz, "y")
+            check_rows(x, y)
             return _take(x, batch_size), _take(y, batch_size)
         if self.kind == SEED:
             return synthetic_batch(self.spec, batch_size, self.seed)
@@ -150,6 +151,23 @@ class Workload:
         if self.kind == SEED:
             return train_step_flops(self.spec, batch_size), "analytic"
         return None, None
+
+
+def check_rows(x: Any, y: Any) -> int:
+    """Every array of x and y has one row per sample, the same number: else a ModelError line (data whose x
+    had 10 rows and y 7 used to be cut to a batch and measured)."""
+    def rows(name: str, value: Any) -> list[tuple[str, int]]:
+        items = value.items() if isinstance(value, dict) else (
+            enumerate(value) if isinstance(value, (list, tuple)) else [("", value)])
+        return [(f"{name}{key}", int(np.shape(v)[0]) if np.ndim(v) else 0) for key, v in items]
+
+    counted = rows("x", x) + rows("y", y)
+    if any(n == 0 for _, n in counted):
+        raise ModelError(f"--data: {next(k for k, n in counted if n == 0)} has no rows")
+    if len({n for _, n in counted}) > 1:
+        raise ModelError("--data: the arrays need one row per sample, the same number each, got "
+                         + ", ".join(f"{k} {n}" for k, n in counted))
+    return counted[0][1]
 
 
 def _npz_part(npz: Any, name: str) -> Any:
