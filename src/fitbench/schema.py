@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect")
+KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -174,6 +174,14 @@ def build(kind: str) -> dict[str, Any]:
         body = dataclass_schema(BisectDocument, refs)
         return _document("bisect", SCHEMA_VERSION, "fitbench bisect: bisect.json", body,
                          {"step": dataclass_schema(BisectStep, refs), "cell": dataclass_schema(CellEvidence)})
+    if kind == "history":
+        from fitbench.regress.history import SCHEMA_VERSION, CellHistory, ChangePoint, Drift, HistoryDocument
+
+        refs = {CellHistory: "cell", ChangePoint: "change_point", Drift: "drift"}
+        return _document("history", SCHEMA_VERSION, "fitbench history: history.json",
+                         dataclass_schema(HistoryDocument, refs),
+                         {"cell": dataclass_schema(CellHistory, refs), "change_point": dataclass_schema(ChangePoint),
+                          "drift": dataclass_schema(Drift)})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

@@ -13,13 +13,14 @@ from fitbench.commands import (
     determinism,
     explain,
     gate,
+    history,
     replay,
     run,
     versions,
 )
 
-COMMANDS: tuple[ModuleType, ...] = (run, determinism, explain, replay, versions, alert, bisect, calibrate, gate,
-                                    asv_init)
+COMMANDS: tuple[ModuleType, ...] = (run, determinism, explain, replay, versions, alert, bisect, history, calibrate,
+                                    gate, asv_init)
 ALIASES = {alias: module.NAME for module in COMMANDS for alias in getattr(module, "ALIASES", ())}
 
 

@@ -1,0 +1,59 @@
+"""`fitbench history`: change points and drift over asv's stored results, along the first-parent history."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from fitbench import options
+from fitbench.commands.common import output_path
+
+NAME = "history"
+SUMMARY = "change points (E-divisive means) and drift per cell over what asv stored along the history"
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(NAME, help=SUMMARY)
+    p.add_argument("--since", required=True, metavar="REV",
+                   help="the oldest commit of the window (it must be on the first-parent history of --until)")
+    p.add_argument("--until", default="HEAD", metavar="REV", help="the newest commit (default HEAD)")
+    p.add_argument("--bench", default=r"StepTime\.time_step",
+                   help=r"regular expression of asv benchmarks (default StepTime\.time_step: every batch size)")
+    p.add_argument("--backend", default=None,
+                   help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
+                        "its Keras 3 backends)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="level of each change-point test and of the drift test (default 0.01)")
+    p.add_argument("--min-change", type=float, default=0.05,
+                   help="a change point or drift smaller than this is not called worse (default 0.05)")
+    p.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
+    p.add_argument("--out", default="history-report", metavar="DIR", type=output_path("--out"),
+                   help="where history.md and history.json go (default history-report)")
+    p.add_argument("--json", metavar="PATH", type=output_path("--json"), help="also write history.json here")
+    return p
+
+
+def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.errors import UsageError
+    from fitbench.regress.history import history, render_markdown
+    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic, write_text_atomic
+
+    if not 0 <= args.min_change < 1:
+        raise UsageError(f"--min-change must be between 0 and 1, got {args.min_change}")
+    check_output_dir(args.out, "--out")
+    out = check_output_path(args.json) if args.json else None
+    doc = history(args.repo, args.since, args.until, args.bench, options.backend_names(args.backend),
+                  args.alpha, args.min_change, progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+    os.makedirs(args.out, exist_ok=True)
+    markdown = render_markdown(doc)
+    write_json_atomic(os.path.join(args.out, "history.json"), doc.to_dict())
+    write_text_atomic(os.path.join(args.out, "history.md"), markdown)
+    if out:
+        write_json_atomic(out, doc.to_dict())
+    print(markdown)
+    print(f"report: {os.path.join(args.out, 'history.md')} and history.json")
+    return doc.exit_status
