@@ -30,6 +30,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="level of each change-point test and of the drift test (default 0.01)")
     p.add_argument("--min-change", type=float, default=0.05,
                    help="a change point or drift smaller than this is not called worse (default 0.05)")
+    p.add_argument("--machine", default=None,
+                   help="whose stored results (asv's machine name; default: this machine's, as asv names it)")
     p.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
     p.add_argument("--out", default="history-report", metavar="DIR", type=output_path("--out"),
                    help="where history.md and history.json go (default history-report)")
@@ -47,7 +49,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     check_output_dir(args.out, "--out")
     out = check_output_path(args.json) if args.json else None
     doc = history(args.repo, args.since, args.until, args.bench, options.backend_names(args.backend),
-                  args.alpha, args.min_change, progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+                  args.alpha, args.min_change, machine=args.machine, progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     os.makedirs(args.out, exist_ok=True)
     markdown = render_markdown(doc)
     write_json_atomic(os.path.join(args.out, "history.json"), doc.to_dict())

@@ -217,8 +217,8 @@ def analyse_cell(name: str, unit: str | None, series: list[tuple[str, list[float
 
 def history(repo: str, since_rev: str, until_rev: str = "HEAD", bench: str = r"StepTime\.time_step",
             backends: list[str] | None = None, alpha: float = 0.01, min_change: float = 0.05,
-            permutations: int = PERMUTATIONS, progress: Callable[[str], None] = lambda line: None
-            ) -> HistoryDocument:
+            permutations: int = PERMUTATIONS, machine: str | None = None,
+            progress: Callable[[str], None] = lambda line: None) -> HistoryDocument:
     started = time.monotonic()
     asvdata.require_asv()
     if not 0 < alpha < 1:
@@ -228,7 +228,7 @@ def history(repo: str, since_rev: str, until_rev: str = "HEAD", bench: str = r"S
     commits = window(repo, since, until)
     asvdata.select_benchmarks(repo, bench)
     environments = asvdata.backend_environments(repo, backends)
-    stored = asvdata.read_results(repo, commits, bench, list(environments.values()))
+    stored = asvdata.read_results(repo, commits, bench, list(environments.values()), machine)
     subjects = {c: asvdata.git(repo, "log", "-1", "--format=%s", c) for c in commits}
     keys = sorted({k for cells in stored.values() for k in cells})
     cells = []
