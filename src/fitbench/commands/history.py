@@ -49,7 +49,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     check_output_dir(args.out, "--out")
     out = check_output_path(args.json) if args.json else None
     doc = history(args.repo, args.since, args.until, args.bench, options.backend_names(args.backend),
-                  args.alpha, args.min_change, machine=args.machine, progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+                  args.alpha, args.min_change, machine=args.machine,
+                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     os.makedirs(args.out, exist_ok=True)
     markdown = render_markdown(doc)
     write_json_atomic(os.path.join(args.out, "history.json"), doc.to_dict())
