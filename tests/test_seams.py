@@ -72,6 +72,7 @@ def test_a_childs_environment_is_put_together_in_one_place(monkeypatch):
 
     monkeypatch.setenv(LEGACY_ENV, "1")
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # a gpu child keeps the user's own choice of GPUs
     env = process_env(Stack("jax"), "cpu", threads=1, op_determinism=True)
     assert env["KERAS_BACKEND"] == "jax" and LEGACY_ENV not in env
     assert env["CUDA_VISIBLE_DEVICES"] == "-1" and env["OMP_NUM_THREADS"] == "1"
