@@ -351,3 +351,21 @@ def test_the_top_level_help_lists_every_command_and_a_typo_is_not_offered_an_old
         assert f"fitbench {module.NAME} " in result.stdout
     typo = run_cli("determinsm")
     assert typo.returncode == 2 and "seed" not in typo.stderr and "'versions'" in typo.stderr
+
+
+def test_two_writers_of_one_path_the_second_is_refused(tmp_path):
+    """Two `fitbench run --json same.json` at once used to both exit 0, the last writer silently winning."""
+    from fitbench.report.io import check_output_path
+
+    out = tmp_path / "same.json"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fitbench.report.io import "
+                               "check_output_path; check_output_path(sys.argv[1]); print('held', flush=True); "
+                               "time.sleep(30)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Exception, match=rf"another fitbench \(pid {holder.pid}\) is writing it"):
+            check_output_path(str(out))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert check_output_path(str(out)) == str(out)  # its writer is gone: the stale lock is taken over

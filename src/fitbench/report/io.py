@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import math
@@ -22,7 +23,61 @@ def check_output_path(path: str) -> str:
         raise UsageError(f"cannot write {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
         raise UsageError(f"cannot write {path}: permission denied")
+    claim_output(target, path)
     return target
+
+
+_CLAIMED: set[str] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def claim_output(target: str, shown: str | None = None) -> None:
+    """One writer per output path: a lock file beside it (`.NAME.fitbench-lock`, holding the writer's pid) for
+    as long as this process runs. A second fitbench writing the same file is refused in one line instead of
+    the last writer silently winning; a lock whose process is gone (killed) is taken over."""
+    lock = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.fitbench-lock")
+    if lock in _CLAIMED:
+        return
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(lock) as f:
+                    holder = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _alive(holder):
+                raise UsageError(f"cannot write {shown or target}: another fitbench (pid {holder}) is writing it") \
+                    from None
+            try:
+                os.unlink(lock)  # stale: its writer is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        _CLAIMED.add(lock)
+        atexit.register(_release, lock)
+        return
+
+
+def _release(lock: str) -> None:
+    try:
+        with open(lock) as f:
+            if f.read().strip() == str(os.getpid()):
+                os.unlink(lock)
+    except OSError:
+        pass
 
 
 def check_output_dir(path: str, name: str) -> str:
