@@ -3,6 +3,7 @@ child started by fitbench.isolation, with its backend chosen before Keras is imp
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -120,3 +121,21 @@ def test_a_childs_error_line_keeps_the_cause():
             raise RuntimeError("could not save") from inner
     except RuntimeError as exc:
         assert error_line(exc) == "RuntimeError: could not save (caused by OSError: disk gone)"
+
+
+def test_temporary_folders_left_by_a_killed_fitbench_are_swept(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from fitbench.isolation import OWNER_FILE, owned_tempdir, sweep_stale_tempdirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / "fitbench-det-dead"
+    dead.mkdir()
+    (dead / OWNER_FILE).write_text(gone.stdout.strip())  # its owner has exited
+    with owned_tempdir("fitbench-") as mine:
+        assert sweep_stale_tempdirs() == [str(dead)]
+        assert os.path.isdir(mine)  # this process's own is kept
+    assert not os.path.exists(mine)

@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=200)
     stop_on_signals()
     try:
+        from fitbench.isolation import sweep_stale_tempdirs
+
+        sweep_stale_tempdirs()  # what a killed fitbench left in the temporary folder
         return by_name(args.command).main(args, console)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (a CI timeout): the command kept what it could
         sys.stderr.write("fitbench: interrupted\n")

@@ -6,12 +6,15 @@ that touches a framework runs here, in a child started with the environment it n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Iterator
 
 from fitbench.runtime import determinism_env, hide_gpus_env, merge_env, thread_env
 from fitbench.stacks import LEGACY_ENV, Stack
@@ -64,6 +67,57 @@ def die_with_parent(parent_pid: int | None) -> None:
         os._exit(1)
 
 
+OWNER_FILE = ".fitbench-owner"
+
+
+@contextlib.contextmanager
+def owned_tempdir(prefix: str = "fitbench-") -> Iterator[str]:
+    """A temporary folder that names its owner's pid, so that one left behind by a killed fitbench (whose
+    cleanup never ran) is recognised and removed by the next command (sweep_stale_tempdirs)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as path:
+        with open(os.path.join(path, OWNER_FILE), "w") as f:
+            f.write(str(os.getpid()))
+        yield path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_tempdirs(max_age_without_owner_s: float = 86400) -> list[str]:
+    """Remove fitbench's temporary folders whose owner is gone: a dead owner pid, or, for a folder with no
+    owner file (older fitbench), one untouched for a day. Returns what it removed."""
+    root = tempfile.gettempdir()
+    removed = []
+    try:
+        names = [n for n in os.listdir(root) if n.startswith("fitbench-")]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if not os.path.isdir(path) or os.path.islink(path):
+                continue
+            owner = os.path.join(path, OWNER_FILE)
+            if os.path.exists(owner):
+                with open(owner) as f:
+                    stale = not _pid_alive(int(f.read().strip() or 0))
+            else:
+                stale = time.time() - os.path.getmtime(path) > max_age_without_owner_s
+            if stale:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except (OSError, ValueError):
+            continue
+    return removed
+
+
 def target_of(func: Callable[..., Any]) -> str:
     """"module:function" for a module-level function: what the child imports (it shares no memory with us)."""
     module, name = func.__module__, func.__qualname__
@@ -77,7 +131,7 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
     """Call `func(**kwargs)` in a new interpreter (it imports func's module afresh, with `env`); return its
     JSON-able result or raise IsolatedError. Keyword arguments and the result cross as JSON."""
     target = target_of(func)
-    with tempfile.TemporaryDirectory(prefix="fitbench-") as tmp:
+    with owned_tempdir("fitbench-") as tmp:
         job_path = os.path.join(tmp, "job.json")
         result_path = os.path.join(tmp, "result.json")
         with open(job_path, "w") as f:

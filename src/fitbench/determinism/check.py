@@ -5,7 +5,6 @@ No framework is imported here; fitbench.determinism.train runs in each child.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ from fitbench import __version__
 from fitbench.determinism.compare import PairResult, compare_trajectories, jit_note, load_weights, pairs_to_compare
 from fitbench.determinism.settings import DeterminismSettings
 from fitbench.determinism.train import train_trajectories
-from fitbench.isolation import process_env, run_isolated
+from fitbench.isolation import owned_tempdir, process_env, run_isolated
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import Stack
 
@@ -53,7 +52,7 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
     st = settings.check()
     run_names = [f"run{i + 1}" for i in range(st.runs)]
     env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism)
-    with tempfile.TemporaryDirectory(prefix="fitbench-det-") as weights_dir:
+    with owned_tempdir("fitbench-det-") as weights_dir:
         results = {name: run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
                                                            "run_name": name}, env=env, timeout_s=timeout_s)
                    for name in run_names}

@@ -18,7 +18,6 @@ against a fresh optimizer; TensorFlow only).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -138,14 +137,15 @@ def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: floa
     return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
 
 
-def explain(settings: ExplainSettings, timeout_s: float | None = None) -> dict[str, Any]:
+def explain(settings: ExplainSettings, timeout_s: float | None = None) -> ExplainDocument:
     """Train both streams, find where they part, and return the document (see docs/reference.md)."""
     from fitbench.determinism.trace import read_hashes, trace_stream
+    from fitbench.isolation import owned_tempdir
 
     st = settings.check()
     a, b = st.streams()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fitbench-explain-") as out_dir:
+    with owned_tempdir("fitbench-explain-") as out_dir:
         if st.pair == "apis":
             res_a, res_b = _run(trace_pair_in_one_process, {"a": a.to_dict(), "b": b.to_dict(), "out_dir": out_dir},
                                 st, timeout_s)

@@ -16,12 +16,11 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from fitbench import __version__
-from fitbench.isolation import parent_env
+from fitbench.isolation import owned_tempdir, parent_env
 from fitbench.regress.decide import BETTER, WORSE, DecisionSettings, decide, usable_values
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import TF_KERAS, stack_name
@@ -137,7 +136,7 @@ def compare_versions(envs: list[VersionEnv], settings: VersionsSettings,
     jit_eff: dict[tuple[Any, ...], dict[str, bool | None]] = {}
     errors: dict[tuple[Any, ...], dict[str, str]] = {}
     keys: list[tuple[Any, ...]] = []
-    with tempfile.TemporaryDirectory(prefix="fitbench-versions-") as tmp:
+    with owned_tempdir("fitbench-versions-") as tmp:
         for round_index in range(settings.processes):
             order = ready if round_index % 2 == 0 else ready[::-1]  # A B, B A: drift hits both alike
             for i in order:
