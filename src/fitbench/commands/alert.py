@@ -40,6 +40,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
     alert.add_argument("--out", default="alert-report", metavar="DIR", type=output_path("--out"),
                        help="where alert.md, alert.json and asv.log go (default alert-report)")
+    alert.add_argument("--json", metavar="PATH", type=output_path("--json"),
+                       help="also write alert.json here (as run, determinism, bisect and history take --json)")
     alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
     alert.add_argument("--backend", default=None,
                        help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
@@ -66,6 +68,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.report.io import check_output_dir
 
     check_output_dir(args.out, "--out")
+    from fitbench.report.io import check_output_path, write_json_atomic
+
+    json_copy = check_output_path(args.json) if args.json else None
     min_change = args.min_change
     if args.factor is not None:
         if args.factor <= 1.0:
@@ -80,6 +85,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                   undecided_ok=args.undecided_ok).check()
     status, report = alerts.alert(args.repo, args.base, args.head, args.out, settings, request,
                                   progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+    if json_copy:
+        write_json_atomic(json_copy, report)
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status
