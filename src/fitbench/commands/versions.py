@@ -67,15 +67,14 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
     from fitbench.models.choice import ZOO_APIS
+    from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import version_columns_table, versions_table
     from fitbench.versions.compare import VersionsSettings, compare_versions
     from fitbench.versions.envs import READY, ensure_env
     from fitbench.versions.spec import parse_columns
 
-    for name, value in (("--alpha", args.alpha), ("--threshold", args.threshold), ("--min-change", args.min_change)):
-        if not 0 < value < 1:
-            raise UsageError(f"{name} must be between 0 and 1, got {value}")
+    DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()  # alert's bounds
     if args.from_asv:
         return _versions_from_asv(args, console)
     columns = parse_columns(args.specs)

@@ -63,8 +63,9 @@ class DecisionSettings:
             raise UsageError(f"--alpha must be between 0 and 1, got {self.alpha}")
         if not 0 < self.equivalence_alpha < 1:
             raise UsageError(f"--equivalence-alpha must be between 0 and 1, got {self.equivalence_alpha}")
-        if not 0 < self.threshold < 10:
-            raise UsageError(f"--threshold must be a relative change above 0 (0.10 = 10 %), got {self.threshold}")
+        if not 0 < self.threshold < 1:  # the same bounds on every command that takes it (versions too)
+            raise UsageError(f"--threshold must be a relative change between 0 and 1 (0.10 = 10 %), "
+                             f"got {self.threshold}")
         if not 0 <= self.min_change <= self.threshold:
             raise UsageError(f"--min-change must be between 0 and --threshold ({self.threshold}), "
                              f"got {self.min_change}")
