@@ -133,18 +133,27 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
     assert steps and steps[0][0] == "1" and steps[-1][0] == steps[-1][1], result.stderr
 
 
-def _children(pid: int) -> set[int]:
-    """PIDs whose parent is `pid` (from /proc: no psutil needed)."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state, ppid, ..., starttime at index 19), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> set[tuple[int, str]]:
+    """(pid, start time) of the processes whose parent is `pid`: the start time tells a process from a later
+    one that reuses its pid (a busy machine wraps pid_max in seconds)."""
     found = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[1]) == pid:
+            found.add((int(entry.name), fields[19]))
     return found
+
+
+def _running(process: tuple[int, str]) -> bool:
+    fields = _stat(process[0])
+    return fields is not None and fields[19] == process[1] and fields[0] != "Z"
 
 
 @pytest.mark.processes
@@ -157,7 +166,7 @@ def test_a_run_stopped_by_sigterm_keeps_its_cells_and_leaves_no_worker(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "fitbench", "run", *SMALL, "--api", "functional",
                              "--batch-sizes", "2,4,8", "--json", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    workers: set[int] = set()
+    workers: set[tuple[int, str]] = set()
     deadline = time.time() + 300
     while time.time() < deadline and not (out.exists() and load(out)["records"]):
         workers |= _children(proc.pid)
@@ -170,7 +179,7 @@ def test_a_run_stopped_by_sigterm_keeps_its_cells_and_leaves_no_worker(tmp_path)
     doc = load(out)  # still a whole JSON document
     assert doc["complete"] is False and 1 <= len(doc["records"]) < 8
     assert "interrupted" in stdout and "Traceback" not in stderr
-    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers), workers
+    assert workers and not [w for w in workers if _running(w)], workers
 
 
 @pytest.mark.processes

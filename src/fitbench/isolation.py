@@ -137,18 +137,23 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
         with open(job_path, "w") as f:
             json.dump({"target": target, "kwargs": kwargs, "result_path": result_path, "parent_pid": os.getpid()},
                       f)
+        proc = subprocess.Popen([sys.executable, "-m", "fitbench.worker", job_path],
+                                env=env if env is not None else child_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            proc = subprocess.run([sys.executable, "-m", "fitbench.worker", job_path],
-                                  env=env if env is not None else child_env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
+            _, stderr = proc.communicate(timeout=timeout_s)
+        except BaseException as exc:  # a timeout, Ctrl-C, SIGTERM: the child goes, and is reaped, before we do
+            proc.kill()
+            proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
+            raise
         if os.path.exists(result_path):
             with open(result_path) as f:
                 outcome = json.load(f)
             if "error" in outcome:
                 raise IsolatedError(outcome["error"])
             return outcome["result"]
-        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        tail = [line for line in stderr.strip().splitlines() if line.strip()]
         raise IsolatedError(f"{target} exited with status {proc.returncode}: "
                             f"{tail[-1] if tail else 'no output'}")
