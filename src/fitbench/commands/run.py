@@ -176,7 +176,7 @@ class _Lines:
 
     def start(self, total: int) -> None:
         self.total = total
-        self._say(f"{total} cells and probes, each in a fresh process")
+        self._say(f"{total} to measure (cells and probes), each in a fresh process")
 
     def step(self, description: str) -> None:
         self._say(f"[{self.done + 1}/{self.total}] {description}")
