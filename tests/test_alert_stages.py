@@ -56,7 +56,7 @@ class StepTime:
             open(marker, "w").write(str(count))
             if count == cfg["fail_process"]:
                 raise RuntimeError("planted failure in one process")
-        self.seconds = 0.002 * cfg["scale"] * LEVEL[kind]
+        self.seconds = 0.02 * cfg["scale"] * LEVEL[kind]  # 20 ms: far above a scheduler tick under load
 
     def time_step(self, kind):
         end = time.perf_counter() + self.seconds * random.uniform(0.99, 1.01)
