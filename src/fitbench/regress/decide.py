@@ -569,6 +569,6 @@ def worth_continuing(decision: CellDecision, more: int, settings: DecisionSettin
     if reach > settings.threshold:
         total = min(decision.processes_base, decision.processes_head) + more
         return (f"futile: at the spread seen here (lowest plausible {100 * optimistic:.1f} %) {total} processes "
-                f"per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.0f} %'}, not "
-                f"{100 * settings.threshold:.0f} %")
+                f"per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.1f} %'}, not "
+                f"{100 * settings.threshold:.1f} %")  # one decimal: 10.4 % is not 10 %
     return None
