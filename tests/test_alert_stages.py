@@ -81,9 +81,9 @@ def commit(repo: Path, message: str, **config: object) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    repo = tmp_path_factory.mktemp("stages") / "toy"
+def toy_repo(repo: Path) -> Path:
+    """A git repository holding the toy suite and an asv.conf.json that installs nothing (no package is built:
+    each asv process starts in a fraction of a second); no commit yet."""
     (repo / "benchmarks").mkdir(parents=True)
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
@@ -94,6 +94,13 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results",
         "html_dir": ".asv/html", "launch_method": "spawn"}))
     git(repo, "init", "-q", "-b", "main")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    repo = tmp_path_factory.mktemp("stages") / "toy"
+    toy_repo(repo)
     commits = {"base": commit(repo, "base"), "docs": commit(repo, "a documentation-only commit"),
                "slow": commit(repo, "30 % slower", scale=1.3),
                "flaky": commit(repo, "one process fails", fail_process=2)}

@@ -14,7 +14,7 @@ import pytest
 
 from fitbench import schema
 from fitbench.regress.bisect import SAME, UNKNOWN, CellEvidence, step_answer, watched_bench
-from test_alert_stages import BENCH, commit, git
+from test_alert_stages import commit, toy_repo
 
 QUIET = r"StepTime\.time_step\('quiet'\)"
 
@@ -23,16 +23,7 @@ QUIET = r"StepTime\.time_step\('quiet'\)"
 def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """base, two documentation-only commits, the plant (30 % slower from there on), two more."""
     repo = tmp_path_factory.mktemp("bisect") / "toy"
-    (repo / "benchmarks").mkdir(parents=True)
-    (repo / "benchmarks" / "__init__.py").write_text("")
-    (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
-    (repo / "asv.conf.json").write_text(json.dumps({
-        "version": 1, "project": "toy", "repo": ".", "branches": ["main"], "environment_type": "virtualenv",
-        "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"], "build_command": [],
-        "install_command": ["in-dir={env_dir} python -c pass"], "uninstall_command": [],
-        "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results",
-        "html_dir": ".asv/html", "launch_method": "spawn"}))
-    git(repo, "init", "-q", "-b", "main")
+    toy_repo(repo)
     commits = {"base": commit(repo, "base"), "d1": commit(repo, "docs 1"), "d2": commit(repo, "docs 2"),
                "slow": commit(repo, "the plant: 30 % slower", scale=1.3),
                "d3": commit(repo, "docs 3", scale=1.3), "d4": commit(repo, "docs 4", scale=1.3)}

@@ -14,7 +14,7 @@ import pytest
 
 from fitbench import schema
 from fitbench.regress.history import analyse_cell, change_points
-from test_alert_stages import BENCH, commit, git
+from test_alert_stages import commit, toy_repo
 
 
 def _series(levels: list[float], seed: int, processes: int = 6, spread: float = 0.03) -> list[np.ndarray]:
@@ -43,16 +43,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """20 commits, measured by one interleaved asv run (4 processes each): c0..c7 documentation only, c8..c11
     30 % slower (a plant at c8), c12..c19 three more 4 % steps (c13, c15, c17)."""
     repo = tmp_path_factory.mktemp("history") / "toy"
-    (repo / "benchmarks").mkdir(parents=True)
-    (repo / "benchmarks" / "__init__.py").write_text("")
-    (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
-    (repo / "asv.conf.json").write_text(json.dumps({
-        "version": 1, "project": "toy", "repo": ".", "branches": ["main"], "environment_type": "virtualenv",
-        "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"], "build_command": [],
-        "install_command": ["in-dir={env_dir} python -c pass"], "uninstall_command": [],
-        "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results",
-        "html_dir": ".asv/html", "launch_method": "spawn"}))
-    git(repo, "init", "-q", "-b", "main")
+    toy_repo(repo)
     scales = [1.0] * 8 + [1.3] * 4 + [1.3, 1.3 * 1.04, 1.3 * 1.04, 1.3 * 1.04**2, 1.3 * 1.04**2, 1.3 * 1.04**3,
                                       1.3 * 1.04**3, 1.3 * 1.04**3]
     commits = [commit(repo, f"c{i}" + (" the plant" if i == 8 else ""), scale=s) for i, s in enumerate(scales)]

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import decision_flags, decision_settings, output_path, positive_int
+from fitbench.commands.common import asv_repo_flags, decision_flags, decision_settings, positive_int
 from fitbench.errors import UsageError
 
 NAME = "alert"
@@ -38,14 +38,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        help="which commit runs first in each environment is drawn at random; this fixes the draw "
                             "(the report records the seed it used)")
     alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
-    alert.add_argument("--out", default="alert-report", metavar="DIR", type=output_path("--out"),
-                       help="where alert.md, alert.json and asv.log go (default alert-report)")
-    alert.add_argument("--json", metavar="PATH", type=output_path("--json"),
-                       help="also write alert.json here (as run, determinism, bisect and history take --json)")
-    alert.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
-    alert.add_argument("--backend", default=None,
-                       help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
-                            "its Keras 3 backends)")
+    asv_repo_flags(alert, "alert-report", "alert.md, alert.json and asv.log")
     alert.add_argument("--stored", action="store_true",
                        help="decide on what `asv run --record-samples` already stored for both commits (no new "
                             "run; e.g. after `asv run --interleave-rounds` over a range)")

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import decision_flags, decision_settings, output_path, positive_int
+from fitbench.commands.common import asv_repo_flags, decision_flags, decision_settings, positive_int
 
 NAME = "bisect"
 SUMMARY = "find the first commit on GOOD..BAD whose cells are worse than GOOD's, each step an interleaved alert"
@@ -32,13 +32,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="per step: its second stage shrinks, or is skipped, to end within this (default 30)")
     p.add_argument("--order-seed", type=int, default=None, metavar="N",
                    help="fixes which commit runs first in each environment (default: drawn, and recorded)")
-    p.add_argument("--backend", default=None,
-                   help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
-                        "its Keras 3 backends)")
-    p.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
-    p.add_argument("--out", default="bisect-report", metavar="DIR", type=output_path("--out"),
-                   help="where bisect.md, bisect.json and every step's alert report go (default bisect-report)")
-    p.add_argument("--json", metavar="PATH", type=output_path("--json"), help="also write bisect.json here")
+    asv_repo_flags(p, "bisect-report", "bisect.md, bisect.json and every step's alert report")
     return p
 
 

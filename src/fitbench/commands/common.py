@@ -107,3 +107,17 @@ def decision_settings(args: argparse.Namespace, min_change: float | None = None)
     return DecisionSettings(alpha=args.alpha, threshold=args.threshold,
                             min_change=args.min_change if min_change is None else min_change,
                             equivalence_alpha=args.equivalence_alpha).check()
+
+
+def asv_repo_flags(p: argparse.ArgumentParser, report: str, what: str) -> None:
+    """--backend, --repo, --out and --json of the commands that read or run asv in a repository (alert,
+    bisect, history): one name, help and check each. `report` is the folder's default name, `what` the
+    report's files."""
+    p.add_argument("--backend", default=None,
+                   help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
+                        "its Keras 3 backends)")
+    p.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
+    p.add_argument("--out", default=report, metavar="DIR", type=output_path("--out"),
+                   help=f"where {what} go (default {report})")
+    p.add_argument("--json", metavar="PATH", type=output_path("--json"),
+                   help="also write the JSON report here")

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import output_path
+from fitbench.commands.common import asv_repo_flags
 
 NAME = "history"
 SUMMARY = "change points (E-divisive means) and drift per cell over what asv stored along the history"
@@ -23,19 +23,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--until", default="HEAD", metavar="REV", help="the newest commit (default HEAD)")
     p.add_argument("--bench", default=r"StepTime\.time_step",
                    help=r"regular expression of asv benchmarks (default StepTime\.time_step: every batch size)")
-    p.add_argument("--backend", default=None,
-                   help="comma-separated KERAS_BACKEND values of asv.conf.json's matrix, or tf-keras (default: "
-                        "its Keras 3 backends)")
     p.add_argument("--alpha", type=float, default=0.01,
                    help="level of each change-point test and of the drift test (default 0.01)")
     p.add_argument("--min-change", type=float, default=0.05,
                    help="a change point or drift smaller than this is not called worse (default 0.05)")
     p.add_argument("--machine", default=None,
                    help="whose stored results (asv's machine name; default: this machine's, as asv names it)")
-    p.add_argument("--repo", default=".", help="the git repository with asv.conf.json (default: here)")
-    p.add_argument("--out", default="history-report", metavar="DIR", type=output_path("--out"),
-                   help="where history.md and history.json go (default history-report)")
-    p.add_argument("--json", metavar="PATH", type=output_path("--json"), help="also write history.json here")
+    asv_repo_flags(p, "history-report", "history.md and history.json")
     return p
 
 
