@@ -132,10 +132,13 @@ def test_temporary_folders_left_by_a_killed_fitbench_are_swept(tmp_path, monkeyp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / "fitbench-det-dead"
+    dead = tmp_path / "fitbench-det-x7k2_9qa"
     dead.mkdir()
     (dead / OWNER_FILE).write_text(gone.stdout.strip())  # its owner has exited
+    users = tmp_path / "fitbench-my-notes"  # not a name tempfile gives fitbench's folders: never touched
+    users.mkdir()
+    (users / OWNER_FILE).write_text(gone.stdout.strip())
     with owned_tempdir("fitbench-") as mine:
         assert sweep_stale_tempdirs() == [str(dead)]
         assert os.path.isdir(mine)  # this process's own is kept
-    assert not os.path.exists(mine)
+    assert not os.path.exists(mine) and users.is_dir()

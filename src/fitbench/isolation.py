@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,13 +91,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_TEMP_NAME = re.compile(r"^fitbench-(?:det-|explain-|versions-)?[a-z0-9_]{8}$")  # what tempfile makes
+
+
 def sweep_stale_tempdirs(max_age_without_owner_s: float = 86400) -> list[str]:
-    """Remove fitbench's temporary folders whose owner is gone: a dead owner pid, or, for a folder with no
-    owner file (older fitbench), one untouched for a day. Returns what it removed."""
+    """Remove fitbench's temporary folders whose owner is gone: named as tempfile names fitbench's folders,
+    and either holding an owner file whose pid is dead, or (older fitbench, no owner file) holding a worker's
+    job.json and untouched for a day. A folder of the user's that only starts with "fitbench-" is never
+    touched. Returns what it removed."""
     root = tempfile.gettempdir()
     removed = []
     try:
-        names = [n for n in os.listdir(root) if n.startswith("fitbench-")]
+        names = [n for n in os.listdir(root) if _TEMP_NAME.match(n)]
     except OSError:
         return removed
     for name in names:
@@ -109,7 +115,8 @@ def sweep_stale_tempdirs(max_age_without_owner_s: float = 86400) -> list[str]:
                 with open(owner) as f:
                     stale = not _pid_alive(int(f.read().strip() or 0))
             else:
-                stale = time.time() - os.path.getmtime(path) > max_age_without_owner_s
+                stale = (os.path.exists(os.path.join(path, "job.json"))
+                         and time.time() - os.path.getmtime(path) > max_age_without_owner_s)
             if stale:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
