@@ -81,7 +81,8 @@ def owned_tempdir(prefix: str = "fitbench-") -> Iterator[str]:
         yield path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (someone else's counts: signalling it is merely not allowed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -113,7 +114,7 @@ def sweep_stale_tempdirs(max_age_without_owner_s: float = 86400) -> list[str]:
             owner = os.path.join(path, OWNER_FILE)
             if os.path.exists(owner):
                 with open(owner) as f:
-                    stale = not _pid_alive(int(f.read().strip() or 0))
+                    stale = not pid_alive(int(f.read().strip() or 0))
             else:
                 stale = (os.path.exists(os.path.join(path, "job.json"))
                          and time.time() - os.path.getmtime(path) > max_age_without_owner_s)

@@ -11,6 +11,7 @@ import tempfile
 from typing import Any
 
 from fitbench.errors import UsageError
+from fitbench.isolation import pid_alive
 
 
 def check_output_path(path: str) -> str:
@@ -30,16 +31,6 @@ def check_output_path(path: str) -> str:
 _CLAIMED: set[str] = set()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def claim_output(target: str, shown: str | None = None) -> None:
     """One writer per output path: a lock file beside it (`.NAME.fitbench-lock`, holding the writer's pid) for
     as long as this process runs. A second fitbench writing the same file is refused in one line instead of
@@ -56,7 +47,7 @@ def claim_output(target: str, shown: str | None = None) -> None:
                     holder = int(f.read().strip() or 0)
             except (OSError, ValueError):
                 holder = 0
-            if holder and holder != os.getpid() and _alive(holder):
+            if holder and holder != os.getpid() and pid_alive(holder):
                 raise UsageError(f"cannot write {shown or target}: another fitbench (pid {holder}) is writing it") \
                     from None
             try:
