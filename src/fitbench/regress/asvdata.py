@@ -61,6 +61,15 @@ def resolve_commit(repo: str, rev: str) -> str:
     return proc.stdout.strip()
 
 
+def first_parents_after(repo: str, older: str, newer: str) -> list[str] | None:
+    """The commits after `older` up to `newer` along newer's first parents, oldest first (newer included); None
+    when `older` is not one of those first-parent ancestors. What bisect searches and history reads."""
+    history = git(repo, "rev-list", "--first-parent", newer).split()
+    if older not in history:
+        return None
+    return list(reversed(history[:history.index(older)]))
+
+
 def repo_root(repo: str) -> str:
     root = git(repo, "rev-parse", "--show-toplevel")
     if not os.path.exists(os.path.join(root, "asv.conf.json")):

@@ -111,11 +111,10 @@ def first_parent_range(repo: str, good: str, bad: str) -> list[str]:
     BAD's first-parent ancestors and the range holds at least two commits."""
     if good == bad:
         raise UsageError(f"GOOD and BAD are the same commit ({good[:10]}): nothing to search")
-    history = asvdata.git(repo, "rev-list", "--first-parent", bad).split()
-    if good not in history:
+    commits = asvdata.first_parents_after(repo, good, bad)
+    if commits is None:
         raise UsageError(f"GOOD ({good[:10]}) is not on BAD's first-parent history: give an older GOOD, or swap "
                          "them if GOOD is the newer one")
-    commits = list(reversed(history[:history.index(good)]))
     if len(commits) < 2:
         raise UsageError(f"GOOD..BAD holds one commit ({bad[:10]}): `fitbench alert GOOD BAD` says whether it is "
                          "worse; there is nothing to bisect")

@@ -168,10 +168,10 @@ def change_points(groups: Sequence[np.ndarray], alpha: float = 0.01, permutation
 
 def window(repo: str, since: str, until: str) -> list[str]:
     """Commits from SINCE (included) to UNTIL along UNTIL's first parents, oldest first."""
-    history = asvdata.git(repo, "rev-list", "--first-parent", until).split()
-    if since not in history:
+    after = asvdata.first_parents_after(repo, since, until)
+    if after is None:
         raise UsageError(f"--since {since[:10]} is not on {until[:10]}'s first-parent history")
-    return list(reversed(history[:history.index(since) + 1]))
+    return [since, *after]
 
 
 def _log_values(cell: asvdata.CellResult) -> list[float] | None:
