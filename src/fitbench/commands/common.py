@@ -86,15 +86,19 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
     return parse_model(args.model, parse_widths(args.widths), args.loss, args.optimizer, args.data)
 
 
-def decision_flags(p: argparse.ArgumentParser) -> None:
-    """The decision's knobs (fitbench.regress.decide.DecisionSettings), the same for alert and gate."""
+def decision_flags(p: argparse.ArgumentParser, alpha: float = 0.01, verdicts: bool = True) -> None:
+    """The decision's knobs (fitbench.regress.decide.DecisionSettings): alert, bisect and gate; versions with its
+    own default alpha and without the gate's verdict flags (`verdicts`: --equivalence-alpha, --undecided-ok)."""
     p.add_argument("--threshold", type=float, default=0.10,
                    help="the equivalence margin: a cell passes when its change is shown to lie within ±this; "
                         "it is also the change every cell should be able to see (default 0.10)")
     p.add_argument("--min-change", type=float, default=0.05,
                    help="a significant change smaller than this is not a regression (default 0.05)")
-    p.add_argument("--alpha", type=float, default=0.01,
-                   help="family-wise false-alarm rate over all cells and stages (default 0.01)")
+    p.add_argument("--alpha", type=float, default=alpha,
+                   help=f"family-wise false-alarm rate over all cells{' and stages' if verdicts else ''}, Holm "
+                        f"(default {alpha})")
+    if not verdicts:
+        return
     p.add_argument("--equivalence-alpha", type=float, default=0.05,
                    help="family-wise rate of calling a change of --threshold or more equivalent (default 0.05)")
     p.add_argument("--undecided-ok", action="store_true",

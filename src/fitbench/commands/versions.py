@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import APIS, options
-from fitbench.commands.common import EXIT_FAILED, EXIT_OK, TIMEOUT_MAX_S, output_path, positive_int
+from fitbench.commands.common import EXIT_FAILED, EXIT_OK, TIMEOUT_MAX_S, decision_flags, output_path, positive_int
 from fitbench.errors import UsageError
 from fitbench.model import parse_widths
 from fitbench.stacks import parse_stack, require_seed_model
@@ -39,12 +39,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help="fresh processes per cell and version, interleaved A B, B A, ... (default 6)")
     ver.add_argument("--threads", default="1", metavar="N|default",
                      help="the frameworks' thread pools per cell (default 1: the steadiest between processes)")
-    ver.add_argument("--alpha", type=float, default=0.05,
-                     help="family-wise error rate over every cell and version, Holm (default 0.05)")
-    ver.add_argument("--threshold", type=float, default=0.10,
-                     help="'equivalent' where two one-sided tests put the change within ±this (default 0.10)")
-    ver.add_argument("--min-change", type=float, default=0.05,
-                     help="a significant change smaller than this is not called faster or slower (default 0.05)")
+    decision_flags(ver, alpha=0.05, verdicts=False)
     ver.add_argument("--env-dir", default=None, metavar="DIR", type=output_path("--env-dir"),
                      help="where the environments are cached (default $FITBENCH_ENV_CACHE or ~/.cache/fitbench/envs)")
     ver.add_argument("--seed-workload", action="store_true",
