@@ -93,10 +93,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
                                   model=model,
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
-                                  cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout,
-                                  json_path=out)
+                                  cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout)
     plot = check_output_path(args.plot) if args.plot else None
-    # without --json the cells are kept anyway, in the cache: a long run stopped or crashed loses nothing
+    # the keeper writes the document after every cell (settings.json_path is for library callers); without
+    # --json the cells are kept anyway, in the cache: a long run stopped or crashed loses nothing
     keeper = engine.JsonKeeper(out or default_run_path())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
