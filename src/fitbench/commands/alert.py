@@ -58,11 +58,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
         return status
     if not (args.base and args.head):
         raise UsageError("alert needs BASE and HEAD commits (or --from-html DIR)")
-    from fitbench.report.io import check_output_dir
+    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic
 
     check_output_dir(args.out, "--out")
-    from fitbench.report.io import check_output_path, write_json_atomic
-
     json_copy = check_output_path(args.json) if args.json else None
     min_change = args.min_change
     if args.factor is not None:
