@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL, load, run_cli
+from fitbench.schema import validate
 
 RUN_FIELDS = {"backend", "device", "api", "jit_requested", "jit_effective", "batch_size", "step_time_median_s",
               "samples_per_s", "gflops_per_s", "status"}
@@ -235,8 +236,9 @@ def test_replay_shows_keras3_protection_and_the_legacy_silent_divergence(tmp_pat
     result = run_cli("replay", "--epochs", "30", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     doc = load(out)
-    assert doc["command"] == "replay" and doc["schema_version"] == 1
-    assert "Unknown variable" in doc["shared"]["keras3_outcome"]
+    assert doc["command"] == "replay" and doc["schema_version"] == 2
+    validate(doc)
+    assert "Unknown variable" in doc["keras3_shared_outcome"]
     assert doc["fresh"]["keras"] == "keras3" and doc["fresh"]["identical"] is True
     assert doc["fresh"]["cosine_functional"] == doc["fresh"]["cosine_sequential"]
     # tf-keras is in the test extra: the shared legacy optimizer diverges, fresh legacy ones do not
@@ -300,9 +302,9 @@ def test_the_old_seed_command_still_replays_and_says_it_was_renamed(monkeypatch,
 
     def fake_replay(epochs: int, seed: int) -> dict:
         calls.append((epochs, seed))
-        runs = [{"keras": replay.KERAS3, "optimizer_shared": s, "status": "ok", "cosine_functional": 0.5,
-                 "cosine_sequential": 0.5, "identical": True} for s in (True, False)]
-        return {**replay.summarise(runs, epochs, legacy_missing=True), "fitbench_version": "x", "finished": "y"}
+        runs = [replay.ReplayRun(keras=replay.KERAS3, optimizer_shared=s, status="ok", cosine_functional=0.5,
+                                 cosine_sequential=0.5, identical=True) for s in (True, False)]
+        return replay.summarise(runs, epochs, legacy_missing=True)
 
     monkeypatch.setattr(replay, "replay_question", fake_replay)
     assert cli.main(["seed", "--epochs", "3", "--seed", "7"]) == 0

@@ -46,6 +46,27 @@ def test_real_alert_documents_validate_and_a_broken_one_does_not():
         schema.validate(wrong_version)
 
 
+def test_a_replay_document_validates_and_says_which_run_answered_each_mode():
+    from fitbench.determinism import replay
+
+    def run(keras: str, shared: bool, **kw) -> replay.ReplayRun:
+        return replay.ReplayRun(keras=keras, optimizer_shared=shared, status=kw.pop("status", "ok"), **kw)
+
+    runs = [run(replay.KERAS3, True, status="error", error="ValueError: Unknown variable"),
+            run(replay.KERAS3, False, cosine_functional=0.4, cosine_sequential=0.4, identical=True),
+            run(replay.LEGACY, True, cosine_functional=0.65, cosine_sequential=0.2, identical=False),
+            run(replay.LEGACY, False, cosine_functional=0.4, cosine_sequential=0.4, identical=True)]
+    doc = replay.summarise(runs, 3, legacy_missing=False)
+    schema.validate(json.loads(json.dumps(doc.to_dict())))
+    assert (doc.shared.keras, doc.shared.identical, doc.fresh.keras) == (replay.LEGACY, False, replay.KERAS3)
+    assert doc.keras3_shared_outcome == "ValueError: Unknown variable" and doc.succeeded
+    # without tf-keras: Keras 3's shared run answers for `shared`; a failed fresh run is a failed replay
+    doc = replay.summarise([runs[0], run(replay.KERAS3, False, status="error", error="boom")], 3, legacy_missing=True)
+    schema.validate(json.loads(json.dumps(doc.to_dict())))
+    assert doc.shared.keras == replay.KERAS3 and doc.legacy_fresh is None and doc.legacy_note
+    assert not doc.succeeded
+
+
 def test_every_record_field_is_required_and_typed():
     run = schema.build("run")
     record = run["$defs"]["record"]

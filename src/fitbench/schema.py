@@ -92,20 +92,11 @@ def build(kind: str) -> dict[str, Any]:
         return _document("determinism", SCHEMA_VERSION, "fitbench determinism --json", body,
                          {"settings": settings, "run": run, "pair": dataclass_schema(PairResult)})
     if kind == "replay":
-        from fitbench.determinism.replay import SCHEMA_VERSION
+        from fitbench.determinism.replay import SCHEMA_VERSION, ReplayDocument, ReplayOutcome, ReplayRun
 
-        outcome = {"type": "object", "required": ["keras", "status"],
-                   "properties": {"cosine_functional": {"type": ["number", "null"]},
-                                  "cosine_sequential": {"type": ["number", "null"]},
-                                  "identical": {"type": ["boolean", "null"]}}}
-        body = {"type": "object", "required": ["epochs", "shared", "fresh", "legacy_fresh", "legacy_note", "runs",
-                                               "fitbench_version", "finished"],
-                "properties": {"epochs": {"type": "integer"}, "shared": {"$ref": "#/$defs/outcome"},
-                               "fresh": {"$ref": "#/$defs/outcome"},
-                               "runs": {"type": "array", "items": {"type": "object",
-                                                                    "required": ["keras", "optimizer_shared",
-                                                                                 "status"]}}}}
-        return _document("replay", SCHEMA_VERSION, "fitbench replay --json", body, {"outcome": outcome})
+        refs = {ReplayRun: "run", ReplayOutcome: "outcome"}
+        return _document("replay", SCHEMA_VERSION, "fitbench replay --json", dataclass_schema(ReplayDocument, refs),
+                         {"run": dataclass_schema(ReplayRun), "outcome": dataclass_schema(ReplayOutcome)})
     if kind == "alert":
         from fitbench.regress.alert import SCHEMA_VERSION, VERDICTS, Comparison, StageRecord
         from fitbench.regress.decide import DecisionSettings

@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    from fitbench.determinism.replay import replay_question, replay_succeeded
+    from fitbench.determinism.replay import replay_question
     from fitbench.report.io import check_output_path, write_json_atomic
     from fitbench.report.tables import replay_table
 
@@ -32,9 +32,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     with console.status(f"replaying the question ({args.epochs} epochs, up to four processes)..."):
         doc = replay_question(epochs=args.epochs, seed=args.seed)
     if out:
-        write_json_atomic(out, doc)
+        write_json_atomic(out, doc.to_dict())
     console.print(replay_table(doc))
-    console.print(f"Keras 3 with one shared optimizer: {doc['shared'].get('keras3_outcome')}")
-    if doc["legacy_note"]:
-        console.print(f"[yellow]note:[/] {doc['legacy_note']}")
-    return EXIT_OK if replay_succeeded(doc) else EXIT_FAILED
+    console.print(f"Keras 3 with one shared optimizer: {doc.keras3_shared_outcome}")
+    if doc.legacy_note:
+        console.print(f"[yellow]note:[/] {doc.legacy_note}")
+    return EXIT_OK if doc.succeeded else EXIT_FAILED

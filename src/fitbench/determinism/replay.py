@@ -7,6 +7,7 @@ Keras 2 optimizer (tf-keras, TF_USE_LEGACY_KERAS=1) accepts it and diverges sile
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,13 +20,74 @@ from fitbench.determinism.train import enable_determinism
 from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
 from fitbench.report.io import utc_stamp
 
-SCHEMA_VERSION = 1  # of the replay document
+SCHEMA_VERSION = 2  # of the replay document (2: typed; runs carry every field, null where not measured)
 KERAS3 = "keras3"
 LEGACY = "tf_keras_legacy"
 
 
+@dataclass
+class ReplayRun:
+    """One replay process: two models trained one after the other, with a shared or a fresh optimizer."""
+
+    keras: str = field(metadata={"doc": f"{KERAS3!r} or {LEGACY!r} (tf-keras, TF_USE_LEGACY_KERAS=1)"})
+    optimizer_shared: bool
+    status: str = field(metadata={"doc": "ok or error"})
+    keras_version: str | None = None
+    optimizer: str | None = None
+    epochs: int | None = None
+    initial_weights_identical: bool | None = None
+    cosine_functional: float | None = None
+    cosine_sequential: float | None = None
+    identical: bool | None = field(default=None, metadata={"doc": "the two models' predictions bit-identical"})
+    jit_effective_functional: bool | None = None
+    jit_effective_sequential: bool | None = None
+    failed_model: str | None = field(default=None, metadata={"doc": "the model whose fit raised"})
+    error: str | None = None
+
+
+@dataclass
+class ReplayOutcome:
+    """One mode's answer, taken from one of the runs."""
+
+    keras: str
+    optimizer: str | None
+    status: str
+    cosine_functional: float | None
+    cosine_sequential: float | None
+    identical: bool | None
+    error: str | None
+
+
+@dataclass
+class ReplayDocument:
+    """What `fitbench replay --json` writes (fitbench/schemas/replay.schema.json, built from this)."""
+
+    epochs: int
+    shared: ReplayOutcome = field(metadata={"doc": "the run that can show the divergence (legacy Keras 2 when "
+                                                   "installed, else Keras 3)"})
+    keras3_shared_outcome: str = field(metadata={"doc": "Keras 3 with one shared optimizer: its error, or "
+                                                        "'accepted'"})
+    fresh: ReplayOutcome = field(metadata={"doc": "Keras 3 with one fresh optimizer per model"})
+    legacy_fresh: ReplayOutcome | None
+    legacy_note: str | None
+    runs: list[ReplayRun]
+    fitbench_version: str
+    finished: str
+    command: str = "replay"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every replay ran, except Keras 3's shared optimizer, which is meant to fail (its protection)."""
+        return all(r.status == "ok" or r.keras == KERAS3 and r.optimizer_shared for r in self.runs)
+
+
 def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict[str, Any]:
-    """Train the Functional model, then the Sequential one, as the seed did. Runs in a fresh process."""
+    """Train the Functional model, then the Sequential one, as the seed did. Runs in a fresh process; returns
+    a ReplayRun's fields (a plain dict crosses the process)."""
     enable_determinism(seed, intra_op_threads=2, inter_op_threads=1, op_determinism=True)
     if keras_flavour == LEGACY:
         keras_module = tf_keras.keras2()
@@ -67,50 +129,45 @@ def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict
             "identical": bool(np.array_equal(predictions["functional"], predictions["sequential"]))}
 
 
-def replay_question(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> dict[str, Any]:
+def replay_question(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> ReplayDocument:
     """Run the four replays, each in its own process, and summarise them as `shared` and `fresh`."""
     from fitbench.isolation import IsolatedError, process_env, run_isolated
     from fitbench.stacks import Stack
 
     flavours = [KERAS3] + ([LEGACY] if tf_keras.available() else [])
-    runs = []
+    runs: list[ReplayRun] = []
     for flavour in flavours:
         env = process_env(Stack("tensorflow", 2 if flavour == LEGACY else 3), "cpu")
         for shared in (True, False):
             try:
-                runs.append(run_isolated(replay,
-                                         {"epochs": epochs, "shared": shared, "keras_flavour": flavour, "seed": seed},
-                                         env=env, timeout_s=timeout_s))
+                runs.append(ReplayRun(**run_isolated(
+                    replay, {"epochs": epochs, "shared": shared, "keras_flavour": flavour, "seed": seed},
+                    env=env, timeout_s=timeout_s)))
             except IsolatedError as exc:
-                runs.append({"keras": flavour, "optimizer_shared": shared, "status": "error", "error": str(exc),
-                             "cosine_functional": None, "cosine_sequential": None, "identical": None})
-    return {**summarise(runs, epochs, legacy_missing=LEGACY not in flavours), "fitbench_version": __version__,
-            "finished": utc_stamp()}
+                runs.append(ReplayRun(keras=flavour, optimizer_shared=shared, status="error", error=str(exc)))
+    return summarise(runs, epochs, legacy_missing=LEGACY not in flavours)
 
 
-def replay_succeeded(doc: dict[str, Any]) -> bool:
-    """Every replay ran, except Keras 3's shared optimizer, which is meant to fail (its protection)."""
-    return all(r["status"] == "ok" or r["keras"] == KERAS3 and r["optimizer_shared"] for r in doc["runs"])
-
-
-def summarise(runs: list[dict[str, Any]], epochs: int, legacy_missing: bool) -> dict[str, Any]:
+def summarise(runs: list[ReplayRun], epochs: int, legacy_missing: bool) -> ReplayDocument:
     """`shared`: the run that can show the divergence (legacy when there); `fresh`: Keras 3."""
-    def pick(shared: bool, flavour: str) -> dict[str, Any] | None:
-        return next((r for r in runs if r["optimizer_shared"] == shared and r["keras"] == flavour), None)
+    def pick(shared: bool, flavour: str) -> ReplayRun | None:
+        return next((r for r in runs if r.optimizer_shared == shared and r.keras == flavour), None)
 
-    keras3_shared = pick(True, KERAS3)
-    shared = pick(True, LEGACY) or keras3_shared
-    fresh = pick(False, KERAS3)
-    keep = ("keras", "optimizer", "status", "cosine_functional", "cosine_sequential", "identical", "error")
-    return {
-        "command": "replay",
-        "schema_version": SCHEMA_VERSION,
-        "epochs": epochs,
-        "shared": {**{k: shared.get(k) for k in keep if k in shared},
-                   "keras3_outcome": keras3_shared.get("error") if keras3_shared["status"] == "error" else "accepted"},
-        "fresh": {k: fresh.get(k) for k in keep if k in fresh},
-        "legacy_fresh": {k: v for k, v in (pick(False, LEGACY) or {}).items() if k in keep} or None,
-        "legacy_note": "tf-keras is not installed: pip install 'fitbench[legacy]' to replay the silent divergence"
+    def outcome(run: ReplayRun) -> ReplayOutcome:
+        return ReplayOutcome(keras=run.keras, optimizer=run.optimizer, status=run.status,
+                             cosine_functional=run.cosine_functional, cosine_sequential=run.cosine_sequential,
+                             identical=run.identical, error=run.error)
+
+    keras3_shared, fresh = pick(True, KERAS3), pick(False, KERAS3)
+    if keras3_shared is None or fresh is None:
+        raise ValueError("the replay needs Keras 3's shared and fresh runs")
+    legacy_fresh = pick(False, LEGACY)
+    return ReplayDocument(
+        epochs=epochs,
+        shared=outcome(pick(True, LEGACY) or keras3_shared),
+        keras3_shared_outcome=(keras3_shared.error or "error") if keras3_shared.status == "error" else "accepted",
+        fresh=outcome(fresh),
+        legacy_fresh=outcome(legacy_fresh) if legacy_fresh else None,
+        legacy_note="tf-keras is not installed: pip install 'fitbench[legacy]' to replay the silent divergence"
         if legacy_missing else None,
-        "runs": runs,
-    }
+        runs=runs, fitbench_version=__version__, finished=utc_stamp())

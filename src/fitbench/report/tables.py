@@ -257,14 +257,15 @@ def determinism_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def replay_table(doc: dict[str, Any]) -> Table:
-    table = _Table(title=f"the question replayed: {doc['epochs']} epochs, Functional then Sequential, same init")
+def replay_table(doc: Any) -> Table:
+    """The replay's runs (a fitbench.determinism.replay.ReplayDocument)."""
+    table = _Table(title=f"the question replayed: {doc.epochs} epochs, Functional then Sequential, same init")
     for name in ("optimizer", "keras", "status", "cos(functional, y)", "cos(sequential, y)", "bit-identical"):
         table.add_column(name)
-    for r in doc["runs"]:
-        table.add_row("shared" if r["optimizer_shared"] else "fresh each", r["keras"], r["status"],
-                      _fmt(r.get("cosine_functional"), ".6f"), _fmt(r.get("cosine_sequential"), ".6f"),
-                      "-" if r.get("identical") is None else ("yes" if r["identical"] else "[bold red]no[/]"))
+    for r in doc.runs:
+        table.add_row("shared" if r.optimizer_shared else "fresh each", r.keras, r.status,
+                      _fmt(r.cosine_functional, ".6f"), _fmt(r.cosine_sequential, ".6f"),
+                      "-" if r.identical is None else ("yes" if r.identical else "[bold red]no[/]"))
     return table
 
 
