@@ -223,7 +223,6 @@ def test_markdown_and_json_rows_carry_the_statistics():
     rng = random.Random(9)
     rows = compare({"c": cell(process_samples(rng, 8, 5, 0.02, 0.1))},
                    {"c": cell(process_samples(rng, 8, 5, 0.02, 0.1, scale=1.3))})
-    from dataclasses import asdict
 
     report = {"base": "a" * 40, "head": "b" * 40, "bench": "x", "machine": "m", "processes": 8,
               "processes_source": "asked for", "settings": asdict(DecisionSettings()), "tested_cells": 1,
@@ -376,20 +375,21 @@ def test_three_processes_a_side_are_inconclusive_and_the_report_is_still_valid_j
     # Found by a real `fitbench alert --processes 3`: no change is detectable with 3 + 3 processes at this
     # level (the detectable change is infinite), which JSON cannot hold; the document says null instead.
     from fitbench import schema
-    from fitbench.regress.alert import SCHEMA_VERSION, write_report
+    from fitbench.regress.alert import AlertDocument, write_report
 
     rng = random.Random(11)
     rows = compare({"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))},
                    {"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))}, DecisionSettings())
     assert rows[0].change == decide.INCONCLUSIVE and math.isinf(rows[0].min_detectable_change)
-    report = {"schema_version": SCHEMA_VERSION, "command": "alert", "base": "a" * 40, "head": "b" * 40,
-              "base_rev": "a", "head_rev": "b", "bench": "x", "selected": ["c"], "settings": asdict(DecisionSettings()),
-              "processes": 3, "processes_source": "--processes", "backends": ["tensorflow"], "environments": ["e"],
-              "machine": "m", "calibration": None, "asv_exit_status": 0, "comparisons": [asdict(r) for r in rows],
-              "tested_cells": 1, "exit_status": exit_status(rows), "verdict": "undecided", "processes_planned": [3],
-              "stages_planned": 1, "max_minutes": 30.0, "order_seed": 1, "undecided_ok": False, "stages": []}
+    report = AlertDocument(base="a" * 40, head="b" * 40, base_rev="a", head_rev="b", bench="x", selected=["c"],
+                           settings=DecisionSettings(), processes=3, processes_source="--processes",
+                           backends=["tensorflow"], environments=["e"], machine="m", calibration=None,
+                           asv_exit_status=0, comparisons=rows, tested_cells=1, processes_planned=[3],
+                           stages_planned=1, max_minutes=30.0, order_seed=1, undecided_ok=False, stages=[])
+    report.finish(exit_status(rows))
     md, js = write_report(str(tmp_path), report)
     doc = json.loads(js.read_text())
-    assert doc["comparisons"][0]["min_detectable_change"] is None
+    assert doc["comparisons"][0]["min_detectable_change"] is None and doc["verdict"] == "undecided"
+    assert "error" not in doc and "asv_errors" not in doc  # optional fields stay out while unset
     schema.validate(doc)
     assert "could detect ∞ or more with 3 processes" in md.read_text()

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from fitbench import __version__
 from fitbench.commands import ALIASES, COMMANDS, by_name
-from fitbench.commands.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Parser
+from fitbench.commands.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, Parser, crash_log, error_line
 from fitbench.errors import UsageError
 
 
@@ -73,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("fitbench: interrupted\n")
         return EXIT_INTERRUPTED
     except UsageError as exc:
-        sys.stderr.write(f"fitbench: error: {exc}\n")
+        sys.stderr.write(error_line(str(exc)))
         return EXIT_USAGE
     except Exception as exc:  # a bug, not a finding: never exit 1, which a CI job reads as "found"
-        import traceback
-
-        traceback.print_exc()
-        sys.stderr.write(f"fitbench: internal error: {type(exc).__name__}: {exc} (exit {EXIT_INTERNAL})\n")
+        where = crash_log(argv)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        sys.stderr.write(f"fitbench: internal error: {type(exc).__name__}: {first} (the traceback is in {where}; "
+                         f"exit {EXIT_INTERNAL})\n")
         return EXIT_INTERNAL
 
 

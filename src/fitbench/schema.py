@@ -40,17 +40,19 @@ def _type_schema(hint: Any, refs: dict[type, str]) -> dict[str, Any]:
 
 
 def dataclass_schema(cls: type, refs: dict[type, str] | None = None, closed: bool = True) -> dict[str, Any]:
-    """An object schema with every field of `cls` required, typed from its annotations, described by its
-    `doc` metadata where there is one; `closed`: no other properties."""
+    """An object schema with every field of `cls` required (but those whose metadata says `optional`), typed
+    from its annotations, described by its `doc` metadata where there is one; `closed`: no other properties."""
     refs = refs or {}
     hints = typing.get_type_hints(cls)
     props = {}
+    optional = {f.name for f in dataclasses.fields(cls) if f.metadata.get("optional")}
     for f in dataclasses.fields(cls):
         prop = _type_schema(hints[f.name], refs)
         if f.metadata.get("doc"):
             prop["description"] = f.metadata["doc"]
         props[f.name] = prop
-    schema: dict[str, Any] = {"type": "object", "properties": props, "required": list(props)}
+    schema: dict[str, Any] = {"type": "object", "properties": props,
+                              "required": [name for name in props if name not in optional]}
     if closed:
         schema["additionalProperties"] = False
     return schema
@@ -98,26 +100,17 @@ def build(kind: str) -> dict[str, Any]:
         return _document("replay", SCHEMA_VERSION, "fitbench replay --json", dataclass_schema(ReplayDocument, refs),
                          {"run": dataclass_schema(ReplayRun), "outcome": dataclass_schema(ReplayOutcome)})
     if kind == "alert":
-        from fitbench.regress.alert import SCHEMA_VERSION, VERDICTS, Comparison, StageRecord
+        from fitbench.regress.alert import SCHEMA_VERSION, VERDICTS, AlertDocument, Comparison, StageRecord
         from fitbench.regress.decide import DecisionSettings
 
-        body = {"type": "object", "required": ["base", "head", "base_rev", "head_rev", "bench", "selected", "settings",
-                                               "processes", "processes_planned", "processes_source", "stages_planned",
-                                               "max_minutes", "order_seed", "undecided_ok", "backends",
-                                               "environments", "machine", "calibration", "asv_exit_status", "stages",
-                                               "comparisons", "exit_status", "verdict"],
-                "properties": {"settings": {"$ref": "#/$defs/settings"},
-                               # null: decided on asv's stored results (--stored), processes per cell
-                               "processes": {"type": ["integer", "null"], "minimum": 2},
-                               "processes_planned": {"type": "array", "items": {"type": "integer", "minimum": 2}},
-                               "stages_planned": {"enum": [1, 2]},
-                               "order_seed": {"type": ["integer", "null"]},
-                               "stages": {"type": "array", "items": {"$ref": "#/$defs/stage"}},
-                               "comparisons": {"type": "array", "items": {"$ref": "#/$defs/comparison"}},
-                               "tested_cells": {"type": "integer"},
-                               "exit_status": {"enum": sorted(VERDICTS)},
-                               "verdict": {"enum": [VERDICTS[k] for k in sorted(VERDICTS)]},
-                               "seconds": {"type": "number"}, "error": {"type": "string"}}}
+        refs = {DecisionSettings: "settings", StageRecord: "stage", Comparison: "comparison"}
+        body = dataclass_schema(AlertDocument, refs)
+        props = body["properties"]
+        props["processes"]["anyOf"][0]["minimum"] = 2
+        props["processes_planned"]["items"]["minimum"] = 2
+        props["stages_planned"]["enum"] = [1, 2]
+        props["exit_status"]["enum"] = sorted(VERDICTS)
+        props["verdict"]["enum"] = [VERDICTS[k] for k in sorted(VERDICTS)]
         comparison = dataclass_schema(Comparison)
         comparison["properties"]["change"] = {"enum": ["worse", "better", "equivalent", "inconclusive", "failed",
                                                        "skipped"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Sequence
 
 from fitbench import APIS, BACKENDS
 from fitbench.model import parse_widths
@@ -16,9 +16,18 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: fitbench itself failed (never 1, which a CI job reads as "found")
 
 
+def error_line(message: str) -> str:
+    """`fitbench: error: ...` as one line: a library's message cut at its first line, and control characters
+    a user typed into a value (a carriage return, an escape sequence) shown escaped, not acted on by the
+    terminal."""
+    first = (str(message).strip().splitlines() or [""])[0]
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
+    return f"fitbench: error: {shown}\n"
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        sys.stderr.write(f"fitbench: error: {message}\n")
+        sys.stderr.write(error_line(message))
         sys.exit(EXIT_USAGE)
 
 
@@ -125,3 +134,26 @@ def asv_repo_flags(p: argparse.ArgumentParser, report: str, what: str) -> None:
                    help=f"where {what} go (default {report})")
     p.add_argument("--json", metavar="PATH", type=output_path("--json"),
                    help="also write the JSON report here")
+
+
+def crash_log(argv: Sequence[str]) -> str:
+    """The traceback of an unexpected error, in a file of its own (~/.cache/fitbench/crashes): the user gets
+    one line, a bug report gets the whole story."""
+    import os
+    import time
+    import traceback
+
+    import fitbench
+    from fitbench.report.io import cache_dir
+
+    path = os.path.join(cache_dir("crashes"), time.strftime("crash-%Y%m%dT%H%M%S") + f"-{os.getpid()}.log")
+    text = (f"fitbench {fitbench.__version__}, python {sys.version.split()[0]}\nargv: {list(argv)}\n\n"
+            f"{traceback.format_exc()}")
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+    except OSError:  # nowhere to write: the traceback goes to stderr after all
+        sys.stderr.write(text)
+        return "the lines above"
+

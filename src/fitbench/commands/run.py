@@ -145,13 +145,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
 def default_run_path() -> str:
     """Where a run without --json keeps its cells: $XDG_CACHE_HOME/fitbench/runs (~/.cache/...), one file per
     run, named by its start."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(cache, "fitbench", "runs")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        pass  # the keeper falls back to the temporary folder and says so
-    return os.path.join(folder, time.strftime("run-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")
+    from fitbench.report.io import cache_dir
+
+    # a folder that cannot be written: the keeper falls back to the temporary folder and says so
+    return os.path.join(cache_dir("runs"), time.strftime("run-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")
 
 
 def _say_where(keeper: Any) -> None:

@@ -12,7 +12,7 @@ import random
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -126,6 +126,51 @@ class StageRecord:
     seconds: float
     first_commit: dict[str, str]  # backend -> "base" or "head": which ran first there (randomised)
     asv_exit_status: dict[str, int]  # backend -> asv's exit status
+
+
+@dataclass
+class AlertDocument:
+    """What `fitbench alert` writes to alert.json (fitbench/schemas/alert.schema.json, built from this). The
+    fields marked optional are left out of the JSON while unset (a report of an alert that failed early)."""
+
+    base: str
+    head: str
+    base_rev: str
+    head_rev: str
+    bench: str = field(metadata={"doc": "the --bench regular expression"})
+    selected: list[str] = field(metadata={"doc": "the benchmarks it selected"})
+    settings: DecisionSettings
+    processes: int | None = field(metadata={"doc": "stage 1's processes per commit; null: decided on asv's "
+                                                   "stored results (--stored)"})
+    processes_planned: list[int]
+    processes_source: str = field(metadata={"doc": "where the plan came from"})
+    stages_planned: int
+    max_minutes: float
+    order_seed: int | None = field(metadata={"doc": "drew which commit runs first in each environment"})
+    undecided_ok: bool
+    backends: list[str]
+    environments: list[str]
+    machine: str
+    calibration: str | None
+    asv_exit_status: int | None
+    stages: list[StageRecord]
+    comparisons: list[Comparison] = field(default_factory=list)
+    exit_status: int = EXIT_ERROR
+    verdict: str = VERDICTS[EXIT_ERROR]
+    tested_cells: int | None = field(default=None, metadata={"optional": True})
+    seconds: float | None = field(default=None, metadata={"optional": True})
+    error: str | None = field(default=None, metadata={"optional": True})
+    asv_errors: list[str] | None = field(default=None, metadata={"optional": True,
+                                                                 "doc": "asv's exception lines, when a cell failed"})
+    command: str = "alert"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        optional = {f.name for f in fields(self) if f.metadata.get("optional")}
+        return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
+
+    def finish(self, status: int) -> None:
+        self.exit_status, self.verdict = status, VERDICTS[status]
 
 
 def _finite(value: Any) -> bool:
@@ -373,8 +418,9 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
           options: AlertOptions = AlertOptions(),
           progress: Callable[[str], None] = lambda line: None) -> tuple[int, dict[str, Any]]:
     """The whole `fitbench alert BASE HEAD`: validate, run asv in one or two stages, decide, write
-    alert.md/alert.json. With options.stored, decide on what `asv run --record-samples` already stored for both
-    commits (one stage, the processes that run had), without running asv."""
+    alert.md/alert.json; returns the exit status and the document as JSON writes it. With options.stored,
+    decide on what `asv run --record-samples` already stored for both commits (one stage, the processes that
+    run had), without running asv."""
     started = time.monotonic()
     asvdata.require_asv()
     settings.check()
@@ -402,30 +448,29 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "asv.log"
-    report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "command": "alert", "base": base, "head": head, "base_rev": base_rev,
-        "head_rev": head_rev, "bench": options.bench, "selected": selected, "settings": asdict(settings),
-        "processes": plan[0] if plan else None, "processes_planned": plan, "processes_source": why,
-        "stages_planned": stages, "max_minutes": options.max_minutes, "order_seed": None if options.stored else seed,
-        "undecided_ok": options.undecided_ok, "backends": list(environments),
-        "environments": list(environments.values()), "machine": machine,
-        "calibration": calibration.describe() if calibration else None, "asv_exit_status": None, "stages": []}
+    report = AlertDocument(
+        base=base, head=head, base_rev=base_rev, head_rev=head_rev, bench=options.bench, selected=selected,
+        settings=settings, processes=plan[0] if plan else None, processes_planned=plan, processes_source=why,
+        stages_planned=stages, max_minutes=options.max_minutes, order_seed=None if options.stored else seed,
+        undecided_ok=options.undecided_ok, backends=list(environments), environments=list(environments.values()),
+        machine=machine, calibration=calibration.describe() if calibration else None, asv_exit_status=None,
+        stages=[])
     runner = None
     if not options.stored:
         log.write_text("")
         runner = _Runner(repo, base, head, environments, log, seed, progress)
         record = runner.stage(1, plan[0], {b: [options.bench] for b in environments}, settings, stages, keys)
-        report["stages"].append(asdict(record))
-        report["asv_exit_status"] = max(record.asv_exit_status.values(), default=0)
+        report.stages.append(record)
+        report.asv_exit_status = max(record.asv_exit_status.values(), default=0)
     results = asvdata.read_results(repo, [base, head], options.bench, list(environments.values()), machine)
     before, after = results[base], results[head]
     if not before or not after:
         missing = " and ".join(name for name, cells in (("base", before), ("head", after)) if not cells)
         where = "run `asv run --record-samples` on it first" if options.stored else "see asv.log"
-        report.update(comparisons=[], error=f"asv recorded no results for the {missing} commit ({where})",
-                      exit_status=EXIT_ERROR, verdict=VERDICTS[EXIT_ERROR])
+        report.error = f"asv recorded no results for the {missing} commit ({where})"
+        report.finish(EXIT_ERROR)
         write_report(out_dir, report)
-        return EXIT_ERROR, report
+        return EXIT_ERROR, report.to_dict()
     rows, tested = collect(before, after)
     for key in keys:  # selected, but asv stored nothing for it on either commit
         if key not in rows:
@@ -446,17 +491,15 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
     if stages == 2 and runner is not None:
         _second_stage(runner, report, rows, tested, first_stage, before, after, plan, settings, calibrated, family,
                       options, started)
-    comparisons = list(rows.values())
-    report["comparisons"] = [asdict(c) for c in comparisons]
-    report["tested_cells"] = family
-    if any(c.change == FAILED for c in comparisons) and not options.stored:
-        report["asv_errors"] = asvdata.errors_in_log(log.read_text())
-    status = exit_status(comparisons, options.undecided_ok)
-    report["exit_status"] = status
-    report["verdict"] = VERDICTS[status]
-    report["seconds"] = round(time.monotonic() - started, 1)
+    report.comparisons = list(rows.values())
+    report.tested_cells = family
+    if any(c.change == FAILED for c in report.comparisons) and not options.stored:
+        report.asv_errors = asvdata.errors_in_log(log.read_text())
+    status = exit_status(report.comparisons, options.undecided_ok)
+    report.finish(status)
+    report.seconds = round(time.monotonic() - started, 1)
     write_report(out_dir, report)
-    return status, report
+    return status, report.to_dict()
 
 
 def _note_lost(row: Comparison, b: Grouped, a: Grouped, requested: int) -> None:
@@ -474,7 +517,7 @@ def _missing_note(row: Comparison) -> str:
             "a failed round before the last one)")
 
 
-def _second_stage(runner: _Runner, report: dict[str, Any], rows: dict[str, Comparison],
+def _second_stage(runner: _Runner, report: AlertDocument, rows: dict[str, Comparison],
                   tested: dict[str, tuple[Grouped, Grouped]], first_stage: dict[str, decide.CellDecision],
                   before: dict[str, asvdata.CellResult], after: dict[str, asvdata.CellResult], plan: list[int],
                   settings: DecisionSettings, calibrated: dict[str, float] | None, family: int,
@@ -521,8 +564,8 @@ def _second_stage(runner: _Runner, report: dict[str, Any], rows: dict[str, Compa
         regexes.setdefault(backend(key), []).append("^" + re.escape(before[key].name) + "$")
     runner.progress(f"stage 1 left {len(going)} cell(s) inconclusive: a second stage of {more} processes per commit")
     record = runner.stage(2, more, regexes, settings, 2, going)
-    report["stages"].append(asdict(record))
-    report["asv_exit_status"] = max([report["asv_exit_status"] or 0, *record.asv_exit_status.values()])
+    report.stages.append(record)
+    report.asv_exit_status = max([report.asv_exit_status or 0, *record.asv_exit_status.values()])
     environments = sorted({before[k].env_name for k in going})
     now = asvdata.read_results(runner.repo, [runner.base, runner.head], options.bench, environments)
     data: dict[str, tuple[decide.Values, decide.Values]] = {}
@@ -685,13 +728,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out_dir: str, report: dict[str, Any]) -> tuple[Path, Path]:
+def write_report(out_dir: str, report: AlertDocument) -> tuple[Path, Path]:
+    """alert.json and alert.md in `out_dir`."""
     from fitbench.report.io import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     md = out / "alert.md"
-    write_json_atomic(str(out / "alert.json"), report)
-    write_text_atomic(md, render_markdown(report))
+    doc = report.to_dict()
+    write_json_atomic(str(out / "alert.json"), doc)
+    write_text_atomic(md, render_markdown(doc))
     return md, out / "alert.json"
 
 

@@ -55,20 +55,27 @@ def claim_output(target: str, shown: str | None = None) -> None:
             except FileNotFoundError:
                 pass
             continue
+        except OSError as exc:  # a folder that passed os.access but takes no new file (/proc as root, read-only)
+            raise UsageError(f"cannot write {shown or target}: {exc.strerror or exc}") from None
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
+        if not _CLAIMED:
+            atexit.register(release_outputs)
         _CLAIMED.add(lock)
-        atexit.register(_release, lock)
         return
 
 
-def _release(lock: str) -> None:
-    try:
-        with open(lock) as f:
-            if f.read().strip() == str(os.getpid()):
-                os.unlink(lock)
-    except OSError:
-        pass
+def release_outputs() -> None:
+    """Remove this process's output locks (at exit; a test that runs many commands in one process, between
+    them)."""
+    for lock in list(_CLAIMED):
+        _CLAIMED.discard(lock)
+        try:
+            with open(lock) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(lock)
+        except OSError:
+            pass
 
 
 def check_output_dir(path: str, name: str) -> str:
@@ -126,3 +133,15 @@ def finite_or_null(value: Any) -> Any:
 def utc_stamp() -> str:
     """Now, UTC, ISO 8601 to the second: the `started`/`finished`/`created` of every document."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def cache_dir(kind: str) -> str:
+    """$XDG_CACHE_HOME/fitbench/KIND (~/.cache/fitbench/KIND), made if it can be; else the temporary folder's."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (os.path.join(cache, "fitbench", kind), os.path.join(tempfile.gettempdir(), f"fitbench-{kind}")):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            return folder
+        except OSError:
+            continue
+    return tempfile.gettempdir()

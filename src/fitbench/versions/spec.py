@@ -48,7 +48,8 @@ def _requirement(text: str, previous_name: str | None) -> Requirement:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise UsageError(f"versions: {text!r} is not a requirement pip understands ({exc})") from None
+        raise UsageError(f"versions: {text!r} is not a requirement pip understands "
+                         f"({str(exc).strip().splitlines()[0]})") from None
     if req.url or req.marker:
         raise UsageError(f"versions: {text!r}: give a package and a version from the package index, "
                          "not a URL or an environment marker")
