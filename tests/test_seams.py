@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+
+import pytest
 
 PROBE = """
 import importlib, pkgutil, sys
@@ -142,3 +145,62 @@ def test_temporary_folders_left_by_a_killed_fitbench_are_swept(tmp_path, monkeyp
         assert sweep_stale_tempdirs() == [str(dead)]
         assert os.path.isdir(mine)  # this process's own is kept
     assert not os.path.exists(mine) and users.is_dir()
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # our own child: reap it, or it stays a zombie that kill(pid, 0) still finds
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _pid_from(path, seconds: float = 10.0) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
+
+
+def test_a_stopped_tool_takes_its_own_children_with_it(tmp_path):
+    # asv, pip and a nested fitbench start processes of their own: Ctrl-C (or SIGTERM, which fitbench turns into
+    # it) must leave none of them running
+    import signal
+    import threading
+
+    from fitbench.isolation import run_process_group
+
+    grandchild = tmp_path / "grandchild.pid"
+    script = f"sleep 60 & echo $! > {grandchild}; wait"
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_process_group(["bash", "-c", script])
+    finally:
+        timer.cancel()
+    assert _wait_gone(_pid_from(grandchild))
+
+
+def test_a_tool_dies_with_a_fitbench_killed_outright(tmp_path):
+    from fitbench.isolation import run_process_group
+
+    tool_pid = tmp_path / "tool.pid"
+    tool = f"import os, time; open({str(tool_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from fitbench.isolation import run_process_group; "
+                               f"run_process_group([sys.executable, '-c', {tool!r}])"])
+    pid = _pid_from(tool_pid)
+    parent.kill()  # SIGKILL: no handler of fitbench's runs
+    parent.wait()
+    assert _wait_gone(pid)
+    assert run_process_group([sys.executable, "-c", "raise SystemExit(4)"]) == 4

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,39 @@ def die_with_parent(parent_pid: int | None) -> None:
         return
     if parent_pid is not None and os.getppid() != parent_pid:  # it died before the line above
         os._exit(1)
+
+
+# Exec'd in front of a tool's command: the tool gets SIGTERM when fitbench dies, even by SIGKILL (the death
+# signal survives exec), instead of running on to no one; a preexec_fn would do it unsafely in a threaded parent.
+_DIE_WITH_PARENT_EXEC = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15); "
+                         "os.getppid() == int(sys.argv[1]) or os._exit(1); os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+def run_process_group(cmd: list[str], grace_s: float = 5.0, **popen_kwargs: Any) -> int:
+    """Run a tool that starts processes of its own (asv, pip, a nested fitbench) in a process group of its own
+    and return its exit status. Ctrl-C, SIGTERM or an error here stop the whole group: SIGTERM, `grace_s` to
+    finish, then SIGKILL, every process reaped before this returns; on Linux the tool also dies with fitbench."""
+    if sys.platform.startswith("linux"):
+        cmd = [sys.executable, "-c", _DIE_WITH_PARENT_EXEC, str(os.getpid()), *cmd]
+    proc = subprocess.Popen(cmd, start_new_session=True, **popen_kwargs)
+    try:
+        return proc.wait()
+    except BaseException:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace_s)
+                os.killpg(proc.pid, signal.SIGKILL)  # what the tool's own children left running
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                pass
+            break
+        proc.wait()
+        raise
 
 
 OWNER_FILE = ".fitbench-owner"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fitbench.errors import UsageError
+from fitbench.isolation import run_process_group
 from fitbench.stacks import LEGACY_ENV, TF_KERAS
 
 if TYPE_CHECKING:
@@ -172,7 +173,8 @@ def run_asv(repo: str, commits: list[str], regexes: list[str], processes: int, l
             log.write(f"$ FITBENCH_PROCESSES={processes} {' '.join(cmd)}   # commits in this order: "
                       f"{' '.join(c[:10] for c in commits)}\n")
             log.flush()
-            return subprocess.run(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            # asv's own benchmark processes go with it when fitbench is stopped (its process group)
+            return run_process_group(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
     finally:
         os.unlink(hashes.name)
 

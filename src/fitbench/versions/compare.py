@@ -15,12 +15,12 @@ import math
 import os
 import platform
 import statistics
-import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from fitbench import __version__
-from fitbench.isolation import owned_tempdir, parent_env
+from fitbench.isolation import owned_tempdir, parent_env, run_process_group
 from fitbench.regress.decide import BETTER, WORSE, DecisionSettings, decide, usable_values
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import TF_KERAS, stack_name
@@ -117,10 +117,14 @@ def run_round(env: VersionEnv, settings: VersionsSettings, json_path: str,
     """One `fitbench run` of every cell with the column's interpreter: (its document or None, stderr's last line)."""
     cmd = [env.python or "python", "-m", "fitbench", "run", *settings.run_arguments(reverse_stacks), "--json",
            json_path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**parent_env(), "COLUMNS": "200"})
-    tail = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
-    last = tail[-1].strip() if tail else f"exit status {proc.returncode}"
-    if proc.returncode not in (0, 3) or not os.path.exists(json_path):  # 3: some cells failed, the rest stand
+    # the nested fitbench and its cells stop with this one (its process group)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        returncode = run_process_group(cmd, stdout=out, stderr=err, text=True, env={**parent_env(), "COLUMNS": "200"})
+        out.seek(0)
+        err.seek(0)
+        tail = [line for line in (err.read() or out.read()).splitlines() if line.strip()]
+    last = tail[-1].strip() if tail else f"exit status {returncode}"
+    if returncode not in (0, 3) or not os.path.exists(json_path):  # 3: some cells failed, the rest stand
         return None, last
     with open(json_path) as f:
         return json.load(f), last
