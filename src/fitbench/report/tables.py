@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -80,21 +81,22 @@ def not_ok_lines(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _wide_run_table(records: list[dict[str, Any]]) -> Table:
-    table = _Table(title="fit loop (median over timed steps; seed epoch = 1 sample + validation; "
-                        "raw = the framework's own training step; raw/fit = efficiency)")
-    for name, justify in (("backend", "left"), ("kind", "left"), ("api", "left"), ("jit req→eff", "left"),
-                          ("variant", "left"), ("device", "left"), ("batch", "right"), ("median ms", "right"),
-                          ("IQR ms", "right"), ("samples/s", "right"), ("GFLOP/s", "right"), ("% of probe", "right"),
-                          ("raw ms", "right"), ("raw/fit", "right"), ("first step s", "right"),
-                          ("peak RSS MiB", "right"), ("status", "left")):
-        table.add_column(name, justify=justify)
+    table = _Table(title="fit loop (median over timed steps; seed epoch = 1 sample + validation; raw = the "
+                        "framework's own training step; raw/fit = efficiency; 1st step s = the first step, compile "
+                        "included; RSS = peak resident memory)")
+    # what ran in one wrapping column, as in the compact table, headers on two lines and no column rules,
+    # so that every number fits 100 columns
+    table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
+    table.add_column("cell", min_width=16)
+    for name in ("batch", "median\nms", "IQR\nms", "samples/s", "GFLOP\n/s", "%\nprobe", "raw\nms", "raw/\nfit",
+                 "1st\nstep s", "RSS\nMiB"):
+        table.add_column(name, justify="right")
+    table.add_column("status", min_width=6)
     for r in records:
         ok = r.get("status") == "ok"
         raw = r.get("raw_step_time_s") if ok else None
-        model = r.get("model", "seed")
-        api = r["api"] if model == "seed" else f"{model} {r['api']}"
         table.add_row(
-            stack_name(r), r["kind"], api, _jit_cell(r), _variant(r), r["device"],
+            _cell_text(r),
             str(r["batch_size"]),
             _fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
             _fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
@@ -245,11 +247,15 @@ def determinism_table(doc: dict[str, Any]) -> Table:
     model = (doc.get("settings", {}).get("model") or {}).get("source", "seed")
     table = _Table(title=f"determinism of {model} on {stack_name(doc)}: bit-identity of training "
                         f"({jit})")
-    for name in ("a", "b", "scope", "identical", "init identical", "first divergent epoch", "max ULP",
-                 "max |Δ pred|", "cos(a, y)", "cos(b, y)"):
-        table.add_column(name)
+    table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False  # ten columns fit 100
+    for name, width in (("a", 10), ("b", 10), ("scope", None), ("bits\nsame", None), ("init\nsame", None),
+                        ("first\ndivergent\nepoch", None)):
+        table.add_column(name, min_width=width)
+    for name in ("max ULP", "max\n|Δ pred|", "cos(a, y)", "cos(b, y)"):  # numbers: never folded
+        table.add_column(name, justify="right")
     for p in doc["pairs"]:
-        table.add_row(p["a"], p["b"], p["scope"], "[green]yes[/]" if p["identical"] else "[bold red]NO[/]",
+        table.add_row(p["a"], p["b"], p["scope"].replace("_", " "),
+                      "[green]yes[/]" if p["identical"] else "[bold red]NO[/]",
                       "yes" if p["identical_initial_weights"] else "no",
                       "-" if p["first_divergent_epoch"] is None else str(p["first_divergent_epoch"]),
                       str(p["max_ulp"]), f"{p['max_abs_diff_predictions']:.3g}",
@@ -391,8 +397,8 @@ def versions_table(doc: dict[str, Any]) -> Table:
                         f"{doc['reference']} (or, marked, Keras 3 vs tf-keras in the same column) [95 % CI], "
                         f"Holm α = {st['alpha']} over every ratio")
     table.add_column("cell")
-    for label in labels:
-        table.add_column(escape(label), justify="right")
+    for label in labels:  # a line per fact, so three versions fit 100 columns; min_width keeps a number whole
+        table.add_column(escape(label), justify="right", no_wrap=False, overflow="fold", min_width=18)
     for row in doc["cells"]:
         cells = []
         for label in labels:
@@ -407,8 +413,8 @@ def versions_table(doc: dict[str, Any]) -> Table:
                 verdict = f"[{colour}]{comp['verdict']}[/]" if colour else comp["verdict"]
                 versus = " vs Keras 2" if comp["reference"].startswith(TF_KERAS) else ""
                 interval = (f"[{comp['ci_low']:.2f}, {comp['ci_high']:.2f}]" if comp["ci_low"] is not None
-                            else "[no interval: too few processes]")
-                text += f"\n{comp['speed_ratio']:.2f}× {interval} {verdict}{versus}"
+                            else "[too few processes]")
+                text += f"\n{comp['speed_ratio']:.2f}× {interval}\n{verdict}{versus}"
             cells.append(text)
         table.add_row(row["cell"], *cells)
     return table
