@@ -54,7 +54,7 @@ def test_bisect_names_the_planted_commit_with_its_evidence_and_cost(history, tmp
     (evidence,) = doc["culprit_evidence"]
     assert evidence["change"] == "worse" and 1.15 < evidence["ratio"] < 1.45 and evidence["ci_low"] > 1.05
     assert result.stdout.startswith(f"**culprit: {history['slow'][:10]}**")
-    assert "Cost: 3 alert(s), 2 commit(s) measured besides GOOD and BAD" in result.stdout
+    assert "Cost: 3 step(s), 2 commit(s) measured besides GOOD and BAD" in result.stdout
     for step in doc["steps"]:  # every step's own alert report is kept
         assert (out / step["report"]).exists()
 

@@ -10,21 +10,32 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import asv_repo_flags, decision_flags, decision_settings, positive_int
+from fitbench.commands.common import asv_repo_flags, decision_flags, decision_settings, output_path, positive_int
+from fitbench.errors import UsageError
 
 NAME = "bisect"
-SUMMARY = "find the first commit on GOOD..BAD whose cells are worse than GOOD's, each step an interleaved alert"
+SUMMARY = ("find the first commit on GOOD..BAD whose cells are worse than GOOD's, each step an interleaved alert; "
+           "with --package, the first released version of a dependency")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(NAME, help=SUMMARY)
-    p.add_argument("good", help="a commit without the regression (e.g. the alert's BASE)")
-    p.add_argument("bad", help="a commit with it (e.g. the alert's HEAD); GOOD must be on its first-parent history")
+    p.add_argument("good", help="a commit without the regression (e.g. the alert's BASE); with --package, a version")
+    p.add_argument("bad", help="a commit with it (e.g. the alert's HEAD); GOOD must be on its first-parent history; "
+                               "with --package, a later version")
+    p.add_argument("--package", metavar="NAME", default=None,
+                   help="search NAME's released versions after GOOD up to BAD instead of commits (e.g. keras), each "
+                        "step a `fitbench versions GOOD,CANDIDATE` in versions' cached environments")
+    p.add_argument("--batch-sizes", default="256",
+                   help="with --package: the batch sizes of the seed network's cells (default 256)")
+    p.add_argument("--env-dir", default=None, metavar="DIR", type=output_path("--env-dir"),
+                   help="with --package: where the environments are cached (default as fitbench versions)")
     p.add_argument("--bench", default=None,
                    help="regular expression of asv benchmarks to look at first (default: the alert's); later "
                         "steps measure only the cells worse at BAD")
     p.add_argument("--processes", type=positive_int("--processes"), default=None, metavar="N",
-                   help="processes per commit in each stage of each step (default: as the alert plans them)")
+                   help="processes per commit in each stage of each step (default: as the alert plans them; "
+                        "with --package 6 per version)")
     decision_flags(p)
     p.add_argument("--stages", type=int, choices=(1, 2), default=2,
                    help="2 (default): a step's inconclusive cells get a second stage; 1: one look")
@@ -37,6 +48,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
+    if args.package:
+        return _package(args)
+    for flag, given in (("--batch-sizes", args.batch_sizes != "256"), ("--env-dir", args.env_dir)):
+        if given:
+            raise UsageError(f"{flag} goes with --package (a commit bisection measures asv's benchmarks)")
     from fitbench.regress import alert as alerts
     from fitbench.regress.bisect import bisect, render_markdown
     from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic
@@ -49,6 +65,49 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                   order_seed=args.order_seed, undecided_ok=args.undecided_ok).check()
     doc = bisect(args.repo, args.good, args.bad, args.out, decision_settings(args), request,
                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+    if out:
+        write_json_atomic(out, doc.to_dict())
+    print(render_markdown(doc))
+    print(f"report: {os.path.join(args.out, 'bisect.md')} and bisect.json")
+    if doc.verdict == "undecided":
+        sys.stderr.write(f"fitbench: undecided: {doc.note} (exit {doc.exit_status})\n")
+    return doc.exit_status
+
+
+def _package(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fitbench.regress.bisect import render_markdown
+    from fitbench.regress.decide import DecisionSettings
+    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic
+    from fitbench.stacks import parse_stack, require_seed_model
+    from fitbench.versions.bisect import bisect_package
+    from fitbench.versions.compare import VersionsSettings
+    from fitbench.versions.spec import parse_columns
+
+    for flag, given in (("--bench", args.bench), ("--order-seed", args.order_seed is not None),
+                        ("--repo", args.repo != ".")):
+        if given:
+            raise UsageError(f"{flag} is for a bisection over commits (asv); --package measures with fitbench versions")
+    parse_columns([f"{args.package}=={args.good},{args.bad}"])  # the package and versions, as versions reads them
+    backends, missing = options.backends(args.backend or "tensorflow")
+    if missing:
+        raise UsageError("; ".join(missing.values()))
+    require_seed_model([parse_stack(b) for b in backends], "seed")
+    options.batch_sizes(args.batch_sizes)
+    decision = DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
+    if args.processes is not None and args.processes < 2:
+        raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
+    check_output_dir(args.out, "--out")
+    if args.env_dir:
+        check_output_dir(args.env_dir, "--env-dir")
+    out = check_output_path(args.json) if args.json else None
+    settings = VersionsSettings(backends=",".join(backends), batch_sizes=args.batch_sizes,
+                                processes=args.processes or 6, alpha=decision.alpha, threshold=decision.threshold,
+                                min_change=decision.min_change)
+    doc = bisect_package(args.package, args.good, args.bad, args.out, settings,
+                         env_root=Path(args.env_dir) if args.env_dir else None, undecided_ok=args.undecided_ok,
+                         progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     if out:
         write_json_atomic(out, doc.to_dict())
     print(render_markdown(doc))

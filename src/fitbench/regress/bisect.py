@@ -38,7 +38,7 @@ from fitbench.regress.alert import (
 from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
 from fitbench.report.io import utc_stamp, write_json_atomic, write_text_atomic
 
-SCHEMA_VERSION = 1  # of the bisect document
+SCHEMA_VERSION = 2  # of the bisect document (2: `package`, for a search over a package's released versions)
 SAME, UNKNOWN, FAILED_STEP = "same", "unknown", "failed"
 VERDICTS = {EXIT_OK: "no regression in the range", EXIT_REGRESSION: "culprit found", EXIT_ERROR: "error",
             EXIT_UNDECIDED: "undecided"}
@@ -61,14 +61,14 @@ class CellEvidence:
 class BisectStep:
     """One alert of the search: GOOD against one candidate commit."""
 
-    index: int  # position of the candidate on GOOD..BAD, 1 = the first commit after GOOD
-    commit: str
+    index: int  # position of the candidate on GOOD..BAD, 1 = the first commit (or version) after GOOD
+    commit: str  # the candidate: a commit, or with `package` a released version
     subject: str
     answer: str  # worse | same | unknown | failed
     alert_exit_status: int
     cells: list[CellEvidence]
     seconds: float
-    report: str  # the step's alert.md, relative to the output folder
+    report: str  # the step's report (alert.md, or versions' JSON), relative to the output folder
 
 
 @dataclass
@@ -99,6 +99,8 @@ class BisectDocument:
     seconds: float
     fitbench_version: str
     finished: str
+    package: str | None = field(default=None, metadata={"doc": "null: GOOD and BAD are commits; else they are "
+                                                                 "released versions of this package"})
     command: str = "bisect"
     schema_version: int = SCHEMA_VERSION
 
@@ -155,6 +157,24 @@ def watched_bench(cells: list[str]) -> tuple[str, tuple[str, ...]]:
         if backend:
             backends.append(backend.rstrip("]"))
     return "^(" + "|".join(dict.fromkeys(names)) + ")$", tuple(dict.fromkeys(backends))
+
+
+def search(count: int, measure: Callable[[int], BisectStep]) -> tuple[int, int, int]:
+    """Binary search over positions 1..count of a range whose last position (BAD) was shown worse than GOOD.
+    Returns (status, low, high): position `low` is the last shown same as GOOD (0: GOOD itself) and `high` the
+    first shown worse; EXIT_REGRESSION when they are neighbours (`high` is the culprit), else the step that
+    could not tell stopped the search (EXIT_UNDECIDED, or EXIT_ERROR when it failed)."""
+    low, high = 0, count
+    while high - low > 1:
+        middle = (low + high) // 2
+        answer = measure(middle).answer
+        if answer == WORSE:
+            high = middle
+        elif answer == SAME:
+            low = middle
+        else:
+            return (EXIT_ERROR if answer == FAILED_STEP else EXIT_UNDECIDED), low, high
+    return EXIT_REGRESSION, low, high
 
 
 def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: DecisionSettings = DecisionSettings(),
@@ -218,18 +238,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
     else:
         bench, backends = watched_bench(watched)
         request = AlertOptions(**{**asdict(every_cell), "bench": bench, "backends": backends or options.backends})
-        low, high = 0, len(commits)  # commits[low - 1] is shown same as GOOD (0: GOOD), commits[high - 1] worse
-        status = EXIT_REGRESSION
-        while high - low > 1:
-            middle = (low + high) // 2
-            step, _ = measure(middle, request, watched)
-            if step.answer == WORSE:
-                high = middle
-            elif step.answer == SAME:
-                low = middle
-            else:
-                status = EXIT_ERROR if step.answer == FAILED_STEP else EXIT_UNDECIDED
-                break
+        status, low, high = search(len(commits), lambda index: measure(index, request, watched)[0])
         last_same = good if low == 0 else commits[low - 1]
         if status == EXIT_REGRESSION:
             culprit = commits[high - 1]
@@ -266,21 +275,30 @@ def _ratio(c: CellEvidence) -> str:
 
 def render_markdown(doc: BisectDocument) -> str:
     """bisect.md: the answer first, then every step with its evidence, then what it cost."""
+    package = doc.package
+    what = "version" if package else "commit"
     if doc.culprit:
         cells = "; ".join(f"{c.cell} {_ratio(c)}" for c in doc.culprit_evidence)
-        head = f"**culprit: {doc.culprit[:10]}** {doc.culprit_subject} — against GOOD: {cells}"
+        name = f"{package} {doc.culprit}" if package else f"{doc.culprit[:10]}** {doc.culprit_subject} **"
+        head = f"**culprit: {name}** — against GOOD: {cells}"
     else:
         head = f"**{doc.verdict}** — {doc.note}"
-    lines = [head, "", f"GOOD {doc.good[:10]} ({doc.good_rev}), BAD {doc.bad[:10]} ({doc.bad_rev}): "
-             f"{doc.commits_in_range} commits on the range (first parent); {doc.note}.", "",
-             "| step | commit | # on range | subject | answer | watched cells: candidate ÷ GOOD [95 % interval] "
-             "(stage) | minutes |", "|---|---|---|---|---|---|---|"]
+    if package:
+        span = (f"GOOD {package} {doc.good}, BAD {package} {doc.bad}: {doc.commits_in_range} released versions on "
+                f"the range; {doc.note}.")
+    else:
+        span = (f"GOOD {doc.good[:10]} ({doc.good_rev}), BAD {doc.bad[:10]} ({doc.bad_rev}): "
+                f"{doc.commits_in_range} commits on the range (first parent); {doc.note}.")
+    lines = [head, "", span, "",
+             f"| step | {what} | # on range | subject | answer | watched cells: candidate ÷ GOOD (time per step) "
+             "[95 % interval] (stage) | minutes |", "|---|---|---|---|---|---|---|"]
     for k, s in enumerate(doc.steps):
         cells = "<br>".join(f"{c.cell}: {c.change} {_ratio(c)}" + (f" (stage {c.stage})" if c.stage else "")
                             for c in s.cells) or "—"
         subject = s.subject.replace("|", "\\|")
-        lines.append(f"| {k} | {s.commit[:10]} | {s.index} | {subject} | **{s.answer}** | {cells} | "
-                     f"{s.seconds / 60:.1f} |")
-    lines += ["", f"Cost: {len(doc.steps)} alert(s), {doc.commits_measured} commit(s) measured besides GOOD and "
-              f"BAD, {doc.seconds / 60:.1f} min. Each step's report: `<out>/step-N-<commit>/alert.md`.", ""]
+        lines.append(f"| {k} | {s.commit if package else s.commit[:10]} | {s.index} | {subject} | **{s.answer}** | "
+                     f"{cells} | {s.seconds / 60:.1f} |")
+    each = "`<out>/step-N-<version>.json` (fitbench versions)" if package else "`<out>/step-N-<commit>/alert.md`"
+    lines += ["", f"Cost: {len(doc.steps)} step(s), {doc.commits_measured} {what}(s) measured besides GOOD and "
+              f"BAD, {doc.seconds / 60:.1f} min. Each step's report: {each}.", ""]
     return "\n".join(lines)
