@@ -56,6 +56,8 @@ class StepTime:
             open(marker, "w").write(str(count))
             if count == cfg["fail_process"]:
                 raise RuntimeError("planted failure in one process")
+        if cfg.get("broken") == kind:  # a benchmark that errors in every process of this commit
+            raise RuntimeError("planted failure in the benchmark")
         self.seconds = 0.02 * cfg["scale"] * LEVEL[kind]  # 20 ms: far above a scheduler tick under load
 
     def time_step(self, kind):
@@ -103,7 +105,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     toy_repo(repo)
     commits = {"base": commit(repo, "base"), "docs": commit(repo, "a documentation-only commit"),
                "slow": commit(repo, "30 % slower", scale=1.3),
-               "flaky": commit(repo, "one process fails", fail_process=2)}
+               "flaky": commit(repo, "one process fails", fail_process=2),
+               "broken": commit(repo, "the noisy benchmark raises", broken="noisy")}
     state = tmp_path_factory.mktemp("toy-state")
     subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo, check=True, capture_output=True)
     return {"repo": repo, "state": state, **commits}
@@ -190,3 +193,17 @@ def test_a_failed_round_is_reported_with_the_processes_that_came_back(toy, tmp_p
         assert c["note"].startswith("processes missing (head ") and "a round failed" in c["note"]
     # asv itself says nothing of a failed middle round: the report is the only place it shows
     assert "planted failure" not in (tmp_path / "flaky" / "asv.log").read_text()
+
+
+@pytest.mark.alert
+def test_a_benchmark_that_errors_is_listed_and_exits_2(toy, tmp_path):
+    result, report = alert(toy, "base", "broken", tmp_path / "broken", "--processes", "4", "--stages", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    by_kind = {c["params"]["kind"]: c for c in report["comparisons"]}
+    assert by_kind["'noisy'"]["change"] == "failed" and by_kind["'noisy'"]["failed_on"] == ["head"]
+    assert by_kind["'quiet'"]["change"] != "failed" and by_kind["'quiet'"]["before"] > 0  # what ran is reported
+    assert report["asv_errors"] == ["RuntimeError: planted failure in the benchmark"]
+    markdown = (tmp_path / "broken" / "alert.md").read_text()
+    assert "failed on head" in markdown and "RuntimeError: planted failure in the benchmark" in markdown
+    assert "benchmark failed on head: bench_toy.StepTime.time_step" in result.stderr
+    schema.validate(report)  # exit status 2 is in the alert's schema
