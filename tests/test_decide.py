@@ -311,6 +311,9 @@ def test_gate_decides_session_by_session(tmp_path):
                                                 "t[b256]": 0.006 * math.exp(rng.gauss(0, 0.02))}) for i in range(8)]
     aa = gate(base, same)
     assert aa["exit_status"] == 0 and {r["change"] for r in aa["rows"]} == {"equivalent"}
+    from fitbench import schema
+
+    schema.validate(aa)  # the gate's document is typed (GateDocument) and has its schema
     ab = gate(base, slow)
     by = {r["benchmark"]: r for r in ab["rows"]}
     assert ab["exit_status"] == 1 and by["t[b32]"]["change"] == "worse" and by["t[b256]"]["change"] != "worse"

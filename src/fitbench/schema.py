@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history")
+KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history", "gate")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -137,20 +137,32 @@ def build(kind: str) -> dict[str, Any]:
         return _document("explain", SCHEMA_VERSION, "fitbench explain --json", body,
                          {"divergence": divergence, "phase": phase_row})
     if kind == "versions":
-        from fitbench.versions.compare import SCHEMA_VERSION, CellRow, ColumnResult, Comparison, VersionsSettings
+        from fitbench.versions.compare import (
+            SCHEMA_VERSION,
+            CellRow,
+            ColumnResult,
+            Comparison,
+            VersionsDocument,
+            VersionsSettings,
+        )
         from fitbench.versions.envs import VersionEnv
 
+        refs = {VersionsSettings: "settings", ColumnResult: "column", CellRow: "cell", Comparison: "comparison"}
         column = dataclass_schema(ColumnResult)
         column["properties"]["env"] = {"$ref": "#/$defs/env"}
-        body = {"type": "object", "required": ["settings", "reference", "columns", "cells", "machine",
-                                               "fitbench_version", "started", "finished"],
-                "properties": {"settings": {"$ref": "#/$defs/settings"}, "reference": {"type": ["string", "null"]},
-                               "columns": {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/column"}},
-                               "cells": {"type": "array", "items": {"$ref": "#/$defs/cell"}}}}
+        body = dataclass_schema(VersionsDocument, refs)
+        body["properties"]["columns"]["minItems"] = 2
         return _document("versions", SCHEMA_VERSION, "fitbench versions --json", body,
                          {"settings": dataclass_schema(VersionsSettings), "env": dataclass_schema(VersionEnv),
                           "column": column, "cell": dataclass_schema(CellRow, {Comparison: "comparison"}),
                           "comparison": dataclass_schema(Comparison)})
+    if kind == "gate":
+        from fitbench.regress.decide import DecisionSettings
+        from fitbench.regress.gate import SCHEMA_VERSION, GateDocument, GateRow
+
+        refs = {DecisionSettings: "settings", GateRow: "row"}
+        return _document("gate", SCHEMA_VERSION, "fitbench gate --json", dataclass_schema(GateDocument, refs),
+                         {"settings": dataclass_schema(DecisionSettings), "row": dataclass_schema(GateRow)})
     if kind == "bisect":
         from fitbench.regress.bisect import SCHEMA_VERSION, BisectDocument, BisectStep, CellEvidence
 

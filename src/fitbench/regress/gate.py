@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,44 @@ from fitbench.regress import decide
 from fitbench.regress.decide import DecisionSettings
 
 SCHEMA_VERSION = 2  # 1: no equivalence test, exit 0 when undecided
+
+
+@dataclass
+class GateRow:
+    """One benchmark: base against head, one observation per session."""
+
+    benchmark: str
+    before: float | None = field(metadata={"doc": "median over the base sessions' medians (seconds)"})
+    after: float | None
+    change: str = field(metadata={"doc": "worse | better | equivalent | inconclusive"})
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_adjusted: float | None
+    p_equivalence_adjusted: float | None
+    sessions_base: int
+    sessions_head: int
+    sessions_dropped: list[int] = field(metadata={"doc": "[base, head]: missing, 0 or not finite"})
+    between_session_cv: float | None
+    min_detectable_change: float | None
+    note: str
+
+
+@dataclass
+class GateDocument:
+    """What `fitbench gate --json` writes (fitbench/schemas/gate.schema.json, built from this)."""
+
+    base: list[str]
+    head: list[str]
+    settings: DecisionSettings
+    undecided_ok: bool
+    rows: list[GateRow]
+    exit_status: int
+    command: str = "gate"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def read_sessions(paths: list[str]) -> dict[str, list[float | None]]:
@@ -56,18 +94,17 @@ def gate(base_paths: list[str], head_paths: list[str], settings: DecisionSetting
     for n in names:
         b, h = usable[n]
         d = decisions.get(n)
-        rows.append({"benchmark": n, "before": statistics.median(b.values) if b.values else None,
-                     "after": statistics.median(h.values) if h.values else None,
-                     "change": d.change if d else decide.INCONCLUSIVE, "ratio": d.ratio if d else None,
-                     "ci_low": d.ci_low if d else None, "ci_high": d.ci_high if d else None,
-                     "p_adjusted": d.p_adjusted if d else None,
-                     "p_equivalence_adjusted": d.p_equivalence_adjusted if d else None,
-                     "sessions_base": len(b.values), "sessions_head": len(h.values),
-                     "sessions_dropped": [b.dropped, h.dropped],
-                     "between_session_cv": d.log_sd if d else None,
-                     "min_detectable_change": d.min_detectable_change if d else None,
-                     "note": "" if d else "fewer than 2 usable sessions on a side (missing, 0 or not finite)"})
-    changes = {r["change"] for r in rows}
+        rows.append(GateRow(benchmark=n, before=statistics.median(b.values) if b.values else None,
+                            after=statistics.median(h.values) if h.values else None,
+                            change=d.change if d else decide.INCONCLUSIVE, ratio=d.ratio if d else None,
+                            ci_low=d.ci_low if d else None, ci_high=d.ci_high if d else None,
+                            p_adjusted=d.p_adjusted if d else None,
+                            p_equivalence_adjusted=d.p_equivalence_adjusted if d else None,
+                            sessions_base=len(b.values), sessions_head=len(h.values),
+                            sessions_dropped=[b.dropped, h.dropped], between_session_cv=d.log_sd if d else None,
+                            min_detectable_change=d.min_detectable_change if d else None,
+                            note="" if d else "fewer than 2 usable sessions on a side (missing, 0 or not finite)"))
+    changes = {r.change for r in rows}
     status = (1 if decide.WORSE in changes else 3 if decide.INCONCLUSIVE in changes and not undecided_ok else 0)
-    return {"schema_version": SCHEMA_VERSION, "command": "gate", "base": base_paths, "head": head_paths,
-            "settings": asdict(settings), "undecided_ok": undecided_ok, "rows": rows, "exit_status": status}
+    return GateDocument(base=base_paths, head=head_paths, settings=settings, undecided_ok=undecided_ok, rows=rows,
+                        exit_status=status).to_dict()

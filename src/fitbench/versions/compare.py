@@ -100,6 +100,25 @@ class ColumnResult:
     failures: list[str] = field(default_factory=list)  # a round whose `fitbench run` gave no document
 
 
+@dataclass
+class VersionsDocument:
+    """What `fitbench versions --json` writes (fitbench/schemas/versions.schema.json, built from this)."""
+
+    settings: VersionsSettings
+    reference: str | None = field(metadata={"doc": "the first ready column: every ratio is against it"})
+    columns: list[ColumnResult]
+    cells: list[CellRow]
+    machine: str
+    fitbench_version: str
+    started: str
+    finished: str
+    command: str = "versions"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def _cell_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return (stack_name(r), r.get("model", "seed"), r["api"], bool(r["jit_requested"]), r.get("variant", "plain"),
             r["device"], r["batch_size"], r.get("kind", "fit"))
@@ -164,12 +183,9 @@ def compare_versions(envs: list[VersionEnv], settings: VersionsSettings,
                         errors[key][env.label] = f"{r['status']}: {r.get('reason') or r.get('error')}"
     rows = [_row(key, values[key], jit_eff[key], errors[key], [envs[i].label for i in ready]) for key in keys]
     _decide(rows, [envs[i].label for i in ready], settings)
-    return {
-        "command": "versions", "schema_version": SCHEMA_VERSION, "settings": asdict(settings),
-        "reference": envs[ready[0]].label if ready else None,
-        "columns": [asdict(c) for c in columns], "cells": [asdict(r) for r in rows],
-        "machine": platform.node(), "fitbench_version": __version__, "started": started, "finished": utc_stamp(),
-    }
+    return VersionsDocument(settings=settings, reference=envs[ready[0]].label if ready else None, columns=columns,
+                            cells=rows, machine=platform.node(), fitbench_version=__version__, started=started,
+                            finished=utc_stamp()).to_dict()
 
 
 def _row(key: tuple[Any, ...], values: dict[str, list[float]], jit_eff: dict[str, bool | None],
@@ -270,10 +286,7 @@ def compare_asv_environments(repo: str, commit: str, regex: str, settings: Versi
     _decide(ordered, labels, settings)
     columns = [ColumnResult(VersionEnv(c, [c], READY, cached=True).to_dict(),
                             rounds_run=max((len(r.step_time_s[c]) for r in ordered), default=0)) for c in labels]
-    return {
-        "command": "versions", "schema_version": SCHEMA_VERSION,
-        "settings": {**asdict(settings), "processes": max((c.rounds_run for c in columns), default=0)},
-        "reference": labels[0], "columns": [asdict(c) for c in columns], "cells": [asdict(r) for r in ordered],
-        "machine": machine or asvdata.machine_name(), "fitbench_version": __version__,
-        "started": utc_stamp(), "finished": utc_stamp(),
-    }
+    settings = VersionsSettings(**{**asdict(settings), "processes": max((c.rounds_run for c in columns), default=0)})
+    return VersionsDocument(settings=settings, reference=labels[0], columns=columns, cells=ordered,
+                            machine=machine or asvdata.machine_name(), fitbench_version=__version__,
+                            started=utc_stamp(), finished=utc_stamp()).to_dict()
