@@ -182,6 +182,8 @@ def test_a_stopped_tool_takes_its_own_children_with_it(tmp_path):
 
     grandchild = tmp_path / "grandchild.pid"
     script = f"sleep 60 & echo $! > {grandchild}; wait"
+    # Ctrl-C's own handler, whatever this process inherited (a background job of a script ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -189,6 +191,7 @@ def test_a_stopped_tool_takes_its_own_children_with_it(tmp_path):
             run_process_group(["bash", "-c", script])
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert _wait_gone(_pid_from(grandchild))
 
 
