@@ -207,3 +207,24 @@ def test_a_tool_dies_with_a_fitbench_killed_outright(tmp_path):
     parent.wait()
     assert _wait_gone(pid)
     assert run_process_group([sys.executable, "-c", "raise SystemExit(4)"]) == 4
+
+
+def test_a_document_that_cannot_be_written_at_the_end_is_kept_and_said_where(tmp_path, monkeypatch, capsys):
+    # a full disk after an hour of measuring: the document goes to the cache, never lost, never a traceback
+    from fitbench.report import io
+
+    real = io.write_json_atomic
+    target = str(tmp_path / "full" / "det.json")
+
+    def full_disk(path: str, doc: dict) -> None:
+        if path == target:
+            raise OSError(28, "No space left on device")
+        real(path, doc)
+
+    monkeypatch.setattr(io, "write_json_atomic", full_disk)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kept = io.keep_document(target, {"command": "determinism", "pairs": [1, 2]})
+    assert kept.startswith(str(tmp_path / "cache" / "fitbench" / "documents" / "det-"))
+    assert __import__("json").loads(open(kept).read()) == {"command": "determinism", "pairs": [1, 2]}
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == f"fitbench: cannot write {target} (No space left on device); the document is kept in {kept} instead"

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         return status
     if not (args.base and args.head):
         raise UsageError("alert needs BASE and HEAD commits (or --from-html DIR)")
-    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_dir, check_output_path, keep_document
 
     check_output_dir(args.out, "--out")
     json_copy = check_output_path(args.json) if args.json else None
@@ -77,7 +77,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     status, report = alerts.alert(args.repo, args.base, args.head, args.out, settings, request,
                                   progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     if json_copy:
-        write_json_atomic(json_copy, report)
+        keep_document(json_copy, report)
     if report.get("error"):
         sys.stderr.write(f"fitbench: error: {report['error']}\n")
         return status

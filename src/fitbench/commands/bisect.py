@@ -55,7 +55,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
             raise UsageError(f"{flag} goes with --package (a commit bisection measures asv's benchmarks)")
     from fitbench.regress import alert as alerts
     from fitbench.regress.bisect import bisect, render_markdown
-    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_dir, check_output_path, keep_document
 
     check_output_dir(args.out, "--out")
     out = check_output_path(args.json) if args.json else None
@@ -66,7 +66,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     doc = bisect(args.repo, args.good, args.bad, args.out, decision_settings(args), request,
                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     if out:
-        write_json_atomic(out, doc.to_dict())
+        keep_document(out, doc.to_dict())
     print(render_markdown(doc))
     print(f"report: {os.path.join(args.out, 'bisect.md')} and bisect.json")
     if doc.verdict == "undecided":
@@ -79,7 +79,7 @@ def _package(args: argparse.Namespace) -> int:
 
     from fitbench.regress.bisect import render_markdown
     from fitbench.regress.decide import DecisionSettings
-    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_dir, check_output_path, keep_document
     from fitbench.stacks import parse_stack, require_seed_model
     from fitbench.versions.bisect import bisect_package
     from fitbench.versions.compare import VersionsSettings
@@ -109,7 +109,7 @@ def _package(args: argparse.Namespace) -> int:
                          env_root=Path(args.env_dir) if args.env_dir else None, undecided_ok=args.undecided_ok,
                          progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     if out:
-        write_json_atomic(out, doc.to_dict())
+        keep_document(out, doc.to_dict())
     print(render_markdown(doc))
     print(f"report: {os.path.join(args.out, 'bisect.md')} and bisect.json")
     if doc.verdict == "undecided":

@@ -39,7 +39,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.regress import alert as alerts
     from fitbench.regress.calibration import calibrate
     from fitbench.regress.decide import DecisionSettings
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import calibration_table
 
     DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         sys.stderr.write(f"fitbench: error: {exc}\n")
         return EXIT_FAILED
     if out:
-        write_json_atomic(out, result.to_dict())
+        keep_document(out, result.to_dict())
     console.print(calibration_table(result, DecisionSettings(alpha=args.alpha, threshold=args.threshold)))
     console.print(f"not stored (--no-store); {path} is unchanged" if args.no_store
                   else f"stored: {path} (fitbench alert reads it on this machine)")

@@ -69,7 +69,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
     from fitbench.models.check import check_in_child
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import determinism_table
 
     backends, _ = options.backends(args.backend)
@@ -95,7 +95,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
         return EXIT_FAILED
     if out:
-        write_json_atomic(out, doc)
+        keep_document(out, doc)
     console.print(determinism_table(doc))
     if doc["jit_note"]:
         console.print(f"[yellow]note:[/] {doc['jit_note']}")

@@ -38,7 +38,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.explain import EXIT_DIVERGED, EXIT_IDENTICAL, ExplainSettings, explain
     from fitbench.isolation import IsolatedError
     from fitbench.models.check import check_in_child
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import explain_report
 
     backends, _ = options.backends(args.backend)
@@ -65,6 +65,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
         sys.stderr.write(f"fitbench: explain failed: {exc}\n")
         return EXIT_FAILED
     if out:
-        write_json_atomic(out, doc)
+        keep_document(out, doc)
     console.print(explain_report(doc), highlight=False, markup=False, soft_wrap=True)
     return EXIT_IDENTICAL if doc["identical"] else EXIT_DIVERGED

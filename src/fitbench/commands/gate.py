@@ -26,13 +26,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.regress.gate import gate
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import gate_table
 
     settings = decision_settings(args)
     out = check_output_path(args.json) if args.json else None
     doc = gate(args.base, args.head, settings, undecided_ok=args.undecided_ok)
     if out:
-        write_json_atomic(out, doc)
+        keep_document(out, doc)
     console.print(gate_table(doc))
     return doc["exit_status"]

@@ -36,7 +36,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.errors import UsageError
     from fitbench.regress.history import history, render_markdown
-    from fitbench.report.io import check_output_dir, check_output_path, write_json_atomic, write_text_atomic
+    from fitbench.report.io import (
+        check_output_dir,
+        check_output_path,
+        keep_document,
+        keep_markdown,
+    )
 
     if not 0 <= args.min_change < 1:
         raise UsageError(f"--min-change must be between 0 and 1, got {args.min_change}")
@@ -47,10 +52,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
                   progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     os.makedirs(args.out, exist_ok=True)
     markdown = render_markdown(doc)
-    write_json_atomic(os.path.join(args.out, "history.json"), doc.to_dict())
-    write_text_atomic(os.path.join(args.out, "history.md"), markdown)
+    keep_document(os.path.join(args.out, "history.json"), doc.to_dict())
+    keep_markdown(os.path.join(args.out, "history.md"), markdown)
     if out:
-        write_json_atomic(out, doc.to_dict())
+        keep_document(out, doc.to_dict())
     print(markdown)
     print(f"report: {os.path.join(args.out, 'history.md')} and history.json")
     return doc.exit_status

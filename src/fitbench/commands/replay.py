@@ -25,14 +25,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.replay import replay_question
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import replay_table
 
     out = check_output_path(args.json) if args.json else None
     with console.status(f"replaying the question ({args.epochs} epochs, up to four processes)..."):
         doc = replay_question(epochs=args.epochs, seed=args.seed)
     if out:
-        write_json_atomic(out, doc.to_dict())
+        keep_document(out, doc.to_dict())
     console.print(replay_table(doc))
     console.print(f"Keras 3 with one shared optimizer: {doc.keras3_shared_outcome}")
     if doc.legacy_note:

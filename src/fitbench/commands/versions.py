@@ -63,7 +63,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
     from fitbench.models.choice import ZOO_APIS
     from fitbench.regress.decide import DecisionSettings
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import version_columns_table, versions_table
     from fitbench.versions.compare import VersionsSettings, compare_versions
     from fitbench.versions.envs import READY, ensure_env
@@ -116,7 +116,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         return EXIT_FAILED
     doc = compare_versions(envs, settings, log=lambda line: console.print(line, highlight=False, markup=False))
     if out:
-        write_json_atomic(out, doc)
+        keep_document(out, doc)
     console.print(version_columns_table([{**c["env"], "rounds_run": c["rounds_run"], "failures": c["failures"]}
                                          for c in doc["columns"]]))
     console.print(versions_table(doc))
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
 def _versions_from_asv(args: argparse.Namespace, console: Console) -> int:
     from fitbench.regress.asvdata import require_asv
-    from fitbench.report.io import check_output_path, write_json_atomic
+    from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import versions_table
     from fitbench.versions.compare import VersionsSettings, compare_asv_environments
 
@@ -148,6 +148,6 @@ def _versions_from_asv(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"asv has no per-process results of {args.bench!r} for {args.from_asv} on this machine "
                          "(run asv with --record-samples first)")
     if out:
-        write_json_atomic(out, doc)
+        keep_document(out, doc)
     console.print(versions_table(doc))
     return EXIT_OK

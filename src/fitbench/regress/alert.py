@@ -730,14 +730,14 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def write_report(out_dir: str, report: AlertDocument) -> tuple[Path, Path]:
     """alert.json and alert.md in `out_dir`."""
-    from fitbench.report.io import write_json_atomic, write_text_atomic
+    from fitbench.report.io import keep_document, keep_markdown
 
     out = Path(out_dir)
     md = out / "alert.md"
     doc = report.to_dict()
-    write_json_atomic(str(out / "alert.json"), doc)
-    write_text_atomic(md, render_markdown(doc))
-    return md, out / "alert.json"
+    kept = Path(keep_document(str(out / "alert.json"), doc))  # a full disk: kept elsewhere, and said where
+    keep_markdown(md, render_markdown(doc))  # the same Markdown goes to stdout
+    return md, kept
 
 
 # ---------- from a published report ----------

@@ -36,7 +36,7 @@ from fitbench.regress.alert import (
     alert,
 )
 from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
-from fitbench.report.io import utc_stamp, write_json_atomic, write_text_atomic
+from fitbench.report.io import keep_document, keep_markdown, utc_stamp
 
 SCHEMA_VERSION = 2  # of the bisect document (2: `package`, for a search over a package's released versions)
 SAME, UNKNOWN, FAILED_STEP = "same", "unknown", "failed"
@@ -261,8 +261,8 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         exit_status=EXIT_OK if status == EXIT_UNDECIDED and options.undecided_ok else status,
         verdict=VERDICTS[status], note=note, seconds=round(time.monotonic() - started, 1),
         fitbench_version=__version__, finished=utc_stamp())
-    write_json_atomic(out / "bisect.json", doc.to_dict())
-    write_text_atomic(out / "bisect.md", render_markdown(doc))
+    keep_document(str(out / "bisect.json"), doc.to_dict())
+    keep_markdown(out / "bisect.md", render_markdown(doc))
     return doc
 
 

@@ -145,3 +145,33 @@ def cache_dir(kind: str) -> str:
         except OSError:
             continue
     return tempfile.gettempdir()
+
+
+def keep_document(path: str, doc: dict[str, Any]) -> str:
+    """Write `doc` to `path`; when that fails at the end (a full disk, a path that passed the up-front check
+    but takes no file), keep it in the cache instead and say where on stderr, so that what was measured is
+    never lost to the output. Returns the path it is in."""
+    import sys
+    import time
+
+    try:
+        write_json_atomic(path, doc)
+        return path
+    except OSError as exc:
+        name = os.path.splitext(os.path.basename(path))[0] or "document"
+        fallback = os.path.join(cache_dir("documents"), f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json")
+        write_json_atomic(fallback, doc)
+        sys.stderr.write(f"fitbench: cannot write {path} ({exc.strerror or exc}); the document is kept in "
+                         f"{fallback} instead\n")
+        return fallback
+
+
+def keep_markdown(path: str | os.PathLike[str], text: str) -> None:
+    """Write a Markdown report; when that fails, say so in one line and go on: every command that writes one
+    also prints it, and its JSON holds every number (kept by keep_document)."""
+    import sys
+
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        sys.stderr.write(f"fitbench: cannot write {path} ({exc.strerror or exc}); the report is printed below\n")

@@ -36,7 +36,7 @@ from fitbench.regress.bisect import (
     step_answer,
 )
 from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE
-from fitbench.report.io import utc_stamp, write_json_atomic, write_text_atomic
+from fitbench.report.io import keep_document, keep_markdown, utc_stamp
 from fitbench.versions.compare import VersionsSettings, compare_versions
 from fitbench.versions.envs import READY, VersionEnv, ensure_env
 from fitbench.versions.spec import Column
@@ -152,7 +152,7 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
         t0 = time.monotonic()
         doc = measure(good, candidate)
         report = out / f"step-{len(steps)}-{candidate}.json"
-        write_json_atomic(str(report), doc)
+        report = Path(keep_document(str(report), doc))
         cells = evidence(doc, good_label, _column(package, candidate).label)
         if watched is not None:
             cells = [c for c in cells if c.cell in watched]
@@ -164,7 +164,8 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
             answer = step_answer(cells)
         result = BisectStep(index=index, commit=candidate, subject=f"{package} {candidate}", answer=answer,
                             alert_exit_status={WORSE: EXIT_REGRESSION, SAME: EXIT_OK}.get(answer, EXIT_UNDECIDED),
-                            cells=cells, seconds=round(time.monotonic() - t0, 1), report=report.name)
+                            cells=cells, seconds=round(time.monotonic() - t0, 1),
+                            report=report.name if report.parent == out else str(report))
         steps.append(result)
         progress(f"step {len(steps) - 1}: {package} {candidate} is {answer}")
         return result
@@ -199,7 +200,7 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
         exit_status=EXIT_OK if status == EXIT_UNDECIDED and undecided_ok else status, verdict=VERDICTS[status],
         note=note, seconds=round(time.monotonic() - started, 1), fitbench_version=__version__, finished=utc_stamp(),
         package=package)
-    write_json_atomic(str(out / "bisect.json"), doc.to_dict())
-    write_text_atomic(out / "bisect.md", render_markdown(doc))
+    keep_document(str(out / "bisect.json"), doc.to_dict())
+    keep_markdown(out / "bisect.md", render_markdown(doc))
     return doc
 
