@@ -100,12 +100,14 @@ def _explain(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
     return result.returncode, doc, result.stdout
 
 
+FORWARD = ("forward_noise", "forward", "1:forward_noise")
+GRADIENT = ("gradient_noise", "gradient", "0:sequential/dense/kernel")  # the gradient it passes back, first in order
+
+
+# each backend's trace, and each phase on two backends (CI's time: every case is two training processes)
 @pytest.mark.processes
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-@pytest.mark.parametrize("planted, phase, where", [
-    ("forward_noise", "forward", "1:forward_noise"),
-    ("gradient_noise", "gradient", "0:sequential/dense/kernel"),  # the gradient it passes back, first in order
-])
+@pytest.mark.parametrize("backend, planted, phase, where", [
+    ("tensorflow", *FORWARD), ("jax", *GRADIENT), ("torch", *FORWARD), ("torch", *GRADIENT)])
 def test_a_planted_noise_source_is_found_at_its_step_layer_and_phase(tmp_path, backend, planted, phase, where):
     status, doc, text = _explain(tmp_path, "--model", f"planted_models:{planted}", "--pair", "runs",
                                  "--samples", "8", "--batch-size", "4", "--epochs", "2", "--backend", backend)
