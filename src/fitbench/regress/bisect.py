@@ -279,8 +279,9 @@ def render_markdown(doc: BisectDocument) -> str:
     what = "version" if package else "commit"
     if doc.culprit:
         cells = "; ".join(f"{c.cell} {_ratio(c)}" for c in doc.culprit_evidence)
-        name = f"{package} {doc.culprit}" if package else f"{doc.culprit[:10]}** {doc.culprit_subject} **"
-        head = f"**culprit: {name}** — against GOOD: {cells}"
+        name = f"**culprit: {package} {doc.culprit}**" if package else (
+            f"**culprit: {doc.culprit[:10]}** {doc.culprit_subject}")
+        head = f"{name} — against GOOD: {cells}"
     else:
         head = f"**{doc.verdict}** — {doc.note}"
     if package:
