@@ -29,12 +29,12 @@ import time
 import uuid
 from pathlib import Path
 
-SMALL = ["--widths", "16,16", "--input-dim", "32", "--output-dim", "8", "--samples", "64"]
+SMALL = ["--widths", "16,16"]
 # Each command, small, with the output it writes ({out} is the output path, {dir} the command's folder).
 COMMANDS = {
     "run": ["run", *SMALL, "--api", "functional,sequential", "--batch-sizes", "2,4,8", "--jit", "off",
             "--backend", "tensorflow,jax", "--no-floor", "--json", "{out}"],
-    "determinism": ["determinism", *SMALL, "--epochs", "30", "--json", "{out}"],
+    "determinism": ["determinism", *SMALL, "--epochs", "30", "--samples", "64", "--json", "{out}"],
     "explain": ["explain", "--pair", "nudge", "--api", "functional", "--epochs", "3", "--widths", "16,16",
                 "--json", "{out}"],
     "replay": ["replay", "--epochs", "50", "--json", "{out}"],
@@ -70,8 +70,13 @@ def _tagged(tag: str) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
-def _temp_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "fitbench-*")))
+def _temp_dirs(tmp: Path) -> set[str]:
+    return set(glob.glob(os.path.join(tmp, "fitbench-*")))
+
+
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _whole_json(path: Path) -> tuple[bool | None, int | None]:
@@ -98,16 +103,21 @@ def trial(command: str, fault: str, workdir: Path, first_child_s: float, extra_e
         return {"command": command, "fault": fault, "skipped": "cannot mount a tmpfs (not root?)"}
     out = out_dir / "out.json"
     tag = f"FITBENCH_FAULT_TAG={uuid.uuid4().hex}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_CACHE_HOME": str(folder / "cache"),
+    tmp = folder / "tmp"  # the command's own temporary folder: what it leaves there is its own
+    tmp.mkdir()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_CACHE_HOME": str(folder / "cache"), "TMPDIR": str(tmp),
            tag.split("=")[0]: tag.split("=")[1], **extra_env}
     argv = [a.replace("{out}", str(out)).replace("{dir}", str(out_dir)) for a in COMMANDS[command]]
     if command == "alert":
         out = out_dir / "alert-report" / "alert.json"
-    temps_before = _temp_dirs()
+    temps_before = _temp_dirs(tmp)
     started = time.monotonic()
+    # its own session, so that our Ctrl-C never reaches it by accident; SIGINT and SIGHUP at their defaults, as
+    # a terminal starts a command (under nohup, or as a background job of a script, a command inherits them
+    # ignored, and keeps them ignored: that is what nohup is for)
     proc = subprocess.Popen([sys.executable, "-m", "fitbench", *argv], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # our own Ctrl-C never reaches it by accident
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
     # wait until a child of the command runs, and for `first_child_s` more (a cell well under way)
     while time.monotonic() - started < 300 and proc.poll() is None:
         if [p for p in _tagged(tag.split("=")[1]) if p != proc.pid]:
@@ -116,11 +126,11 @@ def trial(command: str, fault: str, workdir: Path, first_child_s: float, extra_e
     time.sleep(first_child_s)
     applied_after = round(time.monotonic() - started, 1)
     if fault == "full-disk":
-        with open(out_dir / "filler", "wb") as f:  # leave the disk full for the command's last write
-            try:
+        try:  # leave the disk full for the command's last write (the close fails, full)
+            with open(out_dir / "filler", "wb") as f:
                 f.write(b"\0" * 64 * 1024)
-            except OSError:
-                pass
+        except OSError:
+            pass
         stdout, stderr = proc.communicate(timeout=1800)
     elif fault == "SIGKILL":
         proc.kill()
@@ -140,14 +150,16 @@ def trial(command: str, fault: str, workdir: Path, first_child_s: float, extra_e
         except OSError:
             pass
     whole, kept = _whole_json(out)
-    kept_elsewhere = sorted(str(p) for p in (folder / "cache").rglob("*.json")) if (folder / "cache").exists() else []
+    mine = folder / "cache" / "fitbench"
+    kept_elsewhere = sorted(str(p.relative_to(folder)) for p in mine.rglob("*.json")) if mine.exists() else []
     if fault == "full-disk":  # where the run said it kept its cells instead
         for line in stderr.splitlines():
             if "kept in" in line:
                 kept_elsewhere.append(line.strip())
-    # the next command sweeps what a killed fitbench left behind
-    subprocess.run([sys.executable, "-m", "fitbench", "versions", "--help"], capture_output=True, env=env)
-    temps_left = sorted(_temp_dirs() - temps_before)
+    # the next command sweeps what a killed fitbench left behind (any command that gets past its parser)
+    subprocess.run([sys.executable, "-m", "fitbench", "gate", "--base", "a.json", "b.json", "--head", "c.json",
+                    "d.json"], capture_output=True, env=env, cwd=folder)
+    temps_left = sorted(_temp_dirs(tmp) - temps_before)
     if fault == "full-disk":
         subprocess.run(["umount", str(out_dir)], capture_output=True)
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -155,21 +167,24 @@ def trial(command: str, fault: str, workdir: Path, first_child_s: float, extra_e
               "last_stderr_line": lines[-1][:300] if lines else "", "traceback": "Traceback" in stderr,
               "output_whole_json": whole, "cells_kept_in_output": kept, "kept_elsewhere": kept_elsewhere,
               "processes_left": len(alive), "temp_dirs_left": temps_left,
-              "stdout_tail": stdout.strip().splitlines()[-1][:200] if stdout.strip() else ""}
+              "stdout_tail": stdout.strip().splitlines()[-1][:200] if stdout.strip() else "",
+              "interrupted_line": next((x.strip() for x in (stdout + stderr).splitlines()
+                                        if "interrupted" in x), None)}
     shutil.rmtree(folder, ignore_errors=True)
     return result
 
 
 def summary(results: list[dict]) -> str:
-    rows = ["| command | fault | exit | what the user reads (last line on stderr) | output | cells kept | "
-            "processes left | temp folders left | traceback |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| command | fault | exit | what the user reads (the interrupted line, else stderr's last) | output | "
+            "cells kept | processes left | temp folders left | traceback |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if r.get("skipped"):
             rows.append(f"| {r['command']} | {r['fault']} | – | skipped: {r['skipped']} | | | | | |")
             continue
         output = {None: "none", True: "whole JSON", False: "**broken**"}[r["output_whole_json"]]
         kept = r["cells_kept_in_output"]
-        rows.append(f"| {r['command']} | {r['fault']} | {r['exit_status']} | {r['last_stderr_line'] or '–'} | "
+        said = r.get("interrupted_line") or r["last_stderr_line"] or "–"
+        rows.append(f"| {r['command']} | {r['fault']} | {r['exit_status']} | {said} | "
                     f"{output} | {'–' if kept is None else kept} | {r['processes_left']} | "
                     f"{len(r['temp_dirs_left'])} | {'**yes**' if r['traceback'] else 'no'} |")
     return "\n".join(rows)

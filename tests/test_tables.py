@@ -103,3 +103,25 @@ def test_the_table_fits_100_columns_without_cutting_a_number(name):
     for cell in (c for column in table.columns for c in column._cells):
         for number in re.findall(r"\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+", str(cell)):
             assert number in body, (name, number)
+
+
+def test_every_help_fits_100_columns(monkeypatch):
+    from fitbench.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")  # what argparse wraps its own part to
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if a.dest == "command"]
+    for name, text in [("fitbench", parser.format_help())] + [(n, p.format_help()) for n, p in sub.choices.items()]:
+        too_wide = [line for line in text.splitlines() if len(line) > 100]
+        assert not too_wide, (name, too_wide)
+
+
+def test_output_that_is_not_a_terminal_is_100_columns_or_columns(monkeypatch):
+    from fitbench.cli import _columns
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert _columns() == 100
+    monkeypatch.setenv("COLUMNS", "132")
+    assert _columns() == 132
+    monkeypatch.setenv("COLUMNS", "junk")
+    assert _columns() == 100

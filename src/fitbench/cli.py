@@ -18,10 +18,10 @@ from fitbench.errors import UsageError
 
 def description() -> str:
     """The top-level help: every command with its summary, from the commands themselves."""
-    lines = ["fitbench: how fast is your Keras fit loop, is its training deterministic, and did a commit change "
-             "either.", ""]
-    for module in COMMANDS:
-        wrapped = textwrap.wrap(module.SUMMARY, 86)
+    lines = ["fitbench: how fast is your Keras fit loop, is its training deterministic, and did a commit",
+             "change either?", ""]
+    for module in COMMANDS:  # 26 columns of name, the summary in the rest of 100
+        wrapped = textwrap.wrap(module.SUMMARY, 74)
         lines.append(f"  fitbench {module.NAME:<14} {wrapped[0]}")
         lines.extend(f"  {'':<23} {line}" for line in wrapped[1:])
     lines += ["", "Every cell runs in its own fresh process. Exit status: 0 ok, 1 found (a regression, a divergence),",
@@ -29,6 +29,13 @@ def description() -> str:
               "\"undecided\", too noisy to tell), 70 fitbench itself failed. `fitbench COMMAND --help` for each;",
               "docs/reference.md for all of it."]
     return "\n".join(lines)
+
+
+def _columns() -> int:
+    import os
+
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and int(text) >= 40 else 100
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if alias:  # after parsing: bad input stays one line
         sys.stderr.write(f"fitbench: note: `fitbench {alias}` is now `fitbench {ALIASES[alias]}`\n")
-    # A pipe or a CI log gets a wide table instead of rich's 80-column default.
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    # A pipe or a CI log: $COLUMNS when set, else 100 columns (every table fits 100 without cutting a number,
+    # tests/test_tables.py), instead of rich's 80-column default for output that is not a terminal.
+    console = Console() if sys.stdout.isatty() else Console(width=_columns())
     stop_on_signals()
     try:
         from fitbench.isolation import sweep_stale_tempdirs

@@ -45,6 +45,8 @@ def _requirement(text: str, previous_name: str | None) -> Requirement:
             raise UsageError(f"versions: {text!r} is a version with no package before it; "
                              f"write e.g. keras=={text.lstrip('=')}")
         text = f"{previous_name}{text if _OPERATOR.match(text) else '==' + text}"
+    if re.fullmatch(r"[A-Za-z0-9._-]+\s*(===|==|>=|<=|~=|!=|<|>)\s*", text):
+        raise UsageError(f"versions: {text!r} names no version after its operator; write e.g. {text.strip()}3.15.*")
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
