@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"fitbench: note: `fitbench {alias}` is now `fitbench {ALIASES[alias]}`\n")
     # A pipe or a CI log: $COLUMNS when set, else 100 columns (every table fits 100 without cutting a number,
     # tests/test_tables.py), instead of rich's 80-column default for output that is not a terminal.
-    console = Console() if sys.stdout.isatty() else Console(width=_columns())
+    # soft_wrap: a line of text (a path, a command to copy) is never broken by rich; the tables still fit.
+    console = Console(soft_wrap=True) if sys.stdout.isatty() else Console(width=_columns(), soft_wrap=True)
     stop_on_signals()
     try:
         from fitbench.isolation import sweep_stale_tempdirs
