@@ -175,16 +175,17 @@ def trial(command: str, fault: str, workdir: Path, first_child_s: float, extra_e
 
 
 def summary(results: list[dict]) -> str:
-    rows = ["| command | fault | exit | what the user reads (the interrupted line, else stderr's last) | output | "
-            "cells kept | processes left | temp folders left | traceback |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| command | fault | at s | exit | what the user reads (the interrupted line, else stderr's last) "
+            "| output | cells kept | processes left | temp folders left | traceback |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if r.get("skipped"):
-            rows.append(f"| {r['command']} | {r['fault']} | – | skipped: {r['skipped']} | | | | | |")
+            rows.append(f"| {r['command']} | {r['fault']} | | – | skipped: {r['skipped']} | | | | | |")
             continue
         output = {None: "none", True: "whole JSON", False: "**broken**"}[r["output_whole_json"]]
         kept = r["cells_kept_in_output"]
         said = r.get("interrupted_line") or r["last_stderr_line"] or "–"
-        rows.append(f"| {r['command']} | {r['fault']} | {r['exit_status']} | {said} | "
+        rows.append(f"| {r['command']} | {r['fault']} | {r['fault_after_s']:.0f} | {r['exit_status']} | {said} | "
                     f"{output} | {'–' if kept is None else kept} | {r['processes_left']} | "
                     f"{len(r['temp_dirs_left'])} | {'**yes**' if r['traceback'] else 'no'} |")
     return "\n".join(rows)
