@@ -86,7 +86,8 @@ def _package(args: argparse.Namespace) -> int:
     from fitbench.versions.spec import parse_columns
 
     for flag, given in (("--bench", args.bench), ("--order-seed", args.order_seed is not None),
-                        ("--repo", args.repo != ".")):
+                        ("--repo", args.repo != "."), ("--stages", args.stages != 2),
+                        ("--max-minutes", args.max_minutes != 30.0)):
         if given:
             raise UsageError(f"{flag} is for a bisection over commits (asv); --package measures with fitbench versions")
     parse_columns([f"{args.package}=={args.good},{args.bad}"])  # the package and versions, as versions reads them
