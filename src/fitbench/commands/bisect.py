@@ -54,8 +54,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
         if given:
             raise UsageError(f"{flag} goes with --package (a commit bisection measures asv's benchmarks)")
     from fitbench.regress import alert as alerts
-    from fitbench.regress.bisect import bisect, render_markdown
-    from fitbench.report.io import check_output_dir, check_output_path, keep_document
+    from fitbench.regress.bisect import bisect
+    from fitbench.report.io import check_output_dir, check_output_path
 
     check_output_dir(args.out, "--out")
     out = check_output_path(args.json) if args.json else None
@@ -65,6 +65,14 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                   order_seed=args.order_seed, undecided_ok=args.undecided_ok).check()
     doc = bisect(args.repo, args.good, args.bad, args.out, decision_settings(args), request,
                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
+    return _report(args, doc, out)
+
+
+def _report(args: argparse.Namespace, doc: Any, out: str | None) -> int:
+    """What both bisections print and keep: the Markdown, where the report is, an undecided search's line."""
+    from fitbench.regress.bisect import render_markdown
+    from fitbench.report.io import keep_document
+
     if out:
         keep_document(out, doc.to_dict())
     print(render_markdown(doc))
@@ -77,9 +85,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
 def _package(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fitbench.regress.bisect import render_markdown
     from fitbench.regress.decide import DecisionSettings
-    from fitbench.report.io import check_output_dir, check_output_path, keep_document
+    from fitbench.report.io import check_output_dir, check_output_path
     from fitbench.stacks import parse_stack, require_seed_model
     from fitbench.versions.bisect import bisect_package
     from fitbench.versions.compare import VersionsSettings
@@ -96,7 +103,10 @@ def _package(args: argparse.Namespace) -> int:
         raise UsageError("; ".join(missing.values()))
     require_seed_model([parse_stack(b) for b in backends], "seed")
     options.batch_sizes(args.batch_sizes)
-    decision = DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
+    decision = decision_settings(args)  # the commit bisection's checks and bounds
+    if decision.equivalence_alpha != DecisionSettings().equivalence_alpha:
+        raise UsageError("--equivalence-alpha does not go with --package: fitbench versions tests equivalence at "
+                         "--alpha")
     if args.processes is not None and args.processes < 2:
         raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
     check_output_dir(args.out, "--out")
@@ -109,10 +119,4 @@ def _package(args: argparse.Namespace) -> int:
     doc = bisect_package(args.package, args.good, args.bad, args.out, settings,
                          env_root=Path(args.env_dir) if args.env_dir else None, undecided_ok=args.undecided_ok,
                          progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
-    if out:
-        keep_document(out, doc.to_dict())
-    print(render_markdown(doc))
-    print(f"report: {os.path.join(args.out, 'bisect.md')} and bisect.json")
-    if doc.verdict == "undecided":
-        sys.stderr.write(f"fitbench: undecided: {doc.note} (exit {doc.exit_status})\n")
-    return doc.exit_status
+    return _report(args, doc, out)

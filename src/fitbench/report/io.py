@@ -7,7 +7,9 @@ import datetime as dt
 import json
 import math
 import os
+import sys
 import tempfile
+import time
 from typing import Any
 
 from fitbench.errors import UsageError
@@ -151,9 +153,6 @@ def keep_document(path: str, doc: dict[str, Any]) -> str:
     """Write `doc` to `path`; when that fails at the end (a full disk, a path that passed the up-front check
     but takes no file), keep it in the cache instead and say where on stderr, so that what was measured is
     never lost to the output. Returns the path it is in."""
-    import sys
-    import time
-
     try:
         write_json_atomic(path, doc)
         return path
@@ -169,8 +168,6 @@ def keep_document(path: str, doc: dict[str, Any]) -> str:
 def keep_markdown(path: str | os.PathLike[str], text: str) -> None:
     """Write a Markdown report; when that fails, say so in one line and go on: every command that writes one
     also prints it, and its JSON holds every number (kept by keep_document)."""
-    import sys
-
     try:
         write_text_atomic(path, text)
     except OSError as exc:
