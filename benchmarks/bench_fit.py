@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 
 from .common import (
@@ -9,6 +10,7 @@ from .common import (
     BACKEND,
     DEVICES,
     FIT_STEPS,
+    KERAS_MAJOR,
     PROCESSES,
     PROFILE,
     SEED,
@@ -20,6 +22,9 @@ from .common import (
     RawHarness,
     apply_threads,
     cached,
+    determinism_in_force,
+    determinism_switch_on,
+    device_env,
     efficiency,
     gflops_per_s,
     measure_peak,
@@ -31,6 +36,7 @@ from .common import (
     set_window,
     step_window,
     train_step_flops,
+    use_data_parallel,
 )
 
 # What Keras' jit_compile="auto" picks on a CPU: XLA on TensorFlow and JAX, eager on PyTorch (torch.compile
@@ -180,3 +186,67 @@ class StepTime(Benchmark):
     def time_step(self, batch_size: int) -> None:
         """Seconds per training step: one window (`fit` call) of step_window(batch) steps ÷ its steps."""
         self.harness.fit_steps(step_window(batch_size))
+
+
+class StepTimeDeterministic(StepTime):
+    """StepTime with the backend's determinism switch on (fitbench.determinism.switch: TF op determinism, torch's
+    deterministic algorithms, XLA's deterministic-ops flag; tf-keras: TensorFlow's): a slowdown that exists only
+    under the switch (TensorFlow 2.14's op determinism made one user's training eight times slower) shows
+    here and not in StepTime. Not in the alert's default set; `fitbench alert --bench 'StepTime'` watches
+    both. Each process turns the switch on before its framework starts: asv runs every benchmark in a fresh
+    process (launch_method spawn), and TensorFlow's switch cannot be turned off again."""
+
+    version = process_layout("StepTimeDeterministic 1", PROFILE["repeat"])
+
+    def setup(self, batch_size: int) -> None:
+        require(determinism_switch_on)
+        determinism_switch_on("tf-keras" if KERAS_MAJOR == 2 else BACKEND)
+        super().setup(batch_size)
+
+    def track_switch_in_force(self, batch_size: int) -> int:
+        """1 when the framework says the determinism switch is on in the benchmark's process."""
+        return int(determinism_in_force("tf-keras" if KERAS_MAJOR == 2 else BACKEND))
+
+    track_switch_in_force.unit = "switch on (1/0)"
+    track_switch_in_force.rounds = 1  # a fact of the process, not a timing: one process says it
+
+    def track_jit_effective(self, batch_size: int) -> int:
+        """1 when the step is compiled under the switch (Keras turns XLA off under TF op determinism)."""
+        return int(self.harness.jit_effective)
+
+    track_jit_effective.unit = "XLA on (1/0)"
+    track_jit_effective.rounds = 1
+
+
+class DataParallelStepTime(Benchmark):
+    """Seconds per training step of the functional fit loop at batch 256 over N devices
+    (keras.distribution.DataParallel, the batch split; fitbench.measure.distributed), on JAX, the backend with
+    Keras' distribution engine (n/a elsewhere). On a CPU the devices are simulated and share its cores: the
+    figure tracks what the distribution machinery costs across commits, not a speed-up."""
+
+    params = [[1, 2, 4]]
+    param_names = ["devices"]
+    rounds = PROCESSES
+    version = process_layout("DataParallelStepTime 1", PROFILE["repeat"])
+    timer = staticmethod(per_step_clock)
+    batch_size = 256
+
+    def setup(self, devices: int) -> None:
+        require(FitHarness, ModelSpec, use_data_parallel, device_env)
+        if BACKEND != "jax":
+            raise NotImplementedError(f"keras.distribution runs on jax; this environment is {BACKEND}")
+        select_device("cpu")
+        os.environ.update(device_env(BACKEND, "cpu", devices))  # before JAX starts: it reads it once
+        set_window(step_window(self.batch_size))
+
+        def make() -> FitHarness:
+            use_data_parallel(devices, "cpu")
+            harness = FitHarness("functional", True, self.batch_size, ModelSpec(), seed=SEED)
+            harness.warm_up(WARMUP_STEPS)
+            return harness
+
+        self.harness = cached(("data-parallel", devices), make)
+
+    def time_step(self, devices: int) -> None:
+        """Seconds per training step over `devices` devices: one window of step_window(256) steps ÷ its steps."""
+        self.harness.fit_steps(step_window(self.batch_size))

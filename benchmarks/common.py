@@ -60,6 +60,12 @@ RawHarness = safe_import("RawHarness", "fitbench.measure.raw", "fitbench.raw")
 measure_peak = safe_import("measure_peak", "fitbench.measure.peak", "fitbench.peak")
 check_determinism = safe_import("check_determinism", "fitbench.determinism.check", "fitbench.determinism")
 DeterminismSettings = safe_import("DeterminismSettings", "fitbench.determinism.settings")
+_switch_in_force = safe_import("in_force", "fitbench.determinism.switch")
+_default_switch = safe_import("default_switch", "fitbench.determinism.switch")
+_switch_env = safe_import("switch_env", "fitbench.determinism.switch")
+_turn_on = safe_import("turn_on", "fitbench.determinism.switch")
+use_data_parallel = safe_import("use_data_parallel", "fitbench.measure.distributed")
+device_env = safe_import("device_env", "fitbench.measure.distributed")
 gpu_names = safe_import("gpu_names", "fitbench.runtime")
 backend_missing = safe_import("backend_missing", "fitbench.runtime")
 gpu_driver_present = safe_import("gpu_driver_present", "fitbench.runtime")
@@ -205,6 +211,20 @@ def _determinism(apis: list[str], epochs: int, seed: int) -> Any:
         return check_determinism(DeterminismSettings(apis=tuple(apis), epochs=epochs, seed=seed, backend=BACKEND))
     backend = {} if BACKEND == "tensorflow" else {"backend": BACKEND}
     return check_determinism(apis, ModelSpec(), epochs=epochs, seed=seed, **backend)
+
+
+def _determinism_switch_on(stack: str) -> None:
+    """The stack's default determinism switch on in this benchmark's process: its environment first (JAX reads
+    XLA_FLAGS when it starts, which is after this in setup), then the call."""
+    name = _default_switch(stack)
+    for key, value in _switch_env(stack, name).items():  # appended to the user's XLA_FLAGS, not replacing them
+        os.environ[key] = f"{os.environ.get(key, '')} {value}".strip() if key == "XLA_FLAGS" else value
+    _turn_on(stack, name)
+
+
+# None (n/a) at a commit without fitbench.determinism.switch
+determinism_switch_on = _determinism_switch_on if _turn_on is not None else None
+determinism_in_force = (lambda stack: _switch_in_force(stack, None)) if _switch_in_force is not None else None
 
 
 def step_window(batch_size: int) -> int:

@@ -13,12 +13,16 @@
 #   BATCH_SIZES=32,2048,16384   the fit cells' batch sizes (default 32,256,2048)
 #   DETERMINISM_JIT=jax=on      jit of each backend's determinism check (default: the command's own, off)
 #   DETERMINISM_SWITCH=both     also check without the backend's determinism switch (default: with it only)
+#   DEVICES_BATCH_SIZES=256,4096 the data-parallel cells' global batches (JAX, with 2 GPUs or more)
+#   COST=0                      skip what the switch costs (`fitbench cost`, 6 processes a side) and which
+#                               layers it covers (`fitbench coverage` of COVERAGE_MODELS, default conv attention)
 #   DEADLINE=420                seconds for the whole script: each step gets what is left and is stopped
 #                               with Ctrl-C at the end (a stopped `fitbench run` keeps the cells it finished)
 #   PLOT=0                      no PNGs (a lent machine returns at most 8 files; `fitbench.report.plot`
 #                               redraws them from the JSON)
 # Writes into OUT_DIR: nvidia-smi.txt, run-gpu-<backend>.json (+ .png) per backend (fit cells, raw steps,
-# peak probe), determinism-<backend>[-noswitch].json, and summary.txt. Exit status: 0 when every step did
+# peak probe), determinism-<backend>[-noswitch].json, cost-gpu-<backend>.json, coverage-gpu-<backend>-<model>.json
+# and summary.txt. Exit status: 0 when every step did
 # what it should, else the number of steps that failed (each is named on stderr).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -107,6 +111,40 @@ if [ "${DETERMINISM_SWITCH:-on}" = both ]; then
       "$py" -m fitbench determinism --backend "$backend" --device gpu $(jit_of "$backend") --no-op-determinism \
       --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend-noswitch.json"
   done
+fi
+
+# What the determinism switch costs on the GPU (the published figures range from nothing to +746 %), with the
+# A/A, and which of the zoo's layers it covers there; a cost or an uncovered layer is a finding (exit 1), not a
+# failed step.
+if [ "${COST:-1}" = 1 ]; then
+  for backend in ${BACKENDS//,/ }; do
+    step "cost of the determinism switch on the GPU, $backend" "$py" -m fitbench cost --backend "$backend" \
+      --device gpu --batch-sizes "${COST_BATCH_SIZES:-256,4096}" --jit on --processes "${COST_PROCESSES:-6}" \
+      --cell-timeout 120 --json "$out/cost-gpu-$backend.json"
+    for model in ${COVERAGE_MODELS:-conv attention}; do
+      step "coverage of the switch on the GPU, $backend $model" bash -c '"$@"; rc=$?; [ "$rc" -le 1 ]' _ \
+        "$py" -m fitbench coverage --backend "$backend" --device gpu --model "$model" \
+        --json "$out/coverage-gpu-$backend-$model.json"
+    done
+  done
+fi
+
+# Data parallelism over the GPUs (keras.distribution.DataParallel, JAX): the speed-up and scaling table that
+# simulated CPU devices cannot give, and determinism at N against N and N against 1. Only with two GPUs or more.
+if [[ ",$BACKENDS," == *",jax,"* ]]; then
+  gpus=$("$py" -c 'from fitbench.runtime import gpu_names; print(len(gpu_names("jax")))' 2>/dev/null || echo 0)
+  if [ "${gpus:-0}" -ge 2 ]; then
+    counts=1; n=2
+    while [ "$n" -le "$gpus" ]; do counts="$counts,$n"; n=$((n * 2)); done
+    step "data parallelism over $gpus GPUs, jax" "$py" -m fitbench run --backend jax --device gpu --api functional \
+      --devices "$counts" --batch-sizes "${DEVICES_BATCH_SIZES:-256,4096}" --jit on --variant plain \
+      --no-seed-workload --cell-timeout 120 --json "$out/run-gpu-devices-jax.json"
+    step "determinism across GPU counts, jax" bash -c '"$@"; rc=$?; [ "$rc" -le 1 ]' _ \
+      "$py" -m fitbench determinism --backend jax --device gpu --api functional --devices "$counts" \
+      --samples 256 --batch-size 64 --epochs 2 --json "$out/determinism-gpu-devices-jax.json"
+  else
+    echo "data parallelism: ${gpus:-0} GPU(s) visible to jax, the devices cells need 2 or more" | tee -a "$out/summary.txt"
+  fi
 fi
 
 # The placement each record reports, one line per cell; a cell that is not "ok" (skipped: the backend saw

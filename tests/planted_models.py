@@ -62,3 +62,36 @@ def forward_noise():
 
 def gradient_noise():
     return _model(GradientNoise(name="gradient_noise"))
+
+
+class AlwaysNoise(keras.layers.Layer):
+    """Adds a tiny unseeded noise to its output in training: two processes part in its forward pass."""
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        noise = np.random.default_rng().normal(scale=1e-3, size=tuple(x.shape)).astype("float32")
+        return x + keras.ops.convert_to_tensor(noise)
+
+
+class RaisesUnderSwitch(keras.layers.Layer):
+    """Identity, beside an op its framework refuses under the determinism switch on a CPU: PyTorch's `put_`
+    (no deterministic implementation), TensorFlow's unseeded RandomUniform. JAX has no such op: identity."""
+
+    def call(self, x):
+        backend = keras.backend.backend()
+        if backend == "torch":
+            import torch
+
+            torch.zeros(2).put_(torch.tensor([0]), torch.tensor([1.0]))
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.raw_ops.RandomUniform(shape=[1], dtype=tf.float32, seed=0, seed2=0)
+        return x
+
+
+def switch_coverage():
+    """Dense (covered), a layer the switch cannot make deterministic, Dense, a layer that raises under it."""
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh"), AlwaysNoise(name="noise"),
+                             keras.layers.Dense(4), RaisesUnderSwitch(name="refused")])

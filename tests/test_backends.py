@@ -162,16 +162,26 @@ def test_gpu_determinism_without_a_gpu_driver_is_refused(monkeypatch, capsys):
 
 
 @pytest.mark.processes
-def test_a_missing_backend_beside_one_that_runs_gives_skipped_cells(monkeypatch, tmp_path):
+def test_a_missing_backend_beside_one_that_runs_gives_skipped_cells_and_the_switch_axis_runs(monkeypatch, tmp_path,
+                                                                                             capsys):
+    """Also the determinism axis: the same TensorFlow cell with the switch off and on, each its own process; the
+    switch is in force in the second only, and Keras turned XLA off there (keras-team/keras#20315)."""
     monkeypatch.setattr("fitbench.stacks.backend_missing",
                         lambda b: None if b == "tensorflow" else f"the {b} backend needs the {b} package")
     out = tmp_path / "run.json"
     status = cli.main(["run", *SMALL, "--backend", "tensorflow,jax", "--api", "functional", "--batch-sizes", "2",
-                       "--jit", "off", "--variant", "plain", "--no-seed-workload", "--no-floor", "--json", str(out)])
+                       "--jit", "on", "--variant", "plain", "--no-seed-workload", "--no-floor", "--determinism",
+                       "both", "--json", str(out)])
     assert status == 0
-    records = {r["backend"]: r for r in load(out)["records"]}
-    assert records["tensorflow"]["status"] == "ok"
-    assert records["jax"]["status"] == "skipped" and "needs the jax package" in records["jax"]["reason"]
+    records = {(r["backend"], r["determinism"]): r for r in load(out)["records"]}
+    off, on = records["tensorflow", None], records["tensorflow", "op-determinism"]
+    assert off["status"] == on["status"] == "ok"
+    assert (off["determinism_in_force"], off["jit_effective"]) == (False, True)
+    assert (on["determinism_in_force"], on["jit_effective"]) == (True, False)
+    assert records["jax", None]["status"] == "skipped" and "needs the jax package" in records["jax", None]["reason"]
+    assert records["jax", "deterministic-ops"]["status"] == "skipped"
+    printed = capsys.readouterr().out
+    assert "the determinism switch: samples/s on ÷ off" in printed and "on→off" in printed
 
 
 @pytest.mark.parametrize("where, device, expected", [
@@ -204,8 +214,11 @@ def test_gpu_check_script_fails_every_gpu_step_where_there_is_no_gpu(tmp_path, w
                             text=True, env=env, timeout=900)
     failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED: ")]
     assert [f.split(" (exit")[0] for f in failed] == [
-        "FAILED: jax sees a GPU", "FAILED: determinism on the GPU, jax", "FAILED: every GPU cell ran on the GPU"]
-    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
+        "FAILED: jax sees a GPU", "FAILED: determinism on the GPU, jax",
+        "FAILED: cost of the determinism switch on the GPU, jax", "FAILED: coverage of the switch on the GPU, jax conv",
+        "FAILED: coverage of the switch on the GPU, jax attention", "FAILED: every GPU cell ran on the GPU"]
+    assert result.returncode == 6, result.stdout[-2000:] + result.stderr[-2000:]
     doc = load(out / "run-gpu-jax.json")
     assert doc["records"] and {r["status"] for r in doc["records"]} == {"skipped"}
-    assert "3 step(s) failed" in (out / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "6 step(s) failed" in summary and "the devices cells need 2 or more" in summary

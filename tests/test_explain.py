@@ -104,10 +104,11 @@ FORWARD = ("forward_noise", "forward", "1:forward_noise")
 GRADIENT = ("gradient_noise", "gradient", "0:sequential/dense/kernel")  # the gradient it passes back, first in order
 
 
-# each backend's trace, and each phase on two backends (CI's time: every case is two training processes)
+# each backend's trace, the gradient phase on two backends (CI's time: every case is two training processes; the
+# third forward case became coverage's real test below, which also traces PyTorch's layers)
 @pytest.mark.processes
 @pytest.mark.parametrize("backend, planted, phase, where", [
-    ("tensorflow", *FORWARD), ("jax", *GRADIENT), ("torch", *FORWARD), ("torch", *GRADIENT)])
+    ("tensorflow", *FORWARD), ("jax", *GRADIENT), ("torch", *GRADIENT)])
 def test_a_planted_noise_source_is_found_at_its_step_layer_and_phase(tmp_path, backend, planted, phase, where):
     status, doc, text = _explain(tmp_path, "--model", f"planted_models:{planted}", "--pair", "runs",
                                  "--samples", "8", "--batch-size", "4", "--epochs", "2", "--backend", backend)
@@ -154,3 +155,24 @@ def test_two_identical_runs_have_nothing_to_explain(tmp_path, backend):
                                  "--epochs", "2", "--backend", backend)
     assert status == 0 and doc["identical"] and doc["first_divergence"] is None and doc["steps_a"] == 2
     assert "nothing to explain" in text
+
+
+@pytest.mark.processes
+def test_coverage_tells_a_covered_layer_from_one_the_switch_cannot_fix_and_one_it_refuses(tmp_path):
+    """`fitbench coverage` on PyTorch, two fresh processes with torch.use_deterministic_algorithms(True): the Dense
+    layers identical, the layer with unseeded noise differs between the processes, the layer calling `put_` raises
+    with PyTorch's own message, and the whole compiled step is refused too; exit 1 (found)."""
+    out = tmp_path / "coverage.json"
+    result = run_cli("coverage", "--model", "planted_models:switch_coverage", "--backend", "torch", "--json",
+                     str(out), env=PLANTED)
+    assert result.returncode == 1, result.stdout + result.stderr
+    doc = json.loads(out.read_text())
+    schema.validate(doc)
+    (row,) = doc["rows"]
+    assert row["switch"] == "deterministic-algorithms" and row["switch_in_force"] is True
+    status = {layer["name"]: layer["status"] for layer in row["layers"]}
+    assert status == {"dense": "identical", "noise": "differs", "dense_1": "identical", "refused": "raises"}
+    refused = next(layer for layer in row["layers"] if layer["name"] == "refused")
+    assert refused["detail"].startswith("forward: RuntimeError: put_ does not have a deterministic implementation")
+    assert row["compiled_runs"] is False and row["compiled_error"].startswith("RuntimeError: put_ does not have")
+    assert "differs" in result.stdout and "put_ does" in result.stdout

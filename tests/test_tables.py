@@ -65,6 +65,30 @@ def _replay() -> Table:
     return tables.replay_table(replay.summarise(runs, 200, legacy_missing=False))
 
 
+def _switch_run_records() -> list[dict]:
+    """A run with --determinism both: the cost document's cells as run records (one process each)."""
+    doc = _load("cost-determinism-2026-11-30.json")
+    records = []
+    for c in doc["cells"]:
+        for column, switch in (("off", None), ("on", c["switch"])):
+            records.append({"status": "ok", "backend": c["backend"].replace("tf-keras", "tensorflow"),
+                            "keras_major": 2 if c["backend"] == "tf-keras" else 3, "kind": "fit", "api": c["api"],
+                            "jit_requested": c["jit_requested"], "jit_effective": c["jit_effective"][column],
+                            "variant": "plain", "device": "cpu", "batch_size": c["batch_size"],
+                            "determinism": switch, "samples_per_s": c["samples_per_s"][column]})
+    return records
+
+
+def _one(tables_: list[Table]) -> Table:
+    """coverage prints a table per backend: the widest is the one that must fit."""
+    def width(table: Table) -> int:
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(table, crop=False)
+        return max(len(line) for line in console.export_text().splitlines())
+
+    return max(tables_, key=width)
+
+
 def _gate() -> Table:
     row = {"benchmark": "benchmarks/micro/test_micro.py::test_train_step[b256-functional-jit_on]",
            "before": 0.0116128, "after": 0.0127432, "change": "inconclusive", "ratio": 1.0973, "ci_low": 0.92344,
@@ -87,6 +111,10 @@ TABLES = {
     "determinism": _determinism,
     "replay": _replay,
     "gate": _gate,
+    "cost": lambda: tables.cost_table(_load("cost-determinism-2026-11-30.json")),
+    "determinism switch (run)": lambda: tables.determinism_cost_run_table(_switch_run_records()),
+    **{f"coverage ({model})": (lambda model=model: _one(tables.coverage_table(
+        _load(f"coverage-{model}-2026-11-30.json")))) for model in ("conv", "text", "attention")},
 }
 
 

@@ -19,8 +19,9 @@ from conftest import SMALL, load, run_cli
 from fitbench import schema
 from fitbench.errors import UsageError
 from fitbench.options import backends
+from fitbench.regress.decide import FASTER, SLOWER
 from fitbench.stacks import parse_stack, stack_name
-from fitbench.versions.compare import FASTER, SLOWER, CellRow, VersionsSettings, _decide
+from fitbench.versions.compare import CellRow, VersionsSettings, _decide
 from fitbench.versions.envs import MARKER, READY, SKIPPED, ensure_env
 from fitbench.versions.spec import INSTALLED, Column, parse_columns
 

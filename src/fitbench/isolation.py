@@ -36,14 +36,17 @@ def parent_env() -> dict[str, str]:
 
 
 def process_env(stack: Stack | None = None, device: str = "cpu", *, threads: int | None = None,
-                op_determinism: bool = False) -> dict[str, str]:
+                op_determinism: bool | str | None = False, device_count: int = 1) -> dict[str, str]:
     """The environment of a framework child, the one place it is put together: the backend Keras picks at
     import, the Keras major version, a 'cpu' cell's hidden GPUs, the thread pools (None: the framework's
-    defaults) and the backend's determinism switch where it is an environment variable."""
+    defaults) and the backend's determinism switch where it is an environment variable (True: its default
+    switch, a name: that one of fitbench.determinism.switch) and a devices axis' simulated devices."""
+    from fitbench.measure.distributed import device_env
+
     stack = stack or Stack()
     return merge_env(parent_env(), {"KERAS_BACKEND": stack.backend}, hide_gpus_env(device),
                      thread_env(stack.backend, threads), determinism_env(stack.backend, op_determinism),
-                     stack.env())
+                     device_env(stack.backend, device, device_count), stack.env())
 
 
 def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") -> dict[str, str]:

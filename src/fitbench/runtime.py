@@ -12,6 +12,8 @@ import shutil
 import sys
 from typing import Any, Mapping
 
+from fitbench.determinism.switch import JAX_DETERMINISTIC_OPS, default_switch, switch_env
+
 # backend knowledge lives in fitbench.stacks; these names stay importable from here (benchmarks/common.py
 # safe_imports them from fitbench.runtime at every commit)
 from fitbench.stacks import backend_missing, framework_module, keras_module  # noqa: F401
@@ -77,6 +79,9 @@ def variable_device(model: Any) -> str:
     value = variable.value
     if callable(value):  # tf-keras: a tf.Variable, whose `value` is a method and which has its own device
         return str(getattr(variable, "device", "") or "")
+    devices = getattr(value, "devices", None)
+    if callable(devices) and len(devices()) > 1:  # a JAX array laid out on a mesh (keras.distribution)
+        return ",".join(sorted(str(d) for d in devices()))
     return str(getattr(value, "device", "") or "")
 
 
@@ -110,19 +115,16 @@ def thread_env(backend: str, threads: int | None) -> dict[str, str]:
 
 # JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
 # before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
-JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+JAX_DETERMINISM_FLAG = JAX_DETERMINISTIC_OPS
 
 
-def determinism_env(backend: str, op_determinism: bool) -> dict[str, str]:
+def determinism_env(backend: str, op_determinism: bool | str | None) -> dict[str, str]:
     """Environment a child with the backend's determinism switch on needs before its framework is imported
-    (TensorFlow's switch is a call in the child, enable_op_determinism, not a variable)."""
+    (True: the backend's default switch; a name: that switch of fitbench.determinism.switch). TensorFlow's
+    switch is a call in the child, enable_op_determinism, not a variable."""
     if not op_determinism:
         return {}
-    if backend == "jax":
-        return {"XLA_FLAGS": JAX_DETERMINISM_FLAG}
-    if backend == "torch":
-        return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # what torch's deterministic cuBLAS asks for on GPU
-    return {}
+    return switch_env(backend, op_determinism if isinstance(op_determinism, str) else default_switch(backend))
 
 
 def merge_env(base: Mapping[str, str], *parts: Mapping[str, str]) -> dict[str, str]:

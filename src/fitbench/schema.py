@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history", "gate")
+KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history", "gate", "cost",
+         "coverage")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -30,6 +31,8 @@ def _type_schema(hint: Any, refs: dict[type, str]) -> dict[str, Any]:
     if hint in refs:
         return {"$ref": f"#/$defs/{refs[hint]}"}
     if origin is list:
+        return {"type": "array", "items": _type_schema(args[0], refs)} if args else {"type": "array"}
+    if origin is tuple:  # a settings tuple crosses JSON as a list
         return {"type": "array", "items": _type_schema(args[0], refs)} if args else {"type": "array"}
     if origin is dict:
         return {"type": "object"}
@@ -178,6 +181,29 @@ def build(kind: str) -> dict[str, Any]:
                          dataclass_schema(HistoryDocument, refs),
                          {"cell": dataclass_schema(CellHistory, refs), "change_point": dataclass_schema(ChangePoint),
                           "drift": dataclass_schema(Drift)})
+    if kind == "cost":
+        from fitbench.determinism.cost import SCHEMA_VERSION, CostCell, CostDocument, CostSettings
+        from fitbench.regress.decide import SpeedComparison
+
+        refs = {CostSettings: "settings", CostCell: "cell", SpeedComparison: "comparison"}
+        return _document("cost", SCHEMA_VERSION, "fitbench cost --json", dataclass_schema(CostDocument, refs),
+                         {"settings": dataclass_schema(CostSettings), "cell": dataclass_schema(CostCell, refs),
+                          "comparison": dataclass_schema(SpeedComparison)})
+    if kind == "coverage":
+        from fitbench.determinism.coverage import (
+            SCHEMA_VERSION,
+            STATUSES,
+            CoverageDocument,
+            CoverageRow,
+            LayerCoverage,
+        )
+
+        refs = {CoverageRow: "row", LayerCoverage: "layer"}
+        layer = dataclass_schema(LayerCoverage)
+        layer["properties"]["status"]["enum"] = list(STATUSES)
+        return _document("coverage", SCHEMA_VERSION, "fitbench coverage --json",
+                         dataclass_schema(CoverageDocument, refs),
+                         {"row": dataclass_schema(CoverageRow, refs), "layer": layer})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

@@ -10,6 +10,8 @@ from fitbench.commands import (
     asv_init,
     bisect,
     calibrate,
+    cost,
+    coverage,
     determinism,
     explain,
     gate,
@@ -19,8 +21,8 @@ from fitbench.commands import (
     versions,
 )
 
-COMMANDS: tuple[ModuleType, ...] = (run, determinism, explain, replay, versions, alert, bisect, history, calibrate,
-                                    gate, asv_init)
+COMMANDS: tuple[ModuleType, ...] = (run, determinism, cost, coverage, explain, replay, versions, alert, bisect, history,
+                                    calibrate, gate, asv_init)
 ALIASES = {alias: module.NAME for module in COMMANDS for alias in getattr(module, "ALIASES", ())}
 
 

@@ -69,9 +69,10 @@ def output_path(name: str):  # noqa: ANN201 - argparse type factory
     return parse
 
 
-def model_flags(p: argparse.ArgumentParser, several_backends: bool = True, keras2: bool = True) -> None:
-    """The model, its data and its backend: run, determinism and explain."""
-    p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: all the model has)")
+def model_flags(p: argparse.ArgumentParser, several_backends: bool = True, keras2: bool = True,
+                api_default: str = "all the model has") -> None:
+    """The model, its data and its backend: run, determinism, cost and explain."""
+    p.add_argument("--api", help=f"comma-separated, from {', '.join(APIS)} (default: {api_default})")
     p.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default: the seed's 256,256,256)")
     which = "comma-separated Keras backends" if several_backends else "one Keras backend"
     p.add_argument("--backend", default=None,
@@ -157,3 +158,15 @@ def crash_log(argv: Sequence[str]) -> str:
         sys.stderr.write(text)
         return "the lines above"
 
+
+
+def switch_help() -> str:
+    """Every backend's determinism switches, for --switch's help (the first of each is its default)."""
+    from fitbench.determinism.switch import SWITCHES
+
+    return "; ".join(f"{backend} " + " | ".join(s.name for s in switches) for backend, switches in SWITCHES.items())
+
+
+def switch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--switch", metavar="BACKEND=NAME,...",
+                   help="which determinism switch, per backend (default each backend's first): " + switch_help())

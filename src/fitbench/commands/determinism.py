@@ -39,17 +39,27 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help="self-test: move one initial weight of API by one ULP (default: none)")
     det.add_argument("--runs", type=positive_int("--runs"), default=2,
                      help="separate training processes, each API compared across all of them (default 2, at least 2)")
+    det.add_argument("--devices", default="1", metavar="N,...",
+                     help="also train data-parallel on N devices (keras.distribution; JAX; simulated on a CPU), "
+                          "`--runs` processes each: N against N and N against the first count (default 1)")
+    det.add_argument("--hosts", type=positive_int("--hosts", 16), default=1, metavar="K",
+                     help="also train each device count that splits over K hosts as K local processes "
+                          "(jax.distributed over gloo: a cluster's code path), against one process (default 1)")
     return det
 
 
 def explain_command(args: argparse.Namespace, settings: Any, pair: dict[str, Any]) -> str:
     """The `fitbench explain` line that localises a pair `fitbench determinism` found different."""
     api_a, api_b = pair["a"].split("@")[0], pair["b"].split("@")[0]
+    devices = []
     if settings.nudge_api in (api_a, api_b):  # the pair differs by the nudge: explain the nudge
         kind, apis = "nudge", settings.nudge_api
+    elif pair["scope"] == "devices":  # N devices against one: "2dev-run1" names N
+        kind, apis = "devices", api_a
+        devices = [f"--devices {pair['a'].split('@')[1].split('dev-')[0]}"]
     else:
         kind, apis = ("apis", f"{api_a},{api_b}") if pair["scope"] == "api" else ("runs", api_a)
-    parts = ["fitbench explain", f"--pair {kind}", f"--api {apis}",
+    parts = ["fitbench explain", f"--pair {kind}", *devices, f"--api {apis}",
              f"--backend {settings.backend}", f"--epochs {pair['first_divergent_epoch'] or 1}"]
     for flag, value, default in (("--model", args.model, "seed"), ("--widths", args.widths, "256,256,256"),
                                  ("--seed", str(args.seed), "0"), ("--samples", str(args.samples), "1"),
@@ -68,6 +78,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.settings import DeterminismSettings
     from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
+    from fitbench.measure.distributed import parse_device_counts
     from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import determinism_table
@@ -83,7 +94,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         jit=args.jit == "on", seed=args.seed, samples=args.samples, batch_size=args.batch_size or args.samples,
         intra_op_threads=args.threads, inter_op_threads=1, op_determinism=not args.no_op_determinism,
         nudge_api=args.nudge, runs=args.runs, backend=stack.backend, keras_major=stack.keras_major,
-        device=args.device).check()
+        device=args.device, devices=tuple(parse_device_counts(args.devices)), hosts=args.hosts).check()
     out = check_output_path(args.json) if args.json else None
     if args.device == "gpu":
         require_gpu(settings.backend, "--device gpu")
@@ -103,7 +114,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
         if not p["identical"]:
             console.print(f"[bold red]not bit-identical:[/] {p['a']} vs {p['b']}, "
                           f"first divergent epoch {p['first_divergent_epoch']}, max {p['max_ulp']} ULP")
-            if settings.keras_major == 3:  # explain trains Keras 3 (its replay pair is the tf-keras one)
+            if p["scope"] == "hosts":  # explain's streams are single processes
+                console.print("  hosts against one process: explain runs single processes; `--pair devices` with "
+                              "the same device count shows the one-process side", highlight=False)
+            elif settings.keras_major == 3:  # explain trains Keras 3 (its replay pair is the tf-keras one)
                 console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
                               highlight=False, markup=False, soft_wrap=True)  # one line to copy
     return EXIT_OK if doc["all_identical"] else EXIT_FOUND

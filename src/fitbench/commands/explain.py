@@ -20,11 +20,13 @@ SUMMARY = "where two trainings that should be identical part: step, layer, phase
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     exp = sub.add_parser("explain", help="where two trainings that should be identical part: step, layer, phase")
     model_flags(exp, several_backends=False, keras2=False)
-    exp.add_argument("--pair", default=None, choices=("apis", "runs", "nudge", "switch", "replay"),
+    exp.add_argument("--pair", default=None, choices=("apis", "runs", "nudge", "switch", "devices", "replay"),
                      help="apis: the first two --api in one process (default where the model has two); runs: "
                           "the first --api in two processes; nudge: self-test, one weight moved by one ULP; "
-                          "switch: the backend's determinism switch on vs off; replay: the seed question's "
-                          "shared legacy optimizer vs a fresh one")
+                          "switch: the backend's determinism switch on vs off; devices: one device vs --devices "
+                          "N (DataParallel, JAX); replay: the seed question's shared legacy optimizer vs a fresh one")
+    exp.add_argument("--devices", type=positive_int("--devices", 64), default=2, metavar="N",
+                     help="with --pair devices: the device count set against one device (default 2)")
     exp.add_argument("--epochs", type=positive_int("--epochs"), default=3, help="epochs to train (default 3)")
     exp.add_argument("--samples", type=positive_int("--samples"), default=1,
                      help="training samples: 1 = the seed's (x, y); more = seeded synthetic data (default 1)")
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     pair = args.pair or ("apis" if len(apis) > 1 else "runs")
     settings = ExplainSettings(pair=pair, apis=apis, backend=backends[0], model=model, seed=args.seed,
                                epochs=args.epochs, samples=args.samples, batch_size=args.batch_size or args.samples,
-                               op_determinism=not args.no_op_determinism).check()
+                               op_determinism=not args.no_op_determinism, devices=args.devices).check()
     out = check_output_path(args.json) if args.json else None
     if pair == "replay":
         from fitbench.adapters import tf_keras

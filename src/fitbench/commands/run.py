@@ -21,7 +21,9 @@ from fitbench.commands.common import (
     model_flags,
     output_path,
     positive_int,
+    switch_flags,
 )
+from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.model import ModelSpec, parse_widths
 from fitbench.stacks import parse_stack, stack_name
@@ -43,6 +45,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--variant", default="both", choices=("plain", "tuned", "both"),
                      help="plain fit, tuned fit (steps_per_execution; prefetch on tensorflow, data on the device on "
                           "jax/torch), or both (default)")
+    run.add_argument("--determinism", default="off", choices=("off", "on", "both"),
+                     help="the backend's determinism switch in each cell's process: off (default), on, or both "
+                          "(a cost table follows; `fitbench cost` for an interval)")
+    switch_flags(run)
+    run.add_argument("--devices", default="1", metavar="N,...",
+                     help="data parallelism: each cell also on N devices (keras.distribution.DataParallel, the "
+                          "batch split; JAX; simulated devices on a CPU), e.g. 1,2,4 (default 1)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
     run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
     run.add_argument("--wide", action="store_true",
@@ -61,11 +70,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
+    from fitbench.determinism.switch import parse_switches
     from fitbench.measure import engine
     from fitbench.measure.cells import plan_cells
+    from fitbench.measure.distributed import parse_device_counts
     from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path
     from fitbench.report.tables import (
+        determinism_cost_run_table,
+        determinism_costs,
+        device_scaling,
+        device_scaling_table,
         jit_ratio_table,
         jit_ratios,
         keras_ratio_table,
@@ -84,10 +99,16 @@ def main(args: argparse.Namespace, console: Console) -> int:
     out = check_output_path(args.json) if args.json else None
     model = model_choice(args)
     jits = {"on": [True], "off": [False], "both": [False, True]}[args.jit]
+    switches = parse_switches(args.switch)
+    if switches and args.determinism == "off":
+        raise UsageError("--switch names the switch --determinism on or both turns on; with --determinism off "
+                         "no switch is on")
     cells = plan_cells(options.apis(args.api, model.apis), jits, devices, batch_sizes, backends,
                        include_seed=not args.no_seed_workload,
                        variants=["plain", "tuned"] if args.variant == "both" else [args.variant],
-                       model=model.name, model_apis=model.apis)
+                       model=model.name, model_apis=model.apis,
+                       determinism={"off": (False,), "on": (True,), "both": (False, True)}[args.determinism],
+                       switches=switches, device_counts=tuple(parse_device_counts(args.devices)))
     # a factory or file: one step, or exit 2 (plan_cells has refused tf-keras with any model but the seed)
     check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend)
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
@@ -120,6 +141,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(jit_ratio_table(records))
     if any(r["variant"] == "tuned" for r in records):
         console.print(tuned_gain_table(records))
+    if determinism_costs(records):
+        console.print(determinism_cost_run_table(records))
+    if device_scaling(records):
+        console.print(device_scaling_table(records))
     if keras_ratios(records):
         console.print(keras_ratio_table(records))
     for line in peak_lines([p.to_dict() for p in doc.peaks]):
@@ -127,8 +152,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     _say_where(keeper)
     if not out:
         console.print(f"kept in {keeper.path}", highlight=False)
-    failed = [f"error in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device} batch {r.batch_size}: "
-              f"{r.error}" for r in engine.errors(doc)]
+    failed = [f"error in {stack_name(r.to_dict())} {r.api} jit={r.jit} {r.variant} {r.device}"
+              f"{f' ×{r.device_count}' if r.device_count > 1 else ''} batch {r.batch_size}: {r.error}"
+              for r in engine.errors(doc)]
     if plot:
         from fitbench.report.plot import plot_throughput
 

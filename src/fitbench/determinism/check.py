@@ -50,16 +50,31 @@ class DeterminismDocument:
 def check_determinism(settings: DeterminismSettings, timeout_s: float | None = None) -> DeterminismDocument:
     """Train every API in `settings.runs` separate processes and compare all pairs."""
     st = settings.check()
-    run_names = [f"run{i + 1}" for i in range(st.runs)]
-    env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism)
+    counts = list(st.devices)
+    # one name per process: run1, run2 as always; with a devices axis, 1dev-run1, 2dev-run1, ...
+    names = {n: [f"run{i + 1}" if counts == [1] else f"{n}dev-run{i + 1}" for i in range(st.runs)] for n in counts}
     with owned_tempdir("fitbench-det-") as weights_dir:
-        results = {name: run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
-                                                           "run_name": name}, env=env, timeout_s=timeout_s)
-                   for name in run_names}
-        loaded = {r: {api: load_weights(v) for api, v in results[r]["apis"].items()} for r in run_names}
+        results = {}
+        for n in counts:
+            env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism,
+                              device_count=n)
+            for name in names[n]:
+                results[name] = run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
+                                                                  "run_name": name, "device_count": n},
+                                             env=env, timeout_s=timeout_s)
+        hosted = _train_on_hosts(st, weights_dir, timeout_s) if st.hosts > 1 else {}
+        results.update(hosted)
+        loaded = {r: {api: load_weights(v) for api, v in results[r]["apis"].items()} for r in results}
+        to_compare = pairs_to_compare(list(st.apis), names[counts[0]])
+        for n in counts[1:]:  # at N devices run to run, and N against the first count, API by API
+            to_compare += [pair for pair in pairs_to_compare(list(st.apis), names[n]) if pair[2] == "run_to_run"]
+            to_compare += [((names[n][0], api), (names[counts[0]][0], api), "devices") for api in st.apis]
+        for name in hosted:  # each host against the one process with as many devices: the same bits?
+            n = hosted[name]["device_count"]
+            to_compare += [((name, api), (names[n][0], api), "hosts") for api in st.apis]
         pairs = [compare_trajectories(f"{api_a}@{run_a}", loaded[run_a][api_a], f"{api_b}@{run_b}",
                                       loaded[run_b][api_b], scope)
-                 for (run_a, api_a), (run_b, api_b), scope in pairs_to_compare(list(st.apis), run_names)]
+                 for (run_a, api_a), (run_b, api_b), scope in to_compare]
     for r in results.values():  # the document keeps hashes; predictions and weight files stay behind
         for api_run in r["apis"].values():
             api_run.pop("weights_paths")
@@ -72,3 +87,26 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
         jit_note=jit_note(st.jit, jit_effective_all, st.op_determinism and st.backend == "tensorflow"),
         runs=list(results.values()), pairs=pairs, all_identical=all(p.identical for p in pairs),
         fitbench_version=__version__, finished=utc_stamp())
+
+
+def _train_on_hosts(st: DeterminismSettings, weights_dir: str, timeout_s: float | None) -> dict[str, Any]:
+    """Every device count that splits over `st.hosts`, trained again as that many local processes joined by
+    jax.distributed (gloo), each with its share of the devices: the code path of a cluster, on one machine."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fitbench.measure.distributed import Host, free_port
+
+    out: dict[str, Any] = {}
+    for n in (n for n in st.devices if n >= st.hosts and n % st.hosts == 0):
+        hosts = [Host(i, st.hosts, f"127.0.0.1:{free_port()}") for i in range(st.hosts)]
+        hosts = [Host(h.index, h.count, hosts[0].coordinator) for h in hosts]
+        env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism,
+                          device_count=n // st.hosts)
+        names = [f"{n}dev-{st.hosts}hosts-host{h.index}" for h in hosts]
+        with ThreadPoolExecutor(st.hosts) as pool:  # all at once: they wait for each other at the coordinator
+            futures = [pool.submit(run_isolated, train_trajectories,
+                                   {"settings": st.to_dict(), "weights_dir": weights_dir, "run_name": name,
+                                    "device_count": n, "host": asdict(h)}, env, timeout_s or 600)
+                       for name, h in zip(names, hosts)]
+            out.update({name: f.result() for name, f in zip(names, futures)})
+    return out

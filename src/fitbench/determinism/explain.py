@@ -63,7 +63,7 @@ class ExplainDocument:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-PAIRS = ("apis", "runs", "nudge", "switch", "replay")
+PAIRS = ("apis", "runs", "nudge", "switch", "devices", "replay")
 EXIT_IDENTICAL, EXIT_DIVERGED = 0, 1
 
 
@@ -78,6 +78,7 @@ class ExplainSettings:
     samples: int = 1
     batch_size: int = 1
     op_determinism: bool = True
+    devices: int = 2  # --pair devices: one device against this many
 
     def check(self) -> "ExplainSettings":
         if self.pair not in PAIRS:
@@ -94,6 +95,12 @@ class ExplainSettings:
         for name in ("epochs", "samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.pair == "devices":
+            from fitbench.measure.distributed import check_device_counts
+
+            if self.devices < 2:
+                raise UsageError("--pair devices sets one device against --devices N: N must be 2 or more")
+            check_device_counts([1, self.devices], [self.backend], [self.batch_size])
         return self
 
     def streams(self) -> tuple[Stream, Stream]:
@@ -106,6 +113,9 @@ class ExplainSettings:
             return Stream(f"{a_api}@run1", a_api, **base), Stream(f"{a_api}@run2", a_api, **base)
         if self.pair == "nudge":
             return Stream(f"{a_api}", a_api, **base), Stream(f"{a_api}+1ulp", a_api, nudge=True, **base)
+        if self.pair == "devices":  # the same training on one device and split over N: where do the bits part?
+            return (Stream(f"{a_api} on 1 device", a_api, **base),
+                    Stream(f"{a_api} on {self.devices} devices", a_api, device_count=self.devices, **base))
         if self.pair == "switch":  # the backend's determinism switch on, then off: what does it change?
             return (Stream(f"{a_api}, determinism switch on", a_api, **{**base, "op_determinism": True}),
                     Stream(f"{a_api}, determinism switch off", a_api, **{**base, "op_determinism": False}))
@@ -127,13 +137,13 @@ def trace_pair_in_one_process(a: dict[str, Any], b: dict[str, Any], out_dir: str
 
 
 def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: float | None,
-         op_determinism: bool | None = None) -> Any:
+         op_determinism: bool | None = None, device_count: int = 1) -> Any:
     from fitbench.isolation import process_env, run_isolated
     from fitbench.stacks import Stack
 
     switch = st.op_determinism if op_determinism is None else op_determinism  # the stream's own, if it has one
     stack = Stack(st.backend, 2 if st.pair == "replay" else 3)  # the replay pair trains tf-keras's optimizer
-    env = process_env(stack, "cpu", op_determinism=switch)
+    env = process_env(stack, "cpu", op_determinism=switch, device_count=device_count)
     return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
 
 
@@ -150,9 +160,10 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> Explai
             res_a, res_b = _run(trace_pair_in_one_process, {"a": a.to_dict(), "b": b.to_dict(), "out_dir": out_dir},
                                 st, timeout_s)
         else:
-            res_a = _run(trace_stream, {"stream": a.to_dict(), "out_dir": out_dir}, st, timeout_s, a.op_determinism)
+            res_a = _run(trace_stream, {"stream": a.to_dict(), "out_dir": out_dir}, st, timeout_s, a.op_determinism,
+                         a.device_count)
             res_b = _run(trace_stream, {"stream": b.to_dict(), "out_dir": out_dir, "other_hashes": res_a["hashes"]},
-                         st, timeout_s, b.op_determinism)
+                         st, timeout_s, b.op_determinism, b.device_count)
         hashes_a, hashes_b = read_hashes(res_a["hashes"]), read_hashes(res_b["hashes"])
         step = res_b["dumped_step"]
         doc: dict[str, Any] = {
@@ -167,7 +178,7 @@ def explain(settings: ExplainSettings, timeout_s: float | None = None) -> Explai
             rerun_file = os.path.join(out_dir, "rerun")
             os.makedirs(rerun_file)
             rerun = _run(trace_stream, {"stream": a.to_dict(), "out_dir": rerun_file, "dump_step": step}, st, timeout_s,
-                         a.op_determinism)
+                         a.op_determinism, a.device_count)
             # the first stream run again: up to the divergent step it must give the hashes it gave the first time
             rerun_hashes = read_hashes(rerun["hashes"])
             doc["reproduced"] = rerun_hashes[:step] == hashes_a[:step]

@@ -29,6 +29,8 @@ class DeterminismSettings:
     keras_major: int = 3  # 2: tf-keras (Keras 2) on TensorFlow, the seed network only (fitbench.stacks)
     device: str = "cpu"
     model: ModelChoice = field(default_factory=ModelChoice)  # --model: the seed network of `spec` by default
+    devices: tuple[int, ...] = (1,)  # device counts (keras.distribution.DataParallel); each trained `runs` times
+    hosts: int = 1  # >1: each device count that splits over them also trained as this many local processes
 
     def check(self) -> "DeterminismSettings":
         """Bad input as one UsageError line (exit 2), before any process starts."""
@@ -49,12 +51,27 @@ class DeterminismSettings:
         for name in ("epochs", "samples", "batch_size", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        from fitbench.measure.distributed import check_device_counts
+
+        check_device_counts(self.devices, [Stack(self.backend, self.keras_major).name], [self.batch_size], self.device)
+        if self.hosts > 1:
+            if not any(n >= self.hosts and n % self.hosts == 0 for n in self.devices):
+                raise UsageError(f"--hosts {self.hosts} splits a device count over hosts: give --devices a count "
+                                 f"that is a multiple of {self.hosts}, e.g. --devices 1,{self.hosts}")
+            if self.samples % self.batch_size:
+                raise UsageError(f"--hosts: --samples {self.samples} must be whole batches of {self.batch_size} "
+                                 "(each host feeds its slice of every batch)")
+            if self.device != "cpu":
+                raise UsageError("--hosts runs the hosts as local processes on the CPU (gloo); --device gpu with it "
+                                 "is a cluster's job")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "apis": list(self.apis), "spec": self.spec.to_dict(), "model": self.model.to_dict()}
+        return {**asdict(self), "apis": list(self.apis), "spec": self.spec.to_dict(), "model": self.model.to_dict(),
+                "devices": list(self.devices)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DeterminismSettings":
         return cls(**{**d, "apis": tuple(d["apis"]), "spec": ModelSpec.from_dict(d["spec"]),
+                      "devices": tuple(d.get("devices") or (1,)),
                       "model": ModelChoice.from_dict(d["model"]) if d.get("model") else ModelChoice()})

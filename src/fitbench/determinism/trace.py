@@ -40,6 +40,7 @@ class Stream:
     op_determinism: bool = True
     nudge: bool = False
     legacy_shared: bool | None = None  # the replay's streams: one shared legacy optimizer, or a fresh one
+    device_count: int = 1  # >1: data-parallel over this many devices (keras.distribution, JAX)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,8 +173,13 @@ class Keras3Stepper:
 
     def _grads_jax(self, x: Any, y: Any) -> tuple[Any, list[Any], list[Any]]:
         import jax
+        import keras
 
         model = self.model
+        distribution = keras.distribution.distribution()
+        if distribution is not None:  # the batch split over the devices, as fit's data adapter lays it out
+            x, y = keras.tree.map_structure(lambda a: keras.distribution.distribute_tensor(
+                a, distribution.get_data_layout(a.shape)), (x, y))
 
         # stateless_call hands keywords to `call` as they are; a `call` without `training` gets none
         training = {"training": True} if _takes_training(model) else {}
@@ -320,6 +326,10 @@ def _prepare(st: Any) -> tuple[Any, Any, Any]:
     from fitbench.determinism.train import enable_determinism
 
     enable_determinism(st.seed, 2, 1, st.op_determinism, st.backend)
+    if st.device_count > 1:  # before the model is built: its variables are laid out on the mesh
+        from fitbench.measure.distributed import use_data_parallel
+
+        use_data_parallel(st.device_count)
     if st.legacy_shared is not None:
         return _prepare_replay(st)
     from fitbench.data import seed_input, seed_target, synthetic_batch

@@ -69,16 +69,50 @@ def flat_predictions(predictions: Any) -> np.ndarray:
     return np.concatenate([np.asarray(p, np.float32).reshape(-1) for p in _leaves(predictions)])
 
 
-def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str) -> dict[str, Any]:
+def predict_rows(model: Any, x: Any, device_count: int = 1, several_hosts: bool = False) -> Any:
+    """model.predict(x); on N devices (this process's, `device_count`) the rows are repeated N times
+    (DataParallel splits a batch evenly) and the first copy's predictions kept. With several hosts the output
+    is a global array: this process reads its own shard, which holds its rows."""
+    if device_count == 1 and not several_hosts:
+        return model.predict(x, verbose=0)
+    import keras
+
+    repeated = keras.tree.map_structure(lambda a: np.repeat(np.asarray(a), device_count, axis=0), x)
+    rows = len(keras.tree.flatten(x)[0])
+
+    if not several_hosts:
+        return keras.tree.map_structure(lambda p: np.asarray(p)[:rows], model.predict(repeated, verbose=0))
+    # predict() would read the global output whole, which no host can: the batch is made a global array from
+    # each host's rows, the forward pass compiled as predict's is, and each host reads its own shard
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(keras.distribution.distribution().device_mesh.backend_mesh, PartitionSpec("batch"))
+    global_x = keras.tree.map_structure(lambda a: jax.make_array_from_process_local_data(sharding, a), repeated)
+    out = jax.jit(lambda batch: model(batch, training=False))(global_x)
+    return keras.tree.map_structure(lambda p: np.asarray(p.addressable_data(0))[:rows], out)
+
+
+def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str, device_count: int = 1,
+                       host: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train each API from `set_random_seed(seed)` with its own fresh optimizer; record every epoch.
 
-    `settings` is a DeterminismSettings as a dict (it crosses the process boundary as JSON)."""
+    `settings` is a DeterminismSettings as a dict (it crosses the process boundary as JSON); `device_count` > 1
+    trains data-parallel over that many devices (fitbench.measure.distributed), over every host's when `host`
+    (a distributed.Host as a dict) makes this process one of several."""
     from fitbench import runtime
+    from fitbench.measure import distributed
 
+    if host:  # first: JAX must not have picked its devices yet
+        distributed.join_hosts(host)
     st = DeterminismSettings.from_dict(settings)
     model_spec, seed, device, backend, jit = st.spec, st.seed, st.device, st.backend, st.jit
     setup = enable_determinism(seed, st.intra_op_threads, st.inter_op_threads, st.op_determinism, backend,
                                st.keras_major)
+    if device_count > 1:  # before any model is built: its variables are laid out on the mesh
+        setup.update(distributed.use_data_parallel(device_count, device, auto_shard=host is None))
+    setup["device_count"], setup["host"] = device_count, host
+    weights_of = distributed.local_weights if host else (lambda m: m.get_weights())
     workload = Workload(st.model, seed, spec=model_spec,
                         keras_module=keras_module(2) if st.keras_major == 2 else None)
     target = None
@@ -103,19 +137,24 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
             x_eval = first_rows(x_train, 1)
 
         def snapshot(epoch: int, model: Any = model, x_eval: Any = x_eval) -> dict[str, Any]:
-            predictions = flat_predictions(model.predict(x_eval, verbose=0))
-            return {"epoch": epoch, "weights_sha256": sha256_arrays(model.get_weights()),
+            local_devices = device_count // (host or {}).get("count", 1)
+            predictions = flat_predictions(predict_rows(model, x_eval, local_devices, several_hosts=bool(host)))
+            return {"epoch": epoch, "weights_sha256": sha256_arrays(weights_of(model)),
                     "predictions_sha256": sha256_arrays([predictions]),
                     "predictions": predictions.reshape(-1).tolist()}
 
         trajectory = [snapshot(0)]
         weights_paths = {"initial": os.path.join(weights_dir, f"{run_name}-{api}-initial.npz"),
                          "final": os.path.join(weights_dir, f"{run_name}-{api}-final.npz")}
-        np.savez(weights_paths["initial"], *model.get_weights())
+        np.savez(weights_paths["initial"], *weights_of(model))
+        x_fit, y_fit, batch = x_train, y_train, st.batch_size
+        if host:  # this host's rows of every global batch, as a cluster's input pipeline would shard them
+            rows = distributed.host_rows(st.samples, st.batch_size, host)
+            x_fit, y_fit, batch = x_train[rows], y_train[rows], st.batch_size // host["count"]
         for epoch in range(1, st.epochs + 1):
-            model.fit(x_train, y_train, batch_size=st.batch_size, epochs=1, shuffle=False, verbose=0)
+            model.fit(x_fit, y_fit, batch_size=batch, epochs=1, shuffle=False, verbose=0)
             trajectory.append(snapshot(epoch))
-        np.savez(weights_paths["final"], *model.get_weights())
+        np.savez(weights_paths["final"], *weights_of(model))
         where = runtime.variable_device(model)
         if not runtime.on_device(where, device):
             raise RuntimeError(f"{api}'s variables live on {where!r}, not on the {device}")

@@ -28,6 +28,9 @@ class Cell:
     variant: str = PLAIN
     model: str = "seed"  # fitbench.models.ModelChoice.name
     keras_major: int = 3  # 2: tf-keras on TensorFlow (fitbench.stacks)
+    determinism: str | None = None  # the backend's determinism switch on in this process (its name), or None
+    device_count: int = 1  # >1: keras.distribution.DataParallel over this many devices (the global batch split)
+
 
     @property
     def stack(self) -> Stack:
@@ -37,16 +40,27 @@ class Cell:
         what = f"batch {self.batch_size}" if self.kind == FIT else "seed epoch"
         tuned = " tuned" if self.variant == TUNED else ""
         model = "" if self.model == "seed" else f"{self.model} "
-        return f"{self.stack.name} {model}{self.api} jit={'on' if self.jit else 'off'}{tuned} {self.device} {what}"
+        det = f" determinism={self.determinism}" if self.determinism else ""
+        det += f" devices={self.device_count}" if self.device_count > 1 else ""
+        return (f"{self.stack.name} {model}{self.api} jit={'on' if self.jit else 'off'}{tuned}{det} {self.device} "
+                f"{what}")
 
 
 def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_sizes: list[int],
                backend: str | list[str] = "tensorflow", include_seed: bool = True,
-               variants: list[str] = (PLAIN,), model: str = "seed", model_apis: tuple[str, ...] = APIS) -> list[Cell]:
-    """Every (backend, device, batch, api, jit, variant) fit cell, then the seed-workload cells (plain
-    only: the tuned knobs are about many steps per epoch; the seed network only); validates the choices.
-    `backend` names stacks (fitbench.stacks: tensorflow, jax, torch, tf-keras).
-    `model_apis` are the forms the model comes in (a factory's or a file's one form is its own api)."""
+               variants: list[str] = (PLAIN,), model: str = "seed", model_apis: tuple[str, ...] = APIS,
+               determinism: tuple[bool, ...] = (False,), switches: dict[str, str] | None = None,
+               device_counts: tuple[int, ...] = (1,)) -> list[Cell]:
+    """Every (backend, device, batch, api, jit, variant, determinism) fit cell, then the seed-workload cells
+    (plain only: the tuned knobs are about many steps per epoch; the seed network only); validates the choices.
+    `backend` names stacks (fitbench.stacks: tensorflow, jax, torch, tf-keras). `determinism` is the switch axis
+    (False, True or both; off and on of a cell are neighbours); `switches` names a stack's switch (default: its
+    first, fitbench.determinism.switch). `device_counts` is the devices axis (fitbench.measure.distributed; the
+    seed's one-sample epochs stay on one device). `model_apis` are the forms the model comes in (a factory's or
+    a file's one form is its own api)."""
+    from fitbench.determinism.switch import default_switch
+    from fitbench.measure.distributed import check_device_counts
+
     backends = [backend] if isinstance(backend, str) else list(backend)
     for what, chosen, known in (("api", apis, model_apis), ("device", devices, DEVICES),
                                 ("backend", backends, STACK_NAMES), ("variant", variants, VARIANTS)):
@@ -60,12 +74,18 @@ def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_size
             raise UsageError(f"batch size must be a positive integer, got {b}")
     stacks = [parse_stack(b) for b in backends]
     require_seed_model(stacks, model)
-    cells = [Cell(FIT, api, jit, device, b, s.backend, variant, model, s.keras_major)
+    switches = switches or {}
+    check_device_counts(device_counts, [s.name for s in stacks], batch_sizes, devices[0] if devices else "cpu")
+
+    def det(s: Stack, on: bool) -> str | None:
+        return (switches.get(s.name) or default_switch(s.name)) if on else None
+
+    cells = [Cell(FIT, api, jit, device, b, s.backend, variant, model, s.keras_major, det(s, on), n)
              for s in stacks for device in devices for b in batch_sizes for api in apis for jit in jits
-             for variant in variants]
+             for variant in variants for on in determinism for n in device_counts]
     if include_seed and model == "seed":
-        cells += [Cell(SEED_EPOCH, api, jit, device, 1, s.backend, keras_major=s.keras_major)
-                  for s in stacks for device in devices for api in apis for jit in jits]
+        cells += [Cell(SEED_EPOCH, api, jit, device, 1, s.backend, keras_major=s.keras_major, determinism=det(s, on))
+                  for s in stacks for device in devices for api in apis for jit in jits for on in determinism]
     return cells
 
 

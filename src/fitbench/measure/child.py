@@ -34,6 +34,16 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     affinity = runtime.pin_cpus(set(cpus) if cpus else None)
     runtime.apply_threads(cell.get("backend", "tensorflow"), threads)
     c = Cell(**cell)
+    switched: dict[str, Any] = {}
+    if c.determinism:  # before the model is built: process-wide, and one-way on TensorFlow
+        from fitbench.determinism.switch import turn_on
+
+        switched = turn_on(c.stack.name, c.determinism)
+    if c.device_count > 1:  # before the model is built: its variables are laid out on the mesh
+        from fitbench.measure.distributed import use_data_parallel
+
+        use_data_parallel(c.device_count, c.device)
+        raw = False  # the floor is one device's step: beside N devices it would measure something else
     p = Profile(**{**profile, "batch_sizes": tuple(profile["batch_sizes"])})
     model_spec = ModelSpec.from_dict(spec) if spec else ModelSpec()
     choice = ModelChoice.from_dict(model) if model else ModelChoice(widths=model_spec.widths)
@@ -41,7 +51,8 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
                         keras_module=keras_module(2) if c.keras_major == 2 else None)
     facts = runtime.process_facts(c.device, c.backend, c.keras_major)
     process = {"versions": facts["versions"], "device_name": facts["device_name"], "threads_setting": threads,
-               "affinity": affinity}
+               "affinity": affinity, "determinism_in_force": switched.get("determinism_in_force", False),
+               "per_device_batch": c.batch_size // c.device_count}
     if c.device == "gpu" and not facts["device_name"]:
         return RunRecord.not_measured(c, "skipped", f"no GPU visible to {c.backend} on this machine",
                                       **process).to_dict()

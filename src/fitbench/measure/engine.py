@@ -150,7 +150,7 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
             elif cell.device == "gpu" and cell.backend in no_gpu:
                 record = RunRecord.not_measured(cell, "skipped", no_gpu[cell.backend])
             else:
-                record = _measure(cell, settings, peaks.get((cell.backend, cell.device)))
+                record = measure(cell, settings, peaks.get((cell.backend, cell.device)))
             doc.records.append(record)
             if keeper:  # every finished cell is on disk: an interrupted run keeps them
                 keeper.keep(doc)
@@ -163,7 +163,8 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
     return doc
 
 
-def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunRecord:
+def measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None = None) -> RunRecord:
+    """One cell in a fresh process with its environment (backend, device, threads, determinism switch)."""
     try:
         values = run_isolated(measure_cell,
                               {"cell": asdict(cell), "profile": asdict(settings.profile),
@@ -171,7 +172,8 @@ def _measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None) -> RunR
                                "model": settings.model.to_dict(),
                                "peak": peak.to_dict() if peak and peak.status == "ok" else None,
                                "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
-                              env=process_env(cell.stack, cell.device, threads=settings.threads),
+                              env=process_env(cell.stack, cell.device, threads=settings.threads,
+                                              op_determinism=cell.determinism, device_count=cell.device_count),
                               timeout_s=settings.cell_timeout_s)
     except IsolatedError as exc:
         return RunRecord.not_measured(cell, "error", str(exc))

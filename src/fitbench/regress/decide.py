@@ -572,3 +572,35 @@ def worth_continuing(decision: CellDecision, more: int, settings: DecisionSettin
                 f"per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.1f} %'}, not "
                 f"{100 * settings.threshold:.1f} %")  # one decimal: 10.4 % is not 10 %
     return None
+
+
+FASTER, SLOWER = "faster", "slower"
+
+
+@dataclass
+class SpeedComparison:
+    """A CellDecision on seconds per step, told as speed: samples/s of `column` ÷ `reference` with its interval
+    and faster | slower | equivalent | inconclusive (what `versions` and `cost` report per cell)."""
+
+    column: str
+    reference: str
+    speed_ratio: float  # samples/s of `column` ÷ `reference` (Hodges-Lehmann over per-process values)
+    ci_low: float | None  # null: too few processes for an interval at this confidence
+    ci_high: float | None
+    confidence: float
+    p_value: float  # exact two-sided rank-sum on per-process step times
+    p_adjusted: float  # Holm over every comparison of the document
+    verdict: str  # faster | slower | equivalent | inconclusive
+    processes: list[int]  # [reference, column]
+    min_detectable_change: float | None  # relative; null: this many processes cannot detect any change
+
+    @classmethod
+    def from_decision(cls, d: CellDecision, column: str, reference: str) -> "SpeedComparison":
+        # the decision's ratio is of seconds per step (column ÷ reference); samples/s is its inverse
+        bounded = d.ci_low > 0 and math.isfinite(d.ci_high)
+        return cls(column=column, reference=reference, speed_ratio=1 / d.ratio,
+                   ci_low=1 / d.ci_high if bounded else None, ci_high=1 / d.ci_low if bounded else None,
+                   confidence=d.confidence, p_value=d.p_value, p_adjusted=d.p_adjusted,
+                   verdict={WORSE: SLOWER, BETTER: FASTER}.get(d.change, d.change),
+                   processes=[d.processes_base, d.processes_head],
+                   min_detectable_change=d.min_detectable_change if math.isfinite(d.min_detectable_change) else None)

@@ -46,7 +46,13 @@ def _cell_text(r: dict[str, Any]) -> str:
     model = r.get("model", "seed")
     api = r["api"] if model == "seed" else f"{model} {r['api']}"
     kind = " seed-epoch" if r["kind"] != "fit" else ""
-    return f"{stack_name(r)} {api} jit {_jit_cell(r)} {_variant(r)} {r['device']}{kind}"
+    devices = f" ×{r['device_count']}" if (r.get("device_count") or 1) > 1 else ""
+    return f"{_stack_text(r)} {api} jit {_jit_cell(r)} {_variant(r)} {r['device']}{devices}{kind}"
+
+
+def _stack_text(r: dict[str, Any]) -> str:
+    """The stack's name, with "det" where the cell ran with its determinism switch on."""
+    return stack_name(r) + (" det" if r.get("determinism") else "")
 
 
 def run_table(records: list[dict[str, Any]], wide: bool = False) -> Table:
@@ -127,7 +133,8 @@ def _variant(record: dict[str, Any]) -> str:
 
 
 def _group_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (stack_name(r), r["kind"], r["api"], r["device"], r["batch_size"])
+    devices = f" ×{r['device_count']}" if (r.get("device_count") or 1) > 1 else ""
+    return (_stack_text(r) + devices, r["kind"], r["api"], r["device"], r["batch_size"])
 
 
 def jit_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,6 +194,89 @@ def keras_ratio_table(records: list[dict[str, Any]]) -> Table:
                       f"{_on_off(r['jit_effective_keras2'])} / {_on_off(r['jit_effective_keras3'])}",
                       f"{r['keras2_samples_per_s']:,.0f}", f"{r['keras3_samples_per_s']:,.0f}",
                       f"{r['ratio_3_over_2']:.2f}×")
+    return table
+
+
+def determinism_costs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cell with its determinism switch on against the same cell with it off (stack, kind, api, requested
+    jit, variant, device, batch): samples/s on ÷ off (<1: the switch costs), and the jit Keras really ran on
+    each side. One process each: `fitbench cost` repeats processes for an interval."""
+    ok = [r for r in records if r.get("status") == "ok"]
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (stack_name(r), r["kind"], r["api"], r["jit_requested"], r.get("variant", "plain"), r["device"],
+                r["batch_size"])
+
+    out = []
+    for on in (r for r in ok if r.get("determinism")):
+        off = next((r for r in ok if not r.get("determinism") and key(r) == key(on)), None)
+        if off:
+            out.append({"stack": key(on)[0], "cell": _cell_text(off), "batch_size": on["batch_size"],
+                        "switch": on["determinism"], "off_samples_per_s": off["samples_per_s"],
+                        "on_samples_per_s": on["samples_per_s"], "jit_effective_off": off["jit_effective"],
+                        "jit_effective_on": on["jit_effective"],
+                        "ratio_on_off": on["samples_per_s"] / off["samples_per_s"]})
+    return out
+
+
+def determinism_cost_run_table(records: list[dict[str, Any]]) -> Table:
+    table = _Table(title="the determinism switch: samples/s on ÷ off (<1: it costs; one process each, an "
+                        "anecdote: `fitbench cost` gives the interval)")
+    table.add_column("cell (switch off)", ratio=1)
+    for name in ("batch", "switch", "jit on", "off/s", "on/s", "on ÷ off"):
+        table.add_column(name, justify="left" if name in ("switch", "jit on") else "right")
+    for c in determinism_costs(records):
+        jit = _on_off(c["jit_effective_off"]) + ("" if c["jit_effective_on"] == c["jit_effective_off"]
+                                                 else f"→[bold red]{_on_off(c['jit_effective_on'])}[/]")
+        table.add_row(c["cell"], str(c["batch_size"]), c["switch"], jit, f"{c['off_samples_per_s']:,.0f}",
+                      f"{c['on_samples_per_s']:,.0f}", f"{c['ratio_on_off']:.2f}×")
+    return table
+
+
+def device_scaling(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cell on N devices against the same cell on one device: strong scaling (the same global batch:
+    samples/s N ÷ 1, efficiency = that ÷ N) and, where the one-device cell with the same per-device batch ran,
+    weak scaling (global batch N × b against b: samples/s N ÷ (N × samples/s 1))."""
+    ok = [r for r in records if r.get("status") == "ok" and r["kind"] == "fit"]
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (stack_name(r), r["api"], r["jit_requested"], r.get("variant", "plain"), r["device"],
+                r.get("determinism"))
+
+    out = []
+    for many in (r for r in ok if (r.get("device_count") or 1) > 1):
+        n = many["device_count"]
+        ones = [r for r in ok if (r.get("device_count") or 1) == 1 and key(r) == key(many)]
+        same = next((r for r in ones if r["batch_size"] == many["batch_size"]), None)
+        weak = next((r for r in ones if r["batch_size"] * n == many["batch_size"]), None)
+        if same or weak:
+            out.append({"cell": _cell_text({**many, "device_count": 1}), "devices": n,
+                        "batch_size": many["batch_size"], "per_device_batch": many["batch_size"] // n,
+                        "samples_per_s": many["samples_per_s"],
+                        "strong_speedup": many["samples_per_s"] / same["samples_per_s"] if same else None,
+                        "strong_efficiency": many["samples_per_s"] / same["samples_per_s"] / n if same else None,
+                        "weak_efficiency": many["samples_per_s"] / (n * weak["samples_per_s"]) if weak else None})
+    return out
+
+
+def device_scaling_table(records: list[dict[str, Any]]) -> Table:
+    simulated = any(r.get("device") == "cpu" for r in records if (r.get("device_count") or 1) > 1)
+    table = _Table(title="data parallelism: N devices against one (strong: the same global batch; weak: the same "
+                        "batch per device; one process each)",
+                   caption=("simulated CPU devices share this machine's cores: the speed-up says nothing about "
+                            "real devices; what it measures is the cost of the distribution itself"
+                            if simulated else None))
+    table.add_column("cell", ratio=1)
+    for name in ("devices", "batch", "per device", "samples/s", "speed-up", "strong eff.", "weak eff."):
+        table.add_column(name, justify="right")
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.0f} %"
+
+    for s in device_scaling(records):
+        table.add_row(s["cell"], str(s["devices"]), str(s["batch_size"]), str(s["per_device_batch"]),
+                      f"{s['samples_per_s']:,.0f}",
+                      "-" if s["strong_speedup"] is None else f"{s['strong_speedup']:.2f}×",
+                      pct(s["strong_efficiency"]), pct(s["weak_efficiency"]))
     return table
 
 
@@ -427,3 +517,80 @@ def versions_table(doc: dict[str, Any]) -> Table:
             cells.append(text)
         table.add_row(row["cell"], *cells)
     return table
+
+
+def _comparison_text(comp: dict[str, Any] | None) -> str:
+    """"0.93× [0.91, 0.95] slower" — a speed ratio, its interval and the verdict, coloured."""
+    if not comp:
+        return "-"
+    colour = {"faster": "green", "slower": "red"}.get(comp["verdict"])
+    verdict = f"[{colour}]{comp['verdict']}[/]" if colour else comp["verdict"]
+    interval = (f"[{comp['ci_low']:.2f}, {comp['ci_high']:.2f}]" if comp["ci_low"] is not None
+                else "[n too small]")
+    return f"{comp['speed_ratio']:.2f}×\n{escape(interval)}\n{verdict}"
+
+
+def cost_table(doc: dict[str, Any]) -> Table:
+    """`fitbench cost`: per cell samples/s with the switch off and on, on ÷ off with its interval and verdict, the
+    jit Keras really ran on each side, and the A/A (the switch on twice)."""
+    st = doc["settings"]
+    table = _Table(title=f"what the determinism switch costs: samples/s, switch on ÷ off (<1: slower) [95 % CI], "
+                        f"{st['processes']} processes a side, interleaved; Holm α = {st['alpha']}")
+    table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
+    table.add_column("cell", ratio=1, min_width=18)
+    for name in ("off/s", "on/s"):
+        table.add_column(name, justify="right")
+    table.add_column("jit\noff→on", no_wrap=True)
+    table.add_column("on ÷ off", no_wrap=True)
+    if st["aa"]:
+        table.add_column("A/A: on ÷ on", no_wrap=True)
+    for c in doc["cells"]:
+        jit = f"{_on_off(c['jit_effective'].get('off'))}→{_on_off(c['jit_effective'].get('on'))}"
+        if c["jit_effective"].get("off") and c["jit_effective"].get("on") is False:
+            jit = f"[bold red]{jit}[/]"
+        rates = [_fmt(c["samples_per_s"].get(k), ",.0f") for k in ("off", "on")]
+        row = [escape(f"{c['cell']}\nswitch {c['switch']}"), *rates, jit, _comparison_text(c.get("cost"))]
+        if st["aa"]:
+            row.append(_comparison_text(c.get("aa")))
+        table.add_row(*row)
+    return table
+
+
+def _sentence(text: str | None, limit: int = 110) -> str:
+    """A framework's message cut to its first sentence (the JSON keeps the whole line)."""
+    if not text:
+        return ""
+    end = text.find(". ", 30)
+    text = text[:end + 1] if end > 0 else text
+    return text if len(text) <= limit else text[:limit - 3].rsplit(" ", 1)[0] + " ..."
+
+
+def coverage_table(doc: dict[str, Any]) -> list[Table]:
+    """`fitbench coverage`: one table per backend, a row per layer (status, detail, its step compiled alone),
+    and the whole model's compiled fit step under the switch in the caption."""
+    tables = []
+    model = (doc.get("model") or {}).get("source", "seed")
+    for row in doc["rows"]:
+        if not row["layers"]:
+            continue
+        compiled = ("compiled fit step: " + ("not asked" if row["compiled_runs"] is None else
+                    f"raises: {row['compiled_error']}" if not row["compiled_runs"] else
+                    "runs, compiled" if row["compiled_jit_effective"] else
+                    "runs, but Keras turned compilation off (jit_effective false)"))
+        table = _Table(title=f"{model} {doc['api']} on {row['backend']}, switch {row['switch']}"
+                             f"{'' if row['switch_in_force'] else ' (NOT in force)'}: each layer's training step, "
+                             f"{doc['processes']} processes, batch {doc['batch_size']}, {doc['device']}",
+                       caption=escape(compiled))
+        table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
+        table.add_column("layer", ratio=1)
+        table.add_column("params", justify="right")
+        table.add_column("status", no_wrap=True)
+        table.add_column("detail", ratio=2)
+        table.add_column("compiled alone", ratio=1)
+        for layer in row["layers"]:
+            colour = {"identical": "green", "not reached": "yellow"}.get(layer["status"], "red")
+            table.add_row(escape(f"{layer['name']} ({layer['layer']})"), f"{layer['params']:,}",
+                          f"[{colour}]{layer['status']}[/]", escape(_sentence(layer["detail"])),
+                          escape(_sentence(layer["jit"]) or "-"))
+        tables.append(table)
+    return tables

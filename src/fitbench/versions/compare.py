@@ -11,7 +11,6 @@ cell (its median step time).
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import statistics
@@ -21,13 +20,13 @@ from typing import Any, Callable
 
 from fitbench import __version__
 from fitbench.isolation import owned_tempdir, parent_env, run_process_group
-from fitbench.regress.decide import BETTER, WORSE, DecisionSettings, decide, usable_values
+from fitbench.regress.decide import DecisionSettings, decide, usable_values
+from fitbench.regress.decide import SpeedComparison as Comparison
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import TF_KERAS, stack_name
 from fitbench.versions.envs import READY, VersionEnv
 
 SCHEMA_VERSION = 2  # of the versions document; 1: "unchanged" where 2 says "equivalent"
-FASTER, SLOWER = "faster", "slower"
 
 
 @dataclass(frozen=True)
@@ -59,21 +58,6 @@ class VersionsSettings:
                 "--variant", self.variant, "--widths", self.widths, "--model", self.model, "--threads", self.threads,
                 *([] if self.seed_workload else ["--no-seed-workload"]), "--no-floor",
                 "--cell-timeout", str(self.cell_timeout_s)]
-
-
-@dataclass
-class Comparison:
-    column: str
-    reference: str
-    speed_ratio: float  # samples/s of `column` ÷ `reference` (Hodges-Lehmann over per-process values)
-    ci_low: float | None  # null: too few processes for an interval at this confidence
-    ci_high: float | None
-    confidence: float
-    p_value: float  # exact two-sided rank-sum on per-process step times
-    p_adjusted: float  # Holm over every cell and column of this comparison
-    verdict: str  # faster | slower | equivalent | inconclusive
-    processes: list[int]  # [reference, column]
-    min_detectable_change: float | None  # relative; null: this many processes cannot detect any change
 
 
 @dataclass
@@ -228,16 +212,7 @@ def _decide(rows: list[CellRow], labels: list[str], settings: VersionsSettings) 
                                                min_change=settings.min_change, equivalence_alpha=settings.alpha))
     for name, d in decisions.items():
         row, column, reference = places[name]
-        verdict = {WORSE: SLOWER, BETTER: FASTER}.get(d.change, d.change)
-        # decide's ratio is of seconds per step (column ÷ reference); samples/s is its inverse
-        bounded = d.ci_low > 0 and math.isfinite(d.ci_high)
-        row.comparisons.append(Comparison(column=column, reference=reference, speed_ratio=1 / d.ratio,
-                                          ci_low=1 / d.ci_high if bounded else None,
-                                          ci_high=1 / d.ci_low if bounded else None, confidence=d.confidence,
-                                          p_value=d.p_value, p_adjusted=d.p_adjusted, verdict=verdict,
-                                          processes=[d.processes_base, d.processes_head],
-                                          min_detectable_change=(d.min_detectable_change
-                                                                 if math.isfinite(d.min_detectable_change) else None)))
+        row.comparisons.append(Comparison.from_decision(d, column, reference))
 
 
 def compare_asv_environments(repo: str, commit: str, regex: str, settings: VersionsSettings,
