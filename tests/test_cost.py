@@ -62,6 +62,11 @@ def test_the_determinism_axis_puts_off_and_on_of_a_cell_side_by_side():
     (["cost", "--switch", "torch=warn-only"], "--switch names torch, which --backend does not measure"),
     (["cost", "--backend", "jax", "--switch", "jax=warn-only"], "jax has no determinism switch 'warn-only'"),
     (["cost", "--profile", "huge"], "unknown profile 'huge'"),
+    (["cost", "--of", "devices", "--backend", "jax", "--switch", "jax=deterministic-ops"], "--of determinism"),
+    (["cost", "--of", "devices", "--backend", "jax", "--devices", "1"], "give one count, 2 or more"),
+    (["cost", "--of", "devices", "--backend", "jax", "--devices", "2,4"], "give one count, 2 or more"),
+    (["explain", "--pair", "devices", "--backend", "jax", "--devices", "0"], "--devices takes device counts"),
+    (["cost", "--of", "devices", "--backend", "torch"], "not on torch"),
     (["cost", "--model", "conv", "--api", "sequential,functional", "--backend", "tf-keras"], "tf-keras"),
     (["coverage", "--backend", "tf-keras"], "tf-keras (Keras 2) is not supported"),
     (["coverage", "--processes", "1"], "--processes must be at least 2"),
@@ -110,7 +115,7 @@ def test_a_switch_that_costs_30_percent_is_slower_with_an_interval_and_its_aa_is
         assert c.cost.ci_low < 1 / 1.3 < c.cost.ci_high and c.cost.ci_high < 1
         assert c.aa.verdict not in (SLOWER, FASTER)
         assert c.jit_effective == {"off": True, "on": False, "on again": False}
-        assert c.switch == "op-determinism" and c.switch_in_force["on"] is True and c.switch_in_force["off"] is False
+        assert c.treatment == "op-determinism" and c.switch_in_force["on"] is True and c.switch_in_force["off"] is False
     assert cost.aa_alarms(doc) == []
     schema.validate(doc.to_dict())
 
@@ -127,6 +132,21 @@ def test_the_columns_are_interleaved_cell_by_cell_and_reversed_every_other_time(
     switches = [s for _, s in stand_in.calls]
     on = "op-determinism"
     assert switches == [None, on, on, on, on, None, on, on, None, None, on, on]  # off on on', on' on off, ...
+
+
+def test_the_devices_axis_is_one_device_against_n_with_its_own_columns_and_aa():
+    stand_in = StandIn()
+    settings = cost.CostSettings(backends=("jax",), batch_sizes=(32,), jits=(True,), processes=2, of=cost.DEVICES,
+                                 devices=4)
+    doc = cost.run_cost(settings, measure=stand_in)
+    (c,) = doc.cells
+    assert list(c.step_time_s) == ["1 device", "4 devices", "4 devices again"] and c.treatment == "4 devices"
+    assert c.cost.column == "4 devices" and c.cost.reference == "1 device"
+    assert [label.split(" devices=")[-1][:1] if "devices=" in label else "1" for label, _ in stand_in.calls][:3] == [
+        "1", "4", "4"]
+    schema.validate(doc.to_dict())
+    with pytest.raises(UsageError, match="runs on jax only, not on torch"):
+        cost.plan(cost.CostSettings(backends=("torch",), of=cost.DEVICES))
 
 
 def test_rounds_are_kept_as_they_finish_so_an_interrupted_cost_keeps_them():

@@ -70,7 +70,7 @@ def _switch_run_records() -> list[dict]:
     doc = _load("cost-determinism-2026-11-30.json")
     records = []
     for c in doc["cells"]:
-        for column, switch in (("off", None), ("on", c["switch"])):
+        for column, switch in (("off", None), ("on", c["treatment"])):
             records.append({"status": "ok", "backend": c["backend"].replace("tf-keras", "tensorflow"),
                             "keras_major": 2 if c["backend"] == "tf-keras" else 3, "kind": "fit", "api": c["api"],
                             "jit_requested": c["jit_requested"], "jit_effective": c["jit_effective"][column],
@@ -112,6 +112,13 @@ TABLES = {
     "replay": _replay,
     "gate": _gate,
     "cost": lambda: tables.cost_table(_load("cost-determinism-2026-11-30.json")),
+    "cost --of devices": lambda: tables.cost_table(_load("cost-devices-4-jax-2026-11-30.json")),
+    "run --devices": lambda: tables.device_scaling_table(
+        [{"status": "ok", "backend": "jax", "kind": "fit", "api": "functional", "jit_requested": True,
+          "jit_effective": True, "variant": "plain", "device": "cpu", "batch_size": b, "device_count": n,
+          "samples_per_s": c["samples_per_s"][col]}
+         for c in _load("cost-devices-4-jax-2026-11-30.json")["cells"]
+         for n, col, b in ((1, "1 device", c["batch_size"]), (4, "4 devices", c["batch_size"]))]),
     "determinism switch (run)": lambda: tables.determinism_cost_run_table(_switch_run_records()),
     **{f"coverage ({model})": (lambda model=model: _one(tables.coverage_table(
         _load(f"coverage-{model}-2026-11-30.json")))) for model in ("conv", "text", "attention")},

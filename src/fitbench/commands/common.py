@@ -45,6 +45,26 @@ def positive_int(name: str, maximum: int | None = None):  # noqa: ANN201 - argpa
     return parse
 
 
+def device_counts(text: str) -> list[int]:
+    """--devices: device counts like 1,2,4 (fitbench.measure.distributed), the same grammar in every command."""
+    from fitbench.errors import UsageError
+    from fitbench.measure.distributed import parse_device_counts
+
+    try:
+        return parse_device_counts(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def one_device_count(args_devices: list[int], what: str) -> int:
+    """The N of `--devices N` where a command sets one device against N (cost --of devices, explain)."""
+    from fitbench.errors import UsageError
+
+    if len(args_devices) != 1 or args_devices[0] < 2:
+        raise UsageError(f"{what} sets one device against --devices N: give one count, 2 or more")
+    return args_devices[0]
+
+
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding and Keras' set_random_seed both take an unsigned 32-bit seed
 TIMEOUT_MAX_S = 7 * 24 * 3600  # a week: longer is a typo, and an OverflowError deep in subprocess
 

@@ -14,20 +14,27 @@ from fitbench.commands.common import (
     EXIT_INTERRUPTED,
     TIMEOUT_MAX_S,
     decision_flags,
+    device_counts,
     model_choice,
     model_flags,
+    one_device_count,
     positive_int,
     switch_flags,
 )
 from fitbench.errors import UsageError
 
 NAME = "cost"
-SUMMARY = ("what each backend's determinism switch costs a cell: switch off vs on in interleaved fresh processes, "
-           "the ratio with its interval, and an A/A")
+SUMMARY = ("what each backend's determinism switch (or N devices) costs a cell: off vs on in interleaved fresh "
+           "processes, the ratio with its interval, and an A/A")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="what the determinism switch costs: off vs on, interleaved processes, intervals")
+    p.add_argument("--of", default="determinism", choices=("determinism", "devices"),
+                   help="determinism: the backend's switch off vs on (default); devices: one device vs --devices "
+                        "N (keras.distribution.DataParallel, JAX; simulated on a CPU)")
+    p.add_argument("--devices", type=device_counts, default=[2], metavar="N",
+                   help="with --of devices: the device count set against one (default 2)")
     model_flags(p, api_default="functional, or the model's one form")
     p.add_argument("--batch-sizes", default="32,256", help="comma-separated (default 32,256)")
     p.add_argument("--jit", default="both", choices=("on", "off", "both"),
@@ -39,8 +46,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-aa", action="store_true",
                    help="leave out the A/A column (the switch on a second time, which must come out equivalent)")
     p.add_argument("--max-cost", type=float, default=None, metavar="X",
-                   help="a gate: exit 1 when the switch slows a cell down by more than X (e.g. 1.35), 3 when a "
-                        "cell cannot be told (its interval spans X)")
+                   help="a gate: exit 1 when the switch (or N devices) slows a cell down by more than X (e.g. 1.35), "
+                        "3 when a cell cannot be told (its interval spans X)")
     decision_flags(p, alpha=0.05, verdicts=False)
     p.add_argument("--threads", default="1", metavar="N|default",
                    help="the frameworks' thread pools per cell (default 1: the steadiest between processes)")
@@ -66,6 +73,9 @@ def settings_from(args: argparse.Namespace) -> Any:
     if args.processes < 2:
         raise UsageError("--processes must be at least 2: one process a side has no spread to decide on")
     switches = parse_switches(args.switch)
+    if switches and args.of != "determinism":
+        raise UsageError("--switch names a determinism switch: it goes with --of determinism")
+    devices = one_device_count(args.devices, "--of devices")
     if set(switches) - set(backends):
         raise UsageError(f"--switch names {', '.join(sorted(set(switches) - set(backends)))}, which --backend "
                          "does not measure")
@@ -76,7 +86,8 @@ def settings_from(args: argparse.Namespace) -> Any:
     settings = CostSettings(backends=tuple(backends), apis=tuple(apis),
                             batch_sizes=tuple(options.batch_sizes(args.batch_sizes)),
                             jits={"on": (True,), "off": (False,), "both": (False, True)}[args.jit], device=args.device,
-                            switches=switches, processes=args.processes, aa=not args.no_aa,
+                            switches=switches, of=args.of, devices=devices, processes=args.processes,
+                            aa=not args.no_aa,
                             threads=options.threads(args.threads), profile=args.profile, model=model.to_dict(),
                             seed=args.seed, alpha=args.alpha, threshold=args.threshold, min_change=args.min_change,
                             max_cost=args.max_cost, cell_timeout_s=args.cell_timeout)
@@ -112,12 +123,13 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
     columns = len(settings.columns())
     cells = len(settings.backends) * len(settings.apis) * len(settings.batch_sizes) * len(settings.jits)
-    log(f"{cells} cells × {columns} columns (switch off, on{', on again' if settings.aa else ''}) × "
+    log(f"{cells} cells × {columns} columns ({', '.join(settings.columns())}) × "
         f"{settings.processes} processes = {cells * columns * settings.processes} fresh processes, interleaved")
     try:
         doc = run_cost(settings, log=log, keep=keep)
     except KeyboardInterrupt:
-        rounds = len(next(iter(kept[0].cells)).step_time_s["off"]) if kept and kept[0].cells else 0
+        first = settings.columns()[0]
+        rounds = len(kept[0].cells[0].step_time_s[first]) if kept and kept[0].cells else 0
         console.print(f"interrupted after {rounds} of {settings.processes} rounds"
                       + (f", kept in {args.json}" if out and rounds else ", nothing written" if not rounds else ""))
         return EXIT_INTERRUPTED
@@ -126,9 +138,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
         console.print(line, highlight=False)
     alarms = aa_alarms(doc)
     if alarms:
-        console.print(f"[bold red]A/A alarm:[/] the switch on twice came out different in {len(alarms)} cell(s): "
+        console.print(f"[bold red]A/A alarm:[/] the same column twice came out different in {len(alarms)} cell(s): "
                       f"{'; '.join(alarms)} — the machine was not steady enough for these figures")
-    failed = [f"{c.cell}, switch {column}: {why}" for c in doc.cells for column, why in c.errors.items()]
+    failed = [f"{c.cell}, {column}: {why}" for c in doc.cells for column, why in c.errors.items()]
     for line in failed:
         sys.stderr.write(f"fitbench: error in {line}\n")
     if out:
@@ -143,15 +155,22 @@ def cost_notes(doc: dict[str, Any]) -> list[str]:
     a CPU, and the gate's answer."""
     from fitbench.determinism.switch import get_switch
 
-    lines = []
+    lines: list[str] = []
+    if doc["settings"].get("of") == "devices":
+        return lines + _gate_lines(doc)
     lost = [c["cell"] for c in doc["cells"] if c["jit_effective"].get("off") and c["jit_effective"].get("on") is False]
     if lost:
         lines.append(f"jit lost under the switch (Keras turned compilation off): {', '.join(lost)}")
-    for stack in dict.fromkeys(c["backend"] for c in doc["cells"]):
-        switch = next(c["switch"] for c in doc["cells"] if c["backend"] == stack)
+    for stack in dict.fromkeys(c["backend"] for c in doc["cells"] if c["backend"] != "tf-keras"):  # Keras 2 keeps XLA
+        switch = next(c["treatment"] for c in doc["cells"] if c["backend"] == stack)
         note = get_switch(stack, switch).cpu_note
         if note:
             lines.append(f"{stack} {switch}: {note}")
+    return lines + _gate_lines(doc)
+
+
+def _gate_lines(doc: dict[str, Any]) -> list[str]:
+    lines = []
     max_cost = doc["settings"]["max_cost"]
     if max_cost:
         over = [c["cell"] for c in doc["cells"] if c["over_max_cost"] is True]
@@ -162,5 +181,5 @@ def cost_notes(doc: dict[str, Any]) -> list[str]:
             lines.append(f"cannot tell against --max-cost {max_cost}× (interval spans it, or too few processes): "
                          f"{', '.join(unknown)} (exit 3)")
         else:
-            lines.append(f"every cell's switch costs less than {max_cost}× (exit 0)")
+            lines.append(f"every cell costs less than {max_cost}× (exit 0)")
     return lines

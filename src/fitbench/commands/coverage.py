@@ -73,6 +73,11 @@ def main(args: argparse.Namespace, console: Console) -> int:
         keep_document(out, doc.to_dict())
     for table in coverage_table(doc.to_dict()):
         console.print(table)
+    for row in doc.rows:  # compilation lost under the switch: shown, not a divergence (exit 0)
+        refused = [layer for layer in row.layers if layer.jit and layer.jit != "compiles"]
+        if refused:
+            console.print(f"{row.backend}: {len(refused)} layer step(s) do not compile with the switch on: "
+                          + "; ".join(f"{layer.name} ({layer.layer})" for layer in refused), highlight=False)
     for row in doc.rows:
         for error in row.errors:
             sys.stderr.write(f"fitbench: {row.backend}: a coverage process failed: {error}\n")

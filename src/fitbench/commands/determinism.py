@@ -9,7 +9,15 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import DEVICES, options
-from fitbench.commands.common import EXIT_FAILED, EXIT_FOUND, EXIT_OK, model_choice, model_flags, positive_int
+from fitbench.commands.common import (
+    EXIT_FAILED,
+    EXIT_FOUND,
+    EXIT_OK,
+    device_counts,
+    model_choice,
+    model_flags,
+    positive_int,
+)
 from fitbench.errors import UsageError
 from fitbench.model import ModelSpec, parse_widths
 from fitbench.stacks import parse_stack
@@ -39,12 +47,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help="self-test: move one initial weight of API by one ULP (default: none)")
     det.add_argument("--runs", type=positive_int("--runs"), default=2,
                      help="separate training processes, each API compared across all of them (default 2, at least 2)")
-    det.add_argument("--devices", default="1", metavar="N,...",
+    det.add_argument("--devices", type=device_counts, default=[1], metavar="N,...",
                      help="also train data-parallel on N devices (keras.distribution; JAX; simulated on a CPU), "
                           "`--runs` processes each: N against N and N against the first count (default 1)")
     det.add_argument("--hosts", type=positive_int("--hosts", 16), default=1, metavar="K",
-                     help="also train each device count that splits over K hosts as K local processes "
-                          "(jax.distributed over gloo: a cluster's code path), against one process (default 1)")
+                     help="also train K devices as K local processes, one device each (jax.distributed over "
+                          "gloo: a cluster's code path), against one process with K devices (default 1)")
     return det
 
 
@@ -78,7 +86,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.settings import DeterminismSettings
     from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
-    from fitbench.measure.distributed import parse_device_counts
     from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import determinism_table
@@ -94,7 +101,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         jit=args.jit == "on", seed=args.seed, samples=args.samples, batch_size=args.batch_size or args.samples,
         intra_op_threads=args.threads, inter_op_threads=1, op_determinism=not args.no_op_determinism,
         nudge_api=args.nudge, runs=args.runs, backend=stack.backend, keras_major=stack.keras_major,
-        device=args.device, devices=tuple(parse_device_counts(args.devices)), hosts=args.hosts).check()
+        device=args.device, devices=tuple(args.devices), hosts=args.hosts).check()
     out = check_output_path(args.json) if args.json else None
     if args.device == "gpu":
         require_gpu(settings.backend, "--device gpu")

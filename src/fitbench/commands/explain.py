@@ -9,7 +9,14 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import EXIT_FAILED, model_choice, model_flags, positive_int
+from fitbench.commands.common import (
+    EXIT_FAILED,
+    device_counts,
+    model_choice,
+    model_flags,
+    one_device_count,
+    positive_int,
+)
 from fitbench.errors import UsageError
 from fitbench.stacks import parse_stack
 
@@ -25,7 +32,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           "the first --api in two processes; nudge: self-test, one weight moved by one ULP; "
                           "switch: the backend's determinism switch on vs off; devices: one device vs --devices "
                           "N (DataParallel, JAX); replay: the seed question's shared legacy optimizer vs a fresh one")
-    exp.add_argument("--devices", type=positive_int("--devices", 64), default=2, metavar="N",
+    exp.add_argument("--devices", type=device_counts, default=[2], metavar="N",
                      help="with --pair devices: the device count set against one device (default 2)")
     exp.add_argument("--epochs", type=positive_int("--epochs"), default=3, help="epochs to train (default 3)")
     exp.add_argument("--samples", type=positive_int("--samples"), default=1,
@@ -52,7 +59,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     pair = args.pair or ("apis" if len(apis) > 1 else "runs")
     settings = ExplainSettings(pair=pair, apis=apis, backend=backends[0], model=model, seed=args.seed,
                                epochs=args.epochs, samples=args.samples, batch_size=args.batch_size or args.samples,
-                               op_determinism=not args.no_op_determinism, devices=args.devices).check()
+                               op_determinism=not args.no_op_determinism,
+                               devices=one_device_count(args.devices, "--pair devices") if pair == "devices" else 2
+                               ).check()
     out = check_output_path(args.json) if args.json else None
     if pair == "replay":
         from fitbench.adapters import tf_keras

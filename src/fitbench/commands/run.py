@@ -17,6 +17,7 @@ from fitbench.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     TIMEOUT_MAX_S,
+    device_counts,
     model_choice,
     model_flags,
     output_path,
@@ -49,7 +50,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help="the backend's determinism switch in each cell's process: off (default), on, or both "
                           "(a cost table follows; `fitbench cost` for an interval)")
     switch_flags(run)
-    run.add_argument("--devices", default="1", metavar="N,...",
+    run.add_argument("--devices", type=device_counts, default=[1], metavar="N,...",
                      help="data parallelism: each cell also on N devices (keras.distribution.DataParallel, the "
                           "batch split; JAX; simulated devices on a CPU), e.g. 1,2,4 (default 1)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
@@ -73,7 +74,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.switch import parse_switches
     from fitbench.measure import engine
     from fitbench.measure.cells import plan_cells
-    from fitbench.measure.distributed import parse_device_counts
     from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path
     from fitbench.report.tables import (
@@ -108,7 +108,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
                        variants=["plain", "tuned"] if args.variant == "both" else [args.variant],
                        model=model.name, model_apis=model.apis,
                        determinism={"off": (False,), "on": (True,), "both": (False, True)}[args.determinism],
-                       switches=switches, device_counts=tuple(parse_device_counts(args.devices)))
+                       switches=switches, device_counts=tuple(args.devices))
     # a factory or file: one step, or exit 2 (plan_cells has refused tf-keras with any model but the seed)
     check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend)
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),

@@ -90,23 +90,43 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
 
 
 def _train_on_hosts(st: DeterminismSettings, weights_dir: str, timeout_s: float | None) -> dict[str, Any]:
-    """Every device count that splits over `st.hosts`, trained again as that many local processes joined by
-    jax.distributed (gloo), each with its share of the devices: the code path of a cluster, on one machine."""
-    from concurrent.futures import ThreadPoolExecutor
+    """The device count equal to `st.hosts`, trained again as that many local processes joined by
+    jax.distributed (gloo), one device each: the code path of a cluster, on one machine.
+
+    All start at once (they wait for each other at the coordinator). Host 0 runs from this thread, so Ctrl-C
+    stops it at once; the others from daemon threads, whose processes die with fitbench (die_with_parent)
+    instead of keeping it alive at exit."""
+    import threading
 
     from fitbench.measure.distributed import Host, free_port
 
     out: dict[str, Any] = {}
-    for n in (n for n in st.devices if n >= st.hosts and n % st.hosts == 0):
-        hosts = [Host(i, st.hosts, f"127.0.0.1:{free_port()}") for i in range(st.hosts)]
-        hosts = [Host(h.index, h.count, hosts[0].coordinator) for h in hosts]
+    # one device per host: hosts with two simulated devices each hung in a two-API training here (gloo)
+    for n in (n for n in st.devices if n == st.hosts):
+        coordinator = f"127.0.0.1:{free_port()}"
         env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism,
                           device_count=n // st.hosts)
-        names = [f"{n}dev-{st.hosts}hosts-host{h.index}" for h in hosts]
-        with ThreadPoolExecutor(st.hosts) as pool:  # all at once: they wait for each other at the coordinator
-            futures = [pool.submit(run_isolated, train_trajectories,
-                                   {"settings": st.to_dict(), "weights_dir": weights_dir, "run_name": name,
-                                    "device_count": n, "host": asdict(h)}, env, timeout_s or 600)
-                       for name, h in zip(names, hosts)]
-            out.update({name: f.result() for name, f in zip(names, futures)})
+        results: dict[int, Any] = {}
+
+        def host(index: int, n: int = n, coordinator: str = coordinator, env: dict[str, str] = env,
+                 results: dict[int, Any] = results) -> None:
+            try:
+                results[index] = run_isolated(
+                    train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
+                                         "run_name": f"{n}dev-{st.hosts}hosts-host{index}", "device_count": n,
+                                         "host": asdict(Host(index, st.hosts, coordinator))},
+                    env, timeout_s or 600)
+            except Exception as exc:  # said by the caller, as the first host's failure would be
+                results[index] = exc
+
+        others = [threading.Thread(target=host, args=(i,), daemon=True) for i in range(1, st.hosts)]
+        for t in others:
+            t.start()
+        host(0)
+        for t in others:
+            t.join()
+        for index in range(st.hosts):
+            if isinstance(results.get(index), Exception):
+                raise results[index]
+            out[f"{n}dev-{st.hosts}hosts-host{index}"] = results[index]
     return out

@@ -1,12 +1,13 @@
-"""`fitbench cost`: what each backend's determinism switch costs a cell, with the process as the unit.
+"""`fitbench cost`: what each backend's determinism switch (or data parallelism over N devices) costs a cell,
+with the process as the unit.
 
-Every cell is measured with its switch off and on (and, for the A/A, on a second time), each a fresh process
-(`fitbench run`'s own cell, fitbench.measure.engine), interleaved cell by cell and round by round — off on on',
-then on' on off — so that a drift of the machine falls on every column alike. Each process gives one value, its
-median step time; per cell the switch-on column is decided against the switch-off column, and the second
-switch-on column against the first (the A/A: the same thing twice must come out "equivalent", never "slower"),
-all with fitbench.regress.decide (exact rank-sum, Hodges-Lehmann ratio and interval, Holm over every
-comparison, equivalence within ±threshold).
+Every cell is measured without and with the treatment — the switch off and on, or one device and N — and, for
+the A/A, with it a second time, each a fresh process (`fitbench run`'s own cell, fitbench.measure.engine),
+interleaved cell by cell and round by round — A B B', then B' B A — so that a drift of the machine falls on
+every column alike. Each process gives one value, its median step time; per cell the treated column is decided
+against the untreated one, and the second treated column against the first (the A/A: the same thing twice must
+come out "equivalent", never "slower"), all with fitbench.regress.decide (exact rank-sum, Hodges-Lehmann ratio
+and interval, Holm over every comparison, equivalence within ±threshold).
 
 Parent side: no framework here.
 """
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from fitbench import __version__
+from fitbench.errors import UsageError
 from fitbench.measure.cells import Cell
 from fitbench.measure.profiles import PROFILES, Profile
 from fitbench.models.choice import ModelChoice
@@ -27,7 +29,8 @@ from fitbench.regress.decide import FASTER, SLOWER, DecisionSettings, SpeedCompa
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
-OFF, ON, ON_AGAIN = "off", "on", "on again"  # the columns; ON_AGAIN only with the A/A
+OFF, ON, ON_AGAIN = "off", "on", "on again"  # the determinism columns; ON_AGAIN only with the A/A
+DETERMINISM, DEVICES = "determinism", "devices"  # what `fitbench cost --of` measures
 EXIT_OK, EXIT_OVER, EXIT_UNDECIDED = 0, 1, 3  # with --max-cost: none above it / one above it / cannot tell
 
 
@@ -41,6 +44,8 @@ class CostSettings:
     jits: tuple[bool, ...] = (False, True)
     device: str = "cpu"
     switches: dict[str, str] = field(default_factory=dict)  # stack -> switch name (default: each one's first)
+    of: str = DETERMINISM  # determinism: switch off vs on; devices: one device vs `devices` (DataParallel)
+    devices: int = 2  # with of=devices
     processes: int = 6  # per cell and column
     aa: bool = True  # a second switch-on column, decided against the first
     threads: int | None = 1  # one thread per framework pool: the steadiest between processes (docs/noise.md)
@@ -54,7 +59,10 @@ class CostSettings:
     cell_timeout_s: float = 1800
 
     def columns(self) -> list[str]:
-        return [OFF, ON, ON_AGAIN] if self.aa else [OFF, ON]
+        """[without, with, with again (the A/A)]: the switch off / on / on again, or 1 device / N / N again."""
+        names = [OFF, ON, ON_AGAIN] if self.of == DETERMINISM else [
+            "1 device", f"{self.devices} devices", f"{self.devices} devices again"]
+        return names if self.aa else names[:2]
 
 
 @dataclass
@@ -66,14 +74,14 @@ class CostCell:
     api: str
     jit_requested: bool
     batch_size: int
-    switch: str
+    treatment: str  # what the second column turns on: the switch's name, or "N devices"
     step_time_s: dict[str, list[float]]  # column -> one median step time per process
     samples_per_s: dict[str, float | None]  # column -> batch ÷ median over processes
     jit_effective: dict[str, bool | None]  # column -> what Keras really ran (TF op determinism turns XLA off)
     switch_in_force: dict[str, bool | None]  # column -> what the framework said in the process
     errors: dict[str, str] = field(default_factory=dict)  # column -> the last error of a process
-    cost: SpeedComparison | None = None  # on against off: speed_ratio < 1 is what the switch costs
-    aa: SpeedComparison | None = None  # on again against on: must not be slower or faster
+    cost: SpeedComparison | None = None  # with against without: speed_ratio < 1 is what the treatment costs
+    aa: SpeedComparison | None = None  # with again against with: must not be slower or faster
     over_max_cost: bool | None = None  # with max_cost: decided above it (True), below (False), or cannot tell
 
 
@@ -97,20 +105,35 @@ class CostDocument:
 
 
 def plan(settings: CostSettings) -> list[Cell]:
-    """The switch-off cells (one per backend, api, jit, batch); each column is this cell with its switch set."""
+    """The untreated cells (one per backend, api, jit, batch); each column is this cell with its treatment set.
+    UsageError for what cannot be planned (a backend without the distribution engine, a batch N cannot split)."""
     from fitbench.measure.cells import plan_cells
 
     model = ModelChoice.from_dict(settings.model)
+    if settings.of not in (DETERMINISM, DEVICES):
+        raise UsageError(f"--of takes {DETERMINISM} or {DEVICES}, got {settings.of!r}")
+    counts = (1, settings.devices) if settings.of == DEVICES else (1,)
+    plan_cells(list(settings.apis), list(settings.jits), [settings.device], list(settings.batch_sizes),
+               list(settings.backends), include_seed=False, model=model.name, model_apis=model.apis,
+               device_counts=counts)  # checks the devices' side too
     return plan_cells(list(settings.apis), list(settings.jits), [settings.device], list(settings.batch_sizes),
                       list(settings.backends), include_seed=False, model=model.name, model_apis=model.apis)
 
 
 def with_column(cell: Cell, column: str, settings: CostSettings) -> Cell:
+    """The cell as a column measures it: the first column as planned, the others with the treatment."""
     from fitbench.determinism.switch import default_switch
 
-    if column == OFF:
+    if column == settings.columns()[0]:
         return cell
+    if settings.of == DEVICES:
+        return replace(cell, device_count=settings.devices)
     return replace(cell, determinism=settings.switches.get(cell.stack.name) or default_switch(cell.stack.name))
+
+
+def treatment(cell: Cell, settings: CostSettings) -> str:
+    treated = with_column(cell, settings.columns()[1], settings)
+    return treated.determinism or "" if settings.of == DETERMINISM else f"{treated.device_count} devices"
 
 
 def _label(cell: Cell) -> str:
@@ -133,9 +156,8 @@ def run_cost(settings: CostSettings, measure: Measure | None = None, log: Callab
     doc = CostDocument(settings=settings, cells=[], machine=platform.node(), fitbench_version=__version__,
                        started=utc_stamp())
     for cell in base_cells:
-        switch = with_column(cell, ON, settings).determinism or ""
         doc.cells.append(CostCell(cell=_label(cell), backend=cell.stack.name, api=cell.api, jit_requested=cell.jit,
-                                  batch_size=cell.batch_size, switch=switch,
+                                  batch_size=cell.batch_size, treatment=treatment(cell, settings),
                                   step_time_s={c: [] for c in columns}, samples_per_s={c: None for c in columns},
                                   jit_effective={c: None for c in columns},
                                   switch_in_force={c: None for c in columns}))
@@ -146,7 +168,8 @@ def run_cost(settings: CostSettings, measure: Measure | None = None, log: Callab
             order = columns if (round_index + i) % 2 == 0 else columns[::-1]  # A B B', B' B A
             for column in order:
                 done += 1
-                log(f"[{done}/{total}] round {round_index + 1}/{settings.processes}: {row.cell}, switch {column}")
+                what = f"switch {column}" if settings.of == DETERMINISM else column
+                log(f"[{done}/{total}] round {round_index + 1}/{settings.processes}: {row.cell}, {what}")
                 record = measure(with_column(cell, column, settings))
                 if record.get("status") == "ok" and record.get("step_time_median_s"):
                     row.step_time_s[column].append(record["step_time_median_s"])
@@ -174,26 +197,46 @@ def _engine_measure(settings: CostSettings) -> Measure:
 
 
 def _decide(rows: list[CostCell], settings: CostSettings) -> None:
-    """On against off per cell, and with the A/A on again against on; Holm over all of them. Two processes a
-    side at least (fewer: no test, the comparison stays null)."""
-    tests: dict[str, tuple[list[float], list[float]]] = {}
+    """With against without per cell, and with again against with (the A/A); two processes a side at least
+    (fewer: no test, the comparison stays null). Two families, each with Holm over its cells at `alpha`: what the
+    treatment costs is one question, whether the protocol raises false alarms is another — in one family of 2 ×
+    cells, 6 processes a side could never reach Holm's first level (the exact test's smallest p is 0.0022)."""
+    columns = settings.columns()
+    costs: dict[str, tuple[list[float], list[float]]] = {}
+    aas: dict[str, tuple[list[float], list[float]]] = {}
     for r in rows:
-        for column in (c for c in (OFF, ON, ON_AGAIN) if c in r.step_time_s):
+        for column in columns:
             values = r.step_time_s[column]
             r.samples_per_s[column] = r.batch_size / statistics.median(values) if values else None
-        tests[f"{r.cell} | cost"] = (r.step_time_s[OFF], r.step_time_s[ON])
-        if ON_AGAIN in r.step_time_s:
-            tests[f"{r.cell} | aa"] = (r.step_time_s[ON], r.step_time_s[ON_AGAIN])
-    tests = {name: (usable_values(a).values, usable_values(b).values) for name, (a, b) in tests.items()}
-    tests = {name: pair for name, pair in tests.items() if len(pair[0]) >= 2 and len(pair[1]) >= 2}
-    decisions = decide(tests, DecisionSettings(alpha=settings.alpha, threshold=settings.threshold,
-                                               min_change=settings.min_change,
-                                               equivalence_alpha=settings.alpha)) if tests else {}
+        costs[r.cell] = (r.step_time_s[columns[0]], r.step_time_s[columns[1]])
+        if len(columns) > 2:
+            aas[r.cell] = (r.step_time_s[columns[1]], r.step_time_s[columns[2]])
+    decision_settings = DecisionSettings(alpha=settings.alpha, threshold=settings.threshold,
+                                         min_change=settings.min_change, equivalence_alpha=settings.alpha)
+
+    def family(tests: dict[str, tuple[list[float], list[float]]]) -> dict[str, Any]:
+        tests = {name: (usable_values(a).values, usable_values(b).values) for name, (a, b) in tests.items()}
+        tests = {name: pair for name, pair in tests.items() if len(pair[0]) >= 2 and len(pair[1]) >= 2}
+        return decide(tests, decision_settings) if tests else {}
+
+    cost_decisions, aa_decisions = family(costs), family(aas)
     for r in rows:
-        cost, aa = decisions.get(f"{r.cell} | cost"), decisions.get(f"{r.cell} | aa")
-        r.cost = SpeedComparison.from_decision(cost, ON, OFF) if cost else None
-        r.aa = SpeedComparison.from_decision(aa, ON_AGAIN, ON) if aa else None
+        cost, aa = cost_decisions.get(r.cell), aa_decisions.get(r.cell)
+        r.cost = SpeedComparison.from_decision(cost, columns[1], columns[0]) if cost else None
+        r.aa = SpeedComparison.from_decision(aa, columns[2], columns[1]) if aa else None
         r.over_max_cost = over_max_cost(r.cost, settings.max_cost) if settings.max_cost else None
+
+
+def decide_again(doc: dict[str, Any]) -> CostDocument:
+    """A stored cost document's decisions made again from its per-process values (nothing is measured)."""
+    settings = CostSettings(**{**doc["settings"], **{k: tuple(doc["settings"][k])
+                                                     for k in ("backends", "apis", "batch_sizes", "jits")}})
+    cells = [CostCell(**{**c, "cost": None, "aa": None, "over_max_cost": None}) for c in doc["cells"]]
+    _decide(cells, settings)
+    again = CostDocument(**{**doc, "settings": settings, "cells": cells})
+    if again.complete and settings.max_cost:
+        again.exit_status = exit_status(again)
+    return again
 
 
 def over_max_cost(cost: SpeedComparison | None, max_cost: float) -> bool | None:
@@ -221,7 +264,7 @@ def exit_status(doc: CostDocument) -> int:
 
 
 def verdict_counts(doc: CostDocument) -> dict[str, int]:
-    """How many cells the switch made slower / faster / equivalent / inconclusive (the A/A's alarms apart)."""
+    """How many cells the treatment made slower / faster / equivalent / inconclusive (the A/A's alarms apart)."""
     counts: dict[str, int] = {}
     for c in doc.cells:
         key = c.cost.verdict if c.cost else "not decided"
@@ -230,6 +273,6 @@ def verdict_counts(doc: CostDocument) -> dict[str, int]:
 
 
 def aa_alarms(doc: CostDocument) -> list[str]:
-    """Cells whose A/A (the switch on twice) came out slower or faster: a false alarm of the protocol."""
+    """Cells whose A/A (the treatment twice) came out slower or faster: a false alarm of the protocol."""
     return [c.cell for c in doc.cells if c.aa and c.aa.verdict in (SLOWER, FASTER)]
 

@@ -30,7 +30,7 @@ class DeterminismSettings:
     device: str = "cpu"
     model: ModelChoice = field(default_factory=ModelChoice)  # --model: the seed network of `spec` by default
     devices: tuple[int, ...] = (1,)  # device counts (keras.distribution.DataParallel); each trained `runs` times
-    hosts: int = 1  # >1: each device count that splits over them also trained as this many local processes
+    hosts: int = 1  # >1: the device count equal to it also trained as this many local processes, a device each
 
     def check(self) -> "DeterminismSettings":
         """Bad input as one UsageError line (exit 2), before any process starts."""
@@ -55,9 +55,9 @@ class DeterminismSettings:
 
         check_device_counts(self.devices, [Stack(self.backend, self.keras_major).name], [self.batch_size], self.device)
         if self.hosts > 1:
-            if not any(n >= self.hosts and n % self.hosts == 0 for n in self.devices):
-                raise UsageError(f"--hosts {self.hosts} splits a device count over hosts: give --devices a count "
-                                 f"that is a multiple of {self.hosts}, e.g. --devices 1,{self.hosts}")
+            if self.hosts not in self.devices:
+                raise UsageError(f"--hosts {self.hosts} trains {self.hosts} devices as {self.hosts} processes, one "
+                                 f"device each: give --devices that count, e.g. --devices 1,{self.hosts}")
             if self.samples % self.batch_size:
                 raise UsageError(f"--hosts: --samples {self.samples} must be whole batches of {self.batch_size} "
                                  "(each host feeds its slice of every batch)")

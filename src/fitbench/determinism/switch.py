@@ -33,7 +33,7 @@ class Switch:
 SWITCHES: dict[str, tuple[Switch, ...]] = {
     "tensorflow": (
         Switch("op-determinism", "tensorflow", "tf.config.experimental.enable_op_determinism()",
-               cpu_note="also turns Keras' jit_compile off (keras-team/keras#20315)"),),
+               cpu_note="Keras 3 turns jit_compile off under it (keras-team/keras#20315)"),),
     "jax": (
         Switch("deterministic-ops", "jax", f"XLA_FLAGS={JAX_DETERMINISTIC_OPS}", {"XLA_FLAGS": JAX_DETERMINISTIC_OPS},
                cpu_note="a GPU flag of XLA: on a CPU it changes nothing"),

@@ -531,28 +531,38 @@ def _comparison_text(comp: dict[str, Any] | None) -> str:
 
 
 def cost_table(doc: dict[str, Any]) -> Table:
-    """`fitbench cost`: per cell samples/s with the switch off and on, on ÷ off with its interval and verdict, the
-    jit Keras really ran on each side, and the A/A (the switch on twice)."""
+    """`fitbench cost`: per cell samples/s without and with the treatment (the determinism switch off and on, or
+    1 device and N), with ÷ without with its interval and verdict, the jit Keras really ran on each side, and the
+    A/A (the treatment twice)."""
     st = doc["settings"]
-    table = _Table(title=f"what the determinism switch costs: samples/s, switch on ÷ off (<1: slower) [95 % CI], "
+    of_devices = st.get("of") == "devices"
+    base, treated, *again = list(doc["cells"][0]["step_time_s"]) if doc["cells"] else ["off", "on"]
+    what = f"{st.get('devices')} simulated devices vs 1" if of_devices else "the determinism switch"
+    short = ("N", "1") if of_devices else ("on", "off")
+    table = _Table(title=f"what {what} costs: samples/s, {short[0]} ÷ {short[1]} (<1: slower) [95 % CI], "
                         f"{st['processes']} processes a side, interleaved; Holm α = {st['alpha']}")
     table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
     table.add_column("cell", ratio=1, min_width=18)
-    for name in ("off/s", "on/s"):
-        table.add_column(name, justify="right")
-    table.add_column("jit\noff→on", no_wrap=True)
-    table.add_column("on ÷ off", no_wrap=True)
-    if st["aa"]:
-        table.add_column("A/A: on ÷ on", no_wrap=True)
+    for name in short[::-1]:
+        table.add_column(f"{name}/s", justify="right")
+    table.add_column(f"jit\n{short[1]}→{short[0]}", no_wrap=True)
+    table.add_column(f"{short[0]} ÷ {short[1]}", no_wrap=True)
+    if again:
+        table.add_column(f"A/A: {short[0]} ÷ {short[0]}", no_wrap=True)
     for c in doc["cells"]:
-        jit = f"{_on_off(c['jit_effective'].get('off'))}→{_on_off(c['jit_effective'].get('on'))}"
-        if c["jit_effective"].get("off") and c["jit_effective"].get("on") is False:
+        jit_base, jit_treated = c["jit_effective"].get(base), c["jit_effective"].get(treated)
+        jit = f"{_on_off(jit_base)}→{_on_off(jit_treated)}"
+        if jit_base and jit_treated is False:
             jit = f"[bold red]{jit}[/]"
-        rates = [_fmt(c["samples_per_s"].get(k), ",.0f") for k in ("off", "on")]
-        row = [escape(f"{c['cell']}\nswitch {c['switch']}"), *rates, jit, _comparison_text(c.get("cost"))]
-        if st["aa"]:
+        rates = [_fmt(c["samples_per_s"].get(k), ",.0f") for k in (base, treated)]
+        label = f"{c['cell']}\n{c['treatment']}" if of_devices else f"{c['cell']}\nswitch {c['treatment']}"
+        row = [escape(label), *rates, jit, _comparison_text(c.get("cost"))]
+        if again:
             row.append(_comparison_text(c.get("aa")))
         table.add_row(*row)
+    if of_devices and st.get("device") == "cpu":
+        table.caption = ("simulated CPU devices share this machine's cores: this is what the distribution machinery "
+                         "costs, not a speed-up")
     return table
 
 
