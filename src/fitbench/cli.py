@@ -6,9 +6,10 @@ import argparse
 import signal
 import sys
 import textwrap
-from typing import Sequence
+from typing import Any, Sequence
 
 from rich.console import Console
+from rich.table import Table
 
 from fitbench import __version__
 from fitbench.commands import ALIASES, COMMANDS, by_name
@@ -60,6 +61,23 @@ def stop_on_signals() -> None:
             signal.signal(sig, _interrupt)
 
 
+class _Console(Console):
+    """Text is soft-wrapped (a path, a command to copy is never broken by rich); a table is not: with soft wrap on,
+    rich would leave its title and caption unwrapped, lines of 120-200 columns (found in a new user's trial)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if "soft_wrap" not in kwargs and any(isinstance(o, Table) for o in objects):
+            kwargs["soft_wrap"] = False
+        super().print(*objects, **kwargs)
+
+
+def make_console() -> Console:
+    """The commands' console. A pipe or a CI log: $COLUMNS when set, else 100 columns (every table fits 100
+    without cutting a number, tests/test_tables.py), instead of rich's 80-column default for output that is not a
+    terminal."""
+    return _Console(soft_wrap=True) if sys.stdout.isatty() else _Console(width=_columns(), soft_wrap=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     alias = argv[0] if argv and argv[0] in ALIASES else None
@@ -68,10 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if alias:  # after parsing: bad input stays one line
         sys.stderr.write(f"fitbench: note: `fitbench {alias}` is now `fitbench {ALIASES[alias]}`\n")
-    # A pipe or a CI log: $COLUMNS when set, else 100 columns (every table fits 100 without cutting a number,
-    # tests/test_tables.py), instead of rich's 80-column default for output that is not a terminal.
-    # soft_wrap: a line of text (a path, a command to copy) is never broken by rich; the tables still fit.
-    console = Console(soft_wrap=True) if sys.stdout.isatty() else Console(width=_columns(), soft_wrap=True)
+    console = make_console()
     stop_on_signals()
     try:
         from fitbench.isolation import sweep_stale_tempdirs

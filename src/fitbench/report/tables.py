@@ -545,7 +545,7 @@ def cost_table(doc: dict[str, Any]) -> Table:
     table.add_column("cell", ratio=1, min_width=18)
     for name in short[::-1]:
         table.add_column(f"{name}/s", justify="right")
-    table.add_column(f"jit\n{short[1]}→{short[0]}", no_wrap=True)
+    table.add_column(f"jit ran\n({short[1]}→{short[0]})", no_wrap=True)
     table.add_column(f"{short[0]} ÷ {short[1]}", no_wrap=True)
     if again:
         table.add_column(f"A/A: {short[0]} ÷ {short[0]}", no_wrap=True)
@@ -592,15 +592,18 @@ def coverage_table(doc: dict[str, Any]) -> list[Table]:
                              f"{doc['processes']} processes, batch {doc['batch_size']}, {doc['device']}",
                        caption=escape(compiled))
         table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
+        details = any(layer["detail"] for layer in row["layers"])  # every layer identical: no empty column
         table.add_column("layer", ratio=1)
         table.add_column("params", justify="right")
         table.add_column("status", no_wrap=True)
-        table.add_column("detail", ratio=2)
+        if details:
+            table.add_column("detail", ratio=2)
         table.add_column("compiled alone", ratio=1)
         for layer in row["layers"]:
             colour = {"identical": "green", "not reached": "yellow"}.get(layer["status"], "red")
-            table.add_row(escape(f"{layer['name']} ({layer['layer']})"), f"{layer['params']:,}",
-                          f"[{colour}]{layer['status']}[/]", escape(_sentence(layer["detail"])),
-                          escape(_sentence(layer["jit"]) or "-"))
+            cells = [escape(f"{layer['name']} ({layer['layer']})"), f"{layer['params']:,}",
+                     f"[{colour}]{layer['status']}[/]"]
+            cells += [escape(_sentence(layer["detail"]))] if details else []
+            table.add_row(*cells, escape(_sentence(layer["jit"]) or "-"))
         tables.append(table)
     return tables
