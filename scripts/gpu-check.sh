@@ -14,6 +14,8 @@
 #   DETERMINISM_JIT=jax=on      jit of each backend's determinism check (default: the command's own, off)
 #   DETERMINISM_SWITCH=both     also check without the backend's determinism switch (default: with it only)
 #   DEVICES_BATCH_SIZES=256,4096 the data-parallel cells' global batches (JAX, with 2 GPUs or more)
+#   FIT=0, DETERMINISM=0        skip the fit cells, the determinism checks (e.g. a second call for the cost
+#                               alone: a lent machine returns at most 8 files)
 #   COST=0                      skip what the switch costs (`fitbench cost`, 6 processes a side) and which
 #                               layers it covers (`fitbench coverage` of COVERAGE_MODELS, default conv attention)
 #   DEADLINE=420                seconds for the whole script: each step gets what is left and is stopped
@@ -82,6 +84,7 @@ done
 # GPU fit cells (plain and tuned, jit off and on), raw steps and the peak probe; every cell checks that the
 # model's and the raw step's variables live on the GPU (status error otherwise) and records the GPU's name.
 # One `fitbench run` per backend: a backend that stops early leaves the other's results whole.
+if [ "${FIT:-1}" = 1 ]; then
 for backend in ${BACKENDS//,/ }; do
   plot=(--plot "$out/run-gpu-$backend.png")
   [ "${PLOT:-1}" = 0 ] && plot=()
@@ -89,6 +92,7 @@ for backend in ${BACKENDS//,/ }; do
     --batch-sizes "${BATCH_SIZES:-32,256,2048}" --no-seed-workload --cell-timeout 120 \
     --json "$out/run-gpu-$backend.json" "${plot[@]}"
 done
+fi  # FIT
 
 # Bit-identity of Sequential/Functional/Subclassed and run to run, on the GPU: TF op determinism,
 # XLA_FLAGS=--xla_gpu_deterministic_ops=true on JAX, torch.use_deterministic_algorithms(True) on PyTorch.
@@ -98,6 +102,7 @@ jit_of() {  # the --jit flag DETERMINISM_JIT gives BACKEND, if any
     [ "${item%%=*}" = "$1" ] && echo "--jit ${item#*=}"
   done
 }
+if [ "${DETERMINISM:-1}" = 1 ]; then
 for backend in ${BACKENDS//,/ }; do
   # shellcheck disable=SC2046  # jit_of prints zero or two words
   step "determinism on the GPU, $backend" "$py" -m fitbench determinism --backend "$backend" --device gpu \
@@ -112,6 +117,7 @@ if [ "${DETERMINISM_SWITCH:-on}" = both ]; then
       --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend-noswitch.json"
   done
 fi
+fi  # DETERMINISM
 
 # What the determinism switch costs on the GPU (the published figures range from nothing to +746 %), with the
 # A/A, and which of the zoo's layers it covers there; a cost or an uncovered layer is a finding (exit 1), not a
@@ -149,6 +155,7 @@ fi
 
 # The placement each record reports, one line per cell; a cell that is not "ok" (skipped: the backend saw
 # no GPU; error: e.g. variables found off the GPU) fails this step.
+if [ "${FIT:-1}" = 1 ]; then
 runs=()
 for backend in ${BACKENDS//,/ }; do runs+=("$out/run-gpu-$backend.json"); done
 step "every GPU cell ran on the GPU" "$py" -c '
@@ -167,5 +174,6 @@ for p in (p for doc in docs for p in doc["peaks"]):
     bad += p["status"] != "ok"
     print("peak", p["backend"], p["status"], p.get("gflops_per_s"), p.get("device_name"))
 sys.exit(1 if bad or not records or len(docs) < len(sys.argv[1:]) else 0)' "${runs[@]}"
+fi  # FIT
 echo "gpu-check: $failed step(s) failed; results in $out" | tee -a "$out/summary.txt"
 exit "$failed"
