@@ -67,6 +67,7 @@ def test_the_determinism_axis_puts_off_and_on_of_a_cell_side_by_side():
     (["cost", "--of", "devices", "--backend", "jax", "--devices", "2,4"], "give one count, 2 or more"),
     (["explain", "--pair", "devices", "--backend", "jax", "--devices", "0"], "--devices takes device counts"),
     (["cost", "--of", "devices", "--backend", "torch"], "not on torch"),
+    (["cost", "--devices", "4"], "--devices goes with --of devices"),
     (["cost", "--model", "conv", "--api", "sequential,functional", "--backend", "tf-keras"], "tf-keras"),
     (["coverage", "--backend", "tf-keras"], "tf-keras (Keras 2) is not supported"),
     (["coverage", "--processes", "1"], "--processes must be at least 2"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -75,7 +77,12 @@ def settings_from(args: argparse.Namespace) -> Any:
     switches = parse_switches(args.switch)
     if switches and args.of != "determinism":
         raise UsageError("--switch names a determinism switch: it goes with --of determinism")
-    devices = one_device_count(args.devices, "--of devices")
+    if args.of == "devices":
+        devices = one_device_count(args.devices, "--of devices")
+    elif args.devices != [2]:
+        raise UsageError("--devices goes with --of devices (one device against N)")
+    else:
+        devices = 2
     if set(switches) - set(backends):
         raise UsageError(f"--switch names {', '.join(sorted(set(switches) - set(backends)))}, which --backend "
                          "does not measure")
@@ -98,7 +105,7 @@ def settings_from(args: argparse.Namespace) -> Any:
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.cost import CostDocument, aa_alarms, run_cost
     from fitbench.models.check import check_in_child
-    from fitbench.report.io import check_output_path, keep_document
+    from fitbench.report.io import cache_dir, check_output_path, keep_document
     from fitbench.report.tables import cost_table
     from fitbench.stacks import parse_stack
 
@@ -111,11 +118,12 @@ def main(args: argparse.Namespace, console: Console) -> int:
             require_gpu(parse_stack(stack).backend, "--device gpu")
     check_in_child(model, parse_stack(settings.backends[0]).backend)  # a model that cannot build: exit 2
     kept: list[CostDocument] = []
+    # every finished round is on disk: in --json, or else in the cache (a long cost run stopped loses nothing)
+    where = [out or os.path.join(cache_dir("cost"), time.strftime("cost-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")]
 
     def keep(doc: CostDocument) -> None:
         kept[:] = [doc]
-        if out:
-            keep_document(out, doc.to_dict())
+        where[0] = keep_document(where[0], doc.to_dict())  # after a failed write: the fallback from then on
 
     def log(line: str) -> None:
         sys.stderr.write(f"fitbench: {line}\n")
@@ -131,7 +139,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         first = settings.columns()[0]
         rounds = len(kept[0].cells[0].step_time_s[first]) if kept and kept[0].cells else 0
         console.print(f"interrupted after {rounds} of {settings.processes} rounds"
-                      + (f", kept in {args.json}" if out and rounds else ", nothing written" if not rounds else ""))
+                      + (f", kept in {where[0]}" if rounds else ", nothing written"), highlight=False)
         return EXIT_INTERRUPTED
     console.print(cost_table(doc.to_dict()))
     for line in cost_notes(doc.to_dict()):
@@ -143,8 +151,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     failed = [f"{c.cell}, {column}: {why}" for c in doc.cells for column, why in c.errors.items()]
     for line in failed:
         sys.stderr.write(f"fitbench: error in {line}\n")
-    if out:
-        console.print(f"written: {args.json}", highlight=False)
+    console.print(f"{'written' if where[0] == out else 'kept in'}: {where[0]}", highlight=False)
     if settings.max_cost:
         return doc.exit_status or 0
     return EXIT_FAILED if failed else 0
