@@ -109,12 +109,6 @@ class PeakRecord:
 
     backend: str = _doc("Keras backend whose framework ran the matmul")
     device: str = _doc("`cpu` or `gpu`")
-    determinism: str | None = _doc("the backend's determinism switch turned on in the cell's process (its name, "
-                                   "fitbench.determinism.switch); null: off. Documents before this field: off")
-    determinism_in_force: bool | None = _doc("whether the framework said the switch was on when the cell ran")
-    device_count: int = _doc("devices the global batch is split over (keras.distribution.DataParallel; simulated "
-                             "on a CPU); 1: one device, no distribution. Documents before this field: 1", 1)
-    per_device_batch: int | None = _doc("batch_size ÷ device_count")
     status: str = _doc("`ok`, `skipped` (no GPU) or `error`", "ok")
     reason: str | None = _doc("why it was skipped")
     error: str | None = _doc("the failed probe's last error line")
