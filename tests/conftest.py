@@ -42,3 +42,13 @@ def keras_cpu() -> Any:
     import keras
 
     return keras
+
+
+def cli_exit(argv: list[str]) -> int:
+    """fitbench's exit status for `argv` run in this process, argparse's own refusals (SystemExit) included."""
+    from fitbench import cli
+
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return int(exc.code)

@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from fitbench import cli, schema
+from conftest import cli_exit
+from fitbench import schema
 from fitbench.determinism import cost, coverage
 from fitbench.determinism.switch import default_switch, parse_switches, switch_env
 from fitbench.errors import UsageError
@@ -76,11 +77,7 @@ def test_the_determinism_axis_puts_off_and_on_of_a_cell_side_by_side():
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_process(argv, message, capsys, tmp_path):
     out = tmp_path / "out.json"
-    try:
-        status = cli.main([*argv, "--json", str(out)])
-    except SystemExit as exc:  # argparse's own refusals
-        status = exc.code
-    assert status == 2
+    assert cli_exit([*argv, "--json", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fitbench: error:") and message in err[0], err
     assert not out.exists()

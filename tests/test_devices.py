@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from conftest import run_cli
-from fitbench import cli, schema
+from conftest import cli_exit, run_cli
+from fitbench import schema
 from fitbench.errors import UsageError
 from fitbench.measure.cells import plan_cells
 from fitbench.measure.distributed import check_device_counts, device_env, host_rows, parse_device_counts
@@ -53,11 +53,7 @@ def test_what_the_engine_cannot_do_is_one_line(counts, stacks, batches, message)
 ])
 def test_bad_devices_input_is_exit_2_before_any_process(argv, message, capsys, tmp_path):
     out = tmp_path / "out.json"
-    try:
-        status = cli.main([*argv, "--json", str(out)])
-    except SystemExit as exc:  # argparse's own refusals
-        status = exc.code
-    assert status == 2
+    assert cli_exit([*argv, "--json", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
