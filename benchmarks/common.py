@@ -157,6 +157,19 @@ def fix_process() -> None:
     if apply_threads is not None:
         pin_cpus(parse_cpus(CPUS_SETTING))
         apply_threads(BACKEND, THREADS)
+    flush_subnormals()
+
+
+def flush_subnormals() -> None:
+    """PyTorch's CPU kernels compute subnormal floats at full cost, where XLA (the TensorFlow and JAX steps)
+    flushes them to zero. Trained on one batch, the seed network's gradients turn subnormal within a few
+    dozen steps, and on CPUs that pay microcode assists for them a torch step then grows ten-fold within one
+    process (docs/noise.md): the cell would time the CPU's assists, drifting window by window, not the fit
+    loop. Written here rather than imported, so that every commit's processes do the same."""
+    if BACKEND == "torch" and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_flush_denormal(True)
 
 
 def select_device(device: str) -> None:

@@ -113,6 +113,10 @@ def clopper_pearson(hits: int, n: int, confidence: float = 0.95) -> tuple[float,
     return lower, upper
 
 
+def median_pct(values: list[float]) -> str:
+    return f"{100 * values[len(values) // 2]:.1f} %" if values else "–"
+
+
 def summarize(out: Path) -> str:
     """Markdown: per kind and load, the exit statuses over runs with exact 95 % intervals, each backend's
     verdicts and ratios, and the wall times."""
@@ -137,8 +141,8 @@ def summarize(out: Path) -> str:
                              t=n, lo=low, hi=high, a=walls[0], b=walls[-1], m=walls[len(walls) // 2]))
             lines.append("")
             lines.append("| backend, batch | worse (exact 95 %) | equivalent | inconclusive | better | went to "
-                         "stage 2 | ratio median (range) | CV seen, median |")
-            lines.append("|---|---|---|---|---|---|---|---|")
+                         "stage 2 | ratio median (range) | spread per pair, median | between processes, median |")
+            lines.append("|---|---|---|---|---|---|---|---|---|")
             rows: dict[str, list[dict]] = {}
             for e in group:
                 path = out / f"{e['name']}.json"
@@ -148,7 +152,8 @@ def summarize(out: Path) -> str:
                             rows.setdefault(f"{c['backend']} {c['params'].get('batch_size', '')}", []).append(c)
             for key, cells in sorted(rows.items()):
                 ratios = sorted(c["ratio"] for c in cells if c["ratio"])
-                cvs = sorted(c["observed_cv"] for c in cells if c["observed_cv"] is not None)
+                pair_cvs = sorted(c["pair_cv"] for c in cells if c.get("pair_cv") is not None)
+                cvs = sorted(c["between_process_cv"] for c in cells if c.get("between_process_cv") is not None)
                 count = {v: sum(1 for c in cells if c["change"] == v)
                          for v in ("worse", "equivalent", "inconclusive", "better")}
                 stage2 = sum(1 for c in cells if c.get("stage") == 2)
@@ -156,7 +161,7 @@ def summarize(out: Path) -> str:
                 lines.append(f"| {key} | {count['worse']}/{len(cells)} ({w_low:.0%}–{w_high:.0%}) | "
                              f"{count['equivalent']} | {count['inconclusive']} | "
                              f"{count['better']} | {stage2} | {ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}–"
-                             f"{ratios[-1]:.3f}) | {100 * cvs[len(cvs) // 2]:.1f} % |")
+                             f"{ratios[-1]:.3f}) | {median_pct(pair_cvs)} | {median_pct(cvs)} |")
             lines.append("")
     return "\n".join(lines)
 

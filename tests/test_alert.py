@@ -16,7 +16,7 @@ from fitbench import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_CELL = r"StepTime\.time_step\(32\)"
-PROCESSES = "6"  # the fewest with which the exact test can reach alpha=0.01 over a couple of cells
+PROCESSES = "10"  # pairs: one more than the fewest with which the exact test can reach alpha=0.01 over two cells
 IDENTITY_TRACK = r"Determinism\.track_sequential_functional_identical"
 
 
@@ -64,7 +64,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_alert(repo: Path, head: str, bench: str, out: Path, backend: str = "tensorflow",
               processes: str = PROCESSES) -> tuple[subprocess.CompletedProcess[str], dict]:
-    # one stage: the second stage is exercised on a toy suite (tests/test_alert_stages.py), in seconds
+    # one stage of pairs (the default design): the second stage, the unpaired design and several runners are
+    # exercised on a toy suite (tests/test_alert_stages.py), in seconds
     result = subprocess.run([sys.executable, "-m", "fitbench", "alert", "base", head, "--repo", str(repo),
                              "--bench", bench, "--out", str(out), "--backend", backend, "--processes", processes,
                              "--stages", "1"],
@@ -83,7 +84,8 @@ def test_a_planted_slowdown_and_determinism_break_are_regressions_where_they_act
     result, report = run_alert(clone, "slow-and-nondeterministic", STEP_CELL + "|" + IDENTITY_TRACK,
                                tmp_path / "out", backend="tensorflow,jax")
     assert result.returncode == 1, result.stdout + result.stderr + (tmp_path / "out" / "asv.log").read_text()
-    assert report["backends"] == ["tensorflow", "jax"] and report["schema_version"] == 3
+    assert report["backends"] == ["tensorflow", "jax"] and report["schema_version"] == 4
+    assert report["design"] == "alternate"
     schema.validate(report)
     rows = {(c["benchmark"].rsplit(".", 1)[-1], c["backend"]): c for c in report["comparisons"]}
     assert sorted(rows) == [("time_step", "jax"), ("time_step", "tensorflow"),
@@ -91,8 +93,9 @@ def test_a_planted_slowdown_and_determinism_break_are_regressions_where_they_act
                             ("track_sequential_functional_identical", "tensorflow")]
     worse = rows["time_step", "tensorflow"]
     assert (worse["change"], worse["params"]["batch_size"]) == ("worse", "32")
-    # the statistics behind it: 6 processes each, the interval above 1, a detectable change
-    assert worse["processes_base"] == worse["processes_head"] == 6
+    # the statistics behind it: 10 pairs, the interval above 1, a detectable change, both spreads
+    assert worse["pairs"] == worse["processes_base"] == worse["processes_head"] == 10
+    assert worse["design"] == "alternate" and worse["pair_cv"] > 0 and worse["between_process_cv"] > 0
     assert worse["ratio"] > 1.05 and worse["ci_low"] > 1.0 and worse["after"] > worse["before"]
     assert worse["p_adjusted"] <= 0.01 and worse["min_detectable_change"] > 0
     assert rows["time_step", "jax"]["change"] != "worse" and rows["time_step", "jax"]["before"] > 0
@@ -101,7 +104,7 @@ def test_a_planted_slowdown_and_determinism_break_are_regressions_where_they_act
         assert (track["before"], track["after"], track["change"]) == (1, 0, "worse")
     markdown = (tmp_path / "out" / "alert.md").read_text()
     assert "### Regressions" in markdown and "bench_fit.StepTime.time_step" in markdown
-    assert "backend=tensorflow, batch_size=32" in markdown and "6 + 6" in markdown
+    assert "backend=tensorflow, batch_size=32" in markdown and "alternate: 10 pairs (1)" in markdown
     assert "track_sequential_functional_identical" in markdown
     assert markdown.strip() in result.stdout  # the same Markdown on stdout, for a CI job summary
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,7 +126,7 @@ def alert(toy: dict[str, object], base: str, head: str, out: Path, *args: str,
 @pytest.mark.alert
 def test_the_second_stage_appends_processes_and_decides_what_the_first_could_not(toy, tmp_path):
     # 4 + 4 processes cannot reach the first stage's level (2/70 > 0.005 / 2 cells): every cell goes on
-    result, report = alert(toy, "base", "slow", tmp_path / "ab", "--processes", "4")
+    result, report = alert(toy, "base", "slow", tmp_path / "ab", "--processes", "4", "--design", "unpaired")
     assert result.returncode == 1, result.stdout + result.stderr
     schema.validate(report)
     assert [s["stage"] for s in report["stages"]] == [1, 2] and report["processes_planned"] == [4, 4]
@@ -141,20 +142,60 @@ def test_the_second_stage_appends_processes_and_decides_what_the_first_could_not
 
 
 @pytest.mark.alert
-def test_an_aa_alert_never_exits_1_and_an_undecided_cell_is_not_a_pass(toy, tmp_path):
-    result, report = alert(toy, "base", "docs", tmp_path / "aa", "--processes", "4")
+def test_a_paired_aa_alert_never_exits_1_and_the_stored_pairs_decide_the_same(toy, tmp_path):
+    # the default design: pairs of warm workers, one per commit, taking turns window by window
+    result, report = alert(toy, "base", "docs", tmp_path / "aa", "--processes", "8")
     assert result.returncode in (0, 3), result.stdout + result.stderr
-    changes = {c["params"]["kind"]: c["change"] for c in report["comparisons"]}
-    assert changes["'quiet'"] == "equivalent"  # 1 % spread: within ±10 % at the second stage
-    if changes["'noisy'"] == "inconclusive":  # 25 % spread: usually too noisy, often futile
+    schema.validate(report)
+    assert report["design"] == "alternate" and report["stages"][0]["design"] == "alternate"
+    rows = {c["params"]["kind"]: c for c in report["comparisons"]}
+    quiet = rows["'quiet'"]
+    assert quiet["change"] == "equivalent" and quiet["design"] == "alternate" and quiet["pairs"] == 8
+    assert quiet["pair_cv"] is not None and quiet["between_process_cv"] is not None
+    assert "exact signed-rank on the per-pair ratios" in quiet["method"]
+    assert "stage 1: pair 8/8 in" in result.stderr  # a line per pair, with its time
+    if rows["'noisy'"]["change"] == "inconclusive":  # 25 % between processes: usually too noisy
         assert result.returncode == 3 and "**undecided**" in result.stdout.splitlines()[0]
         assert "fitbench: undecided: 1 cell(s) could not be decided" in result.stderr
-    # the same stored processes, decided again without a run; --undecided-ok turns 3 into 0
+    # every pair was kept as it ended, and asv holds them as processes (asv publish and history read them)
+    assert len((tmp_path / "aa" / "pairs.jsonl").read_text().splitlines()) == 8
+    from fitbench.regress import asvdata
+
+    stored_cells = asvdata.read_results(str(toy["repo"]), [toy["base"], toy["docs"]], "StepTime")
+    assert len(next(iter(stored_cells[toy["docs"]].values())).samples) == 8 * 3  # 8 processes of 3 windows
+    # the same pairs, decided again without a run, to the same ratios; --undecided-ok turns 3 into 0
     again, stored = alert(toy, "base", "docs", tmp_path / "stored", "--stored", "--undecided-ok")
-    assert again.returncode == 0 and stored["stages"] == [] and stored["processes_source"].startswith("asv's stored")
-    live = {c["params"]["kind"]: c["processes_base"] for c in report["comparisons"]}
-    assert {c["params"]["kind"]: c["processes_base"] for c in stored["comparisons"]} == live
-    assert live["'quiet'"] == 8  # 4 + 4: the second stage's processes were appended to the first's
+    assert again.returncode == 0 and stored["stages"] == [] and stored["design"] == "stored"
+    for c in stored["comparisons"]:
+        live = rows[c["params"]["kind"]]
+        assert (c["design"], c["pairs"], c["ratio"], c["p_value"]) == ("alternate", 8, live["ratio"], live["p_value"])
+
+
+@pytest.mark.alert
+def test_two_runners_combine_into_one_decision_stratified_by_runner(toy, tmp_path):
+    # two runs stored under two machine names stand in for two CI runners
+    for runner in ("runner-1", "runner-2"):
+        result, report = alert(toy, "base", "slow", tmp_path / runner, "--machine", runner, "--stages", "1",
+                               "--processes", "11")
+        assert result.returncode == 1 and report["runners"] == [runner], result.stderr
+    results = Path(toy["repo"]) / ".asv" / "results"
+    folders = []
+    for runner in ("runner-1", "runner-2"):  # what each CI runner uploads: its machine's folder, benchmarks.json
+        folder = tmp_path / f"uploaded-{runner}"
+        shutil.copytree(results / runner, folder / runner)
+        shutil.copy(results / "benchmarks.json", folder)
+        folders += ["--results", str(folder)]
+    two, combined = alert(toy, "base", "slow", tmp_path / "two", "--stored", *folders)
+    one, together = alert(toy, "base", "slow", tmp_path / "one", "--stored", "--machine", "runner-1,runner-2")
+    assert two.returncode == one.returncode == 1, two.stderr + one.stderr
+    schema.validate(combined)
+    assert combined["runners"] == together["runners"] == ["runner-1", "runner-2"]
+    for a, b in zip(combined["comparisons"], together["comparisons"]):
+        assert (a["change"], a["ratio"], a["ci_low"], a["p_value"], a["runners"]) == \
+            (b["change"], b["ratio"], b["ci_low"], b["p_value"], b["runners"])
+    quiet = {c["params"]["kind"]: c for c in combined["comparisons"]}["'quiet'"]
+    assert quiet["change"] == "worse" and quiet["runners"] == {"runner-1": 11, "runner-2": 11}
+    assert "stratified by runner" in quiet["method"] and quiet["pairs"] == 22
 
 
 @pytest.mark.alert
@@ -185,7 +226,8 @@ def test_stored_results_are_cut_by_their_own_layout_or_refused(toy, tmp_path):
 
 @pytest.mark.alert
 def test_a_failed_round_is_reported_with_the_processes_that_came_back(toy, tmp_path):
-    result, report = alert(toy, "base", "flaky", tmp_path / "flaky", "--processes", "6", "--stages", "1")
+    result, report = alert(toy, "base", "flaky", tmp_path / "flaky", "--processes", "6", "--stages", "1",
+                           "--design", "unpaired")
     assert result.returncode in (0, 3), result.stdout + result.stderr  # never "found", never a crash
     for c in report["comparisons"]:
         assert c["processes_head"] < 6 and c["processes_base"] == 6
@@ -197,7 +239,7 @@ def test_a_failed_round_is_reported_with_the_processes_that_came_back(toy, tmp_p
 
 @pytest.mark.alert
 def test_a_benchmark_that_errors_is_listed_and_exits_2(toy, tmp_path):
-    result, report = alert(toy, "base", "broken", tmp_path / "broken", "--processes", "4", "--stages", "1")
+    result, report = alert(toy, "base", "broken", tmp_path / "broken", "--processes", "6", "--stages", "1")
     assert result.returncode == 2, result.stdout + result.stderr
     by_kind = {c["params"]["kind"]: c for c in report["comparisons"]}
     assert by_kind["'noisy'"]["change"] == "failed" and by_kind["'noisy'"]["failed_on"] == ["head"]
@@ -207,3 +249,15 @@ def test_a_benchmark_that_errors_is_listed_and_exits_2(toy, tmp_path):
     assert "failed on head" in markdown and "RuntimeError: planted failure in the benchmark" in markdown
     assert "benchmark failed on head: bench_toy.StepTime.time_step" in result.stderr
     schema.validate(report)  # exit status 2 is in the alert's schema
+
+
+@pytest.mark.alert
+def test_a_pair_whose_worker_fails_is_dropped_on_both_sides_and_counted(toy, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    result, report = alert(toy, "base", "flaky", tmp_path / "flaky", "--processes", "7", "--stages", "1",
+                           env={"TOY_STATE": str(state)})
+    assert result.returncode in (0, 3), result.stdout + result.stderr  # never "found", never a crash
+    for c in report["comparisons"]:  # the second head process of each cell failed in its setup
+        assert c["pairs"] == 6 and c["processes_missing"] == [1, 1], c
+        assert "1 pair(s) failed and were dropped" in c["note"] and "planted failure in one process" in c["note"]

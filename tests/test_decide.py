@@ -11,10 +11,12 @@ from dataclasses import asdict
 import pytest
 
 from fitbench.regress import decide
-from fitbench.regress.alert import Comparison, compare, exit_status, render_markdown
+from fitbench.regress.alertdoc import Comparison, exit_status
+from fitbench.regress.alertreport import render_markdown
 from fitbench.regress.asvdata import CellResult
 from fitbench.regress.calibration import Calibration, CellNoise
 from fitbench.regress.decide import DecisionSettings
+from fitbench.regress.unpaired import compare
 
 STEP_S = 0.005  # a batch-32 step
 
@@ -214,7 +216,7 @@ def test_direction_exact_tracks_failures_and_skips():
     sps = "bench_fit.X.time_samples_per_second"
     import re
 
-    import fitbench.regress.alert as alert_module
+    import fitbench.regress.alertdoc as alert_module
     assert alert_module.HIGHER_IS_BETTER.search("track_samples_per_second")
     assert not re.search(alert_module.HIGHER_IS_BETTER, sps)
 
@@ -229,8 +231,8 @@ def test_markdown_and_json_rows_carry_the_statistics():
               "comparisons": [asdict(r) for r in rows]}
     md = render_markdown(report)
     assert md.splitlines()[0].endswith("**regression**: 1 of 1 cells worse (exit 1)") and "**1 worse**" in md
-    assert "| ratio [95 % CI] | processes (stage) | between-process CV |" in md
-    assert "8 + 8 (1)" in md and "this comparison" in md
+    assert "| ratio [95 % CI] | design: processes (stage) | spread |" in md
+    assert "unpaired: 8 + 8 (1)" in md and "between processes (this comparison)" in md
     for key in ("ratio", "ci_low", "ci_high", "processes_base", "processes_head", "min_detectable_change",
                 "between_process_cv", "p_adjusted"):
         assert report["comparisons"][0][key] is not None
@@ -253,7 +255,7 @@ def test_processes_for_a_set_of_cells_takes_the_neediest():
 
 
 def test_the_plan_comes_from_the_request_the_calibration_s_upper_bound_or_the_default():
-    from fitbench.regress.alert import DEFAULT_PROCESSES, MAX_TOTAL_PROCESSES, plan_stages
+    from fitbench.regress.unpaired import DEFAULT_PROCESSES, MAX_TOTAL_PROCESSES, plan_stages
 
     s = DecisionSettings()
     key = "bench_fit.StepTime.time_step(256) [jax]"
@@ -378,7 +380,8 @@ def test_three_processes_a_side_are_inconclusive_and_the_report_is_still_valid_j
     # Found by a real `fitbench alert --processes 3`: no change is detectable with 3 + 3 processes at this
     # level (the detectable change is infinite), which JSON cannot hold; the document says null instead.
     from fitbench import schema
-    from fitbench.regress.alert import AlertDocument, write_report
+    from fitbench.regress.alertdoc import AlertDocument
+    from fitbench.regress.alertreport import write_report
 
     rng = random.Random(11)
     rows = compare({"c": cell(process_samples(rng, 3, 5, 0.03, 0.01))},

@@ -94,3 +94,17 @@ def test_a_since_off_the_history_is_one_line_and_nothing_is_written(stored, tmp_
     result, _ = history(stored, 10, 3, tmp_path / "report")
     assert result.returncode == 2 and "is not on" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "report").exists()
+
+
+def test_before_anything_is_stored_history_and_a_stored_alert_say_what_to_run_first(tmp_path):
+    repo = toy_repo(tmp_path / "empty")
+    first, second = commit(repo, "first"), commit(repo, "second")
+    for argv in (["history", "--since", first, "--bench", "StepTime"],
+                 ["alert", first, second, "--stored", "--bench", "StepTime"]):
+        result = subprocess.run([sys.executable, "-m", "fitbench", *argv, "--repo", str(repo), "--out",
+                                 str(tmp_path / argv[0])], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"fitbench: error: nothing is stored in {repo}/.asv/results yet (no benchmarks.json): run "
+            "`fitbench alert BASE HEAD` or `asv run --record-samples` there first"]
+        assert not (tmp_path / argv[0]).exists()

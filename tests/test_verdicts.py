@@ -10,10 +10,12 @@ import random
 
 import pytest
 
-from fitbench.regress import alert, decide
-from fitbench.regress.alert import compare, exit_status, headline, render_markdown
+from fitbench.regress import alertdoc, decide, unpaired
+from fitbench.regress.alertdoc import exit_status
+from fitbench.regress.alertreport import headline, render_markdown
 from fitbench.regress.asvdata import CellResult, samples_per_process
 from fitbench.regress.decide import DecisionSettings
+from fitbench.regress.unpaired import compare
 
 
 def cell(samples: list[float] | None, per_process: int | None = 5, value: float | None = 0.005,
@@ -110,7 +112,7 @@ def test_samples_that_do_not_split_mark_the_cell_instead_of_regrouping():
     rows = compare({"c": cell(processes(rng, 10, 0.03)[:-2])}, {"c": cell(processes(rng, 10, 0.03))})
     assert rows[0].change == decide.INCONCLUSIVE and rows[0].method == "samples do not split into processes"
     assert rows[0].note.startswith("48 samples do not split into processes of 5")
-    assert exit_status(rows) == alert.EXIT_UNDECIDED
+    assert exit_status(rows) == alertdoc.EXIT_UNDECIDED
 
 
 def test_n_a_on_the_head_only_holds_the_gate_new_on_the_head_does_not():
@@ -118,7 +120,7 @@ def test_n_a_on_the_head_only_holds_the_gate_new_on_the_head_does_not():
     samples = processes(rng, 10, 0.03)
     lost = compare({"c": cell(samples)}, {"c": cell(None, value=math.nan)})
     assert lost[0].change == decide.INCONCLUSIVE and lost[0].note.startswith("n/a on head")
-    assert exit_status(lost) == alert.EXIT_UNDECIDED
+    assert exit_status(lost) == alertdoc.EXIT_UNDECIDED
     new = compare({"c": cell(None, value=math.nan)}, {"c": cell(samples)})
     assert new[0].change == "skipped" and new[0].note == "n/a on base: new on head" and exit_status(new) == 0
 
@@ -145,13 +147,13 @@ def test_the_suite_writes_its_layout_into_the_benchmark_version():
 def test_a_failed_round_is_reported_and_stage_two_keeps_stage_one():
     rng = random.Random(7)
     b, a = decide.group_processes(processes(rng, 10, 0.03), 5), decide.group_processes(processes(rng, 7, 0.03), 5)
-    row = alert.Comparison(benchmark="x", params={}, unit="seconds", before=1, after=1, change="")
-    alert._note_lost(row, b, a, 10)
+    row = alertdoc.Comparison(benchmark="x", params={}, unit="seconds", before=1, after=1, change="")
+    unpaired._note_lost(row, b, a, 10)
     assert row.processes_missing == [0, 3] and row.note.startswith("processes missing (head 3): a round failed")
     first = [1.0, 2.0, 3.0]
-    assert alert._stage_two_samples(first, first + [4.0, 5.0]) == ([4.0, 5.0], False)
+    assert unpaired._stage_two_samples(first, first + [4.0, 5.0]) == ([4.0, 5.0], False)
     # asv drops what it held when a round fails: all it holds then is stage 2's
-    assert alert._stage_two_samples(first, [4.0, 5.0]) == ([4.0, 5.0], True)
+    assert unpaired._stage_two_samples(first, [4.0, 5.0]) == ([4.0, 5.0], True)
 
 
 # ---------- verdicts and exit statuses ----------
@@ -162,7 +164,7 @@ def test_a_significant_small_change_is_equivalent_and_says_it_was_significant():
     row = rows[0]
     assert row.change == decide.EQUIVALENT and row.significant and 1.01 < row.ratio < 1.05
     assert "a significant +" in row.note and "under --min-change 5.0 %" in row.note
-    assert exit_status(rows) == alert.EXIT_OK
+    assert exit_status(rows) == alertdoc.EXIT_OK
 
 
 def test_a_change_at_the_margin_is_not_called_equivalent():
@@ -177,11 +179,11 @@ def test_a_change_at_the_margin_is_not_called_equivalent():
 
 
 def test_exit_statuses_and_the_first_line():
-    def row(change: str) -> alert.Comparison:
-        return alert.Comparison(benchmark="b", params={}, unit="seconds", before=1.0, after=1.0, change=change)
+    def row(change: str) -> alertdoc.Comparison:
+        return alertdoc.Comparison(benchmark="b", params={}, unit="seconds", before=1.0, after=1.0, change=change)
 
     assert exit_status([row("equivalent"), row("better"), row("skipped")]) == 0
-    assert exit_status([row("equivalent"), row("inconclusive")]) == alert.EXIT_UNDECIDED == 3
+    assert exit_status([row("equivalent"), row("inconclusive")]) == alertdoc.EXIT_UNDECIDED == 3
     assert exit_status([row("inconclusive")], undecided_ok=True) == 0
     assert exit_status([row("worse"), row("inconclusive")]) == 1
     assert exit_status([row("worse"), row("failed")]) == 2  # a failure is never read as "found"

@@ -69,6 +69,10 @@ def _prepare_process() -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     pin_cpus(parse_cpus(os.environ.get("FITBENCH_CPUS", "")))
     apply_threads(BACKEND, None if _THREADS == "default" else _THREADS)
+    if BACKEND == "torch":  # as XLA does on TF and JAX: subnormal arithmetic is not the fit loop (docs/noise.md)
+        import torch
+
+        torch.set_flush_denormal(True)
 
 
 class ModelBenchmark:

@@ -103,7 +103,7 @@ def build(kind: str) -> dict[str, Any]:
         return _document("replay", SCHEMA_VERSION, "fitbench replay --json", dataclass_schema(ReplayDocument, refs),
                          {"run": dataclass_schema(ReplayRun), "outcome": dataclass_schema(ReplayOutcome)})
     if kind == "alert":
-        from fitbench.regress.alert import SCHEMA_VERSION, VERDICTS, AlertDocument, Comparison, StageRecord
+        from fitbench.regress.alertdoc import SCHEMA_VERSION, VERDICTS, AlertDocument, Comparison, StageRecord
         from fitbench.regress.decide import DecisionSettings
 
         refs = {DecisionSettings: "settings", StageRecord: "stage", Comparison: "comparison"}

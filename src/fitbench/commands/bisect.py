@@ -10,7 +10,14 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import options
-from fitbench.commands.common import asv_repo_flags, decision_flags, decision_settings, output_path, positive_int
+from fitbench.commands.common import (
+    asv_repo_flags,
+    decision_flags,
+    decision_settings,
+    design_flag,
+    output_path,
+    positive_int,
+)
 from fitbench.errors import UsageError
 
 NAME = "bisect"
@@ -33,9 +40,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--bench", default=None,
                    help="regular expression of asv benchmarks to look at first (default: the alert's); later "
                         "steps measure only the cells worse at BAD")
+    design_flag(p)
     p.add_argument("--processes", type=positive_int("--processes"), default=None, metavar="N",
-                   help="processes per commit in each stage of each step (default: as the alert plans them; "
-                        "with --package 6 per version)")
+                   help="processes per commit (pairs, in a paired design) in each stage of each step (default: as "
+                        "the alert plans them; with --package 6 per version)")
     decision_flags(p)
     p.add_argument("--stages", type=int, choices=(1, 2), default=2,
                    help="2 (default): a step's inconclusive cells get a second stage; 1: one look")
@@ -53,16 +61,17 @@ def main(args: argparse.Namespace, console: Console) -> int:
     for flag, given in (("--batch-sizes", args.batch_sizes != "256"), ("--env-dir", args.env_dir)):
         if given:
             raise UsageError(f"{flag} goes with --package (a commit bisection measures asv's benchmarks)")
-    from fitbench.regress import alert as alerts
+    from fitbench.regress import alertdoc
     from fitbench.regress.bisect import bisect
     from fitbench.report.io import check_output_dir, check_output_path
 
     check_output_dir(args.out, "--out")
     out = check_output_path(args.json) if args.json else None
-    request = alerts.AlertOptions(bench=args.bench or alerts.DEFAULT_BENCH,
+    request = alertdoc.AlertOptions(bench=args.bench or alertdoc.DEFAULT_BENCH,
                                   backends=tuple(options.backend_names(args.backend) or ()) or None,
                                   processes=args.processes, stages=args.stages, max_minutes=args.max_minutes,
-                                  order_seed=args.order_seed, undecided_ok=args.undecided_ok).check()
+                                  order_seed=args.order_seed, undecided_ok=args.undecided_ok,
+                                  design=args.design).check()
     doc = bisect(args.repo, args.good, args.bad, args.out, decision_settings(args), request,
                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     return _report(args, doc, out)
@@ -94,7 +103,7 @@ def _package(args: argparse.Namespace) -> int:
 
     for flag, given in (("--bench", args.bench), ("--order-seed", args.order_seed is not None),
                         ("--repo", args.repo != "."), ("--stages", args.stages != 2),
-                        ("--max-minutes", args.max_minutes != 30.0)):
+                        ("--max-minutes", args.max_minutes != 30.0), ("--design", args.design)):
         if given:
             raise UsageError(f"{flag} is for a bisection over commits (asv); --package measures with fitbench versions")
     parse_columns([f"{args.package}=={args.good},{args.bad}"])  # the package and versions, as versions reads them

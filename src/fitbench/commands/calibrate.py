@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
-    from fitbench.regress import alert as alerts
+    from fitbench.regress import alertdoc
     from fitbench.regress.calibration import calibrate
     from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_path, keep_document
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     check_output_path(args.log)
     try:
         with console.status(f"asv: {args.processes} processes per cell..."):
-            result, path = calibrate(args.repo, args.rev, args.bench or alerts.DEFAULT_BENCH, args.processes,
+            result, path = calibrate(args.repo, args.rev, args.bench or alertdoc.DEFAULT_BENCH, args.processes,
                                      Path(args.log), options.backend_names(args.backend), save=not args.no_store)
     except RuntimeError as exc:
         sys.stderr.write(f"fitbench: error: {exc}\n")

@@ -143,6 +143,14 @@ def decision_settings(args: argparse.Namespace, min_change: float | None = None)
                             equivalence_alpha=args.equivalence_alpha).check()
 
 
+def design_flag(p: argparse.ArgumentParser) -> None:
+    """--design of the commands that run an alert (alert, bisect): how the time cells are measured."""
+    p.add_argument("--design", choices=("alternate", "duet", "unpaired"), default=None,
+                   help="alternate (default): the time cells in pairs of warm processes, one per commit, taking "
+                        "turns window by window; duet: both at once, each pinned to half the CPUs; unpaired: two "
+                        "groups of asv processes (docs/alerts.md says which decides where)")
+
+
 def asv_repo_flags(p: argparse.ArgumentParser, report: str, what: str) -> None:
     """--backend, --repo, --out and --json of the commands that read or run asv in a repository (alert,
     bisect, history): one name, help and check each. `report` is the folder's default name, `what` the

@@ -122,6 +122,8 @@ def asv_config(repo: str) -> Any:
     conf = Config.load(os.path.join(repo, "asv.conf.json"))
     for attr in ("results_dir", "benchmark_dir", "html_dir", "env_dir"):  # asv resolves these against the cwd
         setattr(conf, attr, os.path.join(repo, getattr(conf, attr)))
+    if "://" not in conf.repo and not conf.repo.startswith("git@"):  # a local repository, as asv reads it
+        conf.repo = os.path.join(repo, conf.repo)
     return conf
 
 
@@ -152,8 +154,15 @@ def backend_environments(repo: str, backends: list[str] | None, every: bool = Fa
     return {b: envs[b] for b in backends}
 
 
+def ensure_machine(repo: str, machine: str | None) -> None:
+    """asv's record of this machine (~/.asv-machine.json), under `machine` when given (a CI runner's name):
+    `asv run` and the paired design's results both need one, and asv asks for it interactively otherwise."""
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", *(["--machine", machine] if machine else [])],
+                   cwd=repo, capture_output=True)
+
+
 def run_asv(repo: str, commits: list[str], regexes: list[str], processes: int, log_path: Path,
-            environments: list[str] | None = None, append: bool = False) -> int:
+            environments: list[str] | None = None, append: bool = False, machine: str | None = None) -> int:
     """`asv run` of the commits in the order given, rounds interleaved across them (asv runs the rounds
     A B, B A, A B, ... so a drift of the machine lands on both alike; which commit comes first is the
     caller's choice), samples recorded; StepTime gets `processes` rounds (FITBENCH_PROCESSES), the other
@@ -162,11 +171,12 @@ def run_asv(repo: str, commits: list[str], regexes: list[str], processes: int, l
     to replace. The log is appended to, and kept beside the report."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FITBENCH_PROCESSES": str(processes)}
     asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes"], cwd=repo, env=env, capture_output=True)
+    ensure_machine(repo, machine)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as hashes:
         hashes.write("\n".join(commits) + "\n")
     cmd = [*asv, "run", "--interleave-rounds", "--record-samples", *(["--append-samples"] if append else []),
            "--show-stderr", *[arg for regex in regexes for arg in ("-b", regex)],
+           *(["--machine", machine] if machine else []),
            *[arg for name in environments or [] for arg in ("-E", name)], f"HASHFILE:{hashes.name}"]
     try:
         with open(log_path, "a") as log:
@@ -237,16 +247,29 @@ def cell_key(name: str, backend: str) -> str:
     return f"{name} [{backend}]"
 
 
+def require_stored(results_dir: str) -> None:
+    """One line (UsageError) saying what to run first, where asv has stored nothing yet: asv's own error is a
+    traceback about a missing benchmark list."""
+    if not os.path.exists(os.path.join(results_dir, "benchmarks.json")):
+        raise UsageError(f"nothing is stored in {results_dir} yet (no benchmarks.json): run `fitbench alert "
+                         "BASE HEAD` or `asv run --record-samples` there first")
+
+
 def read_results(repo: str, commits: list[str], regex: str, environments: list[str] | None = None,
-                 machine: str | None = None) -> dict[str, dict[str, CellResult]]:
-    """{commit: {CellResult.key: cell}}: every stored cell of each commit on this machine whose name `regex`
-    matches. Units and parameter names come from benchmarks.json; the samples per process from the version
-    stored with each result (what that run did), never from today's profile."""
+                 machine: str | None = None, results_dir: str | None = None) -> dict[str, dict[str, CellResult]]:
+    """{commit: {CellResult.key: cell}}: every stored cell of each commit on this machine (or `machine`, in
+    the repository's results or `results_dir`) whose name `regex` matches. Units and parameter names come
+    from benchmarks.json; the samples per process from the version stored with each result (what that run
+    did), never from today's profile."""
     from asv.benchmarks import Benchmarks
     from asv.results import iter_results_for_machine_and_hash
 
     conf = asv_config(repo)
+    if results_dir is not None and os.path.exists(os.path.join(results_dir, "benchmarks.json")):
+        conf.results_dir = results_dir  # a runner's results come with the suite they were stored against
+    require_stored(conf.results_dir)
     benchmarks = Benchmarks.load(conf)
+    conf.results_dir = results_dir or conf.results_dir
     pattern = re.compile(regex)
     machine = machine or machine_name()
     out: dict[str, dict[str, CellResult]] = {commit: {} for commit in commits}

@@ -27,14 +27,8 @@ from typing import Any, Callable
 from fitbench import __version__
 from fitbench.errors import UsageError
 from fitbench.regress import asvdata
-from fitbench.regress.alert import (
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_REGRESSION,
-    EXIT_UNDECIDED,
-    AlertOptions,
-    alert,
-)
+from fitbench.regress.alert import alert
+from fitbench.regress.alertdoc import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, EXIT_UNDECIDED, AlertOptions
 from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
 from fitbench.report.io import keep_document, keep_markdown, utc_stamp
 

@@ -37,11 +37,12 @@ import math
 import statistics
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 from fitbench.errors import UsageError
 
 WORSE, BETTER, EQUIVALENT, INCONCLUSIVE = "worse", "better", "equivalent", "inconclusive"
+UNPAIRED = "unpaired"
 DECIDED = frozenset({WORSE, BETTER, EQUIVALENT})
 
 # One side of one cell: a flat list of per-process values (one stage), or one list per stage.
@@ -499,6 +500,7 @@ class CellDecision:
     min_detectable_change: float  # relative, e.g. 0.07 = 7 %: found with 80 % power at Holm's strictest level
     threshold: float  # the equivalence margin and the change the alert must be able to see, e.g. 0.10
     min_change: float  # a significant change smaller than this is not called a change, e.g. 0.05
+    design: str = UNPAIRED  # unpaired (two groups of processes), alternate or duet (pairs)
 
 
 def classify(ratio: float, significant: bool, equivalent: bool, min_change: float,
@@ -514,41 +516,79 @@ def classify(ratio: float, significant: bool, equivalent: bool, min_change: floa
     return INCONCLUSIVE
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """One cell's tests before the family's correction, from either design (unpaired here, paired in
+    fitbench.regress.signedrank): what `conclude` needs to decide it among the others."""
+
+    p_value: float  # two-sided exact test of "no change"
+    p_equivalence: float  # TOST against ±threshold
+    ratio: float  # head / base, Hodges-Lehmann
+    ci_low: float
+    ci_high: float
+    processes_base: int  # the processes the test used (pairs: one each)
+    processes_head: int
+    log_sd: float  # the spread behind the detectable change
+    log_sd_source: str
+    observed_log_sd: float  # the spread seen in this comparison
+    detectable: Callable[[float], float]  # level -> the change seen with 80 % power at that level
+    design: str = UNPAIRED
+
+
+def unpaired_evidence(base: Values, head: Values, settings: DecisionSettings, calibrated_log_sd: float | None = None,
+                      power: float = 0.8) -> Evidence:
+    """The exact rank-sum test, TOST, Hodges-Lehmann interval and power of two groups of processes."""
+    ratio, low, high = hodges_lehmann_ci(base, head, settings.confidence)
+    observed = pooled_log_sd(base, head)
+    sd, source = calibrated_log_sd, "calibration"
+    if sd is None or not math.isfinite(sd):
+        sd, source = observed, "this comparison"
+    pairs = _pairs(base, head)  # the stages with processes on both sides: what the test uses
+    sizes = [(len(b), len(h)) for b, h in pairs]
+    return Evidence(p_value=mann_whitney_u(head, base)[1], p_equivalence=equivalence_p(base, head, settings.threshold),
+                    ratio=ratio, ci_low=low, ci_high=high, processes_base=sum(len(b) for b, _ in pairs),
+                    processes_head=sum(len(h) for _, h in pairs), log_sd=sd, log_sd_source=source,
+                    observed_log_sd=observed,
+                    detectable=lambda level: min_detectable_change(sd, 0, 0, level, power, sizes=sizes))
+
+
+def conclude(evidence: dict[str, Evidence], settings: DecisionSettings = DecisionSettings(),
+             higher_is_better: dict[str, bool] | None = None, stage: int = 1, stages: int = 1,
+             family: int | None = None) -> dict[str, CellDecision]:
+    """Every cell decided among the others: Holm over `family` cells (default: those given; a second stage
+    passes the first's count, the cells it does not test again count with p = 1) at alpha / stages, for the
+    change and for equivalence. The detectable change is at Holm's strictest level."""
+    names = list(evidence)
+    family = max(family or 0, len(names))
+    level, equivalence_level = settings.alpha / stages, settings.equivalence_alpha / stages
+    adjusted = holm([evidence[c].p_value for c in names], family)
+    adjusted_eq = holm([evidence[c].p_equivalence for c in names], family)
+    out = {}
+    for i, name in enumerate(names):
+        e = evidence[name]
+        significant = adjusted[i] <= level
+        change = classify(e.ratio, significant, adjusted_eq[i] <= equivalence_level, settings.min_change,
+                          (higher_is_better or {}).get(name, False))
+        out[name] = CellDecision(
+            change=change, ratio=e.ratio, ci_low=e.ci_low, ci_high=e.ci_high, confidence=settings.confidence,
+            p_value=e.p_value, p_adjusted=adjusted[i], p_equivalence=e.p_equivalence,
+            p_equivalence_adjusted=adjusted_eq[i], significant=significant, level=level,
+            equivalence_level=equivalence_level, stage=stage, processes_base=e.processes_base,
+            processes_head=e.processes_head, log_sd=e.log_sd, log_sd_source=e.log_sd_source,
+            observed_log_sd=e.observed_log_sd, min_detectable_change=e.detectable(level / family),
+            threshold=settings.threshold, min_change=settings.min_change, design=e.design)
+    return out
+
+
 def decide(cells: dict[str, tuple[Values, Values]], settings: DecisionSettings = DecisionSettings(),
            calibrated_log_sd: dict[str, float] | None = None, higher_is_better: dict[str, bool] | None = None,
            power: float = 0.8, stage: int = 1, stages: int = 1, family: int | None = None) -> dict[str, CellDecision]:
     """Every cell's decision from its per-process values {cell: (base, head)}, each side a flat list or one
-    list per stage. Holm over `family` cells (default: those given; a second stage passes the first's count,
-    the cells it does not test again count with p = 1) at alpha / stages. The detectable change uses the
-    calibrated spread where there is one, else the spread seen here, at Holm's strictest level."""
-    names = list(cells)
-    family = max(family or 0, len(names))
-    level, equivalence_level = settings.alpha / stages, settings.equivalence_alpha / stages
-    p_values = [mann_whitney_u(cells[c][1], cells[c][0])[1] for c in names]
-    p_equivalence = [equivalence_p(cells[c][0], cells[c][1], settings.threshold) for c in names]
-    adjusted, adjusted_eq = holm(p_values, family), holm(p_equivalence, family)
-    out = {}
-    for i, name in enumerate(names):
-        base, head = cells[name]
-        ratio, low, high = hodges_lehmann_ci(base, head, settings.confidence)
-        observed = pooled_log_sd(base, head)
-        sd, source = (calibrated_log_sd or {}).get(name), "calibration"
-        if sd is None or not math.isfinite(sd):
-            sd, source = observed, "this comparison"
-        pairs = _pairs(base, head)  # the stages with processes on both sides: what the test uses
-        sizes = [(len(b), len(h)) for b, h in pairs]
-        mdc = min_detectable_change(sd, 0, 0, level / family, power, sizes=sizes)
-        significant = adjusted[i] <= level
-        change = classify(ratio, significant, adjusted_eq[i] <= equivalence_level, settings.min_change,
-                          (higher_is_better or {}).get(name, False))
-        out[name] = CellDecision(
-            change=change, ratio=ratio, ci_low=low, ci_high=high, confidence=settings.confidence,
-            p_value=p_values[i], p_adjusted=adjusted[i], p_equivalence=p_equivalence[i],
-            p_equivalence_adjusted=adjusted_eq[i], significant=significant, level=level,
-            equivalence_level=equivalence_level, stage=stage, processes_base=sum(len(b) for b, _ in pairs),
-            processes_head=sum(len(h) for _, h in pairs), log_sd=sd, log_sd_source=source, observed_log_sd=observed,
-            min_detectable_change=mdc, threshold=settings.threshold, min_change=settings.min_change)
-    return out
+    list per stage (unpaired_evidence, then conclude). The detectable change uses the calibrated spread where
+    there is one, else the spread seen here."""
+    evidence = {name: unpaired_evidence(base, head, settings, (calibrated_log_sd or {}).get(name), power)
+                for name, (base, head) in cells.items()}
+    return conclude(evidence, settings, higher_is_better, stage, stages, family)
 
 
 # ---------- the second stage ----------

@@ -379,8 +379,9 @@ def calibration_table(calibration: Any, settings: Any) -> Table:
     could detect with the processes it ran (80 % power, as every alert row says), and the processes per
     commit an alert with two stages plans for 5 % and for the threshold (fitbench.regress.alert.plan_stages,
     all cells of the calibration tested together under Holm)."""
-    from fitbench.regress.alert import DEFAULT_STAGES, MAX_TOTAL_PROCESSES, PLANNING_POWER, PLANNING_SPREAD_CONFIDENCE
+    from fitbench.regress.alertdoc import DEFAULT_STAGES
     from fitbench.regress.decide import min_detectable_change, processes_needed, spread_upper_bound
+    from fitbench.regress.unpaired import MAX_TOTAL_PROCESSES, PLANNING_POWER, PLANNING_SPREAD_CONFIDENCE
 
     cells = calibration.cells
     strictest = settings.alpha / max(1, len(cells))

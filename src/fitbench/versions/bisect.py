@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from fitbench import __version__
 from fitbench.errors import UsageError
-from fitbench.regress.alert import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, EXIT_UNDECIDED
+from fitbench.regress.alertdoc import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, EXIT_UNDECIDED
 from fitbench.regress.bisect import (
     FAILED_STEP,
     SAME,

@@ -1,0 +1,152 @@
+"""What pairing buys on this machine: the spread of per-pair ratios against the spread between processes, per
+backend and batch size, for both paired designs, measured with the alert's own workers (fitbench.regress.pairing)
+on one commit against itself (an A/A, so every ratio's true value is 1).
+
+    python scripts/pair_noise.py --rounds 12 --out docs/results/pair-noise-DATE/quiet.json
+    python scripts/background_load.py --seconds 3600 &  python scripts/pair_noise.py --rounds 12 --out .../loaded.json
+    python scripts/pair_noise.py --summary docs/results/pair-noise-DATE/*.json
+
+Each round, for every backend in turn: one `alternate` pair, one `duet` pair and one `solo` process (a worker
+alone, as asv runs a process: the unpaired design's unit), the three in an order drawn per round. Every
+process holds StepTime at batch 32 and 256 and gives 5 windows per cell, as in the alert. This checkout's
+code is both commits (run it from a frozen copy: the workers import `--site`), its `benchmarks/` the suite,
+and this Python the environment (it needs what the backends need, and asv_runner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from fitbench.regress import signedrank  # noqa: E402
+from fitbench.regress.pairing import ALTERNATE, BASE, DUET, HEAD, Side, measure_pair, worker_env  # noqa: E402
+
+CELLS = {"bench_fit.StepTime.time_step-0": 32, "bench_fit.StepTime.time_step-1": 256}  # the quick profile's
+SOLO = "solo"
+
+
+def solo(side: Side, log, windows: int) -> dict:
+    """One worker alone: its windows per cell (the same worker code, the base side only)."""
+    from fitbench.regress.pairing import PairFailed, Worker
+
+    worker = Worker(side, str(ROOT / "benchmarks"), log)
+    started = time.monotonic()
+    out: dict = {"windows": {c: [] for c in CELLS}, "failed": None}
+    try:
+        for cell in CELLS:
+            worker.send({"setup": cell})
+            worker.receive(600)
+        for _ in range(windows):
+            for cell in CELLS:
+                worker.send({"run": cell})
+                out["windows"][cell] += worker.receive(600)["samples"]
+        worker.stop()
+    except PairFailed as exc:
+        out["failed"] = str(exc)
+        worker.kill()
+    out["seconds"] = round(time.monotonic() - started, 2)
+    return out
+
+
+def measure(args: argparse.Namespace) -> None:
+    site = args.site or str(ROOT / "src")
+    rng = random.Random(args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    with open(out.with_suffix(".log"), "a") as log:
+        for round_number in range(args.rounds):
+            for backend in args.backends.split(","):
+                env = worker_env(sys.executable, {"KERAS_BACKEND": backend}, {"ASV": "true"}, "0" * 40, site,
+                                 {"FITBENCH_PROFILE": "quick"})
+                side = Side("0" * 40, sys.executable, env)
+                arms = [ALTERNATE, DUET, SOLO]
+                rng.shuffle(arms)
+                for arm in arms:
+                    load = Path("/proc/loadavg").read_text().split()[0]
+                    if arm == SOLO:
+                        result = solo(side, log, 5)
+                        record = {"arm": arm, "backend": backend, "round": round_number, "load": float(load),
+                                  "failed": result["failed"], "seconds": result["seconds"],
+                                  "windows": {CELLS[c]: {BASE: w} for c, w in result["windows"].items()}}
+                    else:
+                        pair = measure_pair(side, side, str(ROOT / "benchmarks"), list(CELLS), 5, arm, rng, log,
+                                            index=round_number, stage=1)
+                        record = {"arm": arm, "backend": backend, "round": round_number, "load": float(load),
+                                  "failed": pair.failed, "seconds": pair.seconds, "first": pair.first,
+                                  "cpus": pair.cpus, "windows": {CELLS[c]: w for c, w in pair.windows.items()}}
+                    records.append(record)
+                    print(f"round {round_number + 1}/{args.rounds} {backend} {arm}: {record['seconds']} s"
+                          f"{' FAILED ' + record['failed'] if record['failed'] else ''}", file=sys.stderr, flush=True)
+                    doc = {"command": " ".join(sys.argv), "started": args.started, "records": records}
+                    out.write_text(json.dumps(doc, indent=1))
+
+
+def summarize(paths: list[str]) -> str:
+    lines = ["| file | backend | batch | median step | between-process spread (solo) | (alternate's processes) | "
+             "per-pair spread, alternate | per-pair spread, duet | pair ratio range, alternate | "
+             "seconds per pair: alternate, duet, solo |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        records = [r for r in json.loads(Path(path).read_text())["records"] if not r["failed"]]
+        for backend in sorted({r["backend"] for r in records}):
+            for batch in ("32", "256"):
+                def arm(name: str) -> list[dict]:
+                    return [r for r in records if r["backend"] == backend and r["arm"] == name]
+
+                solo_values = [statistics.median(r["windows"][batch][BASE]) for r in arm(SOLO)]
+                paired_values = [statistics.median(r["windows"][batch][s]) for r in arm(ALTERNATE)
+                                 for s in (BASE, HEAD)]
+                spreads = {}
+                ranges = {}
+                for a in (ALTERNATE, DUET):
+                    ratios = [signedrank.log_ratio(r["windows"][batch][BASE], r["windows"][batch][HEAD])
+                              for r in arm(a)]
+                    spreads[a] = signedrank.robust_spread(ratios)
+                    ranges[a] = (math.exp(min(ratios)), math.exp(max(ratios))) if ratios else (math.nan, math.nan)
+
+                def spread_of(values: list[float]) -> float:
+                    return signedrank.robust_spread([math.log(v) for v in values])
+
+                seconds = [statistics.median([r["seconds"] for r in arm(a)] or [math.nan])
+                           for a in (ALTERNATE, DUET, SOLO)]
+                lines.append(f"| {Path(path).stem} | {backend} | {batch} | "
+                             f"{1e3 * statistics.median(solo_values or paired_values):.2f} ms | "
+                             f"{100 * spread_of(solo_values):.1f} % (n={len(solo_values)}) | "
+                             f"{100 * spread_of(paired_values):.1f} % (n={len(paired_values)}) | "
+                             f"{100 * spreads[ALTERNATE]:.1f} % (n={len(arm(ALTERNATE))}) | "
+                             f"{100 * spreads[DUET]:.1f} % (n={len(arm(DUET))}) | "
+                             f"{ranges[ALTERNATE][0]:.3f}–{ranges[ALTERNATE][1]:.3f} | "
+                             f"{seconds[0]:.0f}, {seconds[1]:.0f}, {seconds[2]:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--site", default=None, help="the code both sides import (default: this checkout's src)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out")
+    parser.add_argument("--summary", nargs="*")
+    args = parser.parse_args()
+    args.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if args.summary:
+        print(summarize(args.summary))
+        return 0
+    if not args.out:
+        parser.error("--out is required to measure")
+    measure(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""`fitbench alert` in pairs: the plan, the stages and the decision of the paired design, and the decision on
+stored results from one runner or several (each runner compared only with itself).
+
+The default alert measures every time cell that can be paired (fitbench.regress.pairedstage) in pairs of
+warm workers, one per commit, and the rest (the exact determinism tracks) through asv as before; every cell
+is then decided in one Holm family: pairs by the exact signed-rank test on their log ratios
+(fitbench.regress.signedrank), the rest as fitbench.regress.decide does. docs/alerts.md has the design
+and what it measured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from fitbench.errors import UsageError
+from fitbench.regress import asvdata, asvpairs, decide, pairedstage, signedrank
+from fitbench.regress.alertdoc import EXACT, FAILED, AlertDocument, AlertOptions, Comparison, StageRecord
+from fitbench.regress.decide import DecisionSettings, Evidence, Grouped
+from fitbench.regress.pairedstage import CellPairsRead, PairedCell, StageOutcome
+from fitbench.regress.unpaired import Runner, apply, collect, inconclusive_note
+
+DEFAULT_PAIRS = 12  # per stage: above the exact test's floor for a few cells at the default alpha (plan_pairs)
+PAIR_MARGIN = 1  # a pair above that floor: one pair against the trend still leaves a decision
+MIN_STAGE_PAIRS = 4
+
+
+def _family(keys: list[str]) -> int:
+    return max(1, len([k for k in keys if not EXACT.search(k.split(" [")[0])]))
+
+
+def equivalence_floor(level: float) -> int:
+    """The fewest pairs with which a one-sided exact signed-rank test can reach `level` (1 / 2**n)."""
+    n = 1
+    while 0.5 ** n > level:
+        n += 1
+    return n
+
+
+def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSettings, stages: int,
+               progress: Callable[[str], None]) -> tuple[list[int], str]:
+    """(pairs per stage, why). The exact signed-rank test cannot give p below 2 / 2**n with n pairs, and
+    Holm's first level is alpha / stages / cells: the default is that floor plus PAIR_MARGIN (at least
+    DEFAULT_PAIRS). Asked for fewer: one line before anything runs when no cell could be called worse, and
+    refused (UsageError) when no cell could be decided at all."""
+    family = _family(keys)
+    change_floor = signedrank.min_pairs(settings.alpha / stages / family)
+    equivalence_at = equivalence_floor(settings.equivalence_alpha / stages / family)
+    if requested is None:
+        pairs = max(DEFAULT_PAIRS, change_floor + PAIR_MARGIN)
+        return [pairs] * stages, (f"default: {change_floor} pairs are the fewest in which the exact test can reach "
+                                  f"alpha {settings.alpha:g} over {family} cell(s) and {stages} stage(s); "
+                                  f"{PAIR_MARGIN} more")
+    total = requested * stages
+    if total < equivalence_at:
+        raise UsageError(f"--processes {requested}: with {total} pair(s) per cell the exact test can decide "
+                         f"nothing at these levels ({family} cell(s), {stages} stage(s)): it needs at least "
+                         f"{-(-equivalence_at // stages)} per stage to show a cell equivalent and "
+                         f"{-(-change_floor // stages)} to call one worse")
+    if requested < change_floor:
+        progress(f"note: --processes {requested}: with {requested} pairs per stage no cell can be called worse "
+                 f"before the last stage; {change_floor} per stage could (alpha {settings.alpha:g}, {family} cells)")
+    return [requested] * stages, f"asked for: {requested} pairs per stage"
+
+
+def evidence_of(tested: dict[str, tuple[Grouped, Grouped]], reads: dict[str, CellPairsRead],
+                settings: DecisionSettings, calibrated: dict[str, float] | None,
+                strata_of: Callable[[str], Any] | None = None) -> dict[str, Evidence]:
+    """Each tested cell's evidence: its pairs where it has them, else its two groups of processes (one list
+    per runner from `strata_of`, when several runners are combined)."""
+    out = {}
+    for key, (b, a) in tested.items():
+        read = reads.get(key)
+        if read is not None and read.ratios:
+            out[key] = signedrank.paired_evidence(read.strata(), settings, read.designs[0])
+        elif strata_of is not None:
+            base, head = strata_of(key)
+            out[key] = decide.unpaired_evidence(base, head, settings, (calibrated or {}).get(key))
+        else:
+            out[key] = decide.unpaired_evidence(b.values, a.values, settings, (calibrated or {}).get(key))
+    return out
+
+
+def apply_decisions(rows: dict[str, Comparison], decisions: dict[str, decide.CellDecision],
+                    reads: dict[str, CellPairsRead], settings: DecisionSettings) -> None:
+    for key, d in decisions.items():
+        row = rows[key]
+        apply(row, d, settings)
+        row.design = d.design
+        read = reads.get(key)
+        if read is None or not read.ratios:
+            continue
+        row.pairs = d.processes_base
+        row.pair_cv = d.observed_log_sd
+        row.between_process_cv = read.process_log_sd()
+        row.observed_cv, row.cv_source = d.observed_log_sd, "per pair"
+        row.runners = dict(Counter(read.runners))
+        row.before, row.after = statistics.median(read.base_values), statistics.median(read.head_values)
+        by_runner = " and ".join(f"{n} on {r}" for r, n in row.runners.items()) if len(row.runners) > 1 else ""
+        runners = f", stratified by runner: {by_runner}" if by_runner else ""
+        row.method = (f"exact signed-rank on the per-pair ratios ({d.design}{runners}), Holm; equivalence by two "
+                      "one-sided tests")
+        notes = [*row.remarks, inconclusive_note(d, settings) if d.change == decide.INCONCLUSIVE else ""]
+        if d.change == decide.EQUIVALENT and d.significant:
+            notes.append(f"a significant {100 * (d.ratio - 1):+.1f} % change, under --min-change")
+        if read.failed:
+            notes.append(f"{len(read.failed)} pair(s) failed and were dropped ({read.failed[0]})")
+        if read.dropped:
+            notes.append(f"{read.dropped} pair(s) dropped: a window that is not a finite time above 0")
+        row.note = "; ".join(n for n in notes if n)
+
+
+def _stage_record(stage: StageOutcome, pairs: int, cells: list[PairedCell], settings: DecisionSettings,
+                  stages: int, backend_of: dict[str, str]) -> StageRecord:
+    first = {}
+    for env_name, outcomes in stage.pairs.items():
+        leaders = Counter(p.first for p in outcomes)
+        first[backend_of[env_name]] = ", ".join(f"{side} {n}" for side, n in sorted(leaders.items()))
+    return StageRecord(stage=stage.stage, processes=pairs, cells=[c.key for c in cells], level=settings.alpha / stages,
+                       equivalence_level=settings.equivalence_alpha / stages, seconds=stage.seconds,
+                       first_commit=first, asv_exit_status={}, design=next(iter(stage.pairs.values()))[0].design
+                       if any(stage.pairs.values()) else "alternate",
+                       pairs_failed={backend_of[e]: len(stage.failed(e)) for e in stage.pairs},
+                       seconds_per_pair={backend_of[e]: round(statistics.median(p.seconds for p in ps), 1)
+                                         for e, ps in stage.pairs.items() if ps})
+
+
+def read_back(repo: str, base: str, head: str, bench: str, envs: list[str], runners: list[tuple[str, str]]
+              ) -> tuple[dict[str, dict[str, asvdata.CellResult]], dict[str, CellPairsRead], dict[str, list[str]]]:
+    """Every runner's stored cells ({runner: {key: cell}} for base and head merged below), their pairs where a
+    pairing record covers them, and the keys whose record no longer matches (measured again since)."""
+    per_runner: dict[str, dict[str, asvdata.CellResult]] = {}
+    reads: dict[str, CellPairsRead] = {}
+    stale: dict[str, list[str]] = {}
+    for results_dir, machine in runners:
+        stored = asvdata.read_results(repo, [base, head], bench, envs, machine, results_dir)
+        label = machine if len(runners) == 1 or [m for _, m in runners].count(machine) == 1 else \
+            f"{machine}@{results_dir}"
+        per_runner[label + "\0base"] = stored[base]
+        per_runner[label + "\0head"] = stored[head]
+        record = asvpairs.load_pairing(results_dir, machine, base, head)
+        both = {k: (stored[base][k], stored[head][k]) for k in stored[base].keys() & stored[head].keys()}
+        mine: dict[str, CellPairsRead] = {}
+        for key in pairedstage.read_pairs(both, record, mine):
+            stale.setdefault(key, []).append(label)
+        for key, read in mine.items():
+            read.runners = [label] * len(read.runners)
+            merged = reads.setdefault(key, CellPairsRead())
+            for name in ("ratios", "stages", "runners", "designs", "base_values", "head_values", "failed"):
+                getattr(merged, name).extend(getattr(read, name))
+            merged.dropped += read.dropped
+    return per_runner, reads, stale
+
+
+def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected: list[str],
+                environments: dict[str, str], machine: str, plan: list[int], settings: DecisionSettings,
+                stages: int, options: AlertOptions, seed: int, out: Path, calibrated: dict[str, float] | None,
+                started: float, progress: Callable[[str], None]) -> tuple[dict[str, Comparison], int] | None:
+    """Stage 1 (and 2) of pairs for the pairable cells, one asv stage for the rest; the rows decided, or None
+    when asv stored nothing for one of the commits (report.error says so)."""
+    log = out / "asv.log"
+    design = report.design
+    progress(f"preparing both commits' builds in {len(environments)} environment(s) for pairs (asv; log: {log})")
+    sides = asvpairs.prepare(repo, list(environments.values()), [base, head], log)
+    paired = pairedstage.pairable(selected, environments, asvpairs.benchmark_info(repo))
+    rest = [n for n in selected if not any(asvdata.cell_key(n, b) in paired for b in environments)]
+    backend_of = {env_name: backend for backend, env_name in environments.items()}
+    cells = list(paired.values())
+    if any(site is None for env in sides.values() for site in env.sites.values()):
+        report.remarks.append("asv builds no wheel for this project (its build_command is empty): both sides of "
+                              "a pair import what the environment holds; only ASV_COMMIT tells them apart")
+    if cells:
+        progress(f"stage 1: {plan[0]} pairs ({design}) of {len(cells)} cell(s) in {len(sides)} environment(s)")
+        stage1 = pairedstage.run_stage(repo, base, head, sides, cells, plan[0], design, 1, seed, out, 0, {},
+                                       progress)
+        pairedstage.store_stage(repo, machine, machine, base, head, cells, stage1, append=False)
+        report.stages.append(_stage_record(stage1, plan[0], cells, settings, stages, backend_of))
+    if rest:
+        runner = Runner(repo, base, head, environments, log, seed, progress, machine)
+        regexes = {b: ["^" + re.escape(n) + "$" for n in rest] for b in environments}
+        record = runner.stage(1, 1, regexes, settings, stages,  # one process each: none of these is timed per process
+                              [asvdata.cell_key(n, b) for n in rest for b in environments])
+        report.stages.append(record)
+        report.asv_exit_status = max(record.asv_exit_status.values(), default=0)
+    runners = [(asvdata.asv_config(repo).results_dir, machine)]
+    per_runner, reads, _ = read_back(repo, base, head, options.bench, list(environments.values()), runners)
+    before, after = per_runner[machine + "\0base"], per_runner[machine + "\0head"]
+    if not before or not after:
+        missing = " and ".join(name for name, got in (("base", before), ("head", after)) if not got)
+        report.error = f"asv recorded no results for the {missing} commit (see asv.log and workers.log)"
+        return None
+    rows, tested = collect(before, after)
+    for key, (b, a) in tested.items():
+        rows[key].stage_processes = [[len(b.values), len(a.values)]]
+        rows[key].processes_requested = plan[0]
+    family = len(tested)
+    first = decide.conclude(evidence_of(tested, reads, settings, calibrated), settings,
+                            {k: rows[k].higher_is_better for k in tested}, stage=1, stages=stages, family=family)
+    apply_decisions(rows, first, reads, settings)
+    for key in first:
+        rows[key].second_stage = "decided at stage 1" if first[key].change != decide.INCONCLUSIVE else None
+    if stages == 2 and cells:
+        _second_stage(repo, base, head, report, rows, tested, first, paired, reads, sides, plan, settings,
+                      calibrated, family, options, seed, out, started, machine, backend_of, progress)
+    for key, row in rows.items():
+        if key in paired and row.pairs is not None:
+            lost = (row.processes_requested or plan[0]) - row.pairs
+            row.processes_missing = [lost, lost] if lost > 0 else []
+    return rows, family
+
+
+def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family: int, stages: int = 2,
+           power: float = 0.8) -> str | None:
+    """Why an inconclusive paired cell gets no second stage of `more` pairs (None: it does): even the lowest
+    per-pair spread its pairs allow (90 % lower bound) would leave the threshold out of reach."""
+    optimistic = decide.spread_lower_bound(d.observed_log_sd, d.processes_base)
+    if not math.isfinite(optimistic):
+        return None
+    reach = signedrank.min_detectable_change(optimistic, [d.processes_base + more], settings.alpha / stages / family,
+                                             power)
+    if reach > settings.threshold:
+        return (f"futile: at the per-pair spread seen here (lowest plausible {100 * optimistic:.1f} %) "
+                f"{d.processes_base + more} pairs could detect "
+                f"{'∞' if math.isinf(reach) else f'{100 * reach:.1f} %'}, not {100 * settings.threshold:.1f} %")
+    return None
+
+
+def _second_stage(repo: str, base: str, head: str, report: AlertDocument, rows: dict[str, Comparison],
+                  tested: dict[str, tuple[Grouped, Grouped]], first: dict[str, decide.CellDecision],
+                  paired: dict[str, PairedCell], reads: dict[str, CellPairsRead], sides: dict[str, Any],
+                  plan: list[int], settings: DecisionSettings, calibrated: dict[str, float] | None, family: int,
+                  options: AlertOptions, seed: int, out: Path, started: float, machine: str,
+                  backend_of: dict[str, str], progress: Callable[[str], None]) -> None:
+    """More pairs for the paired cells stage 1 left inconclusive, unless futile or out of time; decided over
+    all their pairs at the second stage's level, over the whole family."""
+    undecided = [k for k, d in first.items() if d.change == decide.INCONCLUSIVE]
+    for key in undecided:
+        if key not in paired or key not in reads:
+            rows[key].second_stage = "not a paired cell: one asv stage"
+    undecided = [k for k in undecided if k in paired and k in reads]
+    if not undecided:
+        return
+    going = []
+    for key in undecided:
+        why = futile(first[key], plan[1], settings, family)
+        if why:
+            rows[key].second_stage = why
+        else:
+            going.append(key)
+    if not going:
+        return
+    per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})
+    envs = sorted({paired[k].env_name for k in going})
+    seconds = sum(per_pair.get(backend_of[e], 0.0) for e in envs)
+    budget = options.max_minutes * 60 - (time.monotonic() - started)
+    more = plan[1] if seconds <= 0 else min(plan[1], int(budget // seconds))
+    if more < MIN_STAGE_PAIRS:
+        for key in going:
+            rows[key].second_stage = (f"no time left: stage 1 took {(time.monotonic() - started) / 60:.1f} min of "
+                                      f"--max-minutes {options.max_minutes:g}")
+        return
+    cells = [paired[k] for k in going]
+    progress(f"stage 1 left {len(going)} cell(s) inconclusive: a second stage of {more} pairs")
+    stage2 = pairedstage.run_stage(repo, base, head, sides, cells, more, report.design, 2, seed + 1, out, plan[0],
+                                   {}, progress)
+    pairedstage.store_stage(repo, machine, machine, base, head, cells, stage2, append=True)
+    report.stages.append(_stage_record(stage2, more, cells, settings, 2, backend_of))
+    runners = [(asvdata.asv_config(repo).results_dir, machine)]
+    _, now, _ = read_back(repo, base, head, options.bench, envs, runners)
+    evidence = {k: signedrank.paired_evidence(now[k].strata(), settings, report.design) for k in going
+                if k in now and now[k].ratios}
+    decisions = decide.conclude(evidence, settings, {k: rows[k].higher_is_better for k in evidence}, stage=2,
+                                stages=2, family=family)
+    apply_decisions(rows, decisions, now, settings)
+    for key in going:
+        rows[key].second_stage = "ran"
+        rows[key].processes_requested = plan[0] + more
+        read = now.get(key)
+        if read:
+            rows[key].stage_processes = [[read.stages.count(1)] * 2, [read.stages.count(2)] * 2]
+
+
+# ---------- stored results, one runner or several ----------
+
+def stored_runners(repo: str, options: AlertOptions, machine: str) -> list[tuple[str, str]]:
+    """(results folder, machine) of every runner to decide on: this machine in this repository's results by
+    default; the machines named; every machine of each --results folder."""
+    own = asvdata.asv_config(repo).results_dir
+    folders = list(options.results or []) or [own]
+    runners = []
+    if not options.results:
+        asvdata.require_stored(own)
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--results {folder}: no such folder (an asv results folder, with one folder per "
+                             "machine)")
+        found = sorted(p.parent.name for p in Path(folder).glob("*/machine.json"))
+        if options.machines:
+            names = [m for m in options.machines if m in found]
+        elif options.results:
+            names = found
+        else:
+            names = [machine] if machine in found else []
+        runners += [(folder, m) for m in names]
+    if not runners:
+        wanted = ", ".join(options.machines) if options.machines else (machine if not options.results else "any")
+        raise UsageError(f"no stored results of machine {wanted} in {', '.join(folders)}: run `fitbench alert` "
+                         "(or `asv run --record-samples`) there first")
+    return runners
+
+
+def stored_rows(repo: str, base: str, head: str, options: AlertOptions, environments: dict[str, str],
+                settings: DecisionSettings, calibrated: dict[str, float] | None, runners: list[tuple[str, str]],
+                report: AlertDocument) -> tuple[dict[str, Comparison], int] | None:
+    """Decide on what the runners stored: pairs where a pairing record still matches the samples, else each
+    runner's processes (several runners: stratified by runner), at the level of the last stage stored."""
+    envs = list(environments.values())
+    for results_dir, machine in runners:
+        asvdata.require_layout(asvdata.read_results(repo, [base, head], options.bench, envs, machine, results_dir),
+                               "alert --stored")
+    per_runner, reads, stale = read_back(repo, base, head, options.bench, envs, runners)
+    labels = sorted({k.split("\0")[0] for k in per_runner})
+    report.runners = labels
+    merged_before: dict[str, asvdata.CellResult] = {}
+    merged_after: dict[str, asvdata.CellResult] = {}
+    for label in labels:
+        for key, cell in per_runner[label + "\0base"].items():
+            merged_before.setdefault(key, cell)
+        for key, cell in per_runner[label + "\0head"].items():
+            merged_after.setdefault(key, cell)
+    if not merged_before or not merged_after:
+        missing = " and ".join(n for n, got in (("base", merged_before), ("head", merged_after)) if not got)
+        report.error = f"asv recorded no results for the {missing} commit (run `asv run --record-samples` on it first)"
+        return None
+    rows, tested = collect(merged_before, merged_after)
+    for key in stale:
+        rows[key].remarks.append(f"the pairing record of {', '.join(stale[key])} no longer matches the stored "
+                                 "samples (measured again since): decided as unpaired processes")
+    # a cell is decided in pairs only where every runner that holds it paired it
+    holders = {k: [lbl for lbl in labels if k in per_runner[lbl + "\0base"] and k in per_runner[lbl + "\0head"]]
+               for k in tested}
+    for key, read in list(reads.items()):
+        if key in tested and key not in stale and set(read.runners) != set(holders[key]):
+            rows[key].remarks.append(f"pairs from {', '.join(sorted(set(read.runners)))} only, of "
+                                     f"{', '.join(holders[key])}: decided as unpaired processes")
+    reads = {k: r for k, r in reads.items() if k in tested and set(r.runners) == set(holders[k]) and k not in stale}
+    if len(labels) > 1:  # the other runners' verdicts on what is not tested: the worst one stands
+        _merge_untested(rows, per_runner, labels)
+        tested = {k: v for k, v in tested.items() if rows[k].change != FAILED}
+
+    def strata_of(key: str) -> tuple[list[list[float]], list[list[float]]]:
+        groups = []
+        for label in holders[key]:
+            b, h = per_runner[label + "\0base"][key], per_runner[label + "\0head"][key]
+            gb, gh = b.grouped(), h.grouped()
+            if gb and gh and gb.values and gh.values:
+                groups.append((gb.values, gh.values))
+        return [g[0] for g in groups], [g[1] for g in groups]
+
+    stages = max([max(r.stages) for r in reads.values() if r.stages] or [1])
+    family = len(tested)
+    evidence = evidence_of(tested, reads, settings, calibrated, strata_of if len(labels) > 1 else None)
+    decisions = decide.conclude(evidence, settings, {k: rows[k].higher_is_better for k in tested}, stage=stages,
+                                stages=stages, family=family)
+    apply_decisions(rows, decisions, reads, settings)
+    for key in tested:
+        if key not in reads and len(labels) > 1:
+            rows[key].runners = {lbl: len((per_runner[lbl + "\0base"][key].grouped() or Grouped([], 0)).values)
+                                 for lbl in holders[key]}
+            rows[key].method += ", stratified by runner"
+    report.stages_planned = stages
+    return rows, family
+
+
+_WORST = [FAILED, decide.WORSE, decide.INCONCLUSIVE, decide.BETTER, decide.EQUIVALENT, "skipped"]
+
+
+def _merge_untested(rows: dict[str, Comparison], per_runner: dict[str, dict[str, asvdata.CellResult]],
+                    labels: list[str]) -> None:
+    """Rows that no test decides (failed, n/a, the exact tracks): each runner judged alone, the worst stands."""
+    for label in labels[1:]:
+        others, _ = collect(per_runner[label + "\0base"], per_runner[label + "\0head"])
+        for key, row in others.items():
+            mine = rows.get(key)
+            if mine is None:
+                rows[key] = row
+            elif (mine.change in _WORST and row.change in _WORST
+                  and _WORST.index(row.change) < _WORST.index(mine.change)):
+                row.note = "; ".join(filter(None, [row.note, f"as {label} stored it (the worst of the runners)"]))
+                rows[key] = row

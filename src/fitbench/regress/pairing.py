@@ -1,0 +1,242 @@
+"""The paired design's measurement: one fresh process of each commit, both warm, measured close in time.
+
+A pair starts a worker (fitbench/regress/pair_worker.py, run by path with an asv environment's Python) for
+the base commit and one for the head commit, in the same environment, each importing its own commit's
+build; both run the benchmarks' setup (build, compile, warm up), then:
+
+- `alternate` (the default): the two take turns, one timed window (one asv sample, 60-300 ms for StepTime,
+  far above a scheduler tick) each, for every cell the workers hold; which commit leads is drawn for the
+  first round and then alternates (A B B A ...), so neither side is always first after the other's window;
+- `duet` (Bulej et al., ICPE 2020): both run their window at the same moment, each pinned to its own half
+  of the CPUs, which side gets which half drawn per pair. Both see the same interference, but they also
+  interfere with each other, and on a 2-core machine nothing is left for the rest of the system.
+
+The pair's value is each side's median window; the statistics (fitbench.regress.signedrank) take the log
+of their ratio. Every pair is fresh processes, so what differs between processes stays in the spread.
+A pair that fails (a worker crashes, errs or outlives its timeout) is dropped on both sides and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable
+
+from fitbench.errors import UsageError
+
+ALTERNATE, DUET, UNPAIRED = "alternate", "duet", "unpaired"
+DESIGNS = (ALTERNATE, DUET, UNPAIRED)
+BASE, HEAD = "base", "head"
+WORKER_SCRIPT = Path(__file__).with_name("pair_worker.py")
+STOP_GRACE_S = 10.0
+
+
+class PairFailed(RuntimeError):
+    """A worker of the pair crashed, erred or did not answer in time: the pair is dropped on both sides."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One commit's code in one asv environment: the Python to run, and the environment of its processes."""
+
+    commit: str
+    python: str
+    env: dict[str, str]
+
+
+@dataclass
+class PairOutcome:
+    """One pair of fresh processes: each cell's windows on both sides, or why the pair failed."""
+
+    index: int  # 0-based over the whole alert, in the order measured
+    stage: int
+    design: str
+    first: str  # base | head: which side led the first round (alternate) or was started first (duet)
+    cpus: dict[str, list[int]] | None  # duet: the CPUs each side was pinned to
+    windows: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # cell id -> side -> samples
+    not_available: dict[str, list[str]] = field(default_factory=dict)  # cell id -> the sides that said n/a
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)  # cell id -> side -> its error (asv: failed)
+    failed: str | None = None
+    seconds: float = 0.0
+
+
+def split_cpus(available: list[int]) -> tuple[list[int], list[int]] | None:
+    """Two disjoint CPU sets for a duet (the lower and the upper half); None with fewer than two CPUs."""
+    if len(available) < 2:
+        return None
+    half = len(available) // 2
+    return available[:half], available[half:]
+
+
+def available_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+class Worker:
+    """One side of a pair: a warm process answering one JSON line per request (pair_worker.py)."""
+
+    def __init__(self, side: Side, benchmark_dir: str, log: IO[str], cpus: list[int] | None = None) -> None:
+        read_fd, write_fd = os.pipe()
+        cmd = [side.python, str(WORKER_SCRIPT), benchmark_dir, str(write_fd), ",".join(map(str, cpus or []))]
+        try:
+            # its own session: Ctrl-C reaches fitbench, which stops the workers (a worker's benchmark may
+            # start processes of its own: the whole group goes)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, env=side.env,
+                                         pass_fds=(write_fd,), text=True, start_new_session=True)
+        finally:
+            os.close(write_fd)
+        self.answers = os.fdopen(read_fd, "r")
+        self.side = side
+
+    def send(self, request: dict) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise PairFailed(f"the {self.side.commit[:10]} worker is gone ({self._status()})") from None
+
+    def receive(self, timeout_s: float) -> dict:
+        ready, _, _ = select.select([self.answers], [], [], timeout_s)
+        if not ready:
+            raise PairFailed(f"the {self.side.commit[:10]} worker did not answer within {timeout_s:.0f} s")
+        line = self.answers.readline()
+        if not line:
+            raise PairFailed(f"the {self.side.commit[:10]} worker exited ({self._status()}; see workers.log)")
+        return json.loads(line)
+
+    def _status(self) -> str:
+        code = self.proc.poll()
+        return "still running" if code is None else f"exit status {code}"
+
+    def stop(self) -> None:
+        """Ask it to finish, then make sure: its whole process group goes, and it is reaped."""
+        try:
+            self.send({"stop": True})
+            self.proc.wait(timeout=STOP_GRACE_S)
+        except (PairFailed, subprocess.TimeoutExpired):
+            pass
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.answers):
+            try:
+                if stream:
+                    stream.close()
+            except OSError:
+                pass
+
+
+def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], windows: int, design: str,
+                 rng: random.Random, log: IO[str], index: int, stage: int, timeout_s: float = 600.0) -> PairOutcome:
+    """One pair: both workers set up every cell (asv benchmark ids), then `windows` rounds of one window per
+    side and cell, alternating or as a duet. Never raises for the pair's own failure: it is in `failed`."""
+    sides = {BASE: base, HEAD: head}
+    first = BASE if rng.random() < 0.5 else HEAD
+    cpus = None
+    if design == DUET:
+        halves = split_cpus(available_cpus())
+        if halves is None:
+            raise UsageError("--design duet needs at least two CPUs, one set for each side")
+        low, high = halves
+        cpus = {first: low, (HEAD if first == BASE else BASE): high}
+    outcome = PairOutcome(index=index, stage=stage, design=design, first=first, cpus=cpus,
+                          windows={c: {BASE: [], HEAD: []} for c in cells})
+    started = time.monotonic()
+    order = [first, HEAD if first == BASE else BASE]
+    workers: dict[str, Worker] = {}
+    try:
+        for name in order:  # the leader starts first; both set up at once
+            workers[name] = Worker(sides[name], benchmark_dir, log, cpus[name] if cpus else None)
+        def take(cell: str, name: str, answer: dict) -> None:
+            """A cell that errs on a side is failed there, as asv records a failed benchmark; the pair goes on."""
+            if not answer.get("ok"):
+                outcome.errors.setdefault(cell, {})[name] = answer.get("error", "error")
+            elif answer.get("na"):
+                outcome.not_available.setdefault(cell, []).append(name)
+            else:
+                outcome.windows[cell][name] += answer.get("samples", [])
+
+        for cell in cells:
+            for name in order:
+                workers[name].send({"setup": cell})
+            for name in order:
+                take(cell, name, workers[name].receive(timeout_s))
+        for round_number in range(windows):
+            leader = order if round_number % 2 == 0 else order[::-1]
+            for cell in cells:
+                running = [name for name in leader if name not in outcome.not_available.get(cell, [])
+                           and name not in outcome.errors.get(cell, {})]
+                if design == DUET:
+                    for name in running:
+                        workers[name].send({"run": cell})
+                    for name in running:
+                        take(cell, name, workers[name].receive(timeout_s))
+                else:
+                    for name in running:
+                        workers[name].send({"run": cell})
+                        take(cell, name, workers[name].receive(timeout_s))
+    except PairFailed as exc:
+        outcome.failed = str(exc)
+    finally:
+        for worker in workers.values():
+            worker.stop() if outcome.failed is None else worker.kill()
+        outcome.seconds = round(time.monotonic() - started, 2)
+    return outcome
+
+
+def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: dict[str, list[str]], pairs: int,
+              windows: int, design: str, seed: int, log_path: Path, stage: int = 1, first_index: int = 0,
+              timeout_s: float = 600.0, progress: Callable[[str], None] = lambda line: None,
+              on_pair: Callable[[str, PairOutcome], None] = lambda env, pair: None) -> dict[str, list[PairOutcome]]:
+    """`pairs` pairs in each environment ({env name: (base side, head side)}), the environments taken in
+    turns pair by pair so that a drift of the machine over the stage reaches them alike; `cells` are the asv
+    benchmark ids each environment's workers hold. Every finished pair goes to `on_pair` at once (kept, so
+    that a stopped alert loses nothing measured)."""
+    rng = random.Random(seed)
+    out: dict[str, list[PairOutcome]] = {env: [] for env in sides}
+    started = time.monotonic()
+    with open(log_path, "a") as log:
+        for number in range(pairs):
+            for env, (base, head) in sides.items():
+                log.write(f"--- stage {stage}, pair {number + 1}/{pairs} in {env}\n")
+                log.flush()
+                pair = measure_pair(base, head, benchmark_dir, cells[env], windows, design, rng, log,
+                                    index=first_index + number, stage=stage, timeout_s=timeout_s)
+                out[env].append(pair)
+                on_pair(env, pair)
+                what = f"failed: {pair.failed}" if pair.failed else f"{pair.first} first"
+                progress(f"stage {stage}: pair {number + 1}/{pairs} in {env}: {len(cells[env])} cell(s), "
+                         f"{pair.seconds:.1f} s, {what} (elapsed {(time.monotonic() - started) / 60:.1f} min)")
+    return out
+
+
+def worker_env(python: str, env_vars: dict[str, str], asv_env: dict[str, str], commit: str, site: str | None,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A worker's environment, as asv gives its benchmark processes: this process's environment, the
+    matrix's variables, asv's ASV_* variables with this commit's ASV_COMMIT, the environment's bin first on
+    PATH, and the commit's build first on PYTHONPATH (asv drops an inherited PYTHONPATH: so does this)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(env_vars)
+    env.update(asv_env)
+    env["ASV_COMMIT"] = commit
+    env["PATH"] = os.pathsep.join([os.path.dirname(python), env.get("PATH", "")])
+    if site:
+        env["PYTHONPATH"] = site
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra or {})
+    return env
+
