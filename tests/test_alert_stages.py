@@ -153,7 +153,7 @@ def test_a_paired_aa_alert_never_exits_1_and_the_stored_pairs_decide_the_same(to
     assert quiet["change"] == "equivalent" and quiet["design"] == "alternate" and quiet["pairs"] == 8
     assert quiet["pair_cv"] is not None and quiet["between_process_cv"] is not None
     assert "exact signed-rank on the per-pair ratios" in quiet["method"]
-    assert "stage 1: pair 8/8 in" in result.stderr  # a line per pair, with its time
+    assert "stage 1: pair 8/8 on tensorflow: 2 cell(s)" in result.stderr  # a line per pair, with its time
     if rows["'noisy'"]["change"] == "inconclusive":  # 25 % between processes: usually too noisy
         assert result.returncode == 3 and "**undecided**" in result.stdout.splitlines()[0]
         assert "fitbench: undecided: 1 cell(s) could not be decided" in result.stderr

@@ -63,8 +63,10 @@ def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSetting
                          f"{-(-equivalence_at // stages)} per stage to show a cell equivalent and "
                          f"{-(-change_floor // stages)} to call one worse")
     if requested < change_floor:
-        progress(f"note: --processes {requested}: with {requested} pairs per stage no cell can be called worse "
-                 f"before the last stage; {change_floor} per stage could (alpha {settings.alpha:g}, {family} cells)")
+        when = "at stage 1" if stages > 1 else "at all"
+        progress(f"note: --processes {requested}: with {requested} pairs a stage no cell can be called worse "
+                 f"{when}, only equivalent; {change_floor} a stage could (alpha {settings.alpha:g} over {family} "
+                 f"cell(s) and {stages} stage(s))")
     return [requested] * stages, f"asked for: {requested} pairs per stage"
 
 
@@ -177,7 +179,7 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
     if cells:
         progress(f"stage 1: {plan[0]} pairs ({design}) of {len(cells)} cell(s) in {len(sides)} environment(s)")
         stage1 = pairedstage.run_stage(repo, base, head, sides, cells, plan[0], design, 1, seed, out, 0, {},
-                                       progress)
+                                       progress, labels=backend_of)
         pairedstage.store_stage(repo, machine, machine, base, head, cells, stage1, append=False)
         report.stages.append(_stage_record(stage1, plan[0], cells, settings, stages, backend_of))
     if rest:
@@ -267,7 +269,7 @@ def _second_stage(repo: str, base: str, head: str, report: AlertDocument, rows: 
     cells = [paired[k] for k in going]
     progress(f"stage 1 left {len(going)} cell(s) inconclusive: a second stage of {more} pairs")
     stage2 = pairedstage.run_stage(repo, base, head, sides, cells, more, report.design, 2, seed + 1, out, plan[0],
-                                   {}, progress)
+                                   {}, progress, labels=backend_of)
     pairedstage.store_stage(repo, machine, machine, base, head, cells, stage2, append=True)
     report.stages.append(_stage_record(stage2, more, cells, settings, 2, backend_of))
     runners = [(asvdata.asv_config(repo).results_dir, machine)]

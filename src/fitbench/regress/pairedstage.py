@@ -84,7 +84,8 @@ class StageOutcome:
 
 def run_stage(repo: str, base: str, head: str, sides: dict[str, EnvironmentSides], cells: list[PairedCell],
               pairs: int, design: str, stage: int, seed: int, out_dir: Path, first_index: int,
-              extra_env: dict[str, str], progress: Callable[[str], None], timeout_s: float = 600.0) -> StageOutcome:
+              extra_env: dict[str, str], progress: Callable[[str], None], timeout_s: float = 600.0,
+              labels: dict[str, str] | None = None) -> StageOutcome:
     """`pairs` pairs in every environment holding one of `cells`, each pair kept in pairs.jsonl as it ends."""
     import time
 
@@ -102,7 +103,7 @@ def run_stage(repo: str, base: str, head: str, sides: dict[str, EnvironmentSides
     started = time.monotonic()
     outcome = run_pairs(env_sides, benchmark_dir, by_env, pairs, max(c.samples_per_process for c in cells), design,
                         seed, out_dir / "workers.log", stage=stage, first_index=first_index, timeout_s=timeout_s,
-                        progress=progress, on_pair=keep)
+                        progress=progress, on_pair=keep, labels=labels)
     return StageOutcome(stage=stage, pairs=outcome, seconds=round(time.monotonic() - started, 1))
 
 

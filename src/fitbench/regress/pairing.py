@@ -201,7 +201,8 @@ def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], w
 def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: dict[str, list[str]], pairs: int,
               windows: int, design: str, seed: int, log_path: Path, stage: int = 1, first_index: int = 0,
               timeout_s: float = 600.0, progress: Callable[[str], None] = lambda line: None,
-              on_pair: Callable[[str, PairOutcome], None] = lambda env, pair: None) -> dict[str, list[PairOutcome]]:
+              on_pair: Callable[[str, PairOutcome], None] = lambda env, pair: None,
+              labels: dict[str, str] | None = None) -> dict[str, list[PairOutcome]]:
     """`pairs` pairs in each environment ({env name: (base side, head side)}), the environments taken in
     turns pair by pair so that a drift of the machine over the stage reaches them alike; `cells` are the asv
     benchmark ids each environment's workers hold. Every finished pair goes to `on_pair` at once (kept, so
@@ -219,7 +220,8 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
                 out[env].append(pair)
                 on_pair(env, pair)
                 what = f"failed: {pair.failed}" if pair.failed else f"{pair.first} first"
-                progress(f"stage {stage}: pair {number + 1}/{pairs} in {env}: {len(cells[env])} cell(s), "
+                progress(f"stage {stage}: pair {number + 1}/{pairs} on {(labels or {}).get(env, env)}: "
+                         f"{len(cells[env])} cell(s), "
                          f"{pair.seconds:.1f} s, {what} (elapsed {(time.monotonic() - started) / 60:.1f} min)")
     return out
 

@@ -108,8 +108,11 @@ def _dropped_note(dropped: list[int]) -> str:
 
 def inconclusive_note(d: decide.CellDecision, settings: DecisionSettings) -> str:
     """Why a cell is inconclusive, in the reader's terms."""
+    unit = "processes" if d.design == decide.UNPAIRED else "pairs"
+    if math.isinf(d.min_detectable_change):
+        return (f"with {d.processes_base} {unit} the exact test cannot reach Holm's level for a change at all, "
+                f"however large; more {unit} are needed, or fewer cells")
     if d.min_detectable_change > settings.threshold:
-        unit = "processes" if d.design == decide.UNPAIRED else "pairs"
         return (f"too noisy: could detect {pct(d.min_detectable_change)} or more with {d.processes_base} "
                 f"{unit}, not {pct(settings.threshold)}")
     if d.significant:
