@@ -92,39 +92,44 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def summarize(paths: list[str]) -> str:
-    lines = ["| file | backend | batch | median step | between-process spread (solo) | (alternate's processes) | "
-             "per-pair spread, alternate | per-pair spread, duet | pair ratio range, alternate | "
-             "seconds per pair: alternate, duet, solo |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """Per condition, backend and batch: the spreads, and the half-width of the ratio's 95 % interval from
+    the same 24 processes of each paired design decided three ways — as pairs by the alert's statistic (the
+    median of the per-round ratios), as pairs by the ratio of the two sides' medians, and as 12 + 12
+    unpaired processes — the gain of pairing with everything else equal."""
+    from fitbench.regress import decide
+
+    def half_width(interval: tuple[float, float, float]) -> str:
+        return f"±{100 * (interval[2] / interval[1] - 1) / 2:.1f} %"
+
+    def spread_of(values: list[float]) -> float:
+        return signedrank.robust_spread([math.log(v) for v in values])
+
+    lines = ["| file | backend | batch | median step | between processes, solo | alternate: per pair "
+             "(rounds / medians / unpaired interval) | duet: per pair (rounds / medians / unpaired interval) | "
+             "seconds per pair: alternate, duet, solo |", "|---|---|---|---|---|---|---|---|"]
     for path in paths:
         records = [r for r in json.loads(Path(path).read_text())["records"] if not r["failed"]]
         for backend in sorted({r["backend"] for r in records}):
             for batch in ("32", "256"):
-                def arm(name: str) -> list[dict]:
+                def arm(name: str, backend: str = backend, records: list = records) -> list[dict]:
                     return [r for r in records if r["backend"] == backend and r["arm"] == name]
 
                 solo_values = [statistics.median(r["windows"][batch][BASE]) for r in arm(SOLO)]
-                paired_values = [statistics.median(r["windows"][batch][s]) for r in arm(ALTERNATE)
-                                 for s in (BASE, HEAD)]
-                spreads = {}
-                ranges = {}
+                cells = []
                 for a in (ALTERNATE, DUET):
-                    ratios = [signedrank.log_ratio(r["windows"][batch][BASE], r["windows"][batch][HEAD])
-                              for r in arm(a)]
-                    spreads[a] = signedrank.robust_spread(ratios)
-                    ranges[a] = (math.exp(min(ratios)), math.exp(max(ratios))) if ratios else (math.nan, math.nan)
-
-                def spread_of(values: list[float]) -> float:
-                    return signedrank.robust_spread([math.log(v) for v in values])
-
+                    pairs = [(r["windows"][batch][BASE], r["windows"][batch][HEAD]) for r in arm(a)]
+                    rounds = [signedrank.log_ratio(b, h) for b, h in pairs]
+                    medians = [math.log(statistics.median(h) / statistics.median(b)) for b, h in pairs]
+                    unpaired = decide.hodges_lehmann_ci([statistics.median(b) for b, _ in pairs],
+                                                        [statistics.median(h) for _, h in pairs])
+                    cells.append(f"{100 * signedrank.robust_spread(rounds):.1f} % (n={len(pairs)}): "
+                                 f"{half_width(signedrank.hodges_lehmann_ci(rounds))} / "
+                                 f"{half_width(signedrank.hodges_lehmann_ci(medians))} / {half_width(unpaired)}")
                 seconds = [statistics.median([r["seconds"] for r in arm(a)] or [math.nan])
                            for a in (ALTERNATE, DUET, SOLO)]
                 lines.append(f"| {Path(path).stem} | {backend} | {batch} | "
-                             f"{1e3 * statistics.median(solo_values or paired_values):.2f} ms | "
-                             f"{100 * spread_of(solo_values):.1f} % (n={len(solo_values)}) | "
-                             f"{100 * spread_of(paired_values):.1f} % (n={len(paired_values)}) | "
-                             f"{100 * spreads[ALTERNATE]:.1f} % (n={len(arm(ALTERNATE))}) | "
-                             f"{100 * spreads[DUET]:.1f} % (n={len(arm(DUET))}) | "
-                             f"{ranges[ALTERNATE][0]:.3f}–{ranges[ALTERNATE][1]:.3f} | "
+                             f"{1e3 * statistics.median(solo_values):.2f} ms | "
+                             f"{100 * spread_of(solo_values):.1f} % (n={len(solo_values)}) | {cells[0]} | {cells[1]} | "
                              f"{seconds[0]:.0f}, {seconds[1]:.0f}, {seconds[2]:.0f} |")
     return "\n".join(lines)
 

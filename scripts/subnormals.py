@@ -62,7 +62,8 @@ def main() -> int:
     Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "cpu": cpu, "runs": runs}, indent=1))
     for flush in (False, True):
         for batch in ("32", "256"):
-            medians = [statistics.median(r["windows_s_per_step"][batch]) for r in runs if r["flush_subnormals"] == flush]
+            medians = [statistics.median(r["windows_s_per_step"][batch]) for r in runs
+                       if r["flush_subnormals"] == flush]
             print(f"flush {flush}, batch {batch}: per-process medians "
                   + ", ".join(f"{1e3 * m:.1f}" for m in medians) + " ms")
     return 0

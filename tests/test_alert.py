@@ -171,3 +171,13 @@ def test_without_asv_the_alert_names_the_extra_to_install(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "fitbench: error: asv is not installed: pip install 'fitbench[alert]' "
         "(or pip install 'asv>=0.6.4,<0.7' virtualenv)"]
+
+
+def test_outside_a_repository_alert_and_bisect_say_where_they_looked(tmp_path):
+    for argv in (["alert", "HEAD~1", "HEAD"], ["bisect", "HEAD~1", "HEAD"]):
+        result = subprocess.run([sys.executable, "-m", "fitbench", *argv, "--repo", str(tmp_path), "--out",
+                                 str(tmp_path / "out")], capture_output=True, text=True)
+        assert result.returncode == 2 and not (tmp_path / "out").exists()
+        assert result.stderr.strip().splitlines() == [
+            f"fitbench: error: {tmp_path} is not in a git repository: run this in your repository's clone, or "
+            "give it with --repo"]

@@ -380,3 +380,11 @@ def test_two_writers_of_one_path_the_second_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert check_output_path(str(out)) == str(out)  # its writer is gone: the stale lock is taken over
+
+
+def test_a_bad_value_names_its_flag_once():
+    result = run_cli("determinism", "--epochs", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "fitbench: error: --epochs must be a positive integer, got 0"
+    result = run_cli("run", "--device", "tpu")  # argparse's own message keeps its "argument" prefix
+    assert result.returncode == 2 and result.stderr.startswith("fitbench: error: argument --device: invalid choice")

@@ -27,6 +27,12 @@ def error_line(message: str) -> str:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        import re
+
+        # "argument --epochs: --epochs must be ..." says the flag twice: keep the message that names it
+        named = re.match(r"argument ([^:]+): (.*)", message, re.S)
+        if named and any(flag in named.group(2) for flag in named.group(1).split("/")):
+            message = named.group(2)
         sys.stderr.write(error_line(message))
         sys.exit(EXIT_USAGE)
 

@@ -98,7 +98,8 @@ def _how(report: dict[str, Any]) -> str:
     design = report.get("design", "unpaired")
     unit = ("A pair is one fresh process of each commit, both warm, measured window by window in turns "
             "(alternate) or at once on their own CPUs (duet), which commit leads drawn at random; its value is "
-            "head's median window over base's, and the pairs' ratios are the observations (exact signed-rank)"
+            "the median over its rounds of head's window over base's, and the pairs' ratios are the observations "
+            "(exact signed-rank)"
             if design in ("alternate", "duet") else
             "Base and head interleaved by asv, which runs first drawn per environment; each process's median is "
             "one observation (exact rank-sum)")

@@ -72,7 +72,13 @@ def first_parents_after(repo: str, older: str, newer: str) -> list[str] | None:
 
 
 def repo_root(repo: str) -> str:
-    root = git(repo, "rev-parse", "--show-toplevel")
+    if not os.path.isdir(repo):
+        raise UsageError(f"--repo {repo}: no such folder")
+    try:
+        root = git(repo, "rev-parse", "--show-toplevel")
+    except UsageError:
+        raise UsageError(f"{os.path.abspath(repo)} is not in a git repository: run this in your repository's "
+                         "clone, or give it with --repo") from None
     if not os.path.exists(os.path.join(root, "asv.conf.json")):
         raise UsageError(f"no asv.conf.json in {root}")
     return root

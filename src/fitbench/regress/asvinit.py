@@ -213,7 +213,8 @@ def _check_factory(choice: Any, repo: Path, backend: str) -> None:
         check_in_child(choice, backend)
 
 
-IGNORED = (".asv/", "alert-report/", "bisect-report/", "calibrate-asv.log")  # asv's output, fitbench's reports
+# asv's output, fitbench's reports
+IGNORED = (".asv/", "alert-report/", "bisect-report/", "history-report/", "calibrate-asv.log")
 
 
 def _ignore_outputs(repo: Path) -> list[str]:

@@ -1,11 +1,11 @@
 """Deciding on pairs: the paired design's statistics. Pure functions, no asv, no framework.
 
 A pair is one fresh process of each commit, alive at the same time, measured window by window in turns (or
-at once, each on its own CPUs); its value is the log of head's median window over base's. Whatever the
-machine did during the pair (a neighbour's burst, a slower hour) lands on both sides and cancels in the
-ratio; what stays is what differs between two processes (placement, memory layout, compile choices) and
-the change itself. Pairs are replicated with fresh processes, so those process effects are inside the
-interval.
+at once, each on its own CPUs); its value is the median over its rounds of the log of head's window over
+base's. Whatever the machine did during the pair (a neighbour's burst, a slower hour) lands on both sides
+and cancels in the ratio; what stays is what differs between two processes (placement, memory layout,
+compile choices) and the change itself. Pairs are replicated with fresh processes, so those process effects
+are inside the interval.
 
 - Test: exact Wilcoxon signed-rank on the per-pair log ratios, two-sided. Under "no change" each pair's sign
   is a coin flip: which commit led the pair and each round was drawn at random, so the two sides are
@@ -49,8 +49,14 @@ def as_strata(values: Sequence[float] | Strata) -> list[list[float]]:
 
 
 def log_ratio(base: Sequence[float], head: Sequence[float]) -> float:
-    """One pair's value: log of head's median window over base's."""
-    return math.log(statistics.median(head)) - math.log(statistics.median(base))
+    """One pair's value: the median over its rounds of log(head's window / base's window), the two windows of
+    a round taken next to each other (or at once), in round order. Under load a window lands in a neighbour's
+    burst or not, and a side's median of 5 windows flips with how many did; the two windows of one round
+    mostly share the machine's state, so their ratio does not (docs/noise.md). Sides of unequal length (not
+    rounds): the ratio of the medians."""
+    if len(base) != len(head) or not base:
+        return math.log(statistics.median(head)) - math.log(statistics.median(base))
+    return statistics.median(math.log(h) - math.log(b) for b, h in zip(base, head))
 
 
 def _doubled_ranks(values: Sequence[float]) -> list[int]:
