@@ -21,22 +21,25 @@ from typing import Any
 
 
 def safe_import(name: str, *modules: str) -> Any:
-    """Like scipy's safe_import, for one name: `name` from the first of `modules` that has it (today's
-    layout first, then where older commits of fitbench kept it), else None. A benchmark whose function is
-    None at a commit reports n/a (`require`) instead of breaking discovery of the whole suite."""
+    """Like scipy's safe_import, for one name: `name` from the first of `modules` that has it (the package's
+    public surface, `fitbench`, first; then where older commits of fitbench kept it; "module:other" where it had
+    another name there), else None. A benchmark whose function is None at a commit reports n/a (`require`)
+    instead of breaking discovery of the whole suite."""
     for module in modules:
+        module, _, attribute = module.partition(":")
         try:
-            return getattr(importlib.import_module(module), name)
+            return getattr(importlib.import_module(module), attribute or name)
         except (ImportError, AttributeError):
             continue
     return None
 
 
-# Where each name lives now, then where it lived before the re-cut into subpackages (fitbench <= 0.1.0's
-# layout: fitbench.timing, .raw, .peak, .determinism as modules).
+# The public surface (`fitbench`, since 2026-12-03) first, then where each name lived before: in the
+# subpackages (2026-11-30), and in fitbench <= 0.1.0's flat layout (fitbench.timing, .raw, .peak, .determinism).
+# New names go to fitbench's __all__; this list does not grow again.
 APIS: tuple[str, ...] = safe_import("APIS", "fitbench") or ("sequential", "functional", "subclassed")
-ModelSpec = safe_import("ModelSpec", "fitbench.model")
-train_step_flops = safe_import("train_step_flops", "fitbench.model")
+ModelSpec = safe_import("ModelSpec", "fitbench", "fitbench.model")
+train_step_flops = safe_import("train_step_flops", "fitbench", "fitbench.model")
 # The Keras 2 row of the matrix: TensorFlow's own switch, TF_USE_LEGACY_KERAS=1, beside KERAS_BACKEND=tensorflow
 # (asv.conf.json's `include`). Its benchmarks train tf-keras; a commit of fitbench that cannot is n/a there,
 # never Keras 3 reported under the Keras 2 row.
@@ -53,29 +56,30 @@ def for_keras_major(cls: Any) -> Any:
     return functools.partial(cls, keras_major=KERAS_MAJOR)
 
 
-FitHarness = for_keras_major(safe_import("FitHarness", "fitbench.measure.harness", "fitbench.timing"))
-SeedHarness = for_keras_major(safe_import("SeedHarness", "fitbench.measure.harness", "fitbench.timing"))
-TUNED = safe_import("TUNED", "fitbench.measure.cells", "fitbench.timing")  # older commits lack the tuned variant
-RawHarness = safe_import("RawHarness", "fitbench.measure.raw", "fitbench.raw")
-measure_peak = safe_import("measure_peak", "fitbench.measure.peak", "fitbench.peak")
-check_determinism = safe_import("check_determinism", "fitbench.determinism.check", "fitbench.determinism")
-DeterminismSettings = safe_import("DeterminismSettings", "fitbench.determinism.settings")
-_switch_in_force = safe_import("in_force", "fitbench.determinism.switch")
-_default_switch = safe_import("default_switch", "fitbench.determinism.switch")
-_switch_env = safe_import("switch_env", "fitbench.determinism.switch")
-_turn_on = safe_import("turn_on", "fitbench.determinism.switch")
-use_data_parallel = safe_import("use_data_parallel", "fitbench.measure.distributed")
-device_env = safe_import("device_env", "fitbench.measure.distributed")
-gpu_names = safe_import("gpu_names", "fitbench.runtime")
-backend_missing = safe_import("backend_missing", "fitbench.runtime")
-gpu_driver_present = safe_import("gpu_driver_present", "fitbench.runtime")
-apply_threads = safe_import("apply_threads", "fitbench.runtime")
-pin_cpus = safe_import("pin_cpus", "fitbench.runtime")
-parse_cpus = safe_import("parse_cpus", "fitbench.runtime")
+FitHarness = for_keras_major(safe_import("FitHarness", "fitbench", "fitbench.measure.harness", "fitbench.timing"))
+SeedHarness = for_keras_major(safe_import("SeedHarness", "fitbench", "fitbench.measure.harness", "fitbench.timing"))
+TUNED = safe_import("TUNED", "fitbench", "fitbench.measure.cells", "fitbench.timing")  # older: no tuned variant
+RawHarness = safe_import("RawHarness", "fitbench", "fitbench.measure.raw", "fitbench.raw")
+measure_peak = safe_import("measure_peak", "fitbench", "fitbench.measure.peak", "fitbench.peak")
+check_determinism = safe_import("check_determinism", "fitbench", "fitbench.determinism.check",
+                                "fitbench.determinism")
+DeterminismSettings = safe_import("DeterminismSettings", "fitbench", "fitbench.determinism.settings")
+_switch_in_force = safe_import("switch_in_force", "fitbench", "fitbench.determinism.switch:in_force")
+_default_switch = safe_import("default_switch", "fitbench", "fitbench.determinism.switch")
+_switch_env = safe_import("switch_env", "fitbench", "fitbench.determinism.switch")
+_turn_on = safe_import("turn_switch_on", "fitbench", "fitbench.determinism.switch:turn_on")
+use_data_parallel = safe_import("use_data_parallel", "fitbench", "fitbench.measure.distributed")
+device_env = safe_import("device_env", "fitbench", "fitbench.measure.distributed")
+gpu_names = safe_import("gpu_names", "fitbench", "fitbench.runtime")
+backend_missing = safe_import("backend_missing", "fitbench", "fitbench.runtime")
+gpu_driver_present = safe_import("gpu_driver_present", "fitbench", "fitbench.runtime")
+apply_threads = safe_import("apply_threads", "fitbench", "fitbench.runtime")
+pin_cpus = safe_import("pin_cpus", "fitbench", "fitbench.runtime")
+parse_cpus = safe_import("parse_cpus", "fitbench", "fitbench.runtime")
 # The records' arithmetic (fitbench.measure.metrics); commits before it had the same formulas inline.
-efficiency = safe_import("efficiency", "fitbench.measure.metrics") or (lambda raw_s, fit_s: raw_s / fit_s)
-gflops_per_s = safe_import("gflops_per_s", "fitbench.measure.metrics") or (lambda flops, s: flops / s / 1e9)
-pct_of_peak = safe_import("pct_of_peak", "fitbench.measure.metrics") or (lambda g, peak: 100.0 * g / peak)
+efficiency = safe_import("efficiency", "fitbench", "fitbench.measure.metrics") or (lambda raw_s, fit_s: raw_s / fit_s)
+gflops_per_s = safe_import("gflops_per_s", "fitbench", "fitbench.measure.metrics") or (lambda flops, s: flops / s / 1e9)
+pct_of_peak = safe_import("pct_of_peak", "fitbench", "fitbench.measure.metrics") or (lambda g, peak: 100.0 * g / peak)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not a benchmark result
 

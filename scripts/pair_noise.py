@@ -134,6 +134,24 @@ def summarize(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def alert_pairs(path: str) -> str:
+    """The same two pair statistics on an alert's pairs.jsonl: per environment and cell, the interval's
+    half-width with the per-round ratio (the alert's) and with the ratio of the sides' medians."""
+    lines = ["| environment | cell | pairs | per-round ratios: ratio, ±interval | ratio of medians: ratio, ±interval |",
+             "|---|---|---|---|---|"]
+    pairs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    for env in sorted({p["env_name"] for p in pairs}):
+        for cell in sorted({c for p in pairs if p["env_name"] == env for c in p["windows"]}):
+            sides = [(p["windows"][cell][BASE], p["windows"][cell][HEAD]) for p in pairs
+                     if p["env_name"] == env and not p["failed"] and p["windows"].get(cell, {}).get(BASE)]
+            rounds = signedrank.hodges_lehmann_ci([signedrank.log_ratio(b, h) for b, h in sides])
+            medians = signedrank.hodges_lehmann_ci([math.log(statistics.median(h) / statistics.median(b))
+                                                    for b, h in sides])
+            lines.append(f"| {env} | {cell} | {len(sides)} | " + " | ".join(
+                f"{r:.3f}, ±{100 * (high / low - 1) / 2:.1f} %" for r, low, high in (rounds, medians)) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12)
@@ -142,7 +160,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out")
     parser.add_argument("--summary", nargs="*")
+    parser.add_argument("--alert-pairs", metavar="PAIRS_JSONL", help="the two statistics on an alert's pairs.jsonl")
     args = parser.parse_args()
+    if args.alert_pairs:
+        print(alert_pairs(args.alert_pairs))
+        return 0
     args.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if args.summary:
         print(summarize(args.summary))

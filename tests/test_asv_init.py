@@ -78,7 +78,7 @@ def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
     assert "{wheel_file}" in conf.install_command[0]
     # what asv and fitbench write into the repository is ignored, and the command says it touched .gitignore
     assert (repo / ".gitignore").read_text().splitlines() == [".asv/", "alert-report/", "bisect-report/",
-                                                              "calibrate-asv.log"]
+                                                              "history-report/", "calibrate-asv.log"]
     assert "wrote " + str(repo / ".gitignore") + " (added .asv/" in result.stdout
 
     bench = (repo / "benchmarks" / "bench_model.py").read_text()

@@ -38,6 +38,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
     (["run", "--widths", "256,,256"], "--widths"),
     (["run", "--widths", "0"], "--widths"),
     (["run", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "--determinism", "on", "--switch", "torch=warn-only"],
+     "--switch names torch, which --backend does not run"),
     (["determinism", "--epochs", "0"], "--epochs must be a positive integer"),
     (["determinism", "--epochs", "-1"], "--epochs must be a positive integer"),
     (["determinism", "--api", "functional,keras2"], "unknown api 'keras2'"),

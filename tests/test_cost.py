@@ -60,7 +60,7 @@ def test_the_determinism_axis_puts_off_and_on_of_a_cell_side_by_side():
     (["run", "--determinism", "maybe"], "invalid choice: 'maybe'"),
     (["cost", "--max-cost", "0.8"], "--max-cost is a slow-down factor above 1"),
     (["cost", "--processes", "1"], "--processes must be at least 2"),
-    (["cost", "--switch", "torch=warn-only"], "--switch names torch, which --backend does not measure"),
+    (["cost", "--switch", "torch=warn-only"], "--switch names torch, which --backend does not run"),
     (["cost", "--backend", "jax", "--switch", "jax=warn-only"], "jax has no determinism switch 'warn-only'"),
     (["cost", "--profile", "huge"], "unknown profile 'huge'"),
     (["cost", "--of", "devices", "--backend", "jax", "--switch", "jax=deterministic-ops"], "--of determinism"),
@@ -121,7 +121,6 @@ def test_a_switch_that_costs_30_percent_is_slower_with_an_interval_and_its_aa_is
 def test_no_cost_is_equivalent_and_no_cell_is_called_slower():
     doc = cost.run_cost(SETTINGS, measure=StandIn(factor=1.0, cv=0.01, seed=3))
     assert [c.cost.verdict for c in doc.cells] == ["equivalent", "equivalent"]
-    assert cost.verdict_counts(doc) == {"equivalent": 2}
 
 
 def test_the_columns_are_interleaved_cell_by_cell_and_reversed_every_other_time():

@@ -60,6 +60,7 @@ def window_steps_for(step_s: float) -> int:
 
 def _prepare_process() -> None:
     """Before Keras is imported in this benchmark process: CPU only, the thread pools, the pinning."""
+    from fitbench import backends
     from fitbench.runtime import apply_threads, parse_cpus, pin_cpus
     from fitbench.stacks import backend_missing
 
@@ -69,10 +70,7 @@ def _prepare_process() -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     pin_cpus(parse_cpus(os.environ.get("FITBENCH_CPUS", "")))
     apply_threads(BACKEND, None if _THREADS == "default" else _THREADS)
-    if BACKEND == "torch":  # as XLA does on TF and JAX: subnormal arithmetic is not the fit loop (docs/noise.md)
-        import torch
-
-        torch.set_flush_denormal(True)
+    backends.get(BACKEND).flush_subnormals()  # subnormal arithmetic is not the fit loop (docs/noise.md)
 
 
 class ModelBenchmark:

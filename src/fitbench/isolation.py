@@ -18,7 +18,8 @@ import tempfile
 import time
 from typing import Any, Callable, Iterator
 
-from fitbench.runtime import determinism_env, hide_gpus_env, merge_env, thread_env
+from fitbench.backends.common import merge_env
+from fitbench.runtime import determinism_env, hide_gpus_env, thread_env
 from fitbench.stacks import LEGACY_ENV, Stack
 
 
@@ -41,12 +42,13 @@ def process_env(stack: Stack | None = None, device: str = "cpu", *, threads: int
     import, the Keras major version, a 'cpu' cell's hidden GPUs, the thread pools (None: the framework's
     defaults) and the backend's determinism switch where it is an environment variable (True: its default
     switch, a name: that one of fitbench.determinism.switch) and a devices axis' simulated devices."""
+    from fitbench import backends
     from fitbench.measure.distributed import device_env
 
     stack = stack or Stack()
-    return merge_env(parent_env(), {"KERAS_BACKEND": stack.backend}, hide_gpus_env(device),
+    return merge_env(parent_env(), backends.get(stack.name).child_env(), hide_gpus_env(device),
                      thread_env(stack.backend, threads), determinism_env(stack.backend, op_determinism),
-                     device_env(stack.backend, device, device_count), stack.env())
+                     device_env(stack.backend, device, device_count))
 
 
 def child_env(extra: dict[str, str] | None = None, backend: str = "tensorflow") -> dict[str, str]:

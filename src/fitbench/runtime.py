@@ -10,13 +10,11 @@ import platform
 import resource
 import shutil
 import sys
-from typing import Any, Mapping
+from typing import Any
 
-from fitbench.determinism.switch import JAX_DETERMINISTIC_OPS, default_switch, switch_env
-
-# backend knowledge lives in fitbench.stacks; these names stay importable from here (benchmarks/common.py
-# safe_imports them from fitbench.runtime at every commit)
-from fitbench.stacks import backend_missing, framework_module, keras_module  # noqa: F401
+from fitbench import backends
+from fitbench.determinism.switch import default_switch, switch_env
+from fitbench.stacks import framework_module, keras_module
 
 
 def hide_gpus_env(device: str) -> dict[str, str]:
@@ -44,25 +42,7 @@ def gpu_names(backend: str = "tensorflow") -> list[str]:
     """Names of the GPUs the backend's framework sees (empty when none, or the framework is missing)."""
     if not gpu_driver_present():
         return []
-    if backend == "jax":
-        import jax
-
-        try:
-            return [str(d.device_kind) for d in jax.devices("gpu")]
-        except RuntimeError:  # no CUDA-enabled jaxlib, or no GPU it can use
-            return []
-    if backend == "torch":
-        import torch
-
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-            if torch.cuda.is_available() else []
-    import tensorflow as tf
-
-    names = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        names.append(str(details.get("device_name", gpu.name)))
-    return names
+    return backends.get(backend).gpu_names()
 
 
 def device_name(device: str, backend: str = "tensorflow") -> str:
@@ -94,28 +74,9 @@ def on_device(where: str, device: str) -> bool:
 
 
 def thread_env(backend: str, threads: int | None) -> dict[str, str]:
-    """Environment that fixes the framework's CPU thread pools to `threads` before it is imported (None:
-    the framework's defaults, which on this kind of machine is every core).
-
-    Why: with the default pools, a small training step (batch 32, a few ms) is split across both cores of a
-    2-core machine, and how the pools' threads land on the cores differs from process to process — the
-    between-process spread that made `fitbench alert` flag no-op commits (docs/noise.md). One thread per
-    process removes the hand-off. TensorFlow reads TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS when its
-    runtime starts; PyTorch and the BLAS libraries read OMP_NUM_THREADS/MKL_NUM_THREADS at import; XLA's CPU
-    client (JAX, and TensorFlow's jit_compile) reads XLA_FLAGS."""
-    if threads is None:
-        return {}
-    n = str(int(threads))
-    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
-           "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
-    if threads == 1:  # XLA's CPU runtime has no thread-count flag that TF's and JAX's XLA both accept
-        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    return env
-
-
-# JAX has no process-wide switch: XLA's flag makes GPU reductions deterministic and must be in XLA_FLAGS
-# before jax starts (the parent puts it in the child's environment). On the CPU it changes nothing.
-JAX_DETERMINISM_FLAG = JAX_DETERMINISTIC_OPS
+    """Environment that fixes the framework's CPU thread pools to `threads` before it is imported (None: the
+    framework's defaults); why one thread: fitbench.backends.common.thread_env."""
+    return backends.get(backend).thread_env(threads)
 
 
 def determinism_env(backend: str, op_determinism: bool | str | None) -> dict[str, str]:
@@ -127,36 +88,12 @@ def determinism_env(backend: str, op_determinism: bool | str | None) -> dict[str
     return switch_env(backend, op_determinism if isinstance(op_determinism, str) else default_switch(backend))
 
 
-def merge_env(base: Mapping[str, str], *parts: Mapping[str, str]) -> dict[str, str]:
-    """`base` updated by each part in turn, except XLA_FLAGS, whose flags are appended (the thread setting
-    and the determinism switch both live there, beside whatever the user put there)."""
-    env = dict(base)
-    for part in parts:
-        for key, value in part.items():
-            if key == "XLA_FLAGS":
-                current = env.get(key, "")
-                env[key] = current if value in current else f"{current} {value}".strip()
-            else:
-                env[key] = value
-    return env
-
-
 def apply_threads(backend: str, threads: int | None) -> dict[str, Any]:
-    """In this process, before the framework is imported: set `thread_env`, and for PyTorch also its
-    in-process setting (OMP_NUM_THREADS alone leaves the inter-op pool at its default). Returns what is
-    recorded with a result: the setting asked for."""
+    """In this process, before the framework is imported: the thread pools fixed (the one place that sets
+    them, fitbench.backends); returns what is recorded with a result: the setting asked for."""
     if threads is None:
         return {"threads": None}
-    os.environ.update(merge_env(os.environ, thread_env(backend, threads)))
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(int(threads))
-        if torch.get_num_interop_threads() != 1:
-            try:
-                torch.set_num_interop_threads(1)
-            except RuntimeError:  # only possible before the first parallel op; then keep what is there
-                pass
+    backends.get(backend).apply_threads(int(threads))
     return {"threads": int(threads)}
 
 
@@ -181,31 +118,9 @@ def pin_cpus(cpus: set[int] | None) -> list[int] | None:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
-def set_threads(intra_op: int | None, inter_op: int | None) -> dict[str, int]:
-    """Fix TF's thread pools (must run before the first op) and return what is in force."""
-    import tensorflow as tf
-
-    if intra_op is not None:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-    if inter_op is not None:
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    return thread_settings()
-
-
 def thread_settings(backend: str = "tensorflow") -> dict[str, int]:
-    """The framework's thread pools as configured (TF: 0 means TF's own default, all cores)."""
-    if backend == "torch":
-        import torch
-
-        return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
-    if backend == "jax":
-        return {}  # XLA's CPU thread pool has no public setting: recorded as unknown
-    import tensorflow as tf
-
-    return {
-        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-    }
+    """The framework's thread pools as configured (TF: 0 means TF's own default, all cores; JAX: none)."""
+    return backends.get(backend).thread_settings()
 
 
 def library_versions(backend: str = "tensorflow", keras_major: int = 3) -> dict[str, str]:

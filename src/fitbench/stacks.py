@@ -66,7 +66,9 @@ def stack_name(record: dict[str, Any]) -> str:
 
 def framework_module(backend: str) -> str:
     """The import name of the framework behind a Keras backend."""
-    return {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    from fitbench import backends
+
+    return backends.get(backend).FRAMEWORK
 
 
 def backend_missing(backend: str) -> str | None:

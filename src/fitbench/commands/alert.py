@@ -41,7 +41,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     alert.add_argument("--order-seed", type=int, default=None, metavar="N",
                        help="which commit runs first in each environment is drawn at random; this fixes the draw "
                             "(the report records the seed it used)")
-    alert.add_argument("--factor", type=float, default=None, help=argparse.SUPPRESS)  # renamed: --min-change
     asv_repo_flags(alert, "alert-report", "alert.md, alert.json and asv.log")
     alert.add_argument("--stored", action="store_true",
                        help="decide on what is already stored for both commits (no new run): a paired alert's "
@@ -74,13 +73,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
     check_output_dir(args.out, "--out")
     json_copy = check_output_path(args.json) if args.json else None
-    min_change = args.min_change
-    if args.factor is not None:
-        if args.factor <= 1.0:
-            raise UsageError(f"--factor must be greater than 1, got {args.factor}")
-        sys.stderr.write("fitbench: note: --factor F is now --min-change F-1\n")
-        min_change = args.factor - 1
-    settings = decision_settings(args, min_change)
+    settings = decision_settings(args)
     request = alertdoc.AlertOptions(bench=args.bench or alertdoc.DEFAULT_BENCH,
                                   backends=tuple(options.backend_names(args.backend) or ()) or None,
                                   processes=args.processes, stages=args.stages, max_minutes=args.max_minutes,

@@ -62,7 +62,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Any:
     """The checked settings, or UsageError (one line, exit 2) before any process starts."""
     from fitbench.determinism.cost import CostSettings, plan
-    from fitbench.determinism.switch import parse_switches
+    from fitbench.determinism.switch import parse_switches, resolve_switches
     from fitbench.measure.profiles import get_profile
     from fitbench.regress.decide import DecisionSettings
 
@@ -83,9 +83,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         raise UsageError("--devices goes with --of devices (one device against N)")
     else:
         devices = 2
-    if set(switches) - set(backends):
-        raise UsageError(f"--switch names {', '.join(sorted(set(switches) - set(backends)))}, which --backend "
-                         "does not measure")
+    resolve_switches(args.switch, backends)
     get_profile(args.profile)
     model = model_choice(args)
     apis = (options.apis(args.api, model.apis) if args.api

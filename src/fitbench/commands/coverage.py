@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.coverage import coverage, found
-    from fitbench.determinism.switch import parse_switches
+    from fitbench.determinism.switch import resolve_switches
     from fitbench.devices import require_gpu
     from fitbench.models.check import check_in_child
     from fitbench.report.io import check_output_path, keep_document
@@ -45,10 +45,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("; ".join(missing.values()))
     if args.processes < 2:
         raise UsageError("--processes must be at least 2: one process has nothing to be compared with")
-    switches = parse_switches(args.switch)
-    if set(switches) - set(backends):
-        raise UsageError(f"--switch names {', '.join(sorted(set(switches) - set(backends)))}, which --backend "
-                         "does not check")
+    switches = resolve_switches(args.switch, backends)
     model = model_choice(args)
     if "tf-keras" in backends:
         raise UsageError("coverage traces Keras 3 layers: tf-keras (Keras 2) is not supported; its switch is "

@@ -71,7 +71,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
-    from fitbench.determinism.switch import parse_switches
+    from fitbench.determinism.switch import resolve_switches
     from fitbench.measure import engine
     from fitbench.measure.cells import plan_cells
     from fitbench.models.check import check_in_child
@@ -99,10 +99,10 @@ def main(args: argparse.Namespace, console: Console) -> int:
     out = check_output_path(args.json) if args.json else None
     model = model_choice(args)
     jits = {"on": [True], "off": [False], "both": [False, True]}[args.jit]
-    switches = parse_switches(args.switch)
-    if switches and args.determinism == "off":
+    if args.switch and args.determinism == "off":
         raise UsageError("--switch names the switch --determinism on or both turns on; with --determinism off "
                          "no switch is on")
+    switches = resolve_switches(args.switch, backends)
     cells = plan_cells(options.apis(args.api, model.apis), jits, devices, batch_sizes, backends,
                        include_seed=not args.no_seed_workload,
                        variants=["plain", "tuned"] if args.variant == "both" else [args.variant],

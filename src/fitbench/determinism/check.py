@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fitbench import __version__
+from fitbench import __version__, backends
 from fitbench.determinism.compare import PairResult, compare_trajectories, jit_note, load_weights, pairs_to_compare
 from fitbench.determinism.settings import DeterminismSettings
 from fitbench.determinism.train import train_trajectories
@@ -84,7 +84,9 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
     return DeterminismDocument(
         backend=st.backend, keras_major=st.keras_major, device=st.device, settings=st.to_dict(),
         jit_requested=st.jit, jit_effective=jit_effective_all[0] if len(jit_effective_all) == 1 else None,
-        jit_note=jit_note(st.jit, jit_effective_all, st.op_determinism and st.backend == "tensorflow"),
+        jit_note=jit_note(st.jit, jit_effective_all,
+                          bool(st.op_determinism) and backends.get(Stack(st.backend, st.keras_major).name
+                                                                   ).SWITCH_TURNS_OFF_XLA),
         runs=list(results.values()), pairs=pairs, all_identical=all(p.identical for p in pairs),
         fitbench_version=__version__, finished=utc_stamp())
 

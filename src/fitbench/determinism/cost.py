@@ -227,18 +227,6 @@ def _decide(rows: list[CostCell], settings: CostSettings) -> None:
         r.over_max_cost = over_max_cost(r.cost, settings.max_cost) if settings.max_cost else None
 
 
-def decide_again(doc: dict[str, Any]) -> CostDocument:
-    """A stored cost document's decisions made again from its per-process values (nothing is measured)."""
-    settings = CostSettings(**{**doc["settings"], **{k: tuple(doc["settings"][k])
-                                                     for k in ("backends", "apis", "batch_sizes", "jits")}})
-    cells = [CostCell(**{**c, "cost": None, "aa": None, "over_max_cost": None}) for c in doc["cells"]]
-    _decide(cells, settings)
-    again = CostDocument(**{**doc, "settings": settings, "cells": cells})
-    if again.complete and settings.max_cost:
-        again.exit_status = exit_status(again)
-    return again
-
-
 def over_max_cost(cost: SpeedComparison | None, max_cost: float) -> bool | None:
     """Is the slow-down (off ÷ on samples/s) above `max_cost`? True when the whole interval is, False when the
     whole interval is below, None when it straddles it or there is no interval: a gate that cannot see says so."""
@@ -261,15 +249,6 @@ def exit_status(doc: CostDocument) -> int:
     if any(f is None for f in flags):
         return EXIT_UNDECIDED
     return EXIT_OK
-
-
-def verdict_counts(doc: CostDocument) -> dict[str, int]:
-    """How many cells the treatment made slower / faster / equivalent / inconclusive (the A/A's alarms apart)."""
-    counts: dict[str, int] = {}
-    for c in doc.cells:
-        key = c.cost.verdict if c.cost else "not decided"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 def aa_alarms(doc: CostDocument) -> list[str]:

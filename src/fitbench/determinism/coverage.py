@@ -72,98 +72,11 @@ class _Inputs:
         return recorded
 
 
-def _is_float(t: Any) -> bool:
-    import keras
-
-    return hasattr(t, "dtype") and "float" in str(keras.backend.standardize_dtype(t.dtype))
-
-
-def _projection(outputs: list[Any], seed: int) -> list[Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal(tuple(o.shape)).astype("float32") for o in outputs]
-
-
 def _to_numpy(t: Any) -> Any:
     import keras
     import numpy as np
 
     return np.array(keras.ops.convert_to_numpy(t))
-
-
-def _step_tensorflow(layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], seed: int, jit: bool
-                     ) -> tuple[list[Any], list[Any]]:
-    import keras
-    import tensorflow as tf
-
-    inputs = [a for a in args if _is_float(a)]
-
-    def step(*differentiable: Any) -> tuple[list[Any], list[Any]]:
-        with tf.GradientTape() as tape:
-            for t in differentiable:
-                tape.watch(t)
-            call_args = list(args)
-            for k, t in zip([i for i, a in enumerate(args) if _is_float(a)], differentiable):
-                call_args[k] = t
-            outputs = [o for o in keras.tree.flatten(layer(*call_args, **kwargs)) if _is_float(o)]
-            loss = tf.add_n([tf.reduce_sum(tf.cast(o, "float32") * p)
-                             for o, p in zip(outputs, _projection(outputs, seed))]) if outputs else None
-        grads = tape.gradient(loss, [*layer.trainable_variables, *differentiable]) if loss is not None else []
-        return outputs, [g for g in grads if g is not None]
-
-    if jit:
-        out, grads = tf.function(step, jit_compile=True)(*inputs)
-        return list(out), list(grads)
-    return step(*inputs)
-
-
-def _step_torch(layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], seed: int) -> tuple[list[Any], list[Any]]:
-    import keras
-    import torch
-
-    call_args = [a.detach().clone().requires_grad_(True) if _is_float(a) else a for a in args]
-    for v in layer.trainable_variables:
-        v.value.grad = None
-    outputs = [o for o in keras.tree.flatten(layer(*call_args, **kwargs)) if _is_float(o)]
-    grads: list[Any] = []
-    if outputs:
-        loss = sum((o.float() * torch.from_numpy(p).to(o.device)).sum()
-                   for o, p in zip(outputs, _projection(outputs, seed)))
-        if loss.requires_grad:
-            loss.backward()
-            grads = [v.value.grad for v in layer.trainable_variables if v.value.grad is not None]
-            grads += [a.grad for a in call_args if hasattr(a, "grad") and a.grad is not None]
-    return [o.detach() for o in outputs], grads
-
-
-def _step_jax(layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], seed: int, jit: bool
-              ) -> tuple[list[Any], list[Any]]:
-    import jax
-    import jax.numpy as jnp
-    import keras
-
-    float_at = [i for i, a in enumerate(args) if _is_float(a)]
-    trainable = [v.value for v in layer.trainable_variables]
-    non_trainable = [v.value for v in layer.non_trainable_variables]
-    shapes = {}
-
-    def loss_fn(weights: list[Any], differentiable: list[Any]) -> Any:
-        call_args = list(args)
-        for k, t in zip(float_at, differentiable):
-            call_args[k] = t
-        out, _ = layer.stateless_call(weights, non_trainable, *call_args, **kwargs)
-        outputs = [o for o in keras.tree.flatten(out) if _is_float(o)]
-        shapes["outputs"] = outputs
-        projections = _projection(outputs, seed)
-        total = sum(jnp.sum(o.astype("float32") * p) for o, p in zip(outputs, projections)) if outputs else 0.0
-        return total, outputs
-
-    grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
-    if jit:
-        grad_fn = jax.jit(grad_fn)
-    (_, outputs), (g_weights, g_inputs) = grad_fn(trainable, [args[i] for i in float_at])
-    return list(outputs), [*g_weights, *g_inputs]
 
 
 def _seeded_inputs(args: tuple[Any, ...], seed: int) -> tuple[Any, ...]:
@@ -173,9 +86,11 @@ def _seeded_inputs(args: tuple[Any, ...], seed: int) -> tuple[Any, ...]:
     import keras
     import numpy as np
 
+    from fitbench.backends.common import is_float
+
     rng = np.random.default_rng(seed)
     return tuple(keras.ops.convert_to_tensor(rng.standard_normal(tuple(a.shape)).astype("float32"), dtype=a.dtype)
-                 if _is_float(a) else a for a in args)
+                 if is_float(a) else a for a in args)
 
 
 def _where(outputs: list[Any]) -> str | None:
@@ -196,13 +111,14 @@ def layer_steps(stack: str, switch: str | None, model: dict[str, Any], api: str,
                 jit: bool = True) -> dict[str, Any]:
     """In a fresh child with the switch's environment: switch on, build the model, and run each top-level layer's
     training step alone; returns per layer its fingerprints or its error, and the whole model's compiled step."""
+    from fitbench import backends
     from fitbench.determinism.compare import sha256_arrays
     from fitbench.determinism.switch import turn_on
     from fitbench.models.choice import ModelChoice
     from fitbench.models.workload import Workload
     from fitbench.stacks import parse_stack
 
-    backend = parse_stack(stack).backend
+    chosen = backends.get(parse_stack(stack).name)
     workload = Workload(ModelChoice.from_dict(model), seed)
     net = workload.build(api)  # before the switch's calls: Keras on PyTorch runs a layer's ops to build it, and a
     workload.compile(net, jit=False)  # layer refused there would leave no model to look into
@@ -233,12 +149,7 @@ def layer_steps(stack: str, switch: str | None, model: dict[str, Any], api: str,
             rows.append(row)
             continue
         try:
-            if backend == "tensorflow":
-                outputs, grads = _step_tensorflow(layer, args, kwargs, seed + index, jit=False)
-            elif backend == "torch":
-                outputs, grads = _step_torch(layer, args, kwargs, seed + index)
-            else:
-                outputs, grads = _step_jax(layer, args, kwargs, seed + index, jit=False)
+            outputs, grads = chosen.layer_step(layer, args, kwargs, seed + index, jit=False)
         except Exception as exc:
             row.update(error=_first_line(exc), phase="forward or gradient")
             rows.append(row)
@@ -246,10 +157,9 @@ def layer_steps(stack: str, switch: str | None, model: dict[str, Any], api: str,
         row.update(forward_sha256=sha256_arrays([_to_numpy(o) for o in outputs]),
                    gradient_sha256=sha256_arrays([_to_numpy(g) for g in grads]), gradients=len(grads),
                    output_device=_where(outputs))
-        if jit and backend in ("tensorflow", "jax"):  # the layer's step compiled alone, under the switch
+        if jit and chosen.SUPPORTS_LAYER_JIT:  # the layer's step compiled alone, under the switch
             try:
-                (_step_tensorflow if backend == "tensorflow" else _step_jax)(layer, args, kwargs, seed + index,
-                                                                             jit=True)
+                chosen.layer_step(layer, args, kwargs, seed + index, jit=True)
                 row["jit_error"] = None
             except Exception as exc:
                 row["jit_error"] = _first_line(exc)

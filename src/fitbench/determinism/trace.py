@@ -195,22 +195,9 @@ class Keras3Stepper:
         return loss, grads, taken
 
     def _apply(self, grads: list[Any]) -> None:
-        variables = self.model.trainable_variables
-        if self.backend == "jax":
-            trainable, opt_vars = self.optimizer.stateless_apply([v.value for v in self.optimizer.variables],
-                                                                 grads, [v.value for v in variables])
-            for v, value in zip(variables, trainable):
-                v.assign(value)
-            for v, value in zip(self.optimizer.variables, opt_vars):
-                v.assign(value)
-        elif self.backend == "torch":
-            import torch
+        from fitbench import backends
 
-            with torch.no_grad():
-                self.optimizer.apply(grads, variables)
-            self.model.zero_grad()
-        else:
-            self.optimizer.apply(grads, variables)
+        backends.get(self.backend).apply_gradients(self.model, self.optimizer, grads)
 
 
 def _takes_training(model: Any) -> bool:

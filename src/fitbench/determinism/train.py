@@ -14,44 +14,24 @@ import numpy as np
 from fitbench.data import seed_input, seed_target, synthetic_batch
 from fitbench.determinism.compare import cosine_to_target, nudge_one_ulp, sha256_arrays
 from fitbench.determinism.settings import DeterminismSettings
-from fitbench.model import jit_effective, seed_keras
+from fitbench.model import jit_effective
 from fitbench.models.choice import SEED
 from fitbench.models.workload import Workload, first_rows
-from fitbench.runtime import JAX_DETERMINISM_FLAG
 from fitbench.stacks import keras_module
 
 
-def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool,
+def enable_determinism(seed: int, intra_op_threads: int, inter_op_threads: int, op_determinism: bool | str,
                        backend: str = "tensorflow", keras_major: int = 3) -> dict[str, Any]:
-    """Seed everything, fix the thread pools and switch the backend's determinism on (process-wide).
+    """Seed everything, fix the thread pools and switch the backend's determinism on (process-wide): the
+    backend's own `prepare_training` (fitbench.backends), with its default switch when `op_determinism` is
+    True, that switch when it is a name. keras_major=2 seeds tf-keras (Keras 2) instead of Keras 3."""
+    from fitbench import backends
+    from fitbench.determinism.switch import default_switch
+    from fitbench.stacks import Stack
 
-    TensorFlow: `tf.config.experimental.enable_op_determinism()`, intra/inter-op pools as asked.
-    PyTorch: `torch.use_deterministic_algorithms(True)`, `torch.set_num_threads(intra)` and interop as asked.
-    JAX: XLA_FLAGS (see determinism_env); XLA's CPU thread pool has no setting, so it is left as it is.
-    keras_major=2 seeds tf-keras (Keras 2) instead of Keras 3."""
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(intra_op_threads)
-        torch.set_num_interop_threads(inter_op_threads)
-        seed_keras(seed)
-        torch.use_deterministic_algorithms(bool(op_determinism))
-        return {"threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
-                "op_determinism": bool(torch.are_deterministic_algorithms_enabled())}
-    if backend == "jax":
-        seed_keras(seed)
-        return {"threads": {}, "op_determinism": JAX_DETERMINISM_FLAG in os.environ.get("XLA_FLAGS", ""),
-                "xla_flags": os.environ.get("XLA_FLAGS", "")}
-    import tensorflow as tf
-
-    from fitbench.adapters.tf_private import op_determinism_enabled
-    from fitbench.runtime import set_threads
-
-    threads = set_threads(intra_op_threads, inter_op_threads)
-    keras_module(keras_major).utils.set_random_seed(seed)
-    if op_determinism:
-        tf.config.experimental.enable_op_determinism()
-    return {"threads": threads, "op_determinism": op_determinism_enabled()}
+    stack = Stack(backend, keras_major).name
+    switch = op_determinism if isinstance(op_determinism, str) else default_switch(stack) if op_determinism else None
+    return backends.get(stack).prepare_training(seed, intra_op_threads, inter_op_threads, switch)
 
 
 def _leaves(value: Any) -> list[Any]:

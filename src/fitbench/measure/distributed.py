@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from fitbench import backends
 from fitbench.errors import UsageError
 
-ENGINE_BACKENDS = ("jax",)
+ENGINE_BACKENDS = tuple(name for name in backends.NAMES if backends.get(name).SUPPORTS_DISTRIBUTION)
 MAX_SIMULATED_DEVICES = 64  # XLA makes any number; more than this is a typo, not an experiment
 
 
@@ -42,7 +43,7 @@ def check_device_counts(counts: Iterable[int], stacks: Iterable[str], batch_size
     if max(counts, default=1) <= 1:
         return
     for stack in stacks:
-        if stack == "tf-keras":
+        if backends.get(stack).KERAS_MAJOR == 2:
             raise UsageError("--devices above 1 uses keras.distribution, which Keras 2 (tf-keras) does not have")
         if stack not in ENGINE_BACKENDS:
             raise UsageError(f"--devices above 1 uses keras.distribution's DataParallel, which this Keras runs on "
@@ -57,10 +58,8 @@ def check_device_counts(counts: Iterable[int], stacks: Iterable[str], batch_size
 
 
 def device_env(backend: str, device: str, count: int) -> dict[str, str]:
-    """What a child with `count` devices needs before its framework starts: JAX's simulated CPU devices."""
-    if count > 1 and backend == "jax" and device == "cpu":
-        return {"JAX_NUM_CPU_DEVICES": str(count)}
-    return {}
+    """What a child with `count` devices needs before its framework starts (JAX's simulated CPU devices)."""
+    return backends.get(backend).simulated_devices_env(device, count)
 
 
 def use_data_parallel(count: int, device: str = "cpu", auto_shard: bool = True) -> dict[str, Any]:

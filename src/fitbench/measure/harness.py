@@ -11,6 +11,7 @@ import statistics
 import time
 from typing import Any, Iterator, Protocol
 
+from fitbench import backends
 from fitbench.data import seed_input, seed_target
 from fitbench.measure.cells import PLAIN, TUNED, TUNED_STEPS_PER_EXECUTION, VARIANTS
 from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
@@ -88,7 +89,7 @@ def supports_steps_per_execution() -> bool:
     """Keras 3 runs several steps per call on TensorFlow and JAX, not on PyTorch (it raises ValueError)."""
     import keras
 
-    return keras.backend.backend() != "torch"
+    return backends.get(keras.backend.backend()).SUPPORTS_STEPS_PER_EXECUTION
 
 
 class FitHarness:
@@ -119,7 +120,7 @@ class FitHarness:
             raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         tuned = variant == TUNED
         self.backend = keras.backend.backend()
-        on_tf = self.backend == "tensorflow"
+        on_tf = backends.get(self.backend).FEED == "tf.data"  # tf.data's knobs, or a generator's
         if prefetch and not on_tf:
             raise ValueError(f"prefetch is a tf.data knob: the {self.backend} backend's feed is a Python generator")
         if data_on_device and on_tf:
@@ -134,7 +135,7 @@ class FitHarness:
             self.steps_per_execution = 1
         self.prefetch = on_tf and bool(tuned if prefetch is None else prefetch)
         self.data_on_device = not on_tf and bool(tuned if data_on_device is None else data_on_device)
-        self.input_pipeline = "tf.data" if on_tf else "python generator"
+        self.input_pipeline = backends.get(self.backend).FEED
         # any model (fitbench.models): the seed network of `spec` unless a workload is given
         self.workload = workload or Workload(ModelChoice(widths=spec.widths), seed, spec=spec,
                                              keras_module=keras if keras_major == 2 else None)

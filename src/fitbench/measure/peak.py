@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from fitbench import backends
+
 DEFAULT_N = {"cpu": 2048, "gpu": 8192}
 DEFAULT_REPEATS = 5
 
@@ -24,30 +26,12 @@ def matmul_flops(n: int) -> int:
 
 def _matmul(backend: str, n: int, device: str) -> Any:
     """A function that runs one product of two fixed seeded matrices on the device and waits for it."""
+    if backend not in backends.KERAS3:
+        raise ValueError(f"no peak probe for backend {backend!r}")
     rng = np.random.default_rng(0)
     a_host = rng.random((n, n), dtype=np.float32)
     b_host = rng.random((n, n), dtype=np.float32)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        a, b = tf.constant(a_host), tf.constant(b_host)
-        # a reduction to one number so the wait copies 4 bytes to the host, not n² floats
-        return lambda: float(tf.reduce_sum(tf.matmul(a, b)).numpy())
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        dev = jax.devices()[0]
-        a, b = jax.device_put(a_host, dev), jax.device_put(b_host, dev)
-        product = jax.jit(lambda p, q: jnp.sum(p @ q))
-        return lambda: float(product(a, b))
-    if backend == "torch":
-        import torch
-
-        dev = torch.device("cuda:0" if device == "gpu" else "cpu")
-        a, b = torch.tensor(a_host, device=dev), torch.tensor(b_host, device=dev)
-        return lambda: float(torch.sum(a @ b).item())
-    raise ValueError(f"no peak probe for backend {backend!r}")
+    return backends.get(backend).matmul(a_host, b_host, device)
 
 
 def measure_peak(backend: str = "tensorflow", device: str = "cpu", n: int | None = None,

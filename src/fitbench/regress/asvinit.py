@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from fitbench import backends
 from fitbench.errors import UsageError
 from fitbench.models.choice import FILE, parse_model
 from fitbench.report.io import write_text_atomic
@@ -157,9 +158,9 @@ def init(settings: InitSettings, progress: Callable[[str], None] = lambda line: 
         raise UsageError(f"{repo} has no pyproject.toml or setup.py: asv builds and installs your package at "
                          "each commit, so it must be installable")
     choice = _model_choice(settings, repo)
-    unknown = [b for b in settings.backends if b not in ("tensorflow", "jax", "torch")]
+    unknown = [b for b in settings.backends if b not in backends.KERAS3]
     if unknown:
-        raise UsageError(f"unknown backend {unknown[0]!r}: choose from tensorflow, jax, torch")
+        raise UsageError(f"unknown backend {unknown[0]!r}: choose from {', '.join(backends.KERAS3)}")
     targets = [repo / "asv.conf.json", repo / "benchmarks" / "__init__.py", repo / BENCH_FILE]
     existing = [str(p.relative_to(repo)) for p in targets if p.exists()]
     if existing and not settings.force:

@@ -395,13 +395,6 @@ def _critical_twice_u(sizes: tuple[tuple[int, int], ...], alpha: float) -> int |
     return None
 
 
-def rejection_u(n: int, m: int, alpha: float) -> int | None:
-    """The smallest U (head over base) at which the exact two-sided test rejects at `alpha`; None when no
-    U can (too few processes)."""
-    critical = _critical_twice_u(((n, m),), alpha)
-    return None if critical is None else -(-critical // 2)
-
-
 @lru_cache(maxsize=512)
 def _detectable_shift_in_sds(sizes: tuple[tuple[int, int], ...], alpha: float, power: float) -> float:
     """The shift of log values, in between-process standard deviations, at which the exact (stratified)

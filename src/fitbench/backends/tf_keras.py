@@ -1,0 +1,59 @@
+"""Keras 2 (tf-keras) on TensorFlow: TensorFlow's code, with the Keras 2 rules where they differ.
+
+A child of this stack needs TF_USE_LEGACY_KERAS=1 before TensorFlow is imported (then `tf.keras` is
+tf-keras); it builds the seed network only (the zoo and users' factories are Keras 3 code); tf-keras keeps
+XLA under op determinism, where Keras 3 turns it off; and it has no `keras.distribution`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fitbench.backends.tensorflow import (  # noqa: F401 - the framework's code is TensorFlow's
+    DEFAULT_JIT,
+    FEED,
+    FRAMEWORK,
+    RAW_IDIOM,
+    SUPPORTS_LAYER_JIT,
+    SUPPORTS_STEPS_PER_EXECUTION,
+    SWITCHES,
+    apply_gradients,
+    apply_threads,
+    ctl_step,
+    flush_subnormals,
+    gpu_names,
+    in_force,
+    layer_step,
+    matmul,
+    raw_step,
+    set_threads,
+    simulated_devices_env,
+    thread_env,
+    thread_settings,
+    turn_on,
+)
+
+NAME = "tf-keras"
+KERAS_MAJOR = 2
+LEGACY_ENV = "TF_USE_LEGACY_KERAS"  # TensorFlow's own switch: tf.keras is tf-keras when it is "1"
+SWITCH_TURNS_OFF_XLA = False  # tf-keras keeps jit_compile under op determinism (docs/results.md)
+SUPPORTS_DISTRIBUTION = False
+SEED_MODEL_ONLY = True
+
+
+def child_env() -> dict[str, str]:
+    return {"KERAS_BACKEND": "tensorflow", LEGACY_ENV: "1"}
+
+
+def seed(value: int) -> None:
+    from fitbench.adapters.tf_keras import keras2
+
+    keras2().utils.set_random_seed(value)
+
+
+def prepare_training(seed_value: int, intra_op: int, inter_op: int, switch: str | None) -> dict[str, Any]:
+    threads = set_threads(intra_op, inter_op)
+    seed(seed_value)
+    if switch:
+        turn_on(switch)
+    return {"threads": threads, "op_determinism": in_force(switch)}
