@@ -113,6 +113,40 @@ def clopper_pearson(hits: int, n: int, confidence: float = 0.95) -> tuple[float,
     return lower, upper
 
 
+BATCH_OF_INDEX = {"0": "32", "1": "256"}  # StepTime's parameter index -> batch size, in the quick profile
+
+
+def decidable_margins(out: Path, name: str, stages: int = 2) -> dict[str, float]:
+    """Per cell of a trial: the smallest equivalence margin (0.5 % steps) with which the alert's own decision
+    (Holm over the trial's cells, the first stage's level) calls it equivalent on its stage-1 pairs, from the
+    trial's pairs.jsonl: the margin this budget can decide."""
+    import math
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from fitbench.regress import decide, signedrank
+
+    path = out / f"{name}-pairs.jsonl"
+    if not path.exists():
+        return {}
+    pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    cells = {}
+    for env in sorted({p["env_name"] for p in pairs}):
+        backend = env.rsplit("KERAS_BACKEND", 1)[-1]
+        for cell in sorted({c for p in pairs if p["env_name"] == env for c in p["windows"]}):
+            label = f"{backend} {BATCH_OF_INDEX.get(cell.rsplit('-', 1)[-1], cell)}"
+            cells[label] = [signedrank.log_ratio(p["windows"][cell]["base"], p["windows"][cell]["head"])
+                            for p in pairs if p["env_name"] == env and p["stage"] == 1 and not p["failed"]
+                            and p["windows"].get(cell, {}).get("base")]
+    margins = {label: math.inf for label in cells}
+    for step in range(1, 61):
+        settings = decide.DecisionSettings(threshold=step / 200, min_change=min(0.05, step / 200))
+        evidence = {k: signedrank.paired_evidence(v, settings, "alternate") for k, v in cells.items()}
+        for label, d in decide.conclude(evidence, settings, stage=1, stages=stages).items():
+            if d.change == decide.EQUIVALENT and math.isinf(margins[label]):
+                margins[label] = step / 200
+    return margins
+
+
 def median_pct(values: list[float]) -> str:
     return f"{100 * values[len(values) // 2]:.1f} %" if values else "–"
 
@@ -163,6 +197,17 @@ def summarize(out: Path) -> str:
                              f"{count['better']} | {stage2} | {ratios[len(ratios) // 2]:.3f} ({ratios[0]:.3f}–"
                              f"{ratios[-1]:.3f}) | {median_pct(pair_cvs)} | {median_pct(cvs)} |")
             lines.append("")
+            if kind == "aa":
+                by_cell: dict[str, list[float]] = {}
+                for e in group:
+                    for label, margin in decidable_margins(out, e["name"]).items():
+                        by_cell.setdefault(label, []).append(margin)
+                if by_cell:
+                    lines.append("The smallest equivalence margin the alert's own decision reaches on each "
+                                 "trial's first-stage pairs (Holm over its cells), median (range) over the trials: "
+                                 + "; ".join(f"{label} {median_pct(sorted(m))} ({100 * min(m):.1f}–"
+                                             f"{100 * max(m):.1f} %)" for label, m in sorted(by_cell.items())))
+                    lines.append("")
     return "\n".join(lines)
 
 
@@ -224,10 +269,10 @@ def main() -> int:
                 os.killpg(load.pid, signal.SIGTERM)
                 load.wait()
         wall = round(time.time() - started, 1)
-        for suffix in ("json", "md"):
-            source = report_dir / f"alert.{suffix}"
-            if source.exists():
-                shutil.copy(source, args.out / f"{name}.{suffix}")
+        for source, target in (("alert.json", f"{name}.json"), ("alert.md", f"{name}.md"),
+                               ("pairs.jsonl", f"{name}-pairs.jsonl")):
+            if (report_dir / source).exists():
+                shutil.copy(report_dir / source, args.out / target)
         entry = {"name": name, "kind": kind, "loaded": loaded, "head": head, "exit_status": status,
                  "wall_s": wall, "stderr_tail": tail[0], "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                     time.gmtime())}

@@ -96,7 +96,7 @@ def summarize(paths: list[str]) -> str:
     the same 24 processes of each paired design decided three ways — as pairs by the alert's statistic (the
     median of the per-round ratios), as pairs by the ratio of the two sides' medians, and as 12 + 12
     unpaired processes — the gain of pairing with everything else equal."""
-    from fitbench.regress import decide
+    from fitbench.regress import ranksum
 
     def half_width(interval: tuple[float, float, float]) -> str:
         return f"±{100 * (interval[2] / interval[1] - 1) / 2:.1f} %"
@@ -120,7 +120,7 @@ def summarize(paths: list[str]) -> str:
                     pairs = [(r["windows"][batch][BASE], r["windows"][batch][HEAD]) for r in arm(a)]
                     rounds = [signedrank.log_ratio(b, h) for b, h in pairs]
                     medians = [math.log(statistics.median(h) / statistics.median(b)) for b, h in pairs]
-                    unpaired = decide.hodges_lehmann_ci([statistics.median(b) for b, _ in pairs],
+                    unpaired = ranksum.hodges_lehmann_ci([statistics.median(b) for b, _ in pairs],
                                                         [statistics.median(h) for _, h in pairs])
                     cells.append(f"{100 * signedrank.robust_spread(rounds):.1f} % (n={len(pairs)}): "
                                  f"{half_width(signedrank.hodges_lehmann_ci(rounds))} / "

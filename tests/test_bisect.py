@@ -41,7 +41,7 @@ def bisect(history: dict[str, object], good: str, bad: str, out: Path, *args: st
 @pytest.mark.alert
 def test_bisect_names_the_planted_commit_with_its_evidence_and_cost(history, tmp_path):
     out = tmp_path / "report"
-    result = bisect(history, "base", "d4", out, "--bench", QUIET, "--processes", "4", "--order-seed", "1")
+    result = bisect(history, "base", "d4", out, "--bench", QUIET, "--processes", "10", "--order-seed", "1")
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     doc = json.loads((out / "bisect.json").read_text())
     schema.validate(doc)

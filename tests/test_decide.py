@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 import pytest
 
-from fitbench.regress import decide
+from fitbench.regress import decide, ranksum
 from fitbench.regress.alertdoc import Comparison, exit_status
 from fitbench.regress.alertreport import render_markdown
 from fitbench.regress.asvdata import CellResult
@@ -63,18 +63,18 @@ def test_between_process_cv_is_the_log_sd():
 
 def test_exact_rank_sum_matches_the_textbook_values():
     # complete separation of 5 vs 5: p = 2 / C(10, 5)
-    u, p = decide.mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5])
+    u, p = ranksum.mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5])
     assert (u, p) == (25.0, pytest.approx(2 / 252))
-    assert decide.min_attainable_p(5, 5) == pytest.approx(2 / 252)
+    assert ranksum.min_attainable_p(5, 5) == pytest.approx(2 / 252)
     # identical groups (all ties): no evidence
-    assert decide.mann_whitney_u([1.0, 1.0], [1.0, 1.0])[1] == 1.0
+    assert ranksum.mann_whitney_u([1.0, 1.0], [1.0, 1.0])[1] == 1.0
     # p is symmetric in the groups
     a, b = [1.1, 2.3, 0.7, 4.0], [3.3, 2.0, 5.1]
-    assert decide.mann_whitney_u(a, b)[1] == pytest.approx(decide.mann_whitney_u(b, a)[1])
+    assert ranksum.mann_whitney_u(a, b)[1] == pytest.approx(ranksum.mann_whitney_u(b, a)[1])
 
 
 def test_exact_null_distribution_sums_to_the_number_of_arrangements():
-    counts = decide._u_counts(4, 6)
+    counts = ranksum._u_counts(4, 6)
     assert sum(counts) == math.comb(10, 4) and len(counts) == 25
     assert list(counts) == list(reversed(counts))  # symmetric about n*m/2
 
@@ -87,11 +87,11 @@ def test_holm_adjusts_step_down_and_stays_monotone():
 def test_hodges_lehmann_interval_covers_a_known_shift():
     base = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98]
     head = [x * 1.2 for x in base]
-    ratio, low, high = decide.hodges_lehmann_ci(base, head)
+    ratio, low, high = ranksum.hodges_lehmann_ci(base, head)
     assert ratio == pytest.approx(1.2)
     assert low < 1.2 < high or low == pytest.approx(1.2)
     # too few processes for a 95 % interval: honest infinity rather than a fake interval
-    assert decide.hodges_lehmann_ci([1.0, 1.1], [1.2, 1.3])[2] == math.inf
+    assert ranksum.hodges_lehmann_ci([1.0, 1.1], [1.2, 1.3])[2] == math.inf
 
 
 def test_interval_coverage_in_the_two_level_model():
@@ -101,7 +101,7 @@ def test_interval_coverage_in_the_two_level_model():
     for _ in range(trials):
         base = decide.process_values(process_samples(rng, 8, 5, 0.05, 0.1), 5)
         head = decide.process_values(process_samples(rng, 8, 5, 0.05, 0.1, scale=1.1), 5)
-        _, low, high = decide.hodges_lehmann_ci(base, head, 0.95)
+        _, low, high = ranksum.hodges_lehmann_ci(base, head, 0.95)
         covered += low <= 1.1 <= high
     assert covered / trials >= 0.92  # distribution-free: at least the nominal 95 %, minus sampling noise
 
@@ -110,12 +110,12 @@ def test_interval_coverage_in_the_two_level_model():
 
 def test_min_detectable_change_shrinks_with_processes_and_is_inf_below_the_exact_floor():
     sd = 0.03
-    m6, m12 = (decide.min_detectable_change(sd, n, n, 0.01 / 6) for n in (7, 12))
+    m6, m12 = (ranksum.min_detectable_change(sd, n, n, 0.01 / 6) for n in (7, 12))
     assert m12 < m6 < 0.10
     # with 4 processes the exact test cannot reach 0.01/6 at all
-    assert decide.min_detectable_change(sd, 4, 4, 0.01 / 6) == math.inf
-    assert decide.processes_needed(sd, 0.05, 0.01 / 6) > decide.processes_needed(sd, 0.10, 0.01 / 6)
-    assert decide.processes_needed(0.5, 0.01, 0.01, limit=50) is None
+    assert ranksum.min_detectable_change(sd, 4, 4, 0.01 / 6) == math.inf
+    assert ranksum.processes_needed(sd, 0.05, 0.01 / 6) > ranksum.processes_needed(sd, 0.10, 0.01 / 6)
+    assert ranksum.processes_needed(0.5, 0.01, 0.01, limit=50) is None
 
 
 def test_the_detectable_change_is_what_the_test_really_detects():
@@ -123,12 +123,12 @@ def test_the_detectable_change_is_what_the_test_really_detects():
     about 80 % of trials (its power target)."""
     rng = random.Random(2)
     n, sd, alpha = 10, 0.04, 0.01
-    mdc = decide.min_detectable_change(sd, n, n, alpha)
+    mdc = ranksum.min_detectable_change(sd, n, n, alpha)
     hits, trials = 0, 400
     for _ in range(trials):
         base = [math.exp(rng.gauss(0, sd)) for _ in range(n)]
         head = [(1 + mdc) * math.exp(rng.gauss(0, sd)) for _ in range(n)]
-        hits += decide.mann_whitney_u(head, base)[1] <= alpha
+        hits += ranksum.mann_whitney_u(head, base)[1] <= alpha
     assert 0.72 <= hits / trials <= 0.88
 
 
@@ -143,7 +143,7 @@ def test_two_processes_of_pooled_samples_no_longer_make_an_alarm():
     for _ in range(50):
         base = process_samples(rng, 2, 10, 0.20, 0.05)
         head = process_samples(rng, 2, 10, 0.20, 0.05)
-        pooled_alarms += decide.mann_whitney_u(head, base)[1] < 0.002  # asv's own rule on pooled samples
+        pooled_alarms += ranksum.mann_whitney_u(head, base)[1] < 0.002  # asv's own rule on pooled samples
         rows = compare({"c": cell(base, 10)}, {"c": cell(head, 10)})
         assert rows[0].change == decide.INCONCLUSIVE and exit_status(rows) == 3  # undecided: not a pass
         assert exit_status(rows, undecided_ok=True) == 0
@@ -250,8 +250,8 @@ def test_calibration_round_trips_and_checks_its_schema():
 
 
 def test_processes_for_a_set_of_cells_takes_the_neediest():
-    assert decide.processes_for([0.01, 0.02], 0.10, 0.01) >= decide.processes_for([0.01], 0.10, 0.01)
-    assert decide.processes_for([0.9], 0.01, 0.01, limit=20) is None
+    assert ranksum.processes_for([0.01, 0.02], 0.10, 0.01) >= ranksum.processes_for([0.01], 0.10, 0.01)
+    assert ranksum.processes_for([0.9], 0.01, 0.01, limit=20) is None
 
 
 def test_the_plan_comes_from_the_request_the_calibration_s_upper_bound_or_the_default():
@@ -272,7 +272,7 @@ def test_the_plan_comes_from_the_request_the_calibration_s_upper_bound_or_the_de
     assert why.startswith("from this machine's calibration") and len(quiet) == 2 and quiet[0] >= quiet[1] - 1
     # planned from the upper bound: the total sees the threshold at the upper bound with 90 % power
     bound = decide.spread_upper_bound(0.02, 20, 0.8)
-    assert bound > 0.02 and decide.min_detectable_change(bound, sum(quiet), sum(quiet), s.alpha / 2, 0.9) <= 0.10
+    assert bound > 0.02 and ranksum.min_detectable_change(bound, sum(quiet), sum(quiet), s.alpha / 2, 0.9) <= 0.10
     # a calibration of fewer processes is less certain: a larger upper bound, more processes
     assert sum(plan_stages(None, calibration(0.02, 8), [key], s, 2)[0]) >= sum(quiet)
     capped, why = plan_stages(None, calibration(0.5), [key], s, 2)

@@ -108,3 +108,26 @@ def test_before_anything_is_stored_history_and_a_stored_alert_say_what_to_run_fi
             f"fitbench: error: nothing is stored in {repo}/.asv/results yet (no benchmarks.json): run "
             "`fitbench alert BASE HEAD` or `asv run --record-samples` there first"]
         assert not (tmp_path / argv[0]).exists()
+
+
+def test_a_reader_is_told_when_another_command_is_storing_results(tmp_path):
+    from fitbench.regress import asvdata
+
+    results = tmp_path / "results"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        results.mkdir()
+        (results / asvdata.WRITING).write_text(f"{other.pid} fitbench bisect c1..c8 since 10:00:00")
+        note = asvdata.writer(str(results))
+        assert note.startswith(f"note: fitbench bisect c1..c8 since 10:00:00 (pid {other.pid}) is storing results")
+    finally:
+        other.kill()
+        other.wait()
+    assert asvdata.writer(str(results)) is None and not (results / asvdata.WRITING).exists()  # stale: removed
+    with asvdata.writing(str(results), "fitbench alert a..b"):
+        assert (results / asvdata.WRITING).read_text().startswith(f"{os.getpid()} fitbench alert a..b")
+        assert asvdata.writer(str(results)) is None  # this process's own lock says nothing to itself
+        with asvdata.writing(str(results), "fitbench alert c..d"):  # a bisect's alert inside the bisect
+            pass
+        assert (results / asvdata.WRITING).exists()
+    assert not (results / asvdata.WRITING).exists()

@@ -275,3 +275,21 @@ def test_data_whose_arrays_disagree_on_the_number_of_samples_is_refused():
         check_rows([np.zeros((6, 4)), np.zeros((5, 2))], np.zeros((6,)))
     with pytest.raises(ModelError, match="y has no rows"):
         check_rows(np.zeros((3, 2)), np.float32(1.0))
+
+
+def test_a_misspelled_factory_is_one_line_before_any_process(tmp_path, monkeypatch):
+    from fitbench.models.choice import parse_model
+
+    (tmp_path / "spelled.py").write_text("import keras\nopen(__file__ + '.ran', 'w').close()\n\n"
+                                          "def build():\n    return keras.Sequential()\n\n"
+                                          "def build_wide():\n    pass\n")
+    (tmp_path / "starry.py").write_text("from os.path import *\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=r"--model spelled:buidl: spelled has no 'buidl'; did you mean build\?"):
+        parse_model("spelled:buidl")
+    with pytest.raises(UsageError, match="spelled has no 'model' \\(it has build, build_wide, keras\\)"):
+        parse_model("spelled:model")
+    assert parse_model("spelled:build").source == "spelled:build"
+    assert parse_model("starry:anything").source == "starry:anything"  # a star import could bind it: the child says
+    assert not (tmp_path / "spelled.py.ran").exists()  # read, never run, in the parent

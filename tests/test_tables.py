@@ -164,3 +164,15 @@ def test_output_that_is_not_a_terminal_is_100_columns_or_columns(monkeypatch):
     assert _columns() == 132
     monkeypatch.setenv("COLUMNS", "junk")
     assert _columns() == 100
+
+
+def test_a_pair_name_breaks_at_its_run_never_inside_a_word():
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(_determinism(), crop=False)
+    text = console.export_text()
+    assert "subclassed" in text and "@run1" in text and "functional" in text
+    assert "subclassed@ru" not in text and "subclass\n" not in text  # the name whole, the run on its own line

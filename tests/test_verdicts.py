@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from fitbench.regress import alertdoc, decide, unpaired
+from fitbench.regress import alertdoc, decide, ranksum, unpaired
 from fitbench.regress.alertdoc import exit_status
 from fitbench.regress.alertreport import headline, render_markdown
 from fitbench.regress.asvdata import CellResult, samples_per_process
@@ -52,21 +52,21 @@ def brute_force_p(a: list[float], b: list[float]) -> float:
                                  ([1, 1, 2, 2, 3], [2, 3, 3, 4, 4]), ([5, 5, 5], [5, 5, 5, 5]),
                                  ([1.0, 1.0, 1.1, 1.2, 1.2], [1.2, 1.3, 1.3, 1.3, 1.4])])
 def test_p_with_ties_is_the_exact_permutation_p(a, b):
-    assert decide.mann_whitney_u(a, b)[1] == pytest.approx(brute_force_p(a, b), rel=1e-9)
+    assert ranksum.mann_whitney_u(a, b)[1] == pytest.approx(brute_force_p(a, b), rel=1e-9)
 
 
 def test_tied_values_no_longer_get_the_normal_approximation():
     # the cases: 4 vs 4 and 5 vs 5 fully separated with tied values inside each commit
-    assert decide.mann_whitney_u([2, 2, 2, 2], [1, 1, 1, 1])[1] == pytest.approx(2 / 70)  # was 0.013
-    assert decide.mann_whitney_u([2, 2, 3, 3, 3], [1, 1, 1, 1, 1])[1] == pytest.approx(2 / 252)  # was 0.0040
+    assert ranksum.mann_whitney_u([2, 2, 2, 2], [1, 1, 1, 1])[1] == pytest.approx(2 / 70)  # was 0.013
+    assert ranksum.mann_whitney_u([2, 2, 3, 3, 3], [1, 1, 1, 1, 1])[1] == pytest.approx(2 / 252)  # was 0.0040
 
 
 def test_the_stratified_test_is_the_exact_convolution_of_the_stages():
     # two stages of 3 vs 3, each fully separated: P(U1 + U2 = 18) = (1/20)^2, two-sided
-    p = decide.mann_whitney_u([[4.0, 5.0, 6.0], [14.0, 15.0, 16.0]], [[1.0, 2.0, 3.0], [11.0, 12.0, 13.0]])[1]
+    p = ranksum.mann_whitney_u([[4.0, 5.0, 6.0], [14.0, 15.0, 16.0]], [[1.0, 2.0, 3.0], [11.0, 12.0, 13.0]])[1]
     assert p == pytest.approx(2 / 400)
     # pooled, the same values would be far less significant: the second stage sits far above the first
-    assert decide.mann_whitney_u([4.0, 5.0, 6.0, 14.0, 15.0, 16.0], [1.0, 2.0, 3.0, 11.0, 12.0, 13.0])[1] > 0.15
+    assert ranksum.mann_whitney_u([4.0, 5.0, 6.0, 14.0, 15.0, 16.0], [1.0, 2.0, 3.0, 11.0, 12.0, 13.0])[1] > 0.15
 
 
 def test_the_stratified_interval_covers_a_shift_across_drifting_stages():
@@ -78,7 +78,7 @@ def test_the_stratified_interval_covers_a_shift_across_drifting_stages():
                                                                      for _ in range(6)]]
         head = [[1.1 * math.exp(rng.gauss(0, 0.05)) for _ in range(6)], [1.1 * drift * math.exp(rng.gauss(0, 0.05))
                                                                          for _ in range(6)]]
-        _, low, high = decide.hodges_lehmann_ci(base, head)
+        _, low, high = ranksum.hodges_lehmann_ci(base, head)
         covered += low <= 1.1 <= high
     assert covered / trials >= 0.92
 

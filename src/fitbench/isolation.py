@@ -80,14 +80,25 @@ _DIE_WITH_PARENT_EXEC = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15)
                          "os.getppid() == int(sys.argv[1]) or os._exit(1); os.execvp(sys.argv[2], sys.argv[2:])")
 
 
-def run_process_group(cmd: list[str], grace_s: float = 5.0, **popen_kwargs: Any) -> int:
+def run_process_group(cmd: list[str], grace_s: float = 5.0, on_line: Callable[[str], None] | None = None,
+                      **popen_kwargs: Any) -> int:
     """Run a tool that starts processes of its own (asv, pip, a nested fitbench) in a process group of its own
     and return its exit status. Ctrl-C, SIGTERM or an error here stop the whole group: SIGTERM, `grace_s` to
-    finish, then SIGKILL, every process reaped before this returns; on Linux the tool also dies with fitbench."""
+    finish, then SIGKILL, every process reaped before this returns; on Linux the tool also dies with fitbench.
+    `on_line`: each line the tool prints is also handed to it (and still written to `stdout`, a file)."""
     if sys.platform.startswith("linux"):
         cmd = [sys.executable, "-c", _DIE_WITH_PARENT_EXEC, str(os.getpid()), *cmd]
+    sink = popen_kwargs.pop("stdout", None) if on_line else None
+    if on_line:
+        popen_kwargs.update(stdout=subprocess.PIPE, text=True, errors="replace")
     proc = subprocess.Popen(cmd, start_new_session=True, **popen_kwargs)
     try:
+        if on_line and proc.stdout is not None:
+            for line in proc.stdout:
+                if sink is not None:
+                    sink.write(line)
+                    sink.flush()
+                on_line(line.rstrip("\n"))
         return proc.wait()
     except BaseException:
         for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -77,10 +77,11 @@ def seed(value: int) -> None:
     keras.utils.set_random_seed(value)
 
 
-def prepare_training(seed_value: int, intra_op: int, inter_op: int, switch: str | None) -> dict[str, Any]:
+def prepare_training(seed_value: int, intra_op: int, inter_op: int, switch: str | None,
+                     seed_with: Callable[[int], None] = seed) -> dict[str, Any]:
     """Pools fixed (before the first op), everything seeded, the switch on when given; what is in force."""
     threads = set_threads(intra_op, inter_op)
-    seed(seed_value)
+    seed_with(seed_value)
     if switch:
         turn_on(switch)
     return {"threads": threads, "op_determinism": in_force(switch)}

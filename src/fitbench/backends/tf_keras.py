@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fitbench.backends import tensorflow
 from fitbench.backends.tensorflow import (  # noqa: F401 - the framework's code is TensorFlow's
     DEFAULT_JIT,
     FEED,
@@ -52,8 +53,4 @@ def seed(value: int) -> None:
 
 
 def prepare_training(seed_value: int, intra_op: int, inter_op: int, switch: str | None) -> dict[str, Any]:
-    threads = set_threads(intra_op, inter_op)
-    seed(seed_value)
-    if switch:
-        turn_on(switch)
-    return {"threads": threads, "op_determinism": in_force(switch)}
+    return tensorflow.prepare_training(seed_value, intra_op, inter_op, switch, seed_with=seed)

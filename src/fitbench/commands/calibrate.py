@@ -46,9 +46,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     out = check_output_path(args.json) if args.json else None
     check_output_path(args.log)
     try:
-        with console.status(f"asv: {args.processes} processes per cell..."):
-            result, path = calibrate(args.repo, args.rev, args.bench or alertdoc.DEFAULT_BENCH, args.processes,
-                                     Path(args.log), options.backend_names(args.backend), save=not args.no_store)
+        result, path = calibrate(args.repo, args.rev, args.bench or alertdoc.DEFAULT_BENCH, args.processes,
+                                 Path(args.log), options.backend_names(args.backend), save=not args.no_store,
+                                 progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     except RuntimeError as exc:
         sys.stderr.write(f"fitbench: error: {exc}\n")
         return EXIT_FAILED

@@ -64,7 +64,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     from fitbench.determinism.cost import CostSettings, plan
     from fitbench.determinism.switch import parse_switches, resolve_switches
     from fitbench.measure.profiles import get_profile
-    from fitbench.regress.decide import DecisionSettings
+    from fitbench.regress.decide import DecisionSettings, budget_check
 
     DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=args.min_change).check()
     backends, missing = options.backends(args.backend)
@@ -97,6 +97,13 @@ def settings_from(args: argparse.Namespace) -> Any:
                             seed=args.seed, alpha=args.alpha, threshold=args.threshold, min_change=args.min_change,
                             max_cost=args.max_cost, cell_timeout_s=args.cell_timeout)
     plan(settings)  # the cells themselves: an api the model lacks, tf-keras with another model
+    cells = len(settings.backends) * len(settings.apis) * len(settings.batch_sizes) * len(settings.jits)
+    # each of the two Holm families (the cost; the A/A) tests every cell, equivalence at --alpha
+    note = budget_check(settings.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                                                             min_change=args.min_change, equivalence_alpha=args.alpha),
+                        cells)
+    if note:
+        sys.stderr.write(f"fitbench: {note}\n")
     return settings, model
 
 

@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--no-floor", action="store_true", help="skip the raw-step floor and the peak probe")
     run.add_argument("--wide", action="store_true",
                      help="every column (GFLOP/s, %% of the peak probe, raw ms, first step, RSS); default: the "
-                          "compact table that fits 80 columns")
+                          "compact table that fits 100 columns")
     run.add_argument("--plot", metavar="PATH", type=output_path("--plot"),
                      help="write a PNG of samples/s against batch size")
     run.add_argument("--cell-timeout", type=positive_int("--cell-timeout", TIMEOUT_MAX_S), default=1800, metavar="S",

@@ -5,8 +5,9 @@ No framework is imported here; fitbench.determinism.train runs in each child.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from fitbench import __version__, backends
 from fitbench.determinism.compare import PairResult, compare_trajectories, jit_note, load_weights, pairs_to_compare
@@ -47,9 +48,13 @@ class DeterminismDocument:
         return cls(**{**d, "pairs": [PairResult(**p) for p in d["pairs"]]})
 
 
-def check_determinism(settings: DeterminismSettings, timeout_s: float | None = None) -> DeterminismDocument:
-    """Train every API in `settings.runs` separate processes and compare all pairs."""
+def check_determinism(settings: DeterminismSettings, timeout_s: float | None = None,
+                      log: Callable[[str], None] = lambda line: None) -> DeterminismDocument:
+    """Train every API in `settings.runs` separate processes and compare all pairs; a line to `log` as each
+    process starts and ends."""
     st = settings.check()
+    started = time.monotonic()
+    total = len(st.devices) * st.runs
     counts = list(st.devices)
     # one name per process: run1, run2 as always; with a devices axis, 1dev-run1, 2dev-run1, ...
     names = {n: [f"run{i + 1}" if counts == [1] else f"{n}dev-run{i + 1}" for i in range(st.runs)] for n in counts}
@@ -59,9 +64,12 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
             env = process_env(Stack(st.backend, st.keras_major), st.device, op_determinism=st.op_determinism,
                               device_count=n)
             for name in names[n]:
+                log(f"process {len(results) + 1}/{total} ({name}): training {', '.join(st.apis)} for {st.epochs} "
+                    f"epoch(s)")
                 results[name] = run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
                                                                   "run_name": name, "device_count": n},
                                              env=env, timeout_s=timeout_s)
+                log(f"process {len(results)}/{total} ({name}) done ({time.monotonic() - started:.0f} s)")
         hosted = _train_on_hosts(st, weights_dir, timeout_s) if st.hosts > 1 else {}
         results.update(hosted)
         loaded = {r: {api: load_weights(v) for api, v in results[r]["apis"].items()} for r in results}

@@ -9,6 +9,7 @@ fitbench.models.workload.describe, and a bad answer is the same one-line exit 2.
 
 from __future__ import annotations
 
+import difflib
 import importlib.machinery
 import importlib.util
 import os
@@ -94,6 +95,53 @@ def _make_importable(source: str, module: str) -> None:
                      f"its src/; install your project with pip install -e . or add its folder to PYTHONPATH)")
 
 
+def _top_level_names(path: str) -> set[str] | None:
+    """The names a module's source binds at its top level (defs, classes, assignments, imports), read with
+    `ast` — the parent never imports a user's module, which may import a framework; None when it cannot
+    tell (no source, a syntax error, or a star import that could bring any name)."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" for a in node.names):
+                return None
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif not isinstance(node, ast.Expr):  # if/try/with blocks may bind it: do not guess
+            return None
+    return names
+
+
+def _require_name(source: str) -> None:
+    """A factory's function must exist in its module: said in one line now, not after a process has started
+    (a misspelled name used to wait some 20 s for a child to import the user's code)."""
+    module, _, name = source.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)  # found already by _make_importable: its parents are loaded
+    except (ImportError, ValueError):
+        return
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if not origin or not origin.endswith(".py"):
+        return
+    names = _top_level_names(origin)
+    if names is None or name in names:
+        return
+    functions = sorted(n for n in names if not n.startswith("_"))
+    near = difflib.get_close_matches(name, functions, n=1)
+    hint = f"; did you mean {near[0]}?" if near else (f" (it has {', '.join(functions[:8])})" if functions else "")
+    raise UsageError(f"--model {source}: {module} has no {name!r}{hint}")
+
+
 def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: str | None = None,
                 optimizer: str | None = None, data: str | None = None) -> ModelChoice:
     """A ModelChoice from --model and its options, or UsageError with one line."""
@@ -111,6 +159,7 @@ def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: s
         if not _FACTORY.match(source):
             raise UsageError(f"--model {source}: a factory is written package.module:function")
         _make_importable(source, source.split(":")[0])
+        _require_name(source)
     if data is not None:
         if not os.path.isfile(data):
             raise UsageError(f"--data {data}: no such file")

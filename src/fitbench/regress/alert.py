@@ -62,7 +62,7 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
         runners = pairedalert.stored_runners(repo, options, machine)
         plan, why = [], STORED_SOURCE
     elif design == UNPAIRED:
-        plan, why = plan_stages(options.processes, calibration, keys, settings, stages)
+        plan, why = plan_stages(options.processes, calibration, keys, settings, stages, progress)
     else:
         plan, why = pairedalert.plan_pairs(options.processes, keys, settings, stages, progress)
     seed = options.order_seed if options.order_seed is not None else random.SystemRandom().randrange(2 ** 31)
@@ -75,6 +75,10 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
         machine=machine, calibration=calibration.describe() if calibration else None, asv_exit_status=None,
         stages=[], design=design, runners=[m for _, m in runners] or [machine])
     if options.stored:
+        for folder in dict.fromkeys(folder for folder, _ in runners):
+            note = asvdata.writer(folder)
+            if note:
+                progress(note)
         decided = pairedalert.stored_rows(repo, base, head, options, environments, settings, calibrated, runners,
                                           report)
         out.mkdir(parents=True, exist_ok=True)
@@ -83,12 +87,14 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
         asvdata.ensure_machine(repo, machine)
         for name in ("asv.log", "workers.log", "pairs.jsonl"):
             (out / name).write_text("")
-        if design == UNPAIRED:
-            decided = unpaired_live(repo, base, head, report, keys, environments, machine, plan, settings, stages,
-                                     options, seed, out, calibrated, started, progress)
-        else:
-            decided = pairedalert.paired_live(repo, base, head, report, selected, environments, machine, plan,
-                                              settings, stages, options, seed, out, calibrated, started, progress)
+        with asvdata.writing(asvdata.asv_config(repo).results_dir, f"fitbench alert {base[:10]}..{head[:10]}"):
+            if design == UNPAIRED:
+                decided = unpaired_live(repo, base, head, report, keys, environments, machine, plan, settings,
+                                        stages, options, seed, out, calibrated, started, progress)
+            else:
+                decided = pairedalert.paired_live(repo, base, head, report, selected, environments, machine, plan,
+                                                  settings, stages, options, seed, out, calibrated, started,
+                                                  progress)
     if decided is None:
         report.finish(EXIT_ERROR)
         write_report(out_dir, report)

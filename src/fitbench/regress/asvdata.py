@@ -8,15 +8,17 @@ command line; asv is pinned below 0.7 in pyproject.toml because these module pat
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from fitbench.errors import UsageError
 from fitbench.isolation import run_process_group
@@ -168,7 +170,8 @@ def ensure_machine(repo: str, machine: str | None) -> None:
 
 
 def run_asv(repo: str, commits: list[str], regexes: list[str], processes: int, log_path: Path,
-            environments: list[str] | None = None, append: bool = False, machine: str | None = None) -> int:
+            environments: list[str] | None = None, append: bool = False, machine: str | None = None,
+            progress: Callable[[str], None] | None = None) -> int:
     """`asv run` of the commits in the order given, rounds interleaved across them (asv runs the rounds
     A B, B A, A B, ... so a drift of the machine lands on both alike; which commit comes first is the
     caller's choice), samples recorded; StepTime gets `processes` rounds (FITBENCH_PROCESSES), the other
@@ -190,9 +193,29 @@ def run_asv(repo: str, commits: list[str], regexes: list[str], processes: int, l
                       f"{' '.join(c[:10] for c in commits)}\n")
             log.flush()
             # asv's own benchmark processes go with it when fitbench is stopped (its process group)
-            return run_process_group(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
+            return run_process_group(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     on_line=_asv_progress(progress) if progress else None)
     finally:
         os.unlink(hashes.name)
+
+
+def _asv_progress(progress: Callable[[str], None], every_s: float = 10.0) -> Callable[[str], None]:
+    """asv's progress lines ("[ 40.00%] ··· bench.X.time_y  ok") forwarded with the time elapsed, at most one
+    every `every_s` seconds but for each benchmark's result, so a terminal or a CI log is never silent for long."""
+    started = time.monotonic()
+    last = [started - every_s]
+
+    def forward(line: str) -> None:
+        text = line.strip()
+        if not text.startswith("[") or "%]" not in text:
+            return
+        now = time.monotonic()
+        result = "···" in text and "Running (" not in text and "Setting up" not in text
+        if result or now - last[0] >= every_s:
+            last[0] = now
+            progress(f"asv {' '.join(text.split())} ({(now - started) / 60:.1f} min)")
+
+    return forward
 
 
 @dataclass
@@ -251,6 +274,51 @@ def env_stack(env_vars: dict[str, str]) -> str | None:
 def cell_key(name: str, backend: str) -> str:
     """How a cell is named across commits and in the calibration: "module.Class.method(params) [backend]"."""
     return f"{name} [{backend}]"
+
+
+WRITING = "fitbench-writing.lock"  # in the results folder while a fitbench command stores results there
+
+
+@contextlib.contextmanager
+def writing(results_dir: str, what: str) -> Iterator[None]:
+    """While a command stores results (an alert, a bisect's steps, a calibration): a lock file naming it, so that
+    a reader (`fitbench history`, `alert --stored`) can say that what it reads is being rewritten. Re-entrant
+    for the same process (a bisect runs alerts)."""
+    path = Path(results_dir) / WRITING
+    mine = path.exists() and path.read_text().split(" ", 1)[0] == str(os.getpid())
+    if not mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()} {what} since {time.strftime('%H:%M:%S')}")
+    try:
+        yield
+    finally:
+        if not mine:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def writer(results_dir: str) -> str | None:
+    """One line when another live fitbench process is storing results in `results_dir` (a stale lock, whose
+    process is gone, is removed), else None."""
+    from fitbench.isolation import pid_alive
+
+    path = Path(results_dir) / WRITING
+    try:
+        pid, _, what = path.read_text().partition(" ")
+    except OSError:
+        return None
+    if not pid.isdigit() or not pid_alive(int(pid)):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+    if int(pid) == os.getpid():
+        return None
+    return (f"note: {what} (pid {pid}) is storing results in {results_dir}: what is read now may change under "
+            "it; read again when it has finished")
 
 
 def require_stored(results_dir: str) -> None:

@@ -15,7 +15,7 @@ import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
@@ -94,7 +94,7 @@ def noise_from_results(cells: dict[str, Any]) -> list[CellNoise]:
 
 
 def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, backends: list[str] | None = None,
-              save: bool = True) -> tuple[Calibration, Path]:
+              save: bool = True, progress: Callable[[str], None] | None = None) -> tuple[Calibration, Path]:
     """Run the cells `processes` times in fresh processes on one commit and store their spread."""
     from fitbench.regress import asvdata
 
@@ -107,7 +107,11 @@ def calibrate(repo: str, rev: str, bench: str, processes: int, out_log: Path, ba
     environments = asvdata.backend_environments(repo, backends)
     machine = asvdata.machine_name()
     out_log.write_text("")  # run_asv appends: this run's log only
-    status = asvdata.run_asv(repo, [commit], [bench], processes, out_log, list(environments.values()))
+    if progress:
+        progress(f"asv: {processes} processes per cell on {commit[:10]} (log: {out_log})")
+    with asvdata.writing(asvdata.asv_config(repo).results_dir, f"fitbench calibrate {commit[:10]}"):
+        status = asvdata.run_asv(repo, [commit], [bench], processes, out_log, list(environments.values()),
+                                 progress=progress)
     if status != 0:
         raise RuntimeError(f"asv exited {status} on {commit[:10]}: a benchmark failed (see {out_log}); no "
                            "calibration was stored")

@@ -37,7 +37,8 @@ import numpy as np
 from fitbench import __version__
 from fitbench.errors import UsageError
 from fitbench.regress import asvdata
-from fitbench.regress.decide import group_processes, hodges_lehmann_ci, mann_whitney_u
+from fitbench.regress.decide import group_processes
+from fitbench.regress.ranksum import hodges_lehmann_ci, mann_whitney_u
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1  # of the history document
@@ -231,6 +232,9 @@ def history(repo: str, since_rev: str, until_rev: str = "HEAD", bench: str = r"S
     commits = window(repo, since, until)
     asvdata.select_benchmarks(repo, bench)
     environments = asvdata.backend_environments(repo, backends)
+    note = asvdata.writer(asvdata.asv_config(repo).results_dir)
+    if note:
+        progress(note)
     stored = asvdata.read_results(repo, commits, bench, list(environments.values()), machine)
     subjects = {c: asvdata.git(repo, "log", "-1", "--format=%s", c) for c in commits}
     keys = sorted({k for cells in stored.values() for k in cells})
@@ -265,15 +269,18 @@ def render_markdown(doc: HistoryDocument) -> str:
         if c.note:
             lines += [c.note, ""]
             continue
+        def value(m: float, unit: str | None = c.unit) -> str:  # the header and the table in one unit
+            return f"{m * 1e3:.3g} ms" if unit == "seconds" else f"{m:.4g}"
+
         lines.append(f"{len(c.commits)} commits with stored processes; medians "
-                     + " → ".join(f"{m * 1e3:.3g} ms" if c.unit == "seconds" else f"{m:.4g}" for m in c.medians))
+                     + " → ".join(value(m) for m in c.medians))
         lines.append("")
         if c.change_points:
             lines += ["| change point | subject | before | after | ratio [95 % interval] | p | direction |",
                       "|---|---|---|---|---|---|---|"]
             for p in c.change_points:
-                lines.append(f"| {p.commit[:10]} (#{p.index}) | {p.subject.replace('|', '/')} | {p.before:.4g} | "
-                             f"{p.after:.4g} | {p.ratio:.3f} [{p.ci_low:.3f}, {p.ci_high:.3f}] | {p.p_value:.4f} | "
+                lines.append(f"| {p.commit[:10]} (#{p.index}) | {p.subject.replace('|', '/')} | {value(p.before)} | "
+                             f"{value(p.after)} | {p.ratio:.3f} [{p.ci_low:.3f}, {p.ci_high:.3f}] | {p.p_value:.4f} | "
                              f"{p.direction} |")
         else:
             lines.append("no change point")

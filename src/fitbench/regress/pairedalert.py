@@ -23,7 +23,7 @@ from fitbench.regress import asvdata, asvpairs, decide, pairedstage, signedrank
 from fitbench.regress.alertdoc import EXACT, FAILED, AlertDocument, AlertOptions, Comparison, StageRecord
 from fitbench.regress.decide import DecisionSettings, Evidence, Grouped
 from fitbench.regress.pairedstage import CellPairsRead, PairedCell, StageOutcome
-from fitbench.regress.unpaired import Runner, apply, collect, inconclusive_note
+from fitbench.regress.unpaired import Runner, apply, collect, going_on, inconclusive_note
 
 DEFAULT_PAIRS = 12  # per stage: above the exact test's floor for a few cells at the default alpha (plan_pairs)
 PAIR_MARGIN = 1  # a pair above that floor: one pair against the trend still leaves a decision
@@ -247,13 +247,7 @@ def _second_stage(repo: str, base: str, head: str, report: AlertDocument, rows: 
     undecided = [k for k in undecided if k in paired and k in reads]
     if not undecided:
         return
-    going = []
-    for key in undecided:
-        why = futile(first[key], plan[1], settings, family)
-        if why:
-            rows[key].second_stage = why
-        else:
-            going.append(key)
+    going = going_on(undecided, lambda key: futile(first[key], plan[1], settings, family), rows)
     if not going:
         return
     per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})

@@ -32,6 +32,8 @@ import statistics
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
+from fitbench.regress.exact import convolve, shift_for_power, tails, upper_critical
+
 if TYPE_CHECKING:
     from fitbench.regress.decide import DecisionSettings, Evidence
 
@@ -88,15 +90,6 @@ def _null(doubled_ranks: tuple[int, ...]) -> tuple[float, ...]:
     return tuple(out.tolist())
 
 
-def _convolve(distributions: list[tuple[float, ...]]) -> list[float]:
-    import numpy as np
-
-    out = np.array([1.0])
-    for d in distributions:
-        out = np.convolve(out, np.asarray(d))
-    return out.tolist()
-
-
 def signed_rank(values: Sequence[float] | Strata, shift: float = 0.0) -> tuple[int, list[float]]:
     """(twice the stratified T+ of values - shift, the exact null distribution of that doubled statistic).
     Values equal to `shift` carry no sign and are left out."""
@@ -110,20 +103,14 @@ def signed_rank(values: Sequence[float] | Strata, shift: float = 0.0) -> tuple[i
         nulls.append(_null(tuple(sorted(ranks))))
     if not nulls:
         return 0, [1.0]
-    return observed, _convolve(nulls)
-
-
-def _tails(observed: int, null: Sequence[float]) -> tuple[float, float]:
-    """(P(2T+ <= observed), P(2T+ >= observed)), with a little slack for float sums."""
-    lower, upper = sum(null[: observed + 1]), sum(null[observed:])
-    return min(1.0, lower * (1 + 1e-12)), min(1.0, upper * (1 + 1e-12))
+    return observed, convolve(nulls)
 
 
 def signed_rank_p(values: Sequence[float] | Strata) -> float:
     """Two-sided exact p of the (stratified) signed-rank test that the log ratios are centred on 0."""
     if count(values) == 0:
         return 1.0
-    lower, upper = _tails(*signed_rank(values))
+    lower, upper = tails(*signed_rank(values))
     return min(1.0, 2 * min(lower, upper))
 
 
@@ -133,8 +120,8 @@ def equivalence_p(values: Sequence[float] | Strata, threshold: float) -> float:
     if count(values) == 0:
         return 1.0
     margin = math.log(1 + threshold)
-    below = _tails(*signed_rank(values, margin))[0]  # few positive ranks against +margin: the centre is below
-    above = _tails(*signed_rank(values, -margin))[1]
+    below = tails(*signed_rank(values, margin))[0]  # few positive ranks against +margin: the centre is below
+    above = tails(*signed_rank(values, -margin))[1]
     return max(below, above)
 
 
@@ -158,7 +145,7 @@ def min_pairs(level: float) -> int:
 @lru_cache(maxsize=256)
 def _interval_rank(sizes: tuple[int, ...], confidence: float) -> int:
     """The largest k with P(T+ < k) <= (1 - confidence) / 2 for the stratified T+ without ties (0: none)."""
-    null = _convolve([_null(tuple(2 * r for r in range(1, n + 1))) for n in sizes if n])
+    null = convolve([_null(tuple(2 * r for r in range(1, n + 1))) for n in sizes if n])
     tail = (1 - confidence) / 2
     cumulative, k = 0.0, 0
     for t in range(0, len(null), 2):
@@ -205,13 +192,7 @@ def robust_spread(values: Sequence[float] | Strata) -> float:
 @lru_cache(maxsize=256)
 def _critical(sizes: tuple[int, ...], alpha: float) -> int | None:
     """The smallest doubled T+ at which the exact two-sided stratified test rejects upwards at `alpha`."""
-    null = _convolve([_null(tuple(2 * r for r in range(1, n + 1))) for n in sizes if n])
-    tail = 0.0
-    for k in range(len(null) - 1, -1, -1):
-        tail += null[k]
-        if 2 * tail > alpha * (1 + 1e-12):
-            return k + 1 if k + 1 < len(null) else None
-    return None
+    return upper_critical(convolve([_null(tuple(2 * r for r in range(1, n + 1))) for n in sizes if n]), alpha)
 
 
 @lru_cache(maxsize=512)
@@ -234,15 +215,7 @@ def _detectable_shift_in_sds(sizes: tuple[int, ...], alpha: float, power: float)
             twice = twice + 2 * (ranks * (y > 0)).sum(axis=1)
         return float((twice >= critical).mean())
 
-    low, high = 0.0, 1.0
-    while power_at(high) < power:
-        low, high = high, high * 2
-        if high > 1e3:
-            return math.inf
-    for _ in range(30):
-        mid = (low + high) / 2
-        low, high = (mid, high) if power_at(mid) < power else (low, mid)
-    return high
+    return shift_for_power(power_at, power)
 
 
 def min_detectable_change(spread: float, sizes: Sequence[int], alpha: float, power: float = 0.8) -> float:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from fitbench.regress import asvdata, decide
+from fitbench.regress import asvdata, decide, ranksum
 from fitbench.regress.alertdoc import (
     EXACT,
     FAILED,
@@ -172,13 +172,13 @@ def compare(before: dict[str, asvdata.CellResult], after: dict[str, asvdata.Cell
 def _floor_processes(level: float) -> int:
     """The fewest processes per commit with which the exact test can reach `level` at all."""
     n = 2
-    while decide.min_attainable_p(n, n) > level:
+    while ranksum.min_attainable_p(n, n) > level:
         n += 1
     return max(3, n)
 
 
 def plan_stages(requested: int | None, calibration: Any, keys: list[str], settings: DecisionSettings,
-                stages: int) -> tuple[list[int], str]:
+                stages: int, progress: Callable[[str], None] = lambda line: None) -> tuple[list[int], str]:
     """(processes per commit for each stage, why). Asked for: that many in each stage. From this machine's
     calibration: enough in all for every calibrated cell to see the threshold with PLANNING_POWER at the last
     stage's level, planned from the 80 % upper confidence bound of its spread (the point estimate
@@ -187,13 +187,16 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
     family = max(1, len(tested))
     floor = _floor_processes(settings.alpha / stages / family)
     if requested is not None:
+        note = decide.budget_check(requested, settings, family, stages)
+        if note:
+            progress(note)
         return [requested] * stages, f"asked for: {requested} per stage"
     cells = {c.key: c for c in (calibration.cells if calibration else [])}
     spreads = [decide.spread_upper_bound(cells[k].log_sd, len(cells[k].values), PLANNING_SPREAD_CONFIDENCE)
                for k in tested if k in cells and math.isfinite(cells[k].log_sd)]
     if not spreads:
         return [max(floor, DEFAULT_PROCESSES)] * stages, "default: no calibration on this machine (fitbench calibrate)"
-    total = decide.processes_for(spreads, settings.threshold, settings.alpha / stages, power=PLANNING_POWER,
+    total = ranksum.processes_for(spreads, settings.threshold, settings.alpha / stages, power=PLANNING_POWER,
                                  floor=floor, limit=MAX_TOTAL_PROCESSES, family=family)
     why = (f"from this machine's calibration: {pct(settings.threshold)} seen with {100 * PLANNING_POWER:.0f} % power "
            f"at the {100 * PLANNING_SPREAD_CONFIDENCE:.0f} % upper bound of each cell's spread")
@@ -237,7 +240,7 @@ class Runner:
                           f"log: {self.log})")
             statuses[backend] = asvdata.run_asv(self.repo, order, patterns, processes, self.log,
                                                 [self.environments[backend]], append=number > 1,
-                                                machine=self.machine)
+                                                machine=self.machine, progress=self.progress)
             if number == 1:
                 self.seconds_per_round[backend] = (time.monotonic() - t0) / processes
         return StageRecord(stage=number, processes=processes, cells=cells, level=settings.alpha / stages,
@@ -299,6 +302,18 @@ def _missing_note(row: Comparison) -> str:
             "a failed round before the last one)")
 
 
+def going_on(keys: list[str], why_not: Callable[[str], str | None], rows: dict[str, Comparison]) -> list[str]:
+    """The cells that get a second stage; every other row says why not (futile, out of time)."""
+    going = []
+    for key in keys:
+        why = why_not(key)
+        if why:
+            rows[key].second_stage = why
+        else:
+            going.append(key)
+    return going
+
+
 def _second_stage(runner: Runner, report: AlertDocument, rows: dict[str, Comparison],
                   tested: dict[str, tuple[Grouped, Grouped]], first_stage: dict[str, decide.CellDecision],
                   before: dict[str, asvdata.CellResult], after: dict[str, asvdata.CellResult], plan: list[int],
@@ -332,13 +347,8 @@ def _second_stage(runner: Runner, report: AlertDocument, rows: dict[str, Compari
             rows[key].second_stage = (f"no time left: stage 1 took {(time.monotonic() - started) / 60:.1f} min of "
                                       f"--max-minutes {options.max_minutes:g}")
         return
-    going = []
-    for key in undecided:
-        why = decide.worth_continuing(first_stage[key], more, settings, family, stages=2)
-        if why:
-            rows[key].second_stage = why
-        else:
-            going.append(key)
+    going = going_on(undecided, lambda key: decide.worth_continuing(first_stage[key], more, settings, family,
+                                                                    stages=2), rows)
     if not going:
         return
     regexes: dict[str, list[str]] = {}

@@ -57,7 +57,7 @@ def _stack_text(r: dict[str, Any]) -> str:
 
 def run_table(records: list[dict[str, Any]], wide: bool = False) -> Table:
     """The run's table. Compact (default): what a person reads first, numbers never cut (the text column wraps
-    instead), fits 80 columns; `wide`: every column (GFLOP/s, % of the probe's peak, raw ms, first step, RSS)."""
+    instead), fits 100 columns; `wide`: every column (GFLOP/s, % of the probe's peak, raw ms, first step, RSS)."""
     if wide:
         return _wide_run_table(records)
     table = _Table(title="fit loop (± = IQR % of the median step; raw/fit: the raw step ÷ fit's)",
@@ -352,8 +352,8 @@ def determinism_table(doc: dict[str, Any]) -> Table:
         table.add_column(name, min_width=width)
     for name in ("max ULP", "max\n|Δ pred|", "cos(a, y)", "cos(b, y)"):  # numbers: never folded
         table.add_column(name, justify="right")
-    for p in doc["pairs"]:
-        table.add_row(p["a"], p["b"], p["scope"].replace("_", " "),
+    for p in doc["pairs"]:  # "factory@run1" breaks at its "@", never inside a name (rich folds a long word)
+        table.add_row(p["a"].replace("@", "\n@"), p["b"].replace("@", "\n@"), p["scope"].replace("_", " "),
                       "[green]yes[/]" if p["identical"] else "[bold red]NO[/]",
                       "yes" if p["identical_initial_weights"] else "no",
                       "-" if p["first_divergent_epoch"] is None else str(p["first_divergent_epoch"]),
@@ -380,7 +380,8 @@ def calibration_table(calibration: Any, settings: Any) -> Table:
     commit an alert with two stages plans for 5 % and for the threshold (fitbench.regress.alert.plan_stages,
     all cells of the calibration tested together under Holm)."""
     from fitbench.regress.alertdoc import DEFAULT_STAGES
-    from fitbench.regress.decide import min_detectable_change, processes_needed, spread_upper_bound
+    from fitbench.regress.decide import spread_upper_bound
+    from fitbench.regress.ranksum import min_detectable_change, processes_needed
     from fitbench.regress.unpaired import MAX_TOTAL_PROCESSES, PLANNING_POWER, PLANNING_SPREAD_CONFIDENCE
 
     cells = calibration.cells
