@@ -64,6 +64,21 @@ FACTORIES = textwrap.dedent('''
         return 42
 
 
+    class _Boom(keras.layers.Layer):
+        def call(self, x):
+            raise ValueError("planted: the user's own message")
+
+
+    def raises_in_call():
+        return keras.Sequential([keras.Input(shape=(5,)), _Boom()])
+
+
+    def hangs():
+        import time
+
+        time.sleep(3600)
+
+
     def wrong_shape():
         model = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(3)])
         return model
@@ -215,11 +230,24 @@ def test_determinism_of_a_factory_and_a_saved_file_run_to_run(tmp_path, user_mod
 
 @pytest.mark.processes
 def test_bad_factories_are_one_line_and_exit_2(user_models):
-    for spec, fragment in (("usermodels:not_a_model", "returned int, not a keras.Model"),
-                           ("usermodels:nothing_here", "has no function 'nothing_here'")):
-        result = run_cli("run", "--model", spec, env=user_models)
+    import time
+
+    for spec, fragment, *args in (
+            ("usermodels:not_a_model", "returned int, not a keras.Model"),
+            ("usermodels:nothing_here", "has no function 'nothing_here'"),
+            # the user's own message, not Keras' wrapper alone, with the child's traceback kept
+            ("usermodels:raises_in_call", "ValueError: planted: the user's own message (raised in"),
+            # a factory that hangs ends within --cell-timeout, not 600 s
+            ("usermodels:hangs", "did not finish within 5 s (--cell-timeout", "--cell-timeout", "5")):
+        started = time.monotonic()
+        result = run_cli("run", "--model", spec, *args, env=user_models)
         assert result.returncode == 2 and fragment in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        if spec.endswith("hangs"):
+            assert time.monotonic() - started < 30
+        if spec.endswith("raises_in_call"):  # the line names the file that keeps the child's traceback
+            kept = result.stderr.rsplit("(its traceback: ", 1)[1].rstrip().rstrip(")")
+            assert "Traceback" in Path(kept).read_text() and "the user's own message" in Path(kept).read_text()
 
 
 @pytest.mark.processes
@@ -286,9 +314,10 @@ def test_a_misspelled_factory_is_one_line_before_any_process(tmp_path, monkeypat
     (tmp_path / "starry.py").write_text("from os.path import *\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UsageError, match=r"--model spelled:buidl: spelled has no 'buidl'; did you mean build\?"):
+    with pytest.raises(UsageError, match=r"--model spelled:buidl: spelled has no function 'buidl'; did you mean "
+                                         r"build\?"):
         parse_model("spelled:buidl")
-    with pytest.raises(UsageError, match="spelled has no 'model' \\(it has build, build_wide, keras\\)"):
+    with pytest.raises(UsageError, match="spelled has no function 'model' \\(it has build, build_wide, keras\\)"):
         parse_model("spelled:model")
     assert parse_model("spelled:build").source == "spelled:build"
     assert parse_model("starry:anything").source == "starry:anything"  # a star import could bind it: the child says

@@ -230,3 +230,31 @@ def test_a_document_that_cannot_be_written_at_the_end_is_kept_and_said_where(tmp
     assert __import__("json").loads(open(kept).read()) == {"command": "determinism", "pairs": [1, 2]}
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == f"fitbench: cannot write {target} (No space left on device); the document is kept in {kept} instead"
+
+
+def test_an_output_on_a_disk_already_full_is_one_line_before_anything_runs(tmp_path, monkeypatch):
+    # the claim of --json (a lock beside it) on a full disk: the file is created, its first byte is not
+    import errno
+    import os as os_module
+
+    from fitbench.errors import UsageError
+    from fitbench.report import io
+
+    class Full:
+        def __init__(self, fd: int, mode: str) -> None:
+            os_module.close(fd)
+
+        def __enter__(self) -> "Full":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def write(self, text: str) -> int:
+            return len(text)
+
+    monkeypatch.setattr(io.os, "fdopen", Full)
+    with pytest.raises(UsageError, match=r"cannot write .*run\.json: No space left on device \(nothing was "
+                                         r"measured yet\)"):
+        io.check_output_path(str(tmp_path / "run.json"))
+    assert os_module.listdir(tmp_path) == []  # no lock left behind, nothing written

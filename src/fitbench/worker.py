@@ -9,14 +9,25 @@ import sys
 import traceback
 
 _NAMED = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Exit|Interrupt)): (.+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Keras prints the wrapped cause in bold
+_NODE = re.compile(r"\{\{function_node [^}]*\}\}")  # TensorFlow's kernel address in front of its message
+_KERAS_WRAPPER = re.compile(r"^Exception encountered when calling (\S+?)\.?$")
 
 
 def error_line(exc: BaseException) -> str:
-    """One line that keeps the cause: the exception's type and first line, unless that line is a wrapper's
-    (TensorFlow's "Graph execution error:", a message ending in ':'), then the innermost named error inside
-    its text; and the root of an explicit `raise ... from` chain when it is another error."""
+    """One line that keeps the cause: the exception's type and first line, unless that line is a wrapper's —
+    Keras' "Exception encountered when calling X.call()." (the user's own message is the innermost line below
+    it, before "Arguments received"), TensorFlow's "Graph execution error:", a message ending in ':' (then the
+    innermost named error inside its text); and the root of an explicit `raise ... from` chain when it is
+    another error."""
     text = str(exc).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [_NODE.sub("", _ANSI.sub("", line)).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    wrapper = _KERAS_WRAPPER.match(lines[0]) if lines else None
+    if wrapper:
+        end = next((i for i, line in enumerate(lines) if line.startswith("Arguments received by")), len(lines))
+        if end > 1:
+            lines = [f"{lines[end - 1]} (raised in {wrapper.group(1)})"]
     line = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     inner = [m for m in map(_NAMED.search, lines[1:]) if m]
     if lines and (lines[0].endswith(":") or "Graph execution error" in lines[0]) and inner:

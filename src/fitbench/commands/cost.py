@@ -121,7 +121,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
         for stack in settings.backends:
             require_gpu(parse_stack(stack).backend, "--device gpu")
-    check_in_child(model, parse_stack(settings.backends[0]).backend)  # a model that cannot build: exit 2
+    check_in_child(model, parse_stack(settings.backends[0]).backend, args.cell_timeout)  # cannot build: exit 2
     kept: list[CostDocument] = []
     # every finished round is on disk: in --json, or else in the cache (a long cost run stopped loses nothing)
     where = [out or os.path.join(cache_dir("cost"), time.strftime("cost-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")]

@@ -110,7 +110,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
                        determinism={"off": (False,), "on": (True,), "both": (False, True)}[args.determinism],
                        switches=switches, device_counts=tuple(args.devices))
     # a factory or file: one step, or exit 2 (plan_cells has refused tf-keras with any model but the seed)
-    check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend)
+    check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend, args.cell_timeout)
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
                                   model=model,
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -37,18 +36,11 @@ STATUSES = (IDENTICAL, RAISES, DIFFERS, FELL_BACK, NOT_REACHED)
 # ---------------------------------------------------------------- child side
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_NODE = re.compile(r"\{\{function_node [^}]*\}\}")  # TensorFlow's kernel address in front of its message
-
-
 def _first_line(exc: BaseException) -> str:
-    """The framework's own message in one line: Keras wraps a layer's error in "Exception encountered when
-    calling X.call()." and puts the original below it (in bold)."""
-    lines = [_NODE.sub("", _ANSI.sub("", line)).strip() for line in str(exc).splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Exception encountered when calling")]
-    if len(lines) > 1 and lines[0].endswith(":"):  # "... Error encountered:" and the cause below: cause first
-        lines = [f"{lines[1]} ({lines[0].rstrip(':')})"]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+    """The framework's own message in one line (Keras' wrapper taken off: fitbench.worker.error_line)."""
+    from fitbench.worker import error_line
+
+    return error_line(exc)[:300]
 
 
 class _Inputs:

@@ -7,23 +7,33 @@ from typing import Any
 from fitbench.errors import UsageError
 from fitbench.models.choice import SEED, ZOO, ModelChoice
 
+CHECK_TIMEOUT_S = 300.0  # building a model and training one step: longer is a hang, not a model
 
-def check_in_child(choice: ModelChoice, backend: str, timeout_s: float = 600) -> dict[str, Any] | None:
+
+def check_in_child(choice: ModelChoice, backend: str, timeout_s: float | None = None) -> dict[str, Any] | None:
     """For a factory, a file or --data: build the model, feed it one batch and train one step in a fresh
-    process (the user's code may import anything); a failure is a UsageError line. None for the seed and the
-    zoo, which need no asking."""
+    process (the user's code may import anything), within `timeout_s` (a command's --cell-timeout) and never
+    more than CHECK_TIMEOUT_S; a failure is a UsageError line. None for the seed and the zoo, which need no
+    asking."""
     if choice.kind in (SEED, ZOO) and choice.data is None:
         return None
     from fitbench.isolation import IsolatedError, process_env, run_isolated
     from fitbench.models.workload import describe
     from fitbench.stacks import Stack
 
+    limit = min(timeout_s or CHECK_TIMEOUT_S, CHECK_TIMEOUT_S)
     try:
         return run_isolated(describe, {"choice": choice.to_dict(), "backend": backend},
-                            env=process_env(Stack(backend), "cpu"), timeout_s=timeout_s)
+                            env=process_env(Stack(backend), "cpu"), timeout_s=limit)
     except IsolatedError as exc:
+        if "did not finish within" in str(exc):
+            raise UsageError(f"--model {choice.source}: building it and training one step did not finish within "
+                             f"{limit:.0f} s (--cell-timeout, at most {CHECK_TIMEOUT_S:.0f} s for this check)") \
+                from None
         message = str(exc)
         message = message.removeprefix("ModelError: ")
         if not message.startswith("--"):
             message = f"--model {choice.source}: {message}"
+        if exc.traceback:
+            message += f" (its traceback: {exc.traceback})"
         raise UsageError(message) from None

@@ -139,7 +139,7 @@ def _require_name(source: str) -> None:
     functions = sorted(n for n in names if not n.startswith("_"))
     near = difflib.get_close_matches(name, functions, n=1)
     hint = f"; did you mean {near[0]}?" if near else (f" (it has {', '.join(functions[:8])})" if functions else "")
-    raise UsageError(f"--model {source}: {module} has no {name!r}{hint}")
+    raise UsageError(f"--model {source}: {module} has no function {name!r}{hint}")
 
 
 def parse_model(text: str | None, widths: tuple[int, ...] = SEED_WIDTHS, loss: str | None = None,

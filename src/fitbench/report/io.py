@@ -59,8 +59,16 @@ def claim_output(target: str, shown: str | None = None) -> None:
             continue
         except OSError as exc:  # a folder that passed os.access but takes no new file (/proc as root, read-only)
             raise UsageError(f"cannot write {shown or target}: {exc.strerror or exc}") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:  # a full disk takes the new file, not a byte in it
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+            raise UsageError(f"cannot write {shown or target}: {exc.strerror or exc} (nothing was measured yet)") \
+                from None
         if not _CLAIMED:
             atexit.register(release_outputs)
         _CLAIMED.add(lock)
