@@ -390,3 +390,24 @@ def test_a_bad_value_names_its_flag_once():
     assert result.stderr.strip() == "fitbench: error: --epochs must be a positive integer, got 0"
     result = run_cli("run", "--device", "tpu")  # argparse's own message keeps its "argument" prefix
     assert result.returncode == 2 and result.stderr.startswith("fitbench: error: argument --device: invalid choice")
+
+
+def test_every_command_takes_its_exit_statuses_from_the_one_table():
+    # a number that means one thing whichever command returns it: 3 is "undecided" everywhere, a failed
+    # measurement is an error (2) as a failed benchmark is in an alert
+    import re
+
+    from fitbench import exits
+    from fitbench.commands import common
+    from fitbench.determinism import cost, explain
+    from fitbench.regress import alertdoc, history
+
+    assert (common.EXIT_OK, common.EXIT_FOUND, common.EXIT_USAGE, common.EXIT_FAILED, common.EXIT_UNDECIDED) == (
+        exits.OK, exits.FOUND, exits.ERROR, exits.ERROR, exits.UNDECIDED)
+    assert (alertdoc.EXIT_REGRESSION, alertdoc.EXIT_ERROR, alertdoc.EXIT_UNDECIDED) == (1, 2, 3)
+    assert (cost.EXIT_OVER, cost.EXIT_UNDECIDED, explain.EXIT_DIVERGED, history.EXIT_UNDECIDED) == (1, 3, 1, 3)
+    root = Path(__file__).resolve().parents[1] / "src" / "fitbench"
+    literal = re.compile(r"\b(return|sys\.exit\(|SystemExit\()\s*[123]\b")
+    commands = [*root.joinpath("commands").glob("*.py"), root / "cli.py"]  # what a command returns is a status
+    offenders = [str(p.relative_to(root)) for p in commands if literal.search(p.read_text())]
+    assert not offenders, f"exit statuses written as numbers: {offenders}"

@@ -92,3 +92,21 @@ def test_a_real_run_and_determinism_document_validate(tmp_path):
     bad["pairs"][0]["max_ulp"] = "zero"
     with pytest.raises(jsonschema.ValidationError):
         schema.validate(bad)
+
+
+def test_a_calibration_document_is_typed_and_validates_and_an_older_one_still_loads():
+    from fitbench.regress.calibration import Calibration, CellNoise
+
+    cell = CellNoise(key="bench_fit.StepTime.time_step(32) [tensorflow]", benchmark="bench_fit.StepTime.time_step",
+                     params={"batch_size": "32"}, backend="tensorflow", unit="seconds", values=[1.0, 1.1, 0.9],
+                     median=1.0, log_sd=0.05, sd_log=0.1)
+    doc = Calibration(machine="vm", commit="a" * 40, created="2026-12-03T00:00:00Z", processes=3, threads="1",
+                      cells=[cell]).to_dict()
+    schema.validate(doc)
+    assert doc["command"] == "calibrate"
+    older = {k: v for k, v in doc.items() if k != "command"}  # stored before the document was typed
+    assert Calibration.from_dict(older).cells[0].log_sd == 0.05
+    broken = copy.deepcopy(doc)
+    del broken["cells"][0]["values"]
+    with pytest.raises(jsonschema.ValidationError, match="values"):
+        schema.validate(broken)

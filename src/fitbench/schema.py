@@ -18,7 +18,7 @@ from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history", "gate", "cost",
-         "coverage")
+         "coverage", "calibrate")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -204,6 +204,11 @@ def build(kind: str) -> dict[str, Any]:
         return _document("coverage", SCHEMA_VERSION, "fitbench coverage --json",
                          dataclass_schema(CoverageDocument, refs),
                          {"row": dataclass_schema(CoverageRow, refs), "layer": layer})
+    if kind == "calibrate":
+        from fitbench.regress.calibration import SCHEMA_VERSION, Calibration, CellNoise
+
+        return _document("calibrate", SCHEMA_VERSION, "fitbench calibrate --json",
+                         dataclass_schema(Calibration, {CellNoise: "cell"}), {"cell": dataclass_schema(CellNoise)})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

@@ -7,13 +7,14 @@ import argparse
 import sys
 from typing import Any, NoReturn, Sequence
 
-from fitbench import APIS, BACKENDS
+from fitbench import APIS, BACKENDS, exits
 from fitbench.model import parse_widths
 from fitbench.models.choice import ModelChoice
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM and SIGHUP alike
-EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: fitbench itself failed (never 1, which a CI job reads as "found")
+# the one table of exit statuses (fitbench.exits), under the names the commands use: a failed measurement is an
+# error (2), as a failed benchmark is in an alert; 3 is "could not tell", on every command
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAILED = exits.OK, exits.FOUND, exits.ERROR, exits.ERROR
+EXIT_UNDECIDED, EXIT_INTERRUPTED, EXIT_INTERNAL = exits.UNDECIDED, exits.INTERRUPTED, exits.INTERNAL
 
 
 def error_line(message: str) -> str:

@@ -9,7 +9,15 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import DEVICES, options
-from fitbench.commands.common import EXIT_FOUND, EXIT_OK, model_choice, model_flags, positive_int, switch_flags
+from fitbench.commands.common import (
+    EXIT_FAILED,
+    EXIT_FOUND,
+    EXIT_OK,
+    model_choice,
+    model_flags,
+    positive_int,
+    switch_flags,
+)
 from fitbench.errors import UsageError
 
 NAME = "coverage"
@@ -79,5 +87,5 @@ def main(args: argparse.Namespace, console: Console) -> int:
         for error in row.errors:
             sys.stderr.write(f"fitbench: {row.backend}: a coverage process failed: {error}\n")
     if any(row.errors and not row.layers for row in doc.rows):
-        return 3
+        return EXIT_FAILED
     return EXIT_FOUND if found(doc) else EXIT_OK

@@ -20,7 +20,7 @@ import statistics
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
-from fitbench import __version__
+from fitbench import __version__, exits
 from fitbench.errors import UsageError
 from fitbench.measure.cells import Cell
 from fitbench.measure.profiles import PROFILES, Profile
@@ -31,7 +31,7 @@ from fitbench.report.io import utc_stamp
 SCHEMA_VERSION = 1
 OFF, ON, ON_AGAIN = "off", "on", "on again"  # the determinism columns; ON_AGAIN only with the A/A
 DETERMINISM, DEVICES = "determinism", "devices"  # what `fitbench cost --of` measures
-EXIT_OK, EXIT_OVER, EXIT_UNDECIDED = 0, 1, 3  # with --max-cost: none above it / one above it / cannot tell
+EXIT_OK, EXIT_OVER, EXIT_UNDECIDED = exits.OK, exits.FOUND, exits.UNDECIDED  # --max-cost: below / above / cannot tell
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fitbench import __version__
+from fitbench import __version__, exits
 from fitbench.determinism.compare import max_abs_diff, ulp_distance
 from fitbench.determinism.trace import Stream
 from fitbench.errors import UsageError
@@ -64,7 +64,7 @@ class ExplainDocument:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 PAIRS = ("apis", "runs", "nudge", "switch", "devices", "replay")
-EXIT_IDENTICAL, EXIT_DIVERGED = 0, 1
+EXIT_IDENTICAL, EXIT_DIVERGED = exits.OK, exits.FOUND
 
 
 @dataclass(frozen=True)

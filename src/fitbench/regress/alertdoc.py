@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from fitbench import exits
 from fitbench.errors import UsageError
 from fitbench.regress import decide
 from fitbench.regress.decide import DecisionSettings
@@ -26,7 +27,7 @@ HIGHER_IS_BETTER = re.compile(r"track_samples_per_second|_identical$|track_jit_e
                               r"|track_pct_of_peak")
 # Deterministic tracks: one value per commit says it all, compared exactly.
 EXACT = re.compile(r"_identical$|_max_ulp$|track_jit_effective$")
-EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_UNDECIDED = 0, 1, 2, 3
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_UNDECIDED = exits.OK, exits.FOUND, exits.ERROR, exits.UNDECIDED
 FAILED, SKIPPED = "failed", "skipped"
 VERDICTS = {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_ERROR: "error", EXIT_UNDECIDED: "undecided"}
 

@@ -46,6 +46,7 @@ class Calibration:
     processes: int
     threads: str  # FITBENCH_THREADS in force
     cells: list[CellNoise] = field(default_factory=list)
+    command: str = "calibrate"  # `fitbench calibrate --json` (fitbench/schemas/calibrate.schema.json, built from this)
     schema_version: int = SCHEMA_VERSION
 
     def log_sds(self) -> dict[str, float]:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fitbench import __version__
+from fitbench import __version__, exits
 from fitbench.errors import UsageError
 from fitbench.regress import asvdata
 from fitbench.regress.decide import group_processes
@@ -45,7 +45,7 @@ SCHEMA_VERSION = 1  # of the history document
 PERMUTATIONS = 1999
 DRIFT_COMMITS = 3  # the window's first and last commits compared for drift
 MIN_COMMITS = 4  # a cell with fewer stored commits is not searched
-EXIT_NONE, EXIT_FOUND, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
+EXIT_NONE, EXIT_FOUND, EXIT_USAGE, EXIT_UNDECIDED = exits.OK, exits.FOUND, exits.ERROR, exits.UNDECIDED
 
 
 @dataclass
