@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from fitbench.report import tables
+from fitbench.report import determinism_tables, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -52,7 +52,7 @@ def _determinism() -> Table:
                         max_ulp_weights=0, max_ulp_predictions=0, max_abs_diff_predictions=1.2345e-7,
                         cosine_a=0.6543210987, cosine_b=0.6543210988, jit_effective_a=True,
                         jit_effective_b=True).to_dict() for i in range(1, 4)]
-    return tables.determinism_table({"backend": "tensorflow", "keras_major": 3, "jit_requested": True,
+    return determinism_tables.determinism_table({"backend": "tensorflow", "keras_major": 3, "jit_requested": True,
                                      "jit_effective": False, "settings": {"model": None}, "pairs": pairs})
 
 
@@ -62,7 +62,7 @@ def _replay() -> Table:
     runs = [replay.ReplayRun(keras=k, optimizer_shared=s, status="ok", cosine_functional=0.6543210987,
                              cosine_sequential=0.1960000001, identical=not s)
             for k in (replay.KERAS3, replay.LEGACY) for s in (True, False)]
-    return tables.replay_table(replay.summarise(runs, 200, legacy_missing=False))
+    return determinism_tables.replay_table(replay.summarise(runs, 200, legacy_missing=False))
 
 
 def _switch_run_records() -> list[dict]:
@@ -111,8 +111,8 @@ TABLES = {
     "determinism": _determinism,
     "replay": _replay,
     "gate": _gate,
-    "cost": lambda: tables.cost_table(_load("cost-determinism-2026-11-30.json")),
-    "cost --of devices": lambda: tables.cost_table(_load("cost-devices-4-jax-2026-11-30.json")),
+    "cost": lambda: determinism_tables.cost_table(_load("cost-determinism-2026-11-30.json")),
+    "cost --of devices": lambda: determinism_tables.cost_table(_load("cost-devices-4-jax-2026-11-30.json")),
     "run --devices": lambda: tables.device_scaling_table(
         [{"status": "ok", "backend": "jax", "kind": "fit", "api": "functional", "jit_requested": True,
           "jit_effective": True, "variant": "plain", "device": "cpu", "batch_size": b, "device_count": n,
@@ -120,7 +120,7 @@ TABLES = {
          for c in _load("cost-devices-4-jax-2026-11-30.json")["cells"]
          for n, col, b in ((1, "1 device", c["batch_size"]), (4, "4 devices", c["batch_size"]))]),
     "determinism switch (run)": lambda: tables.determinism_cost_run_table(_switch_run_records()),
-    **{f"coverage ({model})": (lambda model=model: _one(tables.coverage_table(
+    **{f"coverage ({model})": (lambda model=model: _one(determinism_tables.coverage_table(
         _load(f"coverage-{model}-2026-11-30.json")))) for model in ("conv", "text", "attention")},
 }
 

@@ -110,8 +110,8 @@ def settings_from(args: argparse.Namespace) -> Any:
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.cost import CostDocument, aa_alarms, run_cost
     from fitbench.models.check import check_in_child
+    from fitbench.report.determinism_tables import cost_table
     from fitbench.report.io import cache_dir, check_output_path, keep_document
-    from fitbench.report.tables import cost_table
     from fitbench.stacks import parse_stack
 
     settings, model = settings_from(args)

@@ -45,8 +45,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.switch import resolve_switches
     from fitbench.devices import require_gpu
     from fitbench.models.check import check_in_child
+    from fitbench.report.determinism_tables import coverage_table
     from fitbench.report.io import check_output_path, keep_document
-    from fitbench.report.tables import coverage_table
 
     backends, missing = options.backends(args.backend)
     if missing:

@@ -87,8 +87,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.devices import require_gpu
     from fitbench.isolation import IsolatedError
     from fitbench.models.check import check_in_child
+    from fitbench.report.determinism_tables import determinism_table
     from fitbench.report.io import check_output_path, keep_document
-    from fitbench.report.tables import determinism_table
 
     backends, _ = options.backends(args.backend)
     if len(backends) != 1:

@@ -47,8 +47,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.explain import EXIT_DIVERGED, EXIT_IDENTICAL, ExplainSettings, explain
     from fitbench.isolation import IsolatedError
     from fitbench.models.check import check_in_child
+    from fitbench.report.determinism_tables import explain_report
     from fitbench.report.io import check_output_path, keep_document
-    from fitbench.report.tables import explain_report
 
     backends, _ = options.backends(args.backend)
     if len(backends) != 1 or parse_stack(backends[0]).keras_major != 3:

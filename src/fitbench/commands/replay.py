@@ -25,8 +25,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.replay import replay_question
+    from fitbench.report.determinism_tables import replay_table
     from fitbench.report.io import check_output_path, keep_document
-    from fitbench.report.tables import replay_table
 
     out = check_output_path(args.json) if args.json else None
     with console.status(f"replaying the question ({args.epochs} epochs, up to four processes)..."):

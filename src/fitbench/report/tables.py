@@ -11,7 +11,7 @@ from rich.table import Table
 from fitbench.stacks import TF_KERAS, stack_name
 
 
-class _Table(Table):
+class StyledTable(Table):
     """A table that narrows to the terminal by wrapping its words, never its numbers: right-justified (number)
     columns do not wrap, text columns fold."""
 
@@ -23,18 +23,18 @@ class _Table(Table):
         super().add_column(header, *args, **kwargs)
 
 
-def _on_off(value: bool | None) -> str:
+def on_off(value: bool | None) -> str:
     return "-" if value is None else ("on" if value else "off")
 
 
 def _jit_cell(record: dict[str, Any]) -> str:
     req, eff = record.get("jit_requested"), record.get("jit_effective")
     if eff is None or req == eff:
-        return _on_off(req)
-    return f"{_on_off(req)}→[bold red]{_on_off(eff)}[/]"  # Keras overrode the request
+        return on_off(req)
+    return f"{on_off(req)}→[bold red]{on_off(eff)}[/]"  # Keras overrode the request
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
@@ -60,7 +60,7 @@ def run_table(records: list[dict[str, Any]], wide: bool = False) -> Table:
     instead), fits 100 columns; `wide`: every column (GFLOP/s, % of the probe's peak, raw ms, first step, RSS)."""
     if wide:
         return _wide_run_table(records)
-    table = _Table(title="fit loop (± = IQR % of the median step; raw/fit: the raw step ÷ fit's)",
+    table = StyledTable(title="fit loop (± = IQR % of the median step; raw/fit: the raw step ÷ fit's)",
                   caption="every column: --wide, or the JSON")
     table.add_column("cell", overflow="fold", ratio=1)
     for name in ("batch", "samples/s", "±", "step ms", "raw/fit", "status"):
@@ -70,9 +70,9 @@ def run_table(records: list[dict[str, Any]], wide: bool = False) -> Table:
         median = r.get("step_time_median_s") if ok else None
         spread = (100 * r["step_time_iqr_s"] / median) if ok and median and r.get("step_time_iqr_s") is not None \
             else None
-        table.add_row(_cell_text(r), str(r["batch_size"]), _fmt(r.get("samples_per_s") if ok else None, ",.0f"),
-                      "-" if spread is None else f"{spread:.0f} %", _fmt(median * 1e3 if median else None, ".2f"),
-                      _fmt(r.get("efficiency") if ok else None, ".2f"), str(r.get("status", "?")))
+        table.add_row(_cell_text(r), str(r["batch_size"]), fmt(r.get("samples_per_s") if ok else None, ",.0f"),
+                      "-" if spread is None else f"{spread:.0f} %", fmt(median * 1e3 if median else None, ".2f"),
+                      fmt(r.get("efficiency") if ok else None, ".2f"), str(r.get("status", "?")))
     return table
 
 
@@ -87,7 +87,7 @@ def not_ok_lines(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _wide_run_table(records: list[dict[str, Any]]) -> Table:
-    table = _Table(title="fit loop (median over timed steps; seed epoch = 1 sample + validation; raw = the "
+    table = StyledTable(title="fit loop (median over timed steps; seed epoch = 1 sample + validation; raw = the "
                         "framework's own training step; raw/fit = efficiency; 1st step s = the first step, compile "
                         "included; RSS = peak resident memory)")
     # what ran in one wrapping column, as in the compact table, headers on two lines and no column rules,
@@ -104,15 +104,15 @@ def _wide_run_table(records: list[dict[str, Any]]) -> Table:
         table.add_row(
             _cell_text(r),
             str(r["batch_size"]),
-            _fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
-            _fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
-            _fmt(r.get("samples_per_s") if ok else None, ",.0f"),
-            _fmt(r.get("gflops_per_s") if ok else None, ".3g"),
-            _fmt(r.get("pct_of_peak") if ok else None, ".1f"),
-            _fmt(raw * 1e3 if raw is not None else None, ".2f"),
-            _fmt(r.get("efficiency") if ok else None, ".2f"),
-            _fmt(r.get("first_step_s") if ok else None, ".2f"),
-            _fmt(r.get("peak_rss_bytes", 0) / 2**20 if ok else None, ".0f"),
+            fmt(r.get("step_time_median_s", 0) * 1e3 if ok else None, ".2f"),
+            fmt(r.get("step_time_iqr_s", 0) * 1e3 if ok else None, ".2f"),
+            fmt(r.get("samples_per_s") if ok else None, ",.0f"),
+            fmt(r.get("gflops_per_s") if ok else None, ".3g"),
+            fmt(r.get("pct_of_peak") if ok else None, ".1f"),
+            fmt(raw * 1e3 if raw is not None else None, ".2f"),
+            fmt(r.get("efficiency") if ok else None, ".2f"),
+            fmt(r.get("first_step_s") if ok else None, ".2f"),
+            fmt(r.get("peak_rss_bytes", 0) / 2**20 if ok else None, ".0f"),
             r.get("status", "?") if ok else f"{r.get('status')}: {r.get('reason') or r.get('error', '')}",
         )
     return table
@@ -154,7 +154,7 @@ def jit_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def jit_ratio_table(records: list[dict[str, Any]]) -> Table:
-    table = _Table(title="XLA speed-up: samples/s with jit on ÷ jit off (effective jit; >1 means XLA is faster)")
+    table = StyledTable(title="XLA speed-up: samples/s with jit on ÷ jit off (effective jit; >1 means XLA is faster)")
     for name in ("backend", "kind", "api", "variant", "device", "batch", "on/off"):
         table.add_column(name, justify="right" if name in ("batch", "on/off") else "left")
     for r in jit_ratios(records):
@@ -184,14 +184,14 @@ def keras_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def keras_ratio_table(records: list[dict[str, Any]]) -> Table:
-    table = _Table(title="Keras 3 vs Keras 2 (tf-keras) on TensorFlow: samples/s 3 ÷ 2 (>1: Keras 3 is faster; "
+    table = StyledTable(title="Keras 3 vs Keras 2 (tf-keras) on TensorFlow: samples/s 3 ÷ 2 (>1: Keras 3 is faster; "
                         "one process each)")
     for name in ("kind", "api", "variant", "device", "batch", "jit 2 / 3", "Keras 2 samples/s",
                  "Keras 3 samples/s", "3 ÷ 2"):
         table.add_column(name, justify="left" if name in ("kind", "api", "variant", "device", "jit 2 / 3") else "right")
     for r in keras_ratios(records):
         table.add_row(r["kind"], r["api"], r["variant"], r["device"], str(r["batch_size"]),
-                      f"{_on_off(r['jit_effective_keras2'])} / {_on_off(r['jit_effective_keras3'])}",
+                      f"{on_off(r['jit_effective_keras2'])} / {on_off(r['jit_effective_keras3'])}",
                       f"{r['keras2_samples_per_s']:,.0f}", f"{r['keras3_samples_per_s']:,.0f}",
                       f"{r['ratio_3_over_2']:.2f}×")
     return table
@@ -220,14 +220,14 @@ def determinism_costs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def determinism_cost_run_table(records: list[dict[str, Any]]) -> Table:
-    table = _Table(title="the determinism switch: samples/s on ÷ off (<1: it costs; one process each, an "
+    table = StyledTable(title="the determinism switch: samples/s on ÷ off (<1: it costs; one process each, an "
                         "anecdote: `fitbench cost` gives the interval)")
     table.add_column("cell (switch off)", ratio=1)
     for name in ("batch", "switch", "jit on", "off/s", "on/s", "on ÷ off"):
         table.add_column(name, justify="left" if name in ("switch", "jit on") else "right")
     for c in determinism_costs(records):
-        jit = _on_off(c["jit_effective_off"]) + ("" if c["jit_effective_on"] == c["jit_effective_off"]
-                                                 else f"→[bold red]{_on_off(c['jit_effective_on'])}[/]")
+        jit = on_off(c["jit_effective_off"]) + ("" if c["jit_effective_on"] == c["jit_effective_off"]
+                                                 else f"→[bold red]{on_off(c['jit_effective_on'])}[/]")
         table.add_row(c["cell"], str(c["batch_size"]), c["switch"], jit, f"{c['off_samples_per_s']:,.0f}",
                       f"{c['on_samples_per_s']:,.0f}", f"{c['ratio_on_off']:.2f}×")
     return table
@@ -261,7 +261,7 @@ def device_scaling(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def device_scaling_table(records: list[dict[str, Any]]) -> Table:
     simulated = any(r.get("device") == "cpu" for r in records if (r.get("device_count") or 1) > 1)
-    table = _Table(title="data parallelism: N devices against one (strong: the same global batch; weak: the same "
+    table = StyledTable(title="data parallelism: N devices against one (strong: the same global batch; weak: the same "
                         "batch per device; one process each)",
                    caption=("simulated CPU devices share this machine's cores: the speed-up says nothing about "
                             "real devices; what it measures is the cost of the distribution itself"
@@ -325,7 +325,7 @@ def _gap_text(gap_closed: float | None) -> str:
 
 
 def tuned_gain_table(records: list[dict[str, Any]]) -> Table:
-    table = _Table(title="tuned fit vs plain: gain, raw/fit plain → tuned, share of the plain→raw gap closed",
+    table = StyledTable(title="tuned fit vs plain: gain, raw/fit plain → tuned, share of the plain→raw gap closed",
                    caption="tuned: steps_per_execution, prefetch (TensorFlow) or data on the device (JAX, PyTorch); "
                            "gap closed ≥100 %: tuned fit beats the raw per-step loop (it skips the host round "
                            "trip; the JSON has the number)")
@@ -333,44 +333,11 @@ def tuned_gain_table(records: list[dict[str, Any]]) -> Table:
     for name in ("batch", "plain/s", "tuned/s", "gain", "raw/fit", "gap closed"):
         table.add_column(name, justify="right")
     for g in tuned_gains(records):
-        table.add_row(f"{g['backend']} {g['api']} {g['device']} jit {_on_off(g['jit_effective'])}: {g['knobs']}",
+        table.add_row(f"{g['backend']} {g['api']} {g['device']} jit {on_off(g['jit_effective'])}: {g['knobs']}",
                       str(g["batch_size"]), f"{g['plain_samples_per_s']:,.0f}", f"{g['tuned_samples_per_s']:,.0f}",
                       f"{g['gain']:.2f}×",
-                      f"{_fmt(g['efficiency_plain'], '.2f')}→{_fmt(g['efficiency_tuned'], '.2f')}",
+                      f"{fmt(g['efficiency_plain'], '.2f')}→{fmt(g['efficiency_tuned'], '.2f')}",
                       _gap_text(g["gap_closed"]))
-    return table
-
-
-def determinism_table(doc: dict[str, Any]) -> Table:
-    jit = f"jit requested {_on_off(doc['jit_requested'])}, effective {_on_off(doc['jit_effective'])}"
-    model = (doc.get("settings", {}).get("model") or {}).get("source", "seed")
-    table = _Table(title=f"determinism of {model} on {stack_name(doc)}: bit-identity of training "
-                        f"({jit})")
-    table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False  # ten columns fit 100
-    for name, width in (("a", 10), ("b", 10), ("scope", None), ("bits\nsame", None), ("init\nsame", None),
-                        ("first\ndivergent\nepoch", None)):
-        table.add_column(name, min_width=width)
-    for name in ("max ULP", "max\n|Δ pred|", "cos(a, y)", "cos(b, y)"):  # numbers: never folded
-        table.add_column(name, justify="right")
-    for p in doc["pairs"]:  # "factory@run1" breaks at its "@", never inside a name (rich folds a long word)
-        table.add_row(p["a"].replace("@", "\n@"), p["b"].replace("@", "\n@"), p["scope"].replace("_", " "),
-                      "[green]yes[/]" if p["identical"] else "[bold red]NO[/]",
-                      "yes" if p["identical_initial_weights"] else "no",
-                      "-" if p["first_divergent_epoch"] is None else str(p["first_divergent_epoch"]),
-                      str(p["max_ulp"]), f"{p['max_abs_diff_predictions']:.3g}",
-                      _fmt(p["cosine_a"], ".6f"), _fmt(p["cosine_b"], ".6f"))
-    return table
-
-
-def replay_table(doc: Any) -> Table:
-    """The replay's runs (a fitbench.determinism.replay.ReplayDocument)."""
-    table = _Table(title=f"the question replayed: {doc.epochs} epochs, Functional then Sequential, same init")
-    for name in ("optimizer", "keras", "status", "cos(functional, y)", "cos(sequential, y)", "bit-identical"):
-        table.add_column(name)
-    for r in doc.runs:
-        table.add_row("shared" if r.optimizer_shared else "fresh each", r.keras, r.status,
-                      _fmt(r.cosine_functional, ".6f"), _fmt(r.cosine_sequential, ".6f"),
-                      "-" if r.identical is None else ("yes" if r.identical else "[bold red]no[/]"))
     return table
 
 
@@ -388,7 +355,7 @@ def calibration_table(calibration: Any, settings: Any) -> Table:
     strictest = settings.alpha / max(1, len(cells))
     planning_level = settings.alpha / DEFAULT_STAGES / max(1, len(cells))
     bound_pct = f"{100 * PLANNING_SPREAD_CONFIDENCE:.0f} %"
-    table = _Table(title=f"between-process spread, {calibration.processes} processes per cell, commit "
+    table = StyledTable(title=f"between-process spread, {calibration.processes} processes per cell, commit "
                         f"{calibration.commit[:10]} (threads: {calibration.threads}); an alert plans "
                         f"{100 * PLANNING_POWER:.0f} % power at the {bound_pct} upper bound of each spread, two stages")
     for col in ("cell", "median", "between-process CV (robust)", f"{bound_pct} upper bound",
@@ -412,7 +379,8 @@ def gate_table(doc: dict[str, Any]) -> Table:
     def num(value: Any, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
 
-    table = _Table(title=f"{len(doc['base'])} base vs {len(doc['head'])} head sessions, one observation per session")
+    table = StyledTable(title=f"{len(doc['base'])} base vs {len(doc['head'])} head sessions, one observation per "
+                              "session")
     for col in ("benchmark", "base", "head", "ratio [95 % CI]", "between-session CV", "detectable", "p (Holm)",
                 "p equivalent (Holm)", "change"):
         table.add_column(col)
@@ -426,57 +394,9 @@ def gate_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def _diff_text(row: dict[str, Any]) -> str:
-    parts = []
-    if row.get("value_a") is not None:
-        parts.append(f"{row['value_a']:g} vs {row['value_b']:g}")
-    if row.get("differing") is not None and row.get("size"):
-        parts.append(f"{row['differing']} of {row['size']} values differ")
-    if row.get("max_ulp") is not None:
-        parts.append(f"max {row['max_ulp']} ULP")
-    if row.get("max_abs_diff") is not None:
-        parts.append(f"max |Δ| {row['max_abs_diff']:.3g}")
-    if row.get("hash_b") == "absent" or row.get("hash_a") == "absent":
-        parts.append("present in one stream only")
-    return ", ".join(parts) or "differs"
-
-
-def explain_report(doc: dict[str, Any]) -> str:
-    """`fitbench explain`'s terminal report: step → layer → phase, with the numbers."""
-    a, b = doc["streams"]
-    st = doc["settings"]
-    head = (f"fitbench explain: {a}  vs  {b}  ({st['backend']}, jit off, {doc['steps_a']} steps of stream a "
-            f"instrumented, {doc['seconds']} s)")
-    if doc["identical"]:
-        return head + (f"\nidentical: every entry of every one of {doc['steps_a']} steps is bit-identical; "
-                       "nothing to explain")
-    first = doc["first_divergence"]
-    step = doc["first_divergent_step"]
-    names = first["name_a"] if first["name_a"] == first["name_b"] else f"{first['name_a']} | {first['name_b']}"
-    lines = [head,
-             f"they part at step {step} (counting from 0: epoch {doc['epoch']}, batch {doc['batch']} of "
-             f"{doc['batches_per_epoch']}); " + ("every earlier step is bit-identical" if step else "the first step"),
-             f"  first difference: phase {first['phase']!r}, {names}: {_diff_text(first)}"]
-    before = ", ".join(f"{r['phase']} ({r['entries']})" for r in doc["identical_before"])
-    lines.append(f"  identical before it in this step: {before or 'nothing'}")
-    lines.append("  by phase at this step (execution order):")
-    for row in doc["phases"]:
-        state = ("identical" if not row["differing"] else
-                 f"{row['differing']} of {row['entries']} differ, from {row['first_differing']}"
-                 + (f", max {row['max_ulp']} ULP" if row.get("max_ulp") is not None else "")
-                 + (f", max |Δ| {row['max_abs_diff']:.3g}" if row.get("max_abs_diff") is not None else ""))
-        lines.append(f"    {row['phase']:<16} {state}")
-    if doc.get("reproduced") is False:
-        lines.append("  note: stream a, run again, did not repeat its own earlier steps: it is not reproducible "
-                     "by itself either")
-    if doc.get("note"):
-        lines.append(f"  note: {doc['note']}")
-    return "\n".join(lines)
-
-
 def version_columns_table(columns: list[dict[str, Any]]) -> Table:
     """`fitbench versions`: each column's environment, what it really runs, and why one was skipped."""
-    table = _Table(title="versions: one environment per column (the first is the reference)")
+    table = StyledTable(title="versions: one environment per column (the first is the reference)")
     for name in ("column", "status", "keras", "tensorflow", "tf-keras", "jax", "torch", "rounds", "note"):
         table.add_column(name)
     for c in columns:
@@ -494,7 +414,7 @@ def versions_table(doc: dict[str, Any]) -> Table:
     labels = [c["env"]["label"] for c in doc["columns"]]
     skipped = {c["env"]["label"]: c["env"]["reason"] for c in doc["columns"] if c["env"]["status"] != "ready"}
     st = doc["settings"]
-    table = _Table(title=f"samples/s per version, {st['processes']} processes each, interleaved; × = speed vs "
+    table = StyledTable(title=f"samples/s per version, {st['processes']} processes each, interleaved; × = speed vs "
                         f"{doc['reference']} (or, marked, Keras 3 vs tf-keras in the same column) [95 % CI], "
                         f"Holm α = {st['alpha']} over every ratio")
     table.add_column("cell")
@@ -519,93 +439,3 @@ def versions_table(doc: dict[str, Any]) -> Table:
             cells.append(text)
         table.add_row(row["cell"], *cells)
     return table
-
-
-def _comparison_text(comp: dict[str, Any] | None) -> str:
-    """"0.93× [0.91, 0.95] slower" — a speed ratio, its interval and the verdict, coloured."""
-    if not comp:
-        return "-"
-    colour = {"faster": "green", "slower": "red"}.get(comp["verdict"])
-    verdict = f"[{colour}]{comp['verdict']}[/]" if colour else comp["verdict"]
-    interval = (f"[{comp['ci_low']:.2f}, {comp['ci_high']:.2f}]" if comp["ci_low"] is not None
-                else "[n too small]")
-    return f"{comp['speed_ratio']:.2f}×\n{escape(interval)}\n{verdict}"
-
-
-def cost_table(doc: dict[str, Any]) -> Table:
-    """`fitbench cost`: per cell samples/s without and with the treatment (the determinism switch off and on, or
-    1 device and N), with ÷ without with its interval and verdict, the jit Keras really ran on each side, and the
-    A/A (the treatment twice)."""
-    st = doc["settings"]
-    of_devices = st.get("of") == "devices"
-    base, treated, *again = list(doc["cells"][0]["step_time_s"]) if doc["cells"] else ["off", "on"]
-    what = f"{st.get('devices')} simulated devices vs 1" if of_devices else "the determinism switch"
-    short = ("N", "1") if of_devices else ("on", "off")
-    table = _Table(title=f"what {what} costs: samples/s, {short[0]} ÷ {short[1]} (<1: slower) [95 % CI], "
-                        f"{st['processes']} processes a side, interleaved; Holm α = {st['alpha']}")
-    table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
-    table.add_column("cell", ratio=1, min_width=18)
-    for name in short[::-1]:
-        table.add_column(f"{name}/s", justify="right")
-    table.add_column(f"jit ran\n({short[1]}→{short[0]})", no_wrap=True)
-    table.add_column(f"{short[0]} ÷ {short[1]}", no_wrap=True)
-    if again:
-        table.add_column(f"A/A: {short[0]} ÷ {short[0]}", no_wrap=True)
-    for c in doc["cells"]:
-        jit_base, jit_treated = c["jit_effective"].get(base), c["jit_effective"].get(treated)
-        jit = f"{_on_off(jit_base)}→{_on_off(jit_treated)}"
-        if jit_base and jit_treated is False:
-            jit = f"[bold red]{jit}[/]"
-        rates = [_fmt(c["samples_per_s"].get(k), ",.0f") for k in (base, treated)]
-        label = f"{c['cell']}\n{c['treatment']}" if of_devices else f"{c['cell']}\nswitch {c['treatment']}"
-        row = [escape(label), *rates, jit, _comparison_text(c.get("cost"))]
-        if again:
-            row.append(_comparison_text(c.get("aa")))
-        table.add_row(*row)
-    if of_devices and st.get("device") == "cpu":
-        table.caption = ("simulated CPU devices share this machine's cores: this is what the distribution machinery "
-                         "costs, not a speed-up")
-    return table
-
-
-def _sentence(text: str | None, limit: int = 110) -> str:
-    """A framework's message cut to its first sentence (the JSON keeps the whole line)."""
-    if not text:
-        return ""
-    end = text.find(". ", 30)
-    text = text[:end + 1] if end > 0 else text
-    return text if len(text) <= limit else text[:limit - 3].rsplit(" ", 1)[0] + " ..."
-
-
-def coverage_table(doc: dict[str, Any]) -> list[Table]:
-    """`fitbench coverage`: one table per backend, a row per layer (status, detail, its step compiled alone),
-    and the whole model's compiled fit step under the switch in the caption."""
-    tables = []
-    model = (doc.get("model") or {}).get("source", "seed")
-    for row in doc["rows"]:
-        if not row["layers"]:
-            continue
-        compiled = ("compiled fit step: " + ("not asked" if row["compiled_runs"] is None else
-                    f"raises: {row['compiled_error']}" if not row["compiled_runs"] else
-                    "runs, compiled" if row["compiled_jit_effective"] else
-                    "runs, but Keras turned compilation off (jit_effective false)"))
-        table = _Table(title=f"{model} {doc['api']} on {row['backend']}, switch {row['switch']}"
-                             f"{'' if row['switch_in_force'] else ' (NOT in force)'}: each layer's training step, "
-                             f"{doc['processes']} processes, batch {doc['batch_size']}, {doc['device']}",
-                       caption=escape(compiled))
-        table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
-        details = any(layer["detail"] for layer in row["layers"])  # every layer identical: no empty column
-        table.add_column("layer", ratio=1)
-        table.add_column("params", justify="right")
-        table.add_column("status", no_wrap=True)
-        if details:
-            table.add_column("detail", ratio=2)
-        table.add_column("compiled alone", ratio=1)
-        for layer in row["layers"]:
-            colour = {"identical": "green", "not reached": "yellow"}.get(layer["status"], "red")
-            cells = [escape(f"{layer['name']} ({layer['layer']})"), f"{layer['params']:,}",
-                     f"[{colour}]{layer['status']}[/]"]
-            cells += [escape(_sentence(layer["detail"]))] if details else []
-            table.add_row(*cells, escape(_sentence(layer["jit"]) or "-"))
-        tables.append(table)
-    return tables
