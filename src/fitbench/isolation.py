@@ -24,27 +24,12 @@ from fitbench.stacks import LEGACY_ENV, Stack
 
 
 class IsolatedError(RuntimeError):
-    """The child process failed; the message is its last error line, `traceback` the file holding the child's
-    own stderr (its traceback), when there was one."""
+    """The child process failed; the message is its last error line, `stderr` what the child printed (its
+    traceback), for whoever wants to keep it."""
 
-    def __init__(self, message: str, traceback: str | None = None) -> None:
+    def __init__(self, message: str, stderr: str = "") -> None:
         super().__init__(message)
-        self.traceback = traceback
-
-
-def _keep_child_stderr(stderr: str) -> str | None:
-    """The child's stderr in a file of its own (~/.cache/fitbench/crashes), for a bug report or the user."""
-    if not stderr.strip():
-        return None
-    try:
-        from fitbench.report.io import cache_dir
-
-        path = os.path.join(cache_dir("crashes"), time.strftime("child-%Y%m%dT%H%M%S") + f"-{os.getpid()}.log")
-        with open(path, "w") as f:
-            f.write(stderr)
-        return path
-    except OSError:
-        return None
+        self.stderr = stderr
 
 
 def parent_env() -> dict[str, str]:
@@ -230,7 +215,7 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
             with open(result_path) as f:
                 outcome = json.load(f)
             if "error" in outcome:
-                raise IsolatedError(outcome["error"], _keep_child_stderr(stderr))
+                raise IsolatedError(outcome["error"], stderr)
             return outcome["result"]
         tail = [line for line in stderr.strip().splitlines() if line.strip()]
         raise IsolatedError(f"{target} exited with status {proc.returncode}: "

@@ -14,6 +14,7 @@ from fitbench.determinism.compare import PairResult, compare_trajectories, jit_n
 from fitbench.determinism.settings import DeterminismSettings
 from fitbench.determinism.train import train_trajectories
 from fitbench.isolation import owned_tempdir, process_env, run_isolated
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import Stack
 
@@ -21,7 +22,7 @@ SCHEMA_VERSION = 1  # of the determinism document
 
 
 @dataclass
-class DeterminismDocument:
+class DeterminismDocument(Document):
     """What `fitbench determinism --json` writes (fitbench/schemas/determinism.schema.json, built from this)."""
 
     backend: str
@@ -40,8 +41,6 @@ class DeterminismDocument:
     command: str = "determinism"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DeterminismDocument":

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from fitbench.report.document import Document
 
 
 def sha256_arrays(arrays: list[np.ndarray]) -> str:
@@ -44,7 +46,7 @@ def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 @dataclass
-class PairResult:
+class PairResult(Document):
     a: str
     b: str
     scope: str  # "api": two APIs in one process; "run_to_run": one API in two processes
@@ -61,8 +63,6 @@ class PairResult:
     jit_effective_a: bool
     jit_effective_b: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def compare_trajectories(name_a: str, a: dict[str, Any], name_b: str, b: dict[str, Any], scope: str) -> PairResult:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fitbench import __version__
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
@@ -211,7 +212,7 @@ class CoverageRow:
 
 
 @dataclass
-class CoverageDocument:
+class CoverageDocument(Document):
     """`fitbench coverage --json` (fitbench/schemas/coverage.schema.json, built from this)."""
 
     model: dict[str, Any]
@@ -227,8 +228,6 @@ class CoverageDocument:
     command: str = "coverage"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def judge(runs: list[dict[str, Any]], device: str) -> list[LayerCoverage]:

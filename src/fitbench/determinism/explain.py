@@ -29,13 +29,14 @@ from fitbench.determinism.compare import max_abs_diff, ulp_distance
 from fitbench.determinism.trace import Stream
 from fitbench.errors import UsageError
 from fitbench.models.choice import ModelChoice
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
 
 
 @dataclass
-class ExplainDocument:
+class ExplainDocument(Document):
     """What `fitbench explain --json` writes (fitbench/schemas/explain.schema.json, built from this)."""
 
     settings: dict[str, Any] = field(metadata={"doc": "the ExplainSettings it ran with"})
@@ -61,8 +62,6 @@ class ExplainDocument:
     command: str = "explain"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 PAIRS = ("apis", "runs", "nudge", "switch", "devices", "replay")
 EXIT_IDENTICAL, EXIT_DIVERGED = exits.OK, exits.FOUND
 

@@ -7,7 +7,7 @@ Keras 2 optimizer (tf-keras, TF_USE_LEGACY_KERAS=1) accepts it and diverges sile
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from fitbench.data import seed_input, seed_target
 from fitbench.determinism.compare import cosine_to_target
 from fitbench.determinism.train import enable_determinism
 from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 2  # of the replay document (2: typed; runs carry every field, null where not measured)
@@ -59,7 +60,7 @@ class ReplayOutcome:
 
 
 @dataclass
-class ReplayDocument:
+class ReplayDocument(Document):
     """What `fitbench replay --json` writes (fitbench/schemas/replay.schema.json, built from this)."""
 
     epochs: int
@@ -76,8 +77,6 @@ class ReplayDocument:
     command: str = "replay"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def succeeded(self) -> bool:

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from fitbench.determinism.compare import nudge_one_ulp, sha256_arrays
+from fitbench.report.document import Document
 
 
 @dataclass(frozen=True)
-class Stream:
+class Stream(Document):
     """One training to instrument (crosses into the child as a dict)."""
 
     name: str
@@ -42,8 +43,6 @@ class Stream:
     legacy_shared: bool | None = None  # the replay's streams: one shared legacy optimizer, or a fresh one
     device_count: int = 1  # >1: data-parallel over this many devices (keras.distribution, JAX)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Stream":

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from fitbench.measure.cells import Cell
+from fitbench.report.document import Document
 
 SCHEMA_VERSION = 1  # of the run document; bump when a field changes meaning or goes away
 
@@ -21,7 +22,7 @@ def _doc(text: str, default: Any = None) -> Any:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(Document):
     """One cell's result. Every field is present in every record; null where the cell did not get that far."""
 
     kind: str = _doc("`fit` (training steps on a synthetic batch) or `seed_epoch` (the seed's workload: one "
@@ -99,12 +100,10 @@ class RunRecord:
         """A record for a cell that produced no timing (skipped or error)."""
         return cls.for_cell(cell, status=status, **{("reason" if status == "skipped" else "error"): why}, **values)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
-class PeakRecord:
+class PeakRecord(Document):
     """The peak probe of one backend and device: GFLOP/s of one large float32 matmul, best of several."""
 
     backend: str = _doc("Keras backend whose framework ran the matmul")
@@ -120,12 +119,10 @@ class PeakRecord:
     times_s: list[float] | None = _doc("every timed product")
     best_s: float | None = _doc("the fastest product")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
-class RunDocument:
+class RunDocument(Document):
     """`fitbench run --json`: written after every finished cell, so an interrupted run keeps what it measured."""
 
     started: str = _doc("UTC, ISO 8601")
@@ -143,8 +140,6 @@ class RunDocument:
     peaks: list[PeakRecord] = field(default_factory=list, metadata={"doc": "one peak probe per backend and device"})
     records: list[RunRecord] = field(default_factory=list, metadata={"doc": "one record per cell, in run order"})
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def field_table(cls: type) -> str:

@@ -34,6 +34,26 @@ def check_in_child(choice: ModelChoice, backend: str, timeout_s: float | None = 
         message = message.removeprefix("ModelError: ")
         if not message.startswith("--"):
             message = f"--model {choice.source}: {message}"
-        if exc.traceback:
-            message += f" (its traceback: {exc.traceback})"
+        kept = _keep_child_stderr(exc.stderr)
+        if kept:
+            message += f" (its traceback: {kept})"
         raise UsageError(message) from None
+
+
+def _keep_child_stderr(stderr: str) -> str | None:
+    """The child's stderr (its traceback) in a file of its own (~/.cache/fitbench/crashes), for the user or a bug
+    report; None when it printed nothing or the file cannot be written."""
+    if not stderr.strip():
+        return None
+    import os
+    import time
+
+    from fitbench.report.io import cache_dir
+
+    try:
+        path = os.path.join(cache_dir("crashes"), time.strftime("child-%Y%m%dT%H%M%S") + f"-{os.getpid()}.log")
+        with open(path, "w") as f:
+            f.write(stderr)
+        return path
+    except OSError:
+        return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from fitbench import exits
@@ -14,6 +14,7 @@ from fitbench.errors import UsageError
 from fitbench.regress import decide
 from fitbench.regress.decide import DecisionSettings
 from fitbench.regress.pairing import DESIGNS
+from fitbench.report.document import Document
 
 SCHEMA_VERSION = 4  # 3: unpaired only; 2: one stage, "unchanged", exit 0 when undecided; 1: asv's pooled verdicts
 # The default set, chosen for signal: seconds per training step, per process, at batch 256 on every backend
@@ -136,7 +137,7 @@ class StageRecord:
 
 
 @dataclass
-class AlertDocument:
+class AlertDocument(Document):
     """What `fitbench alert` writes to alert.json (fitbench/schemas/alert.schema.json, built from this). The
     fields marked optional are left out of the JSON while unset (a report of an alert that failed early)."""
 
@@ -177,10 +178,6 @@ class AlertDocument:
                                                                  "doc": "asv's exception lines, when a cell failed"})
     command: str = "alert"
     schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        optional = {f.name for f in fields(self) if f.metadata.get("optional")}
-        return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
 
     def finish(self, status: int) -> None:
         self.exit_status, self.verdict = status, VERDICTS[status]

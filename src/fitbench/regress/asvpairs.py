@@ -32,6 +32,7 @@ from typing import Any
 
 from fitbench.errors import UsageError
 from fitbench.isolation import run_process_group
+from fitbench.report.document import Document
 
 COMMITS_FOLDER = "fitbench-commits"  # in each asv environment: one folder per commit's build
 COMPLETE = ".fitbench-complete"  # written last: a folder without it is half-installed and built again
@@ -222,7 +223,7 @@ class CellPairs:
 
 
 @dataclass
-class PairingRecord:
+class PairingRecord(Document):
     """fitbench's note beside asv's results: which stored processes of base and head were measured as pairs."""
 
     base: str
@@ -231,8 +232,6 @@ class PairingRecord:
     cells: dict[str, CellPairs]
     schema_version: int = PAIRING_SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def digest(samples: list[float] | None) -> str:

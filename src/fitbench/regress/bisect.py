@@ -30,6 +30,7 @@ from fitbench.regress import asvdata
 from fitbench.regress.alert import alert
 from fitbench.regress.alertdoc import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, EXIT_UNDECIDED, AlertOptions
 from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
+from fitbench.report.document import Document
 from fitbench.report.io import keep_document, keep_markdown, utc_stamp
 
 SCHEMA_VERSION = 2  # of the bisect document (2: `package`, for a search over a package's released versions)
@@ -66,7 +67,7 @@ class BisectStep:
 
 
 @dataclass
-class BisectDocument:
+class BisectDocument(Document):
     """What `fitbench bisect` writes (bisect.json; fitbench/schemas/bisect.schema.json is built from this)."""
 
     good: str
@@ -98,8 +99,6 @@ class BisectDocument:
     command: str = "bisect"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def first_parent_range(repo: str, good: str, bad: str) -> list[str]:

@@ -13,12 +13,13 @@ import json
 import math
 import os
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1
@@ -39,7 +40,7 @@ class CellNoise:
 
 
 @dataclass
-class Calibration:
+class Calibration(Document):
     machine: str
     commit: str
     created: str
@@ -55,8 +56,6 @@ class Calibration:
     def describe(self) -> str:
         return f"{self.commit[:10]}, {self.processes} processes, {self.created}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "Calibration":

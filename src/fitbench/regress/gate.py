@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
 from fitbench.regress.decide import DecisionSettings
+from fitbench.report.document import Document
 
 SCHEMA_VERSION = 2  # 1: no equivalence test, exit 0 when undecided
 
@@ -44,7 +45,7 @@ class GateRow:
 
 
 @dataclass
-class GateDocument:
+class GateDocument(Document):
     """What `fitbench gate --json` writes (fitbench/schemas/gate.schema.json, built from this)."""
 
     base: list[str]
@@ -56,8 +57,6 @@ class GateDocument:
     command: str = "gate"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def read_sessions(paths: list[str]) -> dict[str, list[float | None]]:

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from fitbench.errors import UsageError
 from fitbench.regress import asvdata
 from fitbench.regress.decide import group_processes
 from fitbench.regress.ranksum import hodges_lehmann_ci, mann_whitney_u
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 
 SCHEMA_VERSION = 1  # of the history document
@@ -85,7 +86,7 @@ class CellHistory:
 
 
 @dataclass
-class HistoryDocument:
+class HistoryDocument(Document):
     """What `fitbench history` writes (history.json; fitbench/schemas/history.schema.json is built from this)."""
 
     since: str
@@ -104,8 +105,6 @@ class HistoryDocument:
     command: str = "history"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------- the detector (pure: per-commit groups of values in, splits out) ----------

@@ -22,6 +22,7 @@ from fitbench import __version__
 from fitbench.isolation import owned_tempdir, parent_env, run_process_group
 from fitbench.regress.decide import DecisionSettings, decide, usable_values
 from fitbench.regress.decide import SpeedComparison as Comparison
+from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import TF_KERAS, stack_name
 from fitbench.versions.envs import READY, VersionEnv
@@ -85,7 +86,7 @@ class ColumnResult:
 
 
 @dataclass
-class VersionsDocument:
+class VersionsDocument(Document):
     """What `fitbench versions --json` writes (fitbench/schemas/versions.schema.json, built from this)."""
 
     settings: VersionsSettings
@@ -99,8 +100,6 @@ class VersionsDocument:
     command: str = "versions"
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _cell_key(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -22,12 +22,13 @@ import shutil
 import site
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from packaging.requirements import Requirement
 
+from fitbench.report.document import Document
 from fitbench.versions.spec import Column
 
 MARKER = "fitbench-env.json"
@@ -36,7 +37,7 @@ REPORTED = ("keras", "tensorflow", "tf-keras", "jax", "jaxlib", "torch", "numpy"
 
 
 @dataclass
-class VersionEnv:
+class VersionEnv(Document):
     label: str
     requirements: list[str]
     status: str  # ready | skipped
@@ -47,8 +48,6 @@ class VersionEnv:
     versions: dict[str, str] = field(default_factory=dict)  # what the column really runs (REPORTED packages)
     pip_warnings: list[str] = field(default_factory=list)  # e.g. pip's "... requires ..., which is incompatible"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def cache_root() -> Path:
