@@ -362,7 +362,8 @@ def test_from_asv_refuses_results_stored_without_their_layout(tmp_path):
 
 
 def test_build_only_fails_when_a_column_could_not_be_built(monkeypatch, capsys):
-    """`versions notapackage==1,2 --build-only` used to exit 0 with nothing built: now an error (2), a line per column."""
+    """`versions notapackage==1,2 --build-only` used to exit 0 with nothing built: now an error (2), a line per
+    column."""
     from fitbench.cli import main
     from fitbench.versions import envs
 
