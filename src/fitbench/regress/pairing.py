@@ -91,7 +91,8 @@ class Worker:
                                          pass_fds=(write_fd,), text=True, start_new_session=True)
         finally:
             os.close(write_fd)
-        self.answers = os.fdopen(read_fd, "r")
+        self.answers = read_fd  # read with os.read into our own buffer: select() knows nothing of a file's
+        self.pending = b""  # buffered lines, so a second answer can never sit unseen behind the first
         self.side = side
 
     def send(self, request: dict) -> None:
@@ -103,12 +104,16 @@ class Worker:
             raise PairFailed(f"the {self.side.commit[:10]} worker is gone ({self._status()})") from None
 
     def receive(self, timeout_s: float) -> dict:
-        ready, _, _ = select.select([self.answers], [], [], timeout_s)
-        if not ready:
-            raise PairFailed(f"the {self.side.commit[:10]} worker did not answer within {timeout_s:.0f} s")
-        line = self.answers.readline()
-        if not line:
-            raise PairFailed(f"the {self.side.commit[:10]} worker exited ({self._status()}; see workers.log)")
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([self.answers], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise PairFailed(f"the {self.side.commit[:10]} worker did not answer within {timeout_s:.0f} s")
+            chunk = os.read(self.answers, 65536)
+            if not chunk:
+                raise PairFailed(f"the {self.side.commit[:10]} worker exited ({self._status()}; see workers.log)")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
     def _status(self) -> str:
@@ -132,12 +137,17 @@ class Worker:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
-        for stream in (self.proc.stdin, self.answers):
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        if self.answers >= 0:  # once only: a closed descriptor's number is soon another file's
             try:
-                if stream:
-                    stream.close()
+                os.close(self.answers)
             except OSError:
                 pass
+            self.answers = -1
 
 
 def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], windows: int, design: str,
