@@ -227,7 +227,8 @@ class DataParallelStepTime(Benchmark):
     params = [[1, 2, 4]]
     param_names = ["devices"]
     rounds = PROCESSES
-    version = process_layout("DataParallelStepTime 1", PROFILE["repeat"])
+    # each device count is a process of its own (JAX reads it at start-up): also when fitbench alert pairs it
+    version = process_layout("DataParallelStepTime 1", PROFILE["repeat"]) + "; process-per-parameters"
     timer = staticmethod(per_step_clock)
     batch_size = 256
 

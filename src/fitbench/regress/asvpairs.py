@@ -230,6 +230,7 @@ class PairingRecord(Document):
     head: str
     machine: str
     cells: dict[str, CellPairs]
+    stages: int | None = None  # the stages the alert that wrote it planned: --stored decides at their level
     schema_version: int = PAIRING_SCHEMA_VERSION
 
 
@@ -262,7 +263,8 @@ def load_pairing(results_dir: str, machine: str, base: str, head: str) -> Pairin
     if doc.get("schema_version") != PAIRING_SCHEMA_VERSION:
         return None
     cells = {k: CellPairs(**v) for k, v in doc["cells"].items()}
-    return PairingRecord(base=doc["base"], head=doc["head"], machine=doc["machine"], cells=cells)
+    return PairingRecord(base=doc["base"], head=doc["head"], machine=doc["machine"], cells=cells,
+                         stages=doc.get("stages"))
 
 
 if __name__ == "__main__":

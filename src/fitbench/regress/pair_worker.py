@@ -39,6 +39,7 @@ def main(argv):
     benchmark_dir, answer_fd = argv[1], int(argv[2])
     if len(argv) > 3 and argv[3] and hasattr(os, "sched_setaffinity"):  # duet: before any framework starts
         os.sched_setaffinity(0, {int(c) for c in argv[3].split(",")})
+    os.set_inheritable(answer_fd, False)  # a process the benchmark starts must not hold the answers open
     out = os.fdopen(answer_fd, "w")
     os.dup2(2, 1)  # whatever the benchmarks print goes to stderr
     from asv_runner.discovery import get_benchmark_from_name
@@ -67,7 +68,9 @@ def main(argv):
                 continue
             # setup again right before the window: another benchmark of this process may have set shared state
             # (StepTime's window length) since; asv's runner skips the setup before a benchmark's first sample
-            benchmark.do_setup()
+            if benchmark.do_setup():
+                answer(out, ok=True, na=True)
+                continue
             benchmark.repeat = 1  # one sample (one window) per request; do_setup reloads the attribute
             result = benchmark.do_run()
             samples = result["samples"] if isinstance(result, dict) else [result]

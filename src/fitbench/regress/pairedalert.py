@@ -22,7 +22,8 @@ from fitbench.errors import UsageError
 from fitbench.regress import asvdata, asvpairs, decide, pairedstage, signedrank
 from fitbench.regress.alertdoc import EXACT, FAILED, AlertDocument, AlertOptions, Comparison, StageRecord
 from fitbench.regress.decide import DecisionSettings, Evidence, Grouped
-from fitbench.regress.pairedstage import CellPairsRead, PairedCell, StageOutcome
+from fitbench.regress.pairedstage import GROUP_SEP, CellPairsRead, PairedCell, StageOutcome
+from fitbench.regress.pairing import ALTERNATE
 from fitbench.regress.unpaired import Runner, apply, collect, going_on, inconclusive_note
 
 DEFAULT_PAIRS = 12  # per stage: above the exact test's floor for a few cells at the default alpha (plan_pairs)
@@ -117,19 +118,27 @@ def apply_decisions(rows: dict[str, Comparison], decisions: dict[str, decide.Cel
         row.note = "; ".join(n for n in notes if n)
 
 
+def group_label(group: str, backend_of: dict[str, str], groups: list[str]) -> str:
+    """A group as the report names it: its backend, and its benchmark class where the backend has several."""
+    env_name, _, holder = group.partition(GROUP_SEP)
+    several = sum(g.partition(GROUP_SEP)[0] == env_name for g in groups) > 1
+    return backend_of.get(env_name, env_name) + (f" {holder.rsplit('.', 1)[-1]}" if several else "")
+
+
 def _stage_record(stage: StageOutcome, pairs: int, cells: list[PairedCell], settings: DecisionSettings,
                   stages: int, backend_of: dict[str, str]) -> StageRecord:
-    first = {}
-    for env_name, outcomes in stage.pairs.items():
-        leaders = Counter(p.first for p in outcomes)
-        first[backend_of[env_name]] = ", ".join(f"{side} {n}" for side, n in sorted(leaders.items()))
+    groups = list(stage.pairs)
+    label = {g: group_label(g, backend_of, groups) for g in groups}
+    first = {label[g]: ", ".join(f"{side} {n}" for side, n in sorted(Counter(p.first for p in ps).items()))
+             for g, ps in stage.pairs.items()}
+    designs = [p.design for ps in stage.pairs.values() for p in ps]
     return StageRecord(stage=stage.stage, processes=pairs, cells=[c.key for c in cells], level=settings.alpha / stages,
                        equivalence_level=settings.equivalence_alpha / stages, seconds=stage.seconds,
-                       first_commit=first, asv_exit_status={}, design=next(iter(stage.pairs.values()))[0].design
-                       if any(stage.pairs.values()) else "alternate",
-                       pairs_failed={backend_of[e]: len(stage.failed(e)) for e in stage.pairs},
-                       seconds_per_pair={backend_of[e]: round(statistics.median(p.seconds for p in ps), 1)
-                                         for e, ps in stage.pairs.items() if ps})
+                       first_commit=first, asv_exit_status={}, design=designs[0] if designs else ALTERNATE,
+                       pairs_failed={label[g]: len(stage.failed(g)) for g in groups},
+                       # the pairs that ran: a stage of fast failures would promise a second stage time it lacks
+                       seconds_per_pair={label[g]: round(statistics.median(p.seconds for p in ps if not p.failed), 1)
+                                         for g, ps in stage.pairs.items() if any(not p.failed for p in ps)})
 
 
 def read_back(repo: str, base: str, head: str, bench: str, envs: list[str], runners: list[tuple[str, str]]
@@ -156,6 +165,7 @@ def read_back(repo: str, base: str, head: str, bench: str, envs: list[str], runn
             for name in ("ratios", "stages", "runners", "designs", "base_values", "head_values", "failed"):
                 getattr(merged, name).extend(getattr(read, name))
             merged.dropped += read.dropped
+            merged.planned_stages = max(merged.planned_stages, read.planned_stages)
     return per_runner, reads, stale
 
 
@@ -176,19 +186,19 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
     if any(site is None for env in sides.values() for site in env.sites.values()):
         report.remarks.append("asv builds no wheel for this project (its build_command is empty): both sides of "
                               "a pair import what the environment holds; only ASV_COMMIT tells them apart")
-    if cells:
-        progress(f"stage 1: {plan[0]} pairs ({design}) of {len(cells)} cell(s) in {len(sides)} environment(s)")
-        stage1 = pairedstage.run_stage(repo, base, head, sides, cells, plan[0], design, 1, seed, out, 0, {},
-                                       progress, labels=backend_of)
-        pairedstage.store_stage(repo, machine, machine, base, head, cells, stage1, append=False)
-        report.stages.append(_stage_record(stage1, plan[0], cells, settings, stages, backend_of))
-    if rest:
+    if rest:  # first: the pairs then know how much of --max-minutes is theirs
         runner = Runner(repo, base, head, environments, log, seed, progress, machine)
         regexes = {b: ["^" + re.escape(n) + "$" for n in rest] for b in environments}
         record = runner.stage(1, 1, regexes, settings, stages,  # one process each: none of these is timed per process
                               [asvdata.cell_key(n, b) for n in rest for b in environments])
         report.stages.append(record)
         report.asv_exit_status = max(record.asv_exit_status.values(), default=0)
+    if cells:
+        progress(f"stage 1: {plan[0]} pairs ({design}) of {len(cells)} cell(s) in {len(sides)} environment(s)")
+        stage1 = pairedstage.run_stage(repo, base, head, sides, cells, plan[0], design, 1, seed, out, 0, {},
+                                       progress, labels=backend_of, deadline=started + options.max_minutes * 60)
+        pairedstage.store_stage(repo, machine, machine, base, head, cells, stage1, append=False, stages=stages)
+        report.stages.append(_stage_record(stage1, plan[0], cells, settings, stages, backend_of))
     runners = [(asvdata.asv_config(repo).results_dir, machine)]
     per_runner, reads, _ = read_back(repo, base, head, options.bench, list(environments.values()), runners)
     before, after = per_runner[machine + "\0base"], per_runner[machine + "\0head"]
@@ -197,6 +207,9 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
         report.error = f"asv recorded no results for the {missing} commit (see asv.log and workers.log)"
         return None
     rows, tested = collect(before, after)
+    for key, read in reads.items():  # a cell no pair could measure is failed: say why
+        if key in rows and rows[key].change == FAILED and read.failed:
+            rows[key].note = "; ".join(filter(None, [rows[key].note, f"every pair failed ({read.failed[-1]})"]))
     for key, (b, a) in tested.items():
         rows[key].stage_processes = [[len(b.values), len(a.values)]]
         rows[key].processes_requested = plan[0]
@@ -247,24 +260,26 @@ def _second_stage(repo: str, base: str, head: str, report: AlertDocument, rows: 
     undecided = [k for k in undecided if k in paired and k in reads]
     if not undecided:
         return
-    going = going_on(undecided, lambda key: futile(first[key], plan[1], settings, family), rows)
-    if not going:
-        return
     per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})
-    envs = sorted({paired[k].env_name for k in going})
-    seconds = sum(per_pair.get(backend_of[e], 0.0) for e in envs)
+    groups = sorted({paired[k].group for k in undecided})
+    everyone = sorted({c.group for c in paired.values()})
+    seconds = sum(per_pair.get(group_label(g, backend_of, everyone), 0.0) for g in groups)
     budget = options.max_minutes * 60 - (time.monotonic() - started)
     more = plan[1] if seconds <= 0 else min(plan[1], int(budget // seconds))
     if more < MIN_STAGE_PAIRS:
-        for key in going:
+        for key in undecided:
             rows[key].second_stage = (f"no time left: stage 1 took {(time.monotonic() - started) / 60:.1f} min of "
                                       f"--max-minutes {options.max_minutes:g}")
         return
+    going = going_on(undecided, lambda key: futile(first[key], more, settings, family), rows)
+    if not going:
+        return
+    envs = sorted({paired[k].env_name for k in going})
     cells = [paired[k] for k in going]
     progress(f"stage 1 left {len(going)} cell(s) inconclusive: a second stage of {more} pairs")
     stage2 = pairedstage.run_stage(repo, base, head, sides, cells, more, report.design, 2, seed + 1, out, plan[0],
-                                   {}, progress, labels=backend_of)
-    pairedstage.store_stage(repo, machine, machine, base, head, cells, stage2, append=True)
+                                   {}, progress, labels=backend_of, deadline=started + options.max_minutes * 60)
+    pairedstage.store_stage(repo, machine, machine, base, head, cells, stage2, append=True, stages=2)
     report.stages.append(_stage_record(stage2, more, cells, settings, 2, backend_of))
     runners = [(asvdata.asv_config(repo).results_dir, machine)]
     _, now, _ = read_back(repo, base, head, options.bench, envs, runners)
@@ -358,7 +373,7 @@ def stored_rows(repo: str, base: str, head: str, options: AlertOptions, environm
                 groups.append((gb.values, gh.values))
         return [g[0] for g in groups], [g[1] for g in groups]
 
-    stages = max([max(r.stages) for r in reads.values() if r.stages] or [1])
+    stages = max([r.planned_stages for r in reads.values()] or [1])  # the level the live alert planned
     family = len(tested)
     evidence = evidence_of(tested, reads, settings, calibrated, strata_of if len(labels) > 1 else None)
     decisions = decide.conclude(evidence, settings, {k: rows[k].higher_is_better for k in tested}, stage=stages,

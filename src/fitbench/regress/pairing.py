@@ -89,6 +89,9 @@ class Worker:
             # start processes of its own: the whole group goes)
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, env=side.env,
                                          pass_fds=(write_fd,), text=True, start_new_session=True)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         self.answers = read_fd  # read with os.read into our own buffer: select() knows nothing of a file's
@@ -131,12 +134,12 @@ class Worker:
             self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
+        """Its whole process group (what the benchmark started too, even after the worker itself is gone)."""
+        try:
+            os.killpg(self.proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()
@@ -201,6 +204,8 @@ def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], w
                         take(cell, name, workers[name].receive(timeout_s))
     except PairFailed as exc:
         outcome.failed = str(exc)
+    except (OSError, ValueError) as exc:  # a worker that cannot start, or an answer that is not JSON
+        outcome.failed = f"{type(exc).__name__}: {exc}"
     finally:
         for worker in workers.values():
             worker.stop() if outcome.failed is None else worker.kill()
@@ -209,31 +214,46 @@ def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], w
 
 
 def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: dict[str, list[str]], pairs: int,
-              windows: int, design: str, seed: int, log_path: Path, stage: int = 1, first_index: int = 0,
+              windows: dict[str, int], design: str, seed: int, log_path: Path, stage: int = 1, first_index: int = 0,
               timeout_s: float = 600.0, progress: Callable[[str], None] = lambda line: None,
-              on_pair: Callable[[str, PairOutcome], None] = lambda env, pair: None,
-              labels: dict[str, str] | None = None) -> dict[str, list[PairOutcome]]:
-    """`pairs` pairs in each environment ({env name: (base side, head side)}), the environments taken in
-    turns pair by pair so that a drift of the machine over the stage reaches them alike; `cells` are the asv
-    benchmark ids each environment's workers hold. Every finished pair goes to `on_pair` at once (kept, so
-    that a stopped alert loses nothing measured)."""
+              on_pair: Callable[[str, PairOutcome], None] = lambda group, pair: None,
+              labels: dict[str, str] | None = None, deadline: float | None = None,
+              max_failures: int = 0) -> tuple[dict[str, list[PairOutcome]], dict[str, str]]:
+    """`pairs` pairs of each group's workers ({group: (base side, head side)}, `cells` the asv benchmark ids
+    each group's workers hold, `windows` their rounds), the groups taken in turns pair by pair so that a drift
+    of the machine over the stage reaches them alike. Every finished pair goes to `on_pair` at once (kept, so
+    that a stopped alert loses nothing measured). No round of pairs starts after `deadline` (time.monotonic());
+    a group whose last `max_failures` pairs all failed is stopped (its worker cannot run: more would only cost
+    time). Returns the pairs and, per stopped group, why."""
     rng = random.Random(seed)
-    out: dict[str, list[PairOutcome]] = {env: [] for env in sides}
+    out: dict[str, list[PairOutcome]] = {group: [] for group in sides}
+    stopped: dict[str, str] = {}
     started = time.monotonic()
     with open(log_path, "a") as log:
         for number in range(pairs):
-            for env, (base, head) in sides.items():
-                log.write(f"--- stage {stage}, pair {number + 1}/{pairs} in {env}\n")
+            if deadline is not None and time.monotonic() > deadline and number > 0:
+                for group in sides:
+                    stopped.setdefault(group, f"stopped after {number} of {pairs} pairs: --max-minutes reached")
+                progress(f"stage {stage}: --max-minutes reached after {number} of {pairs} pairs: no more pairs")
+                break
+            for group, (base, head) in sides.items():
+                if group in stopped:
+                    continue
+                name = (labels or {}).get(group, group)
+                log.write(f"--- stage {stage}, pair {number + 1}/{pairs} of {group}\n")
                 log.flush()
-                pair = measure_pair(base, head, benchmark_dir, cells[env], windows, design, rng, log,
+                pair = measure_pair(base, head, benchmark_dir, cells[group], windows[group], design, rng, log,
                                     index=first_index + number, stage=stage, timeout_s=timeout_s)
-                out[env].append(pair)
-                on_pair(env, pair)
+                out[group].append(pair)
+                on_pair(group, pair)
                 what = f"failed: {pair.failed}" if pair.failed else f"{pair.first} first"
-                progress(f"stage {stage}: pair {number + 1}/{pairs} on {(labels or {}).get(env, env)}: "
-                         f"{len(cells[env])} cell(s), "
+                progress(f"stage {stage}: pair {number + 1}/{pairs} on {name}: {len(cells[group])} cell(s), "
                          f"{pair.seconds:.1f} s, {what} (elapsed {(time.monotonic() - started) / 60:.1f} min)")
-    return out
+                recent = out[group][-max_failures:] if max_failures else []
+                if max_failures and len(recent) == max_failures and all(p.failed for p in recent):
+                    stopped[group] = f"stopped after {max_failures} failed pairs in a row ({pair.failed})"
+                    progress(f"stage {stage}: {name}: {stopped[group]}")
+    return out, stopped
 
 
 def worker_env(python: str, env_vars: dict[str, str], asv_env: dict[str, str], commit: str, site: str | None,

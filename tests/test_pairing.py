@@ -1,0 +1,96 @@
+"""The paired design's bookkeeping, without processes: which cells share a worker, how a stage of pairs stops
+(a group that cannot run, --max-minutes), and the per-round ratio on windows in round order. The workers
+themselves run in tests/test_alert_stages.py (a toy asv suite) and tests/test_alert.py (the real one)."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from fitbench.regress import pairing, signedrank
+from fitbench.regress.pairedstage import PairedCell, pairable
+from fitbench.regress.pairing import PairOutcome, Side
+
+
+def test_a_worker_holds_one_benchmark_class_and_a_start_up_setting_gets_its_own():
+    info = {
+        "bench_fit.StepTime.time_step": {"type": "time", "params": [["32", "256"]],
+                                         "version": "StepTime 2; samples-per-process=5"},
+        "bench_fit.StepTimeDeterministic.time_step": {"type": "time", "params": [["32", "256"]],
+                                                      "version": "StepTimeDeterministic 1; samples-per-process=5"},
+        "bench_fit.DataParallelStepTime.time_step": {
+            "type": "time", "params": [["1", "2", "4"]],
+            "version": "DataParallelStepTime 1; samples-per-process=5; process-per-parameters"},
+        "bench_fit.FitLoop.time_fit_10_steps": {"type": "time", "params": [["32"]], "version": "abc"},  # no layout
+        "bench_determinism.Determinism.track_run_to_run_identical": {"type": "track", "params": [],
+                                                                     "version": "x; samples-per-process=1"},
+    }
+    selected = ["bench_fit.StepTime.time_step(32)", "bench_fit.StepTime.time_step(256)",
+                "bench_fit.StepTimeDeterministic.time_step(32)", "bench_fit.DataParallelStepTime.time_step(2)",
+                "bench_fit.DataParallelStepTime.time_step(4)", "bench_fit.FitLoop.time_fit_10_steps(32)",
+                "bench_determinism.Determinism.track_run_to_run_identical"]
+    cells = pairable(selected, {"jax": "env-jax"}, info)
+    assert sorted(cells) == sorted(f"{name} [jax]" for name in selected[:5])  # timed, with a layout
+    groups = {key.split(" [")[0]: cell.group for key, cell in cells.items()}
+    # StepTime's two batch sizes share a worker (its harness cache keys them apart); the switched class, which
+    # turns the determinism switch on for good, never shares StepTime's process; each device count has its own
+    assert groups["bench_fit.StepTime.time_step(32)"] == groups["bench_fit.StepTime.time_step(256)"]
+    assert groups["bench_fit.StepTimeDeterministic.time_step(32)"] != groups["bench_fit.StepTime.time_step(32)"]
+    two, four = (groups[f"bench_fit.DataParallelStepTime.time_step({n})"] for n in (2, 4))
+    assert two != four
+    assert cells["bench_fit.StepTime.time_step(256) [jax]"].worker_id == "bench_fit.StepTime.time_step-1"
+
+
+def fake_pair(failed: str | None = None, seconds: float = 0.0):
+    def measure(base, head, benchmark_dir, cells, windows, design, rng, log, index, stage, timeout_s=600.0):
+        return PairOutcome(index=index, stage=stage, design=design, first="base", cpus=None, failed=failed,
+                           windows={c: {"base": [1.0] * windows, "head": [1.0] * windows} for c in cells},
+                           seconds=seconds)
+    return measure
+
+
+def test_a_group_whose_pairs_keep_failing_is_stopped_and_the_others_go_on(monkeypatch, tmp_path):
+    side = Side("a" * 40, "python", {})
+    calls = []
+
+    def measure(base, head, benchmark_dir, cells, windows, design, rng, log, index, stage, timeout_s=600.0):
+        calls.append(cells[0])
+        return fake_pair(failed="worker exited" if cells[0] == "broken-0" else None)(
+            base, head, benchmark_dir, cells, windows, design, rng, log, index, stage)
+
+    monkeypatch.setattr(pairing, "measure_pair", measure)
+    out, stopped = pairing.run_pairs({"env::Broken": (side, side), "env::Fine": (side, side)}, "benchmarks",
+                                     {"env::Broken": ["broken-0"], "env::Fine": ["fine-0"]}, 8,
+                                     {"env::Broken": 5, "env::Fine": 5}, "alternate", 0, tmp_path / "log",
+                                     max_failures=3)
+    assert len(out["env::Broken"]) == 3 and len(out["env::Fine"]) == 8
+    assert stopped == {"env::Broken": "stopped after 3 failed pairs in a row (worker exited)"}
+    assert calls[:2] == ["broken-0", "fine-0"]  # the groups take turns, pair by pair
+
+
+def test_no_round_of_pairs_starts_after_the_deadline(monkeypatch, tmp_path):
+    import time
+
+    side = Side("a" * 40, "python", {})
+    monkeypatch.setattr(pairing, "measure_pair", fake_pair())
+    out, stopped = pairing.run_pairs({"env::A": (side, side)}, "benchmarks", {"env::A": ["a-0"]}, 10,
+                                     {"env::A": 5}, "alternate", 0, Path(tmp_path / "log"),
+                                     deadline=time.monotonic() - 1)
+    assert len(out["env::A"]) == 1  # the first round always runs: an alert without a pair decides nothing
+    assert "--max-minutes reached" in stopped["env::A"]
+
+
+def test_the_pair_value_is_the_median_of_its_rounds_ratios():
+    # a burst lands on base's 2nd and head's 4th window: the sides' medians differ, the rounds' ratios do not
+    base = [10.0, 15.0, 10.0, 10.0, 10.0]
+    head = [10.0, 10.0, 10.0, 15.0, 10.0]
+    assert signedrank.log_ratio(base, head) == 0.0
+    assert math.isclose(signedrank.log_ratio([10.0, 10.0], [11.0, 11.0, 11.0]), math.log(1.1))  # no rounds: medians
+    rng = random.Random(4)
+    assert abs(signedrank.log_ratio([rng.uniform(9, 11) for _ in range(5)], [12.0] * 5)) > 0
+
+
+def test_a_cell_is_a_value_object():
+    cell = PairedCell(key="k", env_name="env", benchmark="m.C.time_x", param_index=1, samples_per_process=5)
+    assert cell.group == "env::m.C" and cell.worker_id == "m.C.time_x-1"
