@@ -274,6 +274,7 @@ def main() -> int:
             if (report_dir / source).exists():
                 shutil.copy(report_dir / source, args.out / target)
         entry = {"name": name, "kind": kind, "loaded": loaded, "head": head, "exit_status": status,
+                 "fitbench_commit": git(clone, "rev-parse", "--short", "base"),
                  "wall_s": wall, "stderr_tail": tail[0], "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                     time.gmtime())}
         with open(log, "a") as f:

@@ -95,3 +95,39 @@ def test_the_cli_refuses_commit_flags_with_package_and_package_flags_without(cap
     assert cli.main(["bisect", "a", "b", "--batch-sizes", "32"]) == 2
     assert "--batch-sizes goes with --package" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_package_bisection_takes_the_users_factory_and_data_to_every_step(tmp_path, monkeypatch):
+    """`bisect --package keras GOOD BAD --model pkg.mod:build --data d.npz`: the factory is checked once per Keras
+    (here a stand-in: the real check starts a framework process) and every step's versions run gets it."""
+    import numpy as np
+
+    from fitbench import cli
+    from fitbench.models import check
+    from fitbench.versions import bisect as package_bisect
+
+    (tmp_path / "mymodels.py").write_text("def build():\n    return None\n")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3)), y=np.zeros((4, 1)))
+    monkeypatch.chdir(tmp_path)
+    checked, seen = [], {}
+    monkeypatch.setattr(check, "check_in_child", lambda choice, stack, *a: checked.append((choice.source, stack)))
+
+    real = package_bisect.bisect_package
+
+    def fake_bisect(package, good, bad, out, settings, **kw):
+        seen.update(settings=settings)
+        return real(package, good, bad, out, settings, measure=fake_versions(None),
+                                             released=RELEASES)
+
+    monkeypatch.setattr(package_bisect, "bisect_package", fake_bisect)
+    status = cli.main(["bisect", "--package", "keras", "1.0.0", "1.6.0", "--model", "mymodels:build", "--data",
+                       "d.npz", "--backend", "tensorflow,tf-keras", "--out", str(tmp_path / "out")])
+    assert status == 0
+    assert checked == [("mymodels:build", "tensorflow"), ("mymodels:build", "tf-keras")]
+    settings = seen["settings"]
+    assert (settings.model, settings.data, settings.apis) == ("mymodels:build", str(tmp_path / "d.npz"), "factory")
+    arguments = settings.run_arguments()
+    assert arguments[arguments.index("--model") + 1] == "mymodels:build"
+    assert arguments[arguments.index("--data") + 1] == str(tmp_path / "d.npz")
+    assert arguments[arguments.index("--api") + 1] == "factory"
+    assert cli.main(["bisect", "a", "b", "--model", "mymodels:build"]) == 2  # commits: asv-init's models

@@ -79,6 +79,26 @@ FACTORIES = textwrap.dedent('''
         time.sleep(3600)
 
 
+    def keras2_report():
+        """A Keras 2 -> 3 slowdown report's kind of model (keras-team/keras#19953): Dense/Dropout, its own loss
+        with label smoothing and an AUC metric, compiled here; public `keras` API only, so Keras 2 runs it."""
+        inputs = keras.Input(shape=(12,))
+        x = inputs
+        for _ in range(3):
+            x = keras.layers.Dropout(0.2)(keras.layers.Dense(16, activation="relu")(x))
+        model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=[keras.metrics.AUC()])
+        return model
+
+
+    def uses_ops():
+        """Keras 3 only: keras.ops does not exist in Keras 2."""
+        model = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(3)])
+        keras.ops.mean(keras.ops.ones((2,)))
+        return model
+
+
     def wrong_shape():
         model = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(3)])
         return model
@@ -200,16 +220,18 @@ def test_run_times_a_zoo_model_a_factory_and_a_saved_file_with_their_floors(tmp_
                                                                             backend):
     # jit on means torch.compile on PyTorch: minutes per model on 2 cores, and the seed's tests cover it there
     jit = "off" if backend == "torch" else "on"
-    # every kind of model on tensorflow; on jax and torch the two-input factory, the most demanding (CI's time)
-    specs = ("text", "usermodels:two_inputs", str(saved_model)) if backend == "tensorflow" else (
-        "usermodels:two_inputs",)
-    for spec in specs:
+    # every kind of model on tensorflow, and a factory of a Keras 2 -> 3 report's kind on Keras 3 and Keras 2
+    # in one run; on jax and torch the two-input factory, the most demanding (CI's time)
+    specs = (("text", backend), ("usermodels:keras2_report", "tensorflow,tf-keras"), (str(saved_model), backend)) \
+        if backend == "tensorflow" else (("usermodels:two_inputs", backend),)
+    for spec, stacks in specs:
         out = tmp_path / f"run-{Path(spec).name}.json"
-        result = run_cli("run", "--model", spec, "--backend", backend, "--batch-sizes", "4", "--jit", jit,
+        result = run_cli("run", "--model", spec, "--backend", stacks, "--batch-sizes", "4", "--jit", jit,
                          "--variant", "plain", "--json", str(out), env=user_models)
         assert result.returncode == 0, result.stderr
         records = load(out)["records"]
         assert records and all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+        assert sorted({r.get("keras_major", 3) for r in records}) == ([2, 3] if "tf-keras" in stacks else [3])
         for r in records:
             assert r["model"] == Path(spec).name and r["raw_step_time_s"] > 0 and r["efficiency"] > 0
             assert r["widths"] is None and r["params"] > 0
@@ -238,7 +260,11 @@ def test_bad_factories_are_one_line_and_exit_2(user_models):
             # the user's own message, not Keras' wrapper alone, with the child's traceback kept
             ("usermodels:raises_in_call", "ValueError: planted: the user's own message (raised in"),
             # a factory that hangs ends within --cell-timeout, not 600 s
-            ("usermodels:hangs", "did not finish within 5 s (--cell-timeout", "--cell-timeout", "5")):
+            ("usermodels:hangs", "did not finish within 5 s (--cell-timeout", "--cell-timeout", "5"),
+            # Keras 3 code on the Keras 2 row: said before any cell, naming the row
+            ("usermodels:uses_ops", "usermodels:uses_ops on the tf-keras row (Keras 2: its `keras` is tf-keras): "
+                                    "AttributeError: module 'tf_keras' has no attribute 'ops'", "--backend",
+             "tf-keras")):
         started = time.monotonic()
         result = run_cli("run", "--model", spec, *args, env=user_models)
         assert result.returncode == 2 and fragment in result.stderr, result.stderr

@@ -70,14 +70,11 @@ def test_bad_versions_input_is_one_line_and_exit_2_before_anything_is_built(tmp_
         (["keras==3.13.*,3.15.*", "--processes", "1"],
          "fitbench: error: --processes must be at least 2 (a comparison needs a spread), got 1"),
         (["keras==3.13.*,3.15.*", "--alpha", "1.5"], "fitbench: error: --alpha must be between 0 and 1, got 1.5"),
-        (["keras==3.13.*,3.15.*", "--model", "mine.models:build"],
-         "fitbench: error: versions times the seed network or a zoo model (conv, text, attention), not "
-         "'mine.models:build': a factory of yours would be imported by every version"),
         (["--from-asv", "HEAD", "--repo", str(Path(__file__).parents[1])],
          f"fitbench: error: {Path(__file__).parents[1]}/asv.conf.json's matrix has one version of every "
          "requirement: nothing to compare (give a `req` entry two or more versions)"),
         (["keras==3.13.*,3.15.*", "--backend", "tf-keras", "--model", "conv"],
-         "fitbench: error: the tf-keras row (Keras 2) runs the seed network only, not --model conv"),
+         "fitbench: error: the tf-keras row runs seed, factory, file models, not the zoo's conv (Keras 3 code)"),
         (["keras==3.13.*,3.15.*", "--from-asv", "HEAD"],
          "fitbench: error: --from-asv reads the versions from asv.conf.json's matrix: give no VERSIONS with it"),
         (["--from-asv", "HEAD", "--repo", str(cache)], f"fitbench: error: --repo {cache}: no asv.conf.json there"),
@@ -227,8 +224,12 @@ def test_tf_keras_is_a_stack_and_old_records_are_keras_3():
 def test_the_keras_2_row_with_a_model_other_than_the_seed_or_in_explain_is_exit_2():
     result = run_cli("run", "--backend", "tf-keras", "--model", "conv")
     assert result.returncode == 2
-    assert result.stderr.strip() == ("fitbench: error: the tf-keras row (Keras 2) runs the seed network only, "
-                                     "not --model conv")
+    assert result.stderr.strip() == ("fitbench: error: the tf-keras row runs seed, factory, file models, not the "
+                                     "zoo's conv (Keras 3 code)")
+    result = run_cli("determinism", "--backend", "tf-keras", "--model", "json:dumps")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("fitbench: error: the tf-keras row (Keras 2) of this command runs the seed "
+                                     "network only, not --model json:dumps (fitbench run takes it there)")
     result = run_cli("explain", "--backend", "tf-keras")
     assert result.returncode == 2 and "explain takes one Keras 3 backend" in result.stderr
 

@@ -48,10 +48,32 @@ def parse_stack(name: str) -> Stack:
     raise UsageError(f"unknown backend {name!r}; choose from {', '.join(STACK_NAMES)}")
 
 
+def require_model_kind(stacks: list[Stack], model: str) -> None:
+    """Each row runs the kinds of model its backend declares (the Keras 2 row: the seed, a factory, a file)."""
+    from fitbench import backends
+    from fitbench.models.choice import ModelChoice
+
+    kind = ModelChoice(source=model).kind
+    for stack in stacks:
+        if kind not in backends.get(stack.name).MODEL_KINDS:
+            raise UsageError(f"the {stack.name} row runs {', '.join(backends.get(stack.name).MODEL_KINDS)} models, "
+                             f"not the zoo's {model} (Keras 3 code)" if kind == "zoo" else
+                             f"the {stack.name} row does not run {kind} models (--model {model})")
+
+
+def one_per_keras(stacks: list[Stack]) -> list[Stack]:
+    """The first stack of each Keras major, in order: where a user's model is tried once per Keras."""
+    firsts: dict[int, Stack] = {}
+    for stack in stacks:
+        firsts.setdefault(stack.keras_major, stack)
+    return list(firsts.values())
+
+
 def require_seed_model(stacks: list[Stack], model: str) -> None:
-    """The Keras 2 row builds the seed network only (the zoo and users' factories are Keras 3 code)."""
+    """For the commands whose Keras 2 row builds the seed network only (determinism, versions, bisect)."""
     if model != "seed" and any(s.keras_major == 2 for s in stacks):
-        raise UsageError(f"the {TF_KERAS} row (Keras 2) runs the seed network only, not --model {model}")
+        raise UsageError(f"the {TF_KERAS} row (Keras 2) of this command runs the seed network only, "
+                         f"not --model {model} (fitbench run takes it there)")
 
 
 def keras_major_of(record: dict[str, Any]) -> int:

@@ -40,6 +40,7 @@ class Backend(Protocol):
     SWITCHES: tuple[Switch, ...]  # the first is the default
     SWITCH_TURNS_OFF_XLA: bool  # Keras runs the step uncompiled under the switch
     SUPPORTS_DISTRIBUTION: bool  # keras.distribution (DataParallel) runs here
+    MODEL_KINDS: tuple[str, ...]  # which kinds of --model run on this row (seed, zoo, factory, file)
     SUPPORTS_STEPS_PER_EXECUTION: bool
     SUPPORTS_LAYER_JIT: bool  # a layer's training step can be compiled alone (coverage)
     DEFAULT_JIT: bool  # what jit_compile="auto" picks on a CPU

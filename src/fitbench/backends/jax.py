@@ -27,6 +27,7 @@ SWITCHES = (
 )
 SWITCH_TURNS_OFF_XLA = False
 SUPPORTS_DISTRIBUTION = True  # keras.distribution runs on XLA SPMD
+MODEL_KINDS = ("seed", "zoo", "factory", "file")  # what --model can name on this row
 SUPPORTS_STEPS_PER_EXECUTION = True
 SUPPORTS_LAYER_JIT = True
 DEFAULT_JIT = True

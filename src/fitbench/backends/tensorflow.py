@@ -17,6 +17,7 @@ SWITCHES = (Switch("op-determinism", "tensorflow", "tf.config.experimental.enabl
                    cpu_note="Keras 3 turns jit_compile off under it (keras-team/keras#20315)"),)
 SWITCH_TURNS_OFF_XLA = True  # Keras 3 compiles no step under op determinism
 SUPPORTS_DISTRIBUTION = False  # keras.distribution's TensorFlow side is in development
+MODEL_KINDS = ("seed", "zoo", "factory", "file")  # what --model can name on this row
 SUPPORTS_STEPS_PER_EXECUTION = True
 SUPPORTS_LAYER_JIT = True
 DEFAULT_JIT = True  # jit_compile="auto" on a CPU: XLA
@@ -154,10 +155,9 @@ def raw_step(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, spec: Any,
 def ctl_step(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, jit: bool) -> dict[str, Any]:
     """The custom training loop the Keras guide teaches on TensorFlow: GradientTape around the model in a
     tf.function, the Keras optimizer's apply_gradients."""
-    import keras
     import tensorflow as tf
 
-    x, y = keras.tree.map_structure(tf.constant, (x, y))
+    x, y = tf.nest.map_structure(tf.constant, (x, y))  # tf.nest: the same loop serves Keras 2 (tf-keras)
 
     @tf.function(jit_compile=jit)
     def step(x: Any, y: Any) -> Any:

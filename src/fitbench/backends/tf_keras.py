@@ -1,7 +1,8 @@
 """Keras 2 (tf-keras) on TensorFlow: TensorFlow's code, with the Keras 2 rules where they differ.
 
 A child of this stack needs TF_USE_LEGACY_KERAS=1 before TensorFlow is imported (then `tf.keras` is
-tf-keras); it builds the seed network only (the zoo and users' factories are Keras 3 code); tf-keras keeps
+tf-keras); it builds the seed network, or a user's factory or .keras file with `import keras` resolving to
+tf-keras (fitbench.adapters.tf_keras.as_keras), not the zoo (Keras 3 code); tf-keras keeps
 XLA under op determinism, where Keras 3 turns it off; and it has no `keras.distribution`.
 """
 
@@ -39,7 +40,7 @@ KERAS_MAJOR = 2
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"  # TensorFlow's own switch: tf.keras is tf-keras when it is "1"
 SWITCH_TURNS_OFF_XLA = False  # tf-keras keeps jit_compile under op determinism (docs/results.md)
 SUPPORTS_DISTRIBUTION = False
-SEED_MODEL_ONLY = True
+MODEL_KINDS = ("seed", "factory", "file")  # the zoo is Keras 3 code; a factory's `keras` is tf-keras here
 
 
 def child_env() -> dict[str, str]:

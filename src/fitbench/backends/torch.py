@@ -22,6 +22,7 @@ SWITCHES = (
 )
 SWITCH_TURNS_OFF_XLA = False
 SUPPORTS_DISTRIBUTION = False  # keras/src/backend/torch has no distribution_lib (Keras 3.15)
+MODEL_KINDS = ("seed", "zoo", "factory", "file")  # what --model can name on this row
 SUPPORTS_STEPS_PER_EXECUTION = False  # Keras on PyTorch raises ValueError for more than 1
 SUPPORTS_LAYER_JIT = False  # torch.compile is per model, not per layer step
 DEFAULT_JIT = False  # jit_compile="auto": eager (torch.compile is opt-in)

@@ -34,7 +34,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="search NAME's released versions after GOOD up to BAD instead of commits (e.g. keras), each "
                         "step a `fitbench versions GOOD,CANDIDATE` in versions' cached environments")
     p.add_argument("--batch-sizes", default="256",
-                   help="with --package: the batch sizes of the seed network's cells (default 256)")
+                   help="with --package: the batch sizes of the model's cells (default 256)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="with --package: seed (default), a zoo model, package.module:function or a .keras file, as "
+                        "fitbench versions takes it (a commit bisection measures the models asv-init set up)")
+    p.add_argument("--data", default=None, metavar="FILE.npz", help="with --package and --model: x and y")
     p.add_argument("--env-dir", default=None, metavar="DIR", type=output_path("--env-dir"),
                    help="with --package: where the environments are cached (default as fitbench versions)")
     p.add_argument("--bench", default=None,
@@ -58,7 +62,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     if args.package:
         return _package(args)
-    for flag, given in (("--batch-sizes", args.batch_sizes != "256"), ("--env-dir", args.env_dir)):
+    for flag, given in (("--batch-sizes", args.batch_sizes != "256"), ("--env-dir", args.env_dir),
+                        ("--model", args.model), ("--data", args.data)):
         if given:
             raise UsageError(f"{flag} goes with --package (a commit bisection measures asv's benchmarks)")
     from fitbench.regress import alertdoc
@@ -94,9 +99,11 @@ def _report(args: argparse.Namespace, doc: Any, out: str | None) -> int:
 def _package(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fitbench.models.check import check_in_child
+    from fitbench.models.choice import parse_model
     from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_dir, check_output_path
-    from fitbench.stacks import parse_stack, require_seed_model
+    from fitbench.stacks import one_per_keras, parse_stack, require_model_kind
     from fitbench.versions.bisect import bisect_package
     from fitbench.versions.compare import VersionsSettings
     from fitbench.versions.spec import parse_columns
@@ -110,7 +117,9 @@ def _package(args: argparse.Namespace) -> int:
     backends, missing = options.backends(args.backend or "tensorflow")
     if missing:
         raise UsageError("; ".join(missing.values()))
-    require_seed_model([parse_stack(b) for b in backends], "seed")
+    model = parse_model(args.model, data=args.data)
+    stacks = [parse_stack(b) for b in backends]
+    require_model_kind(stacks, model.source)
     options.batch_sizes(args.batch_sizes)
     decision = decision_settings(args)  # the commit bisection's checks and bounds
     if decision.equivalence_alpha != DecisionSettings().equivalence_alpha:
@@ -122,9 +131,12 @@ def _package(args: argparse.Namespace) -> int:
     if args.env_dir:
         check_output_dir(args.env_dir, "--env-dir")
     out = check_output_path(args.json) if args.json else None
+    for stack in one_per_keras(stacks):  # a bad factory: one line, before any step
+        check_in_child(model, stack.name)
     settings = VersionsSettings(backends=",".join(backends), batch_sizes=args.batch_sizes,
                                 processes=args.processes or 6, alpha=decision.alpha, threshold=decision.threshold,
-                                min_change=decision.min_change)
+                                min_change=decision.min_change, model=model.source, data=model.data,
+                                apis="functional" if model.kind == "seed" else model.apis[0])
     doc = bisect_package(args.package, args.good, args.bad, args.out, settings,
                          env_root=Path(args.env_dir) if args.env_dir else None, undecided_ok=args.undecided_ok,
                          progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))

@@ -27,7 +27,7 @@ from fitbench.commands.common import (
 from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.model import ModelSpec, parse_widths
-from fitbench.stacks import parse_stack, stack_name
+from fitbench.stacks import one_per_keras, parse_stack, stack_name
 
 NAME = "run"
 SUMMARY = ("time model.fit cell by cell (TensorFlow, JAX, PyTorch; XLA on/off; CPU/GPU), beside the framework's "
@@ -109,8 +109,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
                        model=model.name, model_apis=model.apis,
                        determinism={"off": (False,), "on": (True,), "both": (False, True)}[args.determinism],
                        switches=switches, device_counts=tuple(args.devices))
-    # a factory or file: one step, or exit 2 (plan_cells has refused tf-keras with any model but the seed)
-    check_in_child(model, parse_stack(next(b for b in backends if b not in missing)).backend, args.cell_timeout)
+    # a factory or file: one step, or exit 2, before any cell; once per Keras (on tf-keras its `keras` is Keras 2)
+    for stack in one_per_keras([parse_stack(b) for b in backends if b not in missing]):
+        check_in_child(model, stack.name, args.cell_timeout)
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
                                   model=model,
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),

@@ -13,7 +13,7 @@ from fitbench import APIS, options
 from fitbench.commands.common import EXIT_FAILED, EXIT_OK, TIMEOUT_MAX_S, decision_flags, output_path, positive_int
 from fitbench.errors import UsageError
 from fitbench.model import parse_widths
-from fitbench.stacks import parse_stack, require_seed_model
+from fitbench.stacks import one_per_keras, parse_stack, require_model_kind
 
 NAME = "versions"
 SUMMARY = "the same cells on several released versions (keras, tensorflow, jax, torch), side by side"
@@ -29,7 +29,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                      help="comma-separated, from tensorflow, jax, torch, tf-keras (default tensorflow)")
     ver.add_argument("--api", default="functional", help="comma-separated apis (default functional)")
     ver.add_argument("--widths", default="256,256,256", help="hidden Dense widths (default the seed's)")
-    ver.add_argument("--model", default="seed", metavar="SPEC", help="seed (default) or a zoo model")
+    ver.add_argument("--model", default="seed", metavar="SPEC",
+                     help="seed (default), a zoo model, package.module:function (your factory, imported in every "
+                          "version's environment; on tf-keras its `keras` is Keras 2) or a .keras file")
+    ver.add_argument("--data", default=None, metavar="FILE.npz", help="with --model: x and y to train on")
     ver.add_argument("--batch-sizes", default="32,256", help="comma-separated (default 32,256)")
     ver.add_argument("--jit", choices=["on", "off", "both"], default="on",
                      help="XLA (TensorFlow, JAX) or torch.compile for the step (default on)")
@@ -61,7 +64,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
-    from fitbench.models.choice import ZOO_APIS
+    from fitbench.models.check import check_in_child
+    from fitbench.models.choice import SEED, ZOO, ZOO_APIS, parse_model
     from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import version_columns_table, versions_table
@@ -76,19 +80,21 @@ def main(args: argparse.Namespace, console: Console) -> int:
     backends, missing = options.backends(args.backend)
     if missing:
         raise UsageError("; ".join(missing.values()))
-    options.apis(args.api, ZOO_APIS.get(args.model, APIS))
-    parse_widths(args.widths)
+    model = parse_model(args.model, parse_widths(args.widths), data=args.data)
+    apis = options.apis(args.api, ZOO_APIS.get(args.model, APIS)) if model.kind in (SEED, ZOO) else [model.apis[0]]
     options.batch_sizes(args.batch_sizes)
     options.threads(args.threads)
-    if args.model != "seed" and args.model not in ZOO_APIS:
-        raise UsageError(f"versions times the seed network or a zoo model ({', '.join(ZOO_APIS)}), "
-                         f"not {args.model!r}: a factory of yours would be imported by every version")
-    require_seed_model([parse_stack(b) for b in backends], args.model)
+    require_model_kind([parse_stack(b) for b in backends], model.source)
     if args.processes < 2:
         raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
     out = check_output_path(args.json) if args.json else None
-    settings = VersionsSettings(backends=",".join(backends), apis=args.api, batch_sizes=args.batch_sizes,
-                                jit=args.jit, variant=args.variant, widths=args.widths, model=args.model,
+    # a factory or file: one step here, once per Keras, before any environment is built (each version's run
+    # checks it again in its own environment)
+    for stack in one_per_keras([parse_stack(b) for b in backends]):
+        check_in_child(model, stack.name, args.cell_timeout)
+    settings = VersionsSettings(backends=",".join(backends), apis=",".join(apis), batch_sizes=args.batch_sizes,
+                                jit=args.jit, variant=args.variant, widths=args.widths, model=model.source,
+                                data=model.data,
                                 threads=args.threads, processes=args.processes, alpha=args.alpha,
                                 threshold=args.threshold, min_change=args.min_change,
                                 cell_timeout_s=args.cell_timeout, seed_workload=args.seed_workload)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fitbench import APIS, DEVICES
 from fitbench.errors import UsageError
-from fitbench.stacks import STACK_NAMES, Stack, parse_stack, require_seed_model
+from fitbench.stacks import STACK_NAMES, Stack, parse_stack, require_model_kind
 
 FIT = "fit"  # cell kind: training steps on a synthetic batch
 SEED_EPOCH = "seed_epoch"  # cell kind: the seed's workload, 1 sample + validation, timed per epoch
@@ -73,7 +73,7 @@ def plan_cells(apis: list[str], jits: list[bool], devices: list[str], batch_size
         if b <= 0:
             raise UsageError(f"batch size must be a positive integer, got {b}")
     stacks = [parse_stack(b) for b in backends]
-    require_seed_model(stacks, model)
+    require_model_kind(stacks, model)
     switches = switches or {}
     check_device_counts(device_counts, [s.name for s in stacks], batch_sizes, devices[0] if devices else "cpu")
 

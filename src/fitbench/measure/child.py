@@ -130,7 +130,7 @@ def measure_ctl(c: Cell, p: Profile, workload: Workload, jit: bool) -> dict[str,
     jit as Keras really ran the fit cell, timed like the raw step."""
     from fitbench.measure.ctl import CtlHarness
 
-    ctl = CtlHarness(c.backend, workload, c.api, jit, c.batch_size)
+    ctl = CtlHarness(c.stack.name, workload, c.api, jit, c.batch_size)
     first_s = ctl.warm_up(p.warmup_steps)
     times = ctl.run_steps(p.repeats * p.steps)
     return {"raw_step_time_s": summarize(times)["median_s"], "raw_first_step_s": first_s, "raw_jit": bool(jit),

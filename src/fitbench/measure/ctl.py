@@ -24,17 +24,14 @@ class CtlHarness:
     """One backend's custom training loop around a freshly built, seeded copy of the workload's model."""
 
     def __init__(self, backend: str, workload: Workload, api: str, jit: bool, batch_size: int) -> None:
-        import keras
-
+        """`backend`: a stack's name (tensorflow, jax, torch, or tf-keras for Keras 2 on TensorFlow)."""
+        if backend not in backends.NAMES:
+            raise ValueError(f"no custom training loop for backend {backend!r}")
         self.backend, self.jit = backend, bool(jit)
         self.model = workload.compile(workload.build(api), jit=False)  # compile only to settle loss/optimizer
-        loss = keras.losses.get(self.model.loss) if isinstance(self.model.loss, str) else self.model.loss
-        # a loss by name is the per-sample function; fit reduces it to the batch mean, so does the loop
-        self.loss_fn = lambda y, pred: keras.ops.mean(loss(y, pred))
+        self.loss_fn = workload.batch_loss(self.model)
         self.optimizer = self.model.optimizer.__class__.from_config(self.model.optimizer.get_config())
         x, y = workload.batch(self.model, batch_size)
-        if backend not in backends.KERAS3:
-            raise ValueError(f"no custom training loop for backend {backend!r}")
         loop = backends.get(backend).ctl_step(self.model, self.loss_fn, self.optimizer, x, y, self.jit)
         self._step = loop["step"]
         self.idiom = loop["idiom"]
@@ -61,5 +58,6 @@ class CtlHarness:
         return times
 
     def variable_device(self) -> str:
-        value = self.model.trainable_variables[0].value
-        return str(getattr(value, "device", "") or "")
+        from fitbench.runtime import variable_device
+
+        return variable_device(self.model)

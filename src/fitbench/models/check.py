@@ -14,26 +14,32 @@ def check_in_child(choice: ModelChoice, backend: str, timeout_s: float | None = 
     """For a factory, a file or --data: build the model, feed it one batch and train one step in a fresh
     process (the user's code may import anything), within `timeout_s` (a command's --cell-timeout) and never
     more than CHECK_TIMEOUT_S; a failure is a UsageError line. None for the seed and the zoo, which need no
-    asking."""
+    asking. `backend` is a stack's name: on tf-keras the factory's `keras` is Keras 2, and a factory that uses
+    what Keras 2 lacks is said so here, before any cell runs."""
     if choice.kind in (SEED, ZOO) and choice.data is None:
         return None
     from fitbench.isolation import IsolatedError, process_env, run_isolated
     from fitbench.models.workload import describe
-    from fitbench.stacks import Stack
+    from fitbench.stacks import parse_stack
 
+    stack = parse_stack(backend)
     limit = min(timeout_s or CHECK_TIMEOUT_S, CHECK_TIMEOUT_S)
+    row = f" on the {stack.name} row (Keras 2: its `keras` is tf-keras)" if stack.keras_major == 2 else ""
     try:
-        return run_isolated(describe, {"choice": choice.to_dict(), "backend": backend},
-                            env=process_env(Stack(backend), "cpu"), timeout_s=limit)
+        return run_isolated(describe, {"choice": choice.to_dict(), "backend": stack.backend,
+                                       "keras_major": stack.keras_major},
+                            env=process_env(stack, "cpu"), timeout_s=limit)
     except IsolatedError as exc:
         if "did not finish within" in str(exc):
-            raise UsageError(f"--model {choice.source}: building it and training one step did not finish within "
+            raise UsageError(f"--model {choice.source}{row}: building it and training one step did not finish within "
                              f"{limit:.0f} s (--cell-timeout, at most {CHECK_TIMEOUT_S:.0f} s for this check)") \
                 from None
         message = str(exc)
         message = message.removeprefix("ModelError: ")
         if not message.startswith("--"):
             message = f"--model {choice.source}: {message}"
+        if row:
+            message = message.replace(f"--model {choice.source}:", f"--model {choice.source}{row}:", 1)
         kept = _keep_child_stderr(exc.stderr)
         if kept:
             message += f" (its traceback: {kept})"

@@ -54,10 +54,15 @@ class Workload:
                  keras_module: Any = None) -> None:
         self.choice, self.seed = choice, seed
         self.kind = choice.kind
-        # None: Keras 3; tf_keras (Keras 2) builds the seed network only (fitbench.stacks)
+        # None: Keras 3; tf_keras (Keras 2): the seed network, or a factory or file whose `keras` is tf-keras
         self.keras_module = keras_module
-        if keras_module is not None and self.kind != SEED:
-            raise ModelError(f"--model {choice.source}: the tf-keras row (Keras 2) runs the seed network only")
+        if keras_module is not None and self.kind == ZOO:
+            raise ModelError(f"--model {choice.source}: the zoo is Keras 3 code; the tf-keras row (Keras 2) "
+                             "runs the seed network, a factory or a .keras file")
+        if keras_module is not None and self.kind in (FACTORY, FILE):
+            from fitbench.adapters.tf_keras import as_keras
+
+            as_keras()  # before the user's module is imported: its `import keras` is Keras 2 here
         self.spec = spec or ModelSpec(widths=tuple(choice.widths))  # the seed network's (seed only)
         self._factory: Any = None
         if self.kind == FACTORY:
@@ -82,15 +87,18 @@ class Workload:
             return build_model(api, self.spec, seed=self.seed, keras_module=self.keras_module)
         import keras
 
-        seed_keras(self.seed)
+        seed_keras(self.seed, self.keras_module)
         if self.kind == ZOO:
             return self._zoo.build(api)
         if self.kind == FILE:
             try:
                 model = keras.saving.load_model(self.choice.source, compile=True)
             except Exception as exc:  # any loader failure is a bad file, said in one line
+                hint = ("; a file saved by Keras 3 does not load in Keras 2: save it from tf-keras, or give a "
+                        "factory" if self.keras_module is not None else "")
                 raise ModelError(f"--model {self.choice.source}: not a Keras model file: "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") \
+                    from None
         else:
             model = self._factory()
         if not isinstance(model, keras.Model):
@@ -115,6 +123,24 @@ class Workload:
         if existing is not None and self.kind != ZOO:
             return existing.__class__.from_config(existing.get_config())
         return keras.optimizers.get(self.choice.optimizer or "adam")
+
+    @property
+    def keras(self) -> Any:
+        """The Keras this workload builds with: Keras 3, or tf-keras on the Keras 2 row."""
+        if self.keras_module is not None:
+            return self.keras_module
+        import keras
+
+        return keras
+
+    def batch_loss(self, model: Any) -> Any:
+        """The compiled model's loss as `(y, pred) -> the batch mean`, as fit reduces it (a loss named by a
+        string is Keras' per-sample function), for a custom training loop."""
+        keras = self.keras
+        loss = keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
+        # Keras 3 reduces with keras.ops; Keras 2 has no keras.ops, its backend module has mean
+        mean = keras.backend.mean if self.keras_module is not None else keras.ops.mean
+        return lambda y, pred: mean(loss(y, pred))
 
     def compile(self, model: Any, jit: bool, steps_per_execution: int = 1) -> Any:
         if self.kind == SEED:
@@ -206,12 +232,13 @@ def synthetic_data(model: Any, batch_size: int, seed: int, loss: Any, source: st
     return (xs[0] if len(xs) == 1 else xs), (ys[0] if len(ys) == 1 else ys)
 
 
-def describe(choice: dict[str, Any], backend: str, batch_size: int = 2) -> dict[str, Any]:
+def describe(choice: dict[str, Any], backend: str, batch_size: int = 2, keras_major: int = 3) -> dict[str, Any]:
     """Build, compile and train one step of the model in this (fresh) process: what a command needs to know
-    before it starts, or a ModelError line. Runs in a child (fitbench.isolation)."""
-    import keras
+    before it starts, or a ModelError line. Runs in a child (fitbench.isolation); keras_major 2: in tf-keras."""
+    from fitbench.stacks import keras_module
 
-    workload = Workload(ModelChoice.from_dict(choice))
+    keras = keras_module(keras_major)
+    workload = Workload(ModelChoice.from_dict(choice), keras_module=keras if keras_major == 2 else None)
     api = workload.choice.apis[0]
     model = workload.compile(workload.build(api), jit=False)
     x, y = workload.batch(model, batch_size)

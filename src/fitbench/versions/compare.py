@@ -41,7 +41,8 @@ class VersionsSettings:
     jit: str = "on"  # on | off | both
     variant: str = "plain"  # plain | tuned | both
     widths: str = "256,256,256"
-    model: str = "seed"
+    model: str = "seed"  # as --model takes it: seed, a zoo name, module:function, or a .keras file's path
+    data: str | None = None  # --data: an .npz file's absolute path
     threads: str = "1"  # one thread per framework pool: the steadiest between processes (docs/noise.md)
     processes: int = 6  # rounds: processes per cell and column
     alpha: float = 0.05  # family-wise, Holm over every cell and column
@@ -57,6 +58,7 @@ class VersionsSettings:
         backends = ",".join(stacks[::-1] if reverse_stacks else stacks)
         return ["--backend", backends, "--api", self.apis, "--batch-sizes", self.batch_sizes, "--jit", self.jit,
                 "--variant", self.variant, "--widths", self.widths, "--model", self.model, "--threads", self.threads,
+                *(["--data", self.data] if self.data else []),
                 *([] if self.seed_workload else ["--no-seed-workload"]), "--no-floor",
                 "--cell-timeout", str(self.cell_timeout_s)]
 
