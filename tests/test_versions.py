@@ -70,6 +70,9 @@ def test_bad_versions_input_is_one_line_and_exit_2_before_anything_is_built(tmp_
         (["keras==3.13.*,3.15.*", "--processes", "1"],
          "fitbench: error: --processes must be at least 2 (a comparison needs a spread), got 1"),
         (["keras==3.13.*,3.15.*", "--alpha", "1.5"], "fitbench: error: --alpha must be between 0 and 1, got 1.5"),
+        (["keras==3.13.*,3.15.*", "--processes", "3"],  # 2 cells, 3 + 3 processes: p >= 0.05 one-sided
+         "fitbench: error: --processes 3: with 3 a side the exact test can decide nothing at these levels (2 "
+         "cell(s), 1 stage(s)), not even equivalence: it needs at least 4"),
         (["--from-asv", "HEAD", "--repo", str(Path(__file__).parents[1])],
          f"fitbench: error: {Path(__file__).parents[1]}/asv.conf.json's matrix has one version of every "
          "requirement: nothing to compare (give a `req` entry two or more versions)"),

@@ -66,7 +66,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
     from fitbench.models.check import check_in_child
     from fitbench.models.choice import SEED, ZOO, ZOO_APIS, parse_model
-    from fitbench.regress.decide import DecisionSettings
+    from fitbench.regress.decide import DecisionSettings, budget_check
     from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import version_columns_table, versions_table
     from fitbench.versions.compare import VersionsSettings, compare_versions
@@ -98,6 +98,19 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                 threads=args.threads, processes=args.processes, alpha=args.alpha,
                                 threshold=args.threshold, min_change=args.min_change,
                                 cell_timeout_s=args.cell_timeout, seed_workload=args.seed_workload)
+    # every cell against the first column, and Keras 3 against Keras 2 in each column: one Holm family, with
+    # equivalence at --alpha; a budget that could decide nothing is refused, one that can only show
+    # equivalence is said, before any environment is built
+    stacks = [parse_stack(b) for b in backends]
+    cells = len(stacks) * len(apis) * len(options.batch_sizes(args.batch_sizes)) * (2 if args.jit == "both" else 1) \
+        * (2 if args.variant == "both" else 1)
+    ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * (
+        any(s.keras_major == 2 for s in stacks) and any(s.name == "tensorflow" for s in stacks))
+    note = budget_check(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                                                         min_change=args.min_change, equivalence_alpha=args.alpha),
+                        ratios)
+    if note:
+        sys.stderr.write(f"fitbench: {note}\n")
     if args.env_dir:
         from fitbench.report.io import check_output_dir
 
