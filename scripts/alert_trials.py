@@ -170,9 +170,18 @@ def summarize(out: Path) -> str:
             lines.append(f"### {label}: {n} alerts")
             lines.append("")
             lines.append("exit 0: {0} · exit 1: {1} · exit 3: {3} · exit 2: {2} · none: {n} — exit {w} in "
-                         "{h}/{t} ({lo:.0%}–{hi:.0%}, exact 95 %); wall {a:.1f}–{b:.1f} min (median {m:.1f})".format(
+                         "{h}/{t} ({lo:.1%}–{hi:.1%}, exact 95 %); wall {a:.1f}–{b:.1f} min (median {m:.1f})".format(
                              *(statuses[s] for s in (0, 1, 2, 3)), n=statuses[None], w=wanted, h=statuses[wanted],
                              t=n, lo=low, hi=high, a=walls[0], b=walls[-1], m=walls[len(walls) // 2]))
+            lines.append("")
+            per_trial = []
+            for e in group:  # which code decided (trials before the field: the commit the notes name)
+                path = out / f"{e['name']}.json"
+                changes = [c["change"] for c in json.loads(path.read_text())["comparisons"]] if path.exists() else []
+                per_trial.append(f"{e['name']} ({e.get('fitbench_commit', 'earlier')}): exit {e['exit_status']}, "
+                                 f"{e['wall_s'] / 60:.1f} min, {changes.count('worse')} worse / "
+                                 f"{changes.count('equivalent')} equivalent / {len(changes)} cells")
+            lines.append("Trials: " + "; ".join(per_trial) + ".")
             lines.append("")
             lines.append("| backend, batch | worse (exact 95 %) | equivalent | inconclusive | better | went to "
                          "stage 2 | ratio median (range) | spread per pair, median | between processes, median |")

@@ -92,6 +92,8 @@ def test_the_cli_refuses_commit_flags_with_package_and_package_flags_without(cap
     assert "--bench is for a bisection over commits" in capsys.readouterr().err
     assert cli.main(["bisect", "--package", "keras", "3.13.0", "3.15.1", "--equivalence-alpha", "0.1"]) == 2
     assert "--equivalence-alpha does not go with --package" in capsys.readouterr().err
+    assert cli.main(["bisect", "--package", "keras", "3.13.0", "3.15.1", "--processes", "3"]) == 2
+    assert "--processes 3: with 3 a side the exact test can decide nothing" in capsys.readouterr().err
     assert cli.main(["bisect", "a", "b", "--batch-sizes", "32"]) == 2
     assert "--batch-sizes goes with --package" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -131,6 +131,12 @@ def _package(args: argparse.Namespace) -> int:
     if args.env_dir:
         check_output_dir(args.env_dir, "--env-dir")
     out = check_output_path(args.json) if args.json else None
+    from fitbench.commands.versions import check_budget
+
+    # each step: every cell of every stack against GOOD (and Keras 3 against Keras 2 where both run)
+    cells = len(stacks) * len(options.batch_sizes(args.batch_sizes))
+    check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * (
+        any(s.keras_major == 2 for s in stacks) and any(s.name == "tensorflow" for s in stacks)))
     for stack in one_per_keras(stacks):  # a bad factory: one line, before any step
         check_in_child(model, stack.name)
     settings = VersionsSettings(backends=",".join(backends), batch_sizes=args.batch_sizes,

@@ -66,7 +66,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
     from fitbench.models.check import check_in_child
     from fitbench.models.choice import SEED, ZOO, ZOO_APIS, parse_model
-    from fitbench.regress.decide import DecisionSettings, budget_check
+    from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import version_columns_table, versions_table
     from fitbench.versions.compare import VersionsSettings, compare_versions
@@ -106,11 +106,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
         * (2 if args.variant == "both" else 1)
     ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * (
         any(s.keras_major == 2 for s in stacks) and any(s.name == "tensorflow" for s in stacks))
-    note = budget_check(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
-                                                         min_change=args.min_change, equivalence_alpha=args.alpha),
-                        ratios)
-    if note:
-        sys.stderr.write(f"fitbench: {note}\n")
+    check_budget(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                                                  min_change=args.min_change), ratios)
     if args.env_dir:
         from fitbench.report.io import check_output_dir
 
@@ -144,6 +141,18 @@ def main(args: argparse.Namespace, console: Console) -> int:
     for line in failed:
         console.print(f"failed: {line}", highlight=False, markup=False)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def check_budget(processes: int, decision: Any, ratios: int) -> None:
+    """Before any environment is built: exit 2 when `processes` per version could decide none of `ratios` (one
+    Holm family, equivalence at --alpha, as versions decides), a note when they can only show equivalence."""
+    from dataclasses import replace
+
+    from fitbench.regress.decide import budget_check
+
+    note = budget_check(processes, replace(decision, equivalence_alpha=decision.alpha), ratios)
+    if note:
+        sys.stderr.write(f"fitbench: {note}\n")
 
 
 def _versions_from_asv(args: argparse.Namespace, console: Console) -> int:
