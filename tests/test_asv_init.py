@@ -63,9 +63,13 @@ def toy_repo(root: Path) -> Path:
 
 
 def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
+    import numpy as np
+
     repo = toy_repo(tmp_path)
+    (repo / "data").mkdir()
+    np.savez(repo / "data" / "xy.npz", x=np.zeros((8, 3), np.float32), y=np.zeros((8, 1), np.float32))
     result = fitbench("asv-init", "--model", MODEL, "--backend", "tensorflow,jax", "--batch-sizes", "64,256",
-                      "--loss", "mse", "--no-check", cwd=repo)
+                      "--loss", "mse", "--data", str(repo / "data" / "xy.npz"), "--no-check", cwd=repo)
     assert result.returncode == 0, result.stderr
     assert "StepTime" in result.stdout and "fitbench alert" in result.stdout
 
@@ -88,6 +92,8 @@ def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
              "assert issubclass(b.StepTime, asvsuite.StepTime) and b.StepTime.params == [[64, 256]]; "
              "assert b.FitLoop.params == [[False, True], [64, 256]] and b.Determinism.loss == 'mse'; "
              "assert b.StepTime.model == b.Determinism.model == 'toymodels.models:build'; "
+             # --data named relative to the repository, wherever the suite is run from
+             f"assert b.FitLoop.data == b.Determinism.data == {str((repo / 'data' / 'xy.npz').resolve())!r}; "
              "assert not {'keras', 'tensorflow', 'jax', 'torch'} & set(sys.modules), sorted(sys.modules)")
     check = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
@@ -101,6 +107,7 @@ def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
     ("saved_file", ["--model", "model.keras"], "a saved file does not change with your commits"),
     ("bad_backend", ["--model", MODEL, "--backend", "mxnet", "--no-check"], "unknown backend 'mxnet'"),
     ("bad_batch", ["--model", MODEL, "--batch-sizes", "0", "--no-check"], "batch size must be a positive integer"),
+    ("data_outside", ["--model", MODEL, "--data", "../outside.npz", "--no-check"], "inside the repository"),
 ])
 def test_asv_init_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, case, args, message):
     repo = toy_repo(tmp_path)
@@ -110,6 +117,10 @@ def test_asv_init_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, cas
         subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)
     if case == "no_package":
         (repo / "pyproject.toml").unlink()
+    if case == "data_outside":
+        import numpy as np
+
+        np.savez(tmp_path / "outside.npz", x=np.zeros((2, 3)), y=np.zeros((2, 1)))
     if case == "saved_file":
         import zipfile
 

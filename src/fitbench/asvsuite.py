@@ -79,6 +79,7 @@ class ModelBenchmark:
     model: str = "seed"  # what `fitbench run --model` takes: a factory, a zoo name, or seed
     loss: str | None = None  # for a factory that returns an uncompiled model (default: MSE)
     optimizer: str | None = None  # likewise (default: Adam)
+    data: str | None = None  # an .npz file of x and y (fitbench asv-init --data): its absolute path
     timeout = 600
     number = 1  # one fit() call per sample; warm-up is done in setup
     warmup_time = 0.0
@@ -91,7 +92,7 @@ class ModelBenchmark:
         from fitbench.models.workload import Workload
 
         def make() -> Any:
-            choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer)
+            choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data)
             harness = FitHarness(choice.apis[0], jit, batch_size, seed=SEED, workload=Workload(choice, SEED))
             harness.warm_up(WARMUP_STEPS)
             return harness
@@ -164,7 +165,7 @@ class Determinism(ModelBenchmark):
         why = backend_missing(BACKEND)
         if why:
             raise NotImplementedError(why)
-        choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer)
+        choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data)
         return check_determinism(DeterminismSettings(apis=choice.apis, model=choice, epochs=self.epochs, seed=SEED,
                                                      samples=64, batch_size=32, backend=BACKEND)).to_dict()
 

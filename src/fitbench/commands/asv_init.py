@@ -24,6 +24,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     init.add_argument("--batch-sizes", default="256", help="comma-separated batch sizes to time (default 256)")
     init.add_argument("--loss", default=None, help="loss for a model that comes uncompiled (default mse)")
     init.add_argument("--optimizer", default=None, help="optimizer for a model that comes uncompiled (default adam)")
+    init.add_argument("--data", default=None, metavar="FILE.npz",
+                      help="x and y to train on: an .npz file inside the repository, relative to it")
     init.add_argument("--fitbench", default=None, metavar="PIP-SPEC",
                       help="how asv installs fitbench (default: like this one, from its source directory or "
                            "the package index)")
@@ -39,6 +41,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     settings = asvinit.InitSettings(
         repo=args.repo, model=args.model, backends=tuple(options.backend_names(args.backend) or ()),
         batch_sizes=tuple(options.batch_sizes(args.batch_sizes)), loss=args.loss, optimizer=args.optimizer,
+        data=args.data,
         fitbench_spec=args.fitbench, force=args.force, check=not args.no_check)
     written = asvinit.init(settings, progress=lambda line: console.print(line, highlight=False))
     for path in written:

@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +35,7 @@ class InitSettings:
     batch_sizes: tuple[int, ...] = (256,)
     loss: str | None = None
     optimizer: str | None = None
+    data: str | None = None  # --data: an .npz file inside the repository (the benchmarks name it relative to it)
     fitbench_spec: str | None = None  # how asv's environments install fitbench (default: like this one)
     force: bool = False
     check: bool = True  # build the model and train one step in a fresh process first
@@ -111,9 +112,12 @@ def asv_config(settings: InitSettings, project: str, branch: str) -> dict[str, A
 
 
 def bench_source(settings: InitSettings) -> str:
+    """`settings.data`, when given, is relative to the repository: asv runs the suite from your working tree."""
     sizes = list(settings.batch_sizes)
     extra = "".join(f"    {name} = {json.dumps(value)}\n" for name, value in (("loss", settings.loss),
                                                                      ("optimizer", settings.optimizer)) if value)
+    if settings.data:
+        extra += f"    data = str(REPOSITORY / {json.dumps(Path(settings.data).as_posix())})\n"
     return f'''"""asv benchmarks of {settings.model}, written by `fitbench asv-init`.
 
 The classes only say which model and which parameters; what they time lives in fitbench.asvsuite.
@@ -121,9 +125,12 @@ The classes only say which model and which parameters; what they time lives in f
 commit made a training step slower or broke run-to-run determinism.
 """
 
+from pathlib import Path
+
 from fitbench import asvsuite
 
 MODEL = {json.dumps(settings.model)}
+REPOSITORY = Path(__file__).resolve().parents[1]  # this suite's repository, where --data lies
 
 
 class StepTime(asvsuite.StepTime):
@@ -158,6 +165,8 @@ def init(settings: InitSettings, progress: Callable[[str], None] = lambda line: 
         raise UsageError(f"{repo} has no pyproject.toml or setup.py: asv builds and installs your package at "
                          "each commit, so it must be installable")
     choice = _model_choice(settings, repo)
+    if choice.data:  # written relative to the repository, whatever the user typed
+        settings = replace(settings, data=Path(choice.data).resolve().relative_to(repo).as_posix())
     unknown = [b for b in settings.backends if b not in backends.KERAS3]
     if unknown:
         raise UsageError(f"unknown backend {unknown[0]!r}: choose from {', '.join(backends.KERAS3)}")
@@ -181,7 +190,11 @@ def init(settings: InitSettings, progress: Callable[[str], None] = lambda line: 
 
 def _model_choice(settings: InitSettings, repo: Path) -> Any:
     with _importable(repo):
-        choice = parse_model(settings.model, loss=settings.loss, optimizer=settings.optimizer)
+        choice = parse_model(settings.model, loss=settings.loss, optimizer=settings.optimizer,
+                             data=str(repo / settings.data) if settings.data else None)
+    if choice.data and not Path(choice.data).resolve().is_relative_to(repo):
+        raise UsageError(f"--data {settings.data}: asv-init takes an .npz file inside the repository ({repo}), "
+                         "named relative to it: the benchmarks read it from your working tree")
     if choice.kind == FILE:
         raise UsageError(f"--model {settings.model}: asv-init takes a factory (package.module:function) or a "
                          "zoo name; a saved file does not change with your commits")
