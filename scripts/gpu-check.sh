@@ -75,9 +75,9 @@ if [ -z "$BACKENDS" ]; then
 fi
 
 # Each backend must see the GPU before any cell runs (a CPU-only build would only give skipped cells),
-# asked the way every cell asks: fitbench.runtime.gpu_names.
+# asked the way every cell asks: fitbench.processes.runtime.gpu_names.
 for backend in ${BACKENDS//,/ }; do
-  step "$backend sees a GPU" "$py" -c 'import sys; from fitbench.runtime import gpu_names
+  step "$backend sees a GPU" "$py" -c 'import sys; from fitbench.processes.runtime import gpu_names
 names = gpu_names(sys.argv[1]); print(names or "no GPU"); sys.exit(0 if names else 1)' "$backend"
 done
 
@@ -138,7 +138,7 @@ fi
 # Data parallelism over the GPUs (keras.distribution.DataParallel, JAX): the speed-up and scaling table that
 # simulated CPU devices cannot give, and determinism at N against N and N against 1. Only with two GPUs or more.
 if [[ ",$BACKENDS," == *",jax,"* ]]; then
-  gpus=$("$py" -c 'from fitbench.runtime import gpu_names; print(len(gpu_names("jax")))' 2>/dev/null || echo 0)
+  gpus=$("$py" -c 'from fitbench.processes.runtime import gpu_names; print(len(gpu_names("jax")))' 2>/dev/null || echo 0)
   if [ "${gpus:-0}" -ge 2 ]; then
     counts=1; n=2
     while [ "$n" -le "$gpus" ]; do counts="$counts,$n"; n=$((n * 2)); done

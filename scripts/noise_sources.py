@@ -7,7 +7,7 @@ variation of the per-process median step time for each backend, batch size and s
 Each process measures batch 32 and 256 (`fitbench.measure.child.measure_windows`): warm-up, then WINDOWS fit()
 calls of `window_steps(batch)` steps, each window's time ÷ steps. The per-process value is the median of
 its windows; each window's process CPU time is kept beside its wall time. Settings: `default` (the
-frameworks' own thread pools), `threads1` (one thread, fitbench.runtime.thread_env), `threads1-pinned` (one
+frameworks' own thread pools), `threads1` (one thread, fitbench.processes.runtime.thread_env), `threads1-pinned` (one
 thread, the process pinned to the last CPU), `threads1-long` (one thread, windows 4x as long with jit).
 `python scripts/background_load.py &` beside it measures the same under load.
 """
@@ -21,11 +21,11 @@ import statistics
 import sys
 import time
 
-from fitbench.isolation import child_env, run_isolated
 from fitbench.measure.child import measure_windows
 from fitbench.measure.harness import window_steps
+from fitbench.processes.isolation import child_env, run_isolated
+from fitbench.processes.runtime import thread_env
 from fitbench.regress.decide import between_process_cv, robust_log_sd
-from fitbench.runtime import thread_env
 
 SETTINGS = {
     "default": {"threads": None, "cpus": None},

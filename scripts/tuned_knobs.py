@@ -18,7 +18,7 @@ os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
 from fitbench.measure.harness import FitHarness  # noqa: E402
 from fitbench.measure.raw import RawHarness  # noqa: E402
-from fitbench.model import ModelSpec  # noqa: E402
+from fitbench.models.seed import ModelSpec  # noqa: E402
 
 batch, jit = int(sys.argv[1]), sys.argv[2] == "on"
 backend = os.environ.get("KERAS_BACKEND", "tensorflow")

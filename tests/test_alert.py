@@ -47,7 +47,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
           "tuple(tuple(v) if isinstance(v, list) else v for v in (x, y))).repeat().map(  # planted: an extra pass\n"
           "                lambda a, b: (a + 1e-30 * tf.reduce_mean(tf.matmul(a, tf.ones((a.shape[-1], 2048)))), b))",
           "planted slowdown: an extra matmul pass over every batch")
-    plant(repo, "slow-and-nondeterministic", "src/fitbench/model.py",
+    plant(repo, "slow-and-nondeterministic", "src/fitbench/models/seed.py",
           '        inputs = keras.Input(shape=(spec.input_dim,))\n',
           '        inputs = keras.Input(shape=(spec.input_dim,))\n'
           '        import random; random.random()  # planted: one extra draw shifts the initializer seeds\n',

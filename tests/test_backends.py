@@ -30,8 +30,8 @@ def need(backend: str) -> None:
 _COMPARE = """
 import json, sys
 import numpy as np
-from fitbench.data import synthetic_batch
-from fitbench.model import ModelSpec, build_model, compile_model
+from fitbench.models.seed_data import synthetic_batch
+from fitbench.models.seed import ModelSpec, build_model, compile_model
 from fitbench.measure.raw import RawHarness
 spec, out = ModelSpec(widths=(16, 16)), {}
 for jit in (False, True):
@@ -155,7 +155,7 @@ def test_a_missing_backend_asked_for_alone_is_one_line_and_exit_2(monkeypatch, c
 
 
 def test_gpu_determinism_without_a_gpu_driver_is_refused(monkeypatch, capsys):
-    monkeypatch.setattr("fitbench.runtime.gpu_driver_present", lambda: False)
+    monkeypatch.setattr("fitbench.processes.runtime.gpu_driver_present", lambda: False)
     assert cli.main(["determinism", "--device", "gpu"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["fitbench: error: --device gpu: no NVIDIA GPU driver on "
                                                             "this machine"]
@@ -189,7 +189,7 @@ def test_a_missing_backend_beside_one_that_runs_gives_skipped_cells_and_the_swit
     ("cpu:0", "gpu", False), ("/job:localhost/replica:0/task:0/device:CPU:0", "gpu", False),
     ("/job:localhost/replica:0/task:0/device:CPU:0", "cpu", True), ("cpu", "cpu", True), ("cuda:0", "cpu", False)])
 def test_placement_check_reads_each_frameworks_device_string(where, device, expected):
-    from fitbench.runtime import on_device
+    from fitbench.processes.runtime import on_device
 
     assert on_device(where, device) is expected
 
@@ -198,7 +198,7 @@ def test_placement_check_reads_each_frameworks_device_string(where, device, expe
 def test_gpu_check_script_fails_every_gpu_step_where_there_is_no_gpu(tmp_path, without_tensorflow):
     """scripts/gpu-check.sh must not pass vacuously: with an `nvidia-smi` but no GPU behind it (a stand-in
     on PATH), each GPU step fails and the exit status counts them; what ran is still written."""
-    from fitbench.runtime import gpu_driver_present
+    from fitbench.processes.runtime import gpu_driver_present
 
     need("jax")
     if gpu_driver_present():

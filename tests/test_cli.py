@@ -279,7 +279,7 @@ def test_gpu_cells_without_a_gpu_skip_after_one_question_per_backend(tmp_path, f
     result = run_cli("run", "--device", "gpu", "--backend", "tensorflow,jax,torch", "--batch-sizes", "32",
                      "--api", "functional", "--json", str(out), env=env)
     assert result.returncode == 0, result.stderr
-    workers = [line for line in log.read_text().splitlines() if "fitbench.worker" in line]
+    workers = [line for line in log.read_text().splitlines() if "fitbench.processes.worker" in line]
     # no driver: nothing is started; a driver but no GPU: one child per backend asks, none per cell
     assert len(workers) == (3 if fake_driver else 0), workers
     doc = load(out)

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fitbench.data import seed_input, seed_target, synthetic_batch
-from fitbench.model import ModelSpec
+from fitbench.models.seed import ModelSpec
+from fitbench.models.seed_data import seed_input, seed_target, synthetic_batch
 
 SEED_FILE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "question-sequential-vs-functional.txt"
 

@@ -3,7 +3,7 @@ import pytest
 
 from fitbench import APIS
 from fitbench.errors import UsageError
-from fitbench.model import (
+from fitbench.models.seed import (
     ModelSpec,
     build_model,
     compile_model,

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, load, run_cli
-from fitbench.data import synthetic_batch
 from fitbench.measure.cells import PLAIN, TUNED, plan_cells
 from fitbench.measure.harness import FitHarness
 from fitbench.measure.peak import matmul_flops, measure_peak
 from fitbench.measure.raw import RawHarness
-from fitbench.model import ModelSpec, build_model, compile_model
+from fitbench.models.seed import ModelSpec, build_model, compile_model
+from fitbench.models.seed_data import synthetic_batch
 from fitbench.report.tables import jit_ratios, tuned_gains
 
 SPEC = ModelSpec(widths=(16, 16))
@@ -55,7 +55,7 @@ def test_peak_probe_reports_the_best_run_of_a_2n3_flop_product(keras_cpu):
 
 
 def test_peak_probe_on_a_missing_gpu_is_none_not_the_cpu(keras_cpu):
-    from fitbench.runtime import gpu_names
+    from fitbench.processes.runtime import gpu_names
 
     if gpu_names():
         pytest.skip("this machine has a GPU")

@@ -1,5 +1,5 @@
 """The process seam: importing any fitbench module loads no framework (each cell and each training runs in a
-child started by fitbench.isolation, with its backend chosen before Keras is imported)."""
+child started by fitbench.processes.isolation, with its backend chosen before Keras is imported)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_a_childs_environment_is_put_together_in_one_place(monkeypatch):
     (never inherited from the shell), a cpu cell's hidden GPUs, and XLA_FLAGS that keep the user's flags, the
     thread setting and the determinism switch together (each used to overwrite the other)."""
     from fitbench.backends.jax import DETERMINISTIC_OPS as JAX_DETERMINISM_FLAG
-    from fitbench.isolation import process_env
+    from fitbench.processes.isolation import process_env
     from fitbench.stacks import LEGACY_ENV, Stack
 
     monkeypatch.setenv(LEGACY_ENV, "1")
@@ -89,7 +89,7 @@ def test_a_childs_environment_is_put_together_in_one_place(monkeypatch):
 
 
 def test_no_module_but_the_launcher_writes_a_childs_framework_variables():
-    """KERAS_BACKEND and Keras 2's switch are written by fitbench.isolation (and declared by each backend of
+    """KERAS_BACKEND and Keras 2's switch are written by fitbench.processes.isolation (and declared by each backend of
     fitbench.backends, and fitbench.stacks) only; the asv suite, which runs inside asv's own processes, sets what
     its process needs itself."""
     from pathlib import Path
@@ -108,7 +108,7 @@ def test_no_module_but_the_launcher_writes_a_childs_framework_variables():
 
 def test_a_childs_error_line_keeps_the_cause():
     """A model's own exception reached the user as "UnknownError: Graph execution error" with its text lost."""
-    from fitbench.worker import error_line
+    from fitbench.processes.worker import error_line
 
     class UnknownError(Exception):
         pass
@@ -133,7 +133,7 @@ def test_temporary_folders_left_by_a_killed_fitbench_are_swept(tmp_path, monkeyp
     import sys
     import tempfile
 
-    from fitbench.isolation import OWNER_FILE, owned_tempdir, sweep_stale_tempdirs
+    from fitbench.processes.isolation import OWNER_FILE, owned_tempdir, sweep_stale_tempdirs
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -180,7 +180,7 @@ def test_a_stopped_tool_takes_its_own_children_with_it(tmp_path):
     import signal
     import threading
 
-    from fitbench.isolation import run_process_group
+    from fitbench.processes.isolation import run_process_group
 
     grandchild = tmp_path / "grandchild.pid"
     script = f"sleep 60 & echo $! > {grandchild}; wait"
@@ -198,11 +198,12 @@ def test_a_stopped_tool_takes_its_own_children_with_it(tmp_path):
 
 
 def test_a_tool_dies_with_a_fitbench_killed_outright(tmp_path):
-    from fitbench.isolation import run_process_group
+    from fitbench.processes.isolation import run_process_group
 
     tool_pid = tmp_path / "tool.pid"
     tool = f"import os, time; open({str(tool_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    parent = subprocess.Popen([sys.executable, "-c", "import sys; from fitbench.isolation import run_process_group; "
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; "
+                               "from fitbench.processes.isolation import run_process_group; "
                                f"run_process_group([sys.executable, '-c', {tool!r}])"])
     pid = _pid_from(tool_pid)
     parent.kill()  # SIGKILL: no handler of fitbench's runs

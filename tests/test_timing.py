@@ -3,7 +3,7 @@ import pytest
 from fitbench.errors import UsageError
 from fitbench.measure.cells import FIT, SEED_EPOCH, plan_cells
 from fitbench.measure.harness import FitHarness, SeedHarness, summarize
-from fitbench.model import ModelSpec
+from fitbench.models.seed import ModelSpec
 from fitbench.report.tables import jit_ratios
 
 

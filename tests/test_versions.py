@@ -18,7 +18,7 @@ import pytest
 from conftest import SMALL, load, run_cli
 from fitbench import schema
 from fitbench.errors import UsageError
-from fitbench.options import backends
+from fitbench.processes.options import backends
 from fitbench.regress.decide import FASTER, SLOWER
 from fitbench.stacks import parse_stack, stack_name
 from fitbench.versions.compare import CellRow, VersionsSettings, _decide

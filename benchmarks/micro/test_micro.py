@@ -24,10 +24,9 @@ import pytest
 
 import fitbench
 from fitbench import APIS
-from fitbench.data import seed_input
 from fitbench.determinism.compare import sha256_arrays
 from fitbench.measure.harness import FitHarness
-from fitbench.model import (
+from fitbench.models.seed import (
     ModelSpec,
     build_model,
     compile_model,
@@ -36,6 +35,7 @@ from fitbench.model import (
     train_step_flops,
     trainable_param_count,
 )
+from fitbench.models.seed_data import seed_input
 
 SEED_SPEC = ModelSpec()  # the seed network: every benchmark here times it at full size
 SEED_PARAMS = 1_231_816

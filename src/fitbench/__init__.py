@@ -19,8 +19,8 @@ BACKENDS = KERAS3  # the Keras 3 backends, one home each (fitbench.backends)
 DEVICES = ("cpu", "gpu")
 
 _PUBLIC = {  # name -> (module, attribute)
-    "ModelSpec": ("fitbench.model", "ModelSpec"),
-    "train_step_flops": ("fitbench.model", "train_step_flops"),
+    "ModelSpec": ("fitbench.models.seed", "ModelSpec"),
+    "train_step_flops": ("fitbench.models.seed", "train_step_flops"),
     "FitHarness": ("fitbench.measure.harness", "FitHarness"),
     "SeedHarness": ("fitbench.measure.harness", "SeedHarness"),
     "TUNED": ("fitbench.measure.cells", "TUNED"),
@@ -38,11 +38,11 @@ _PUBLIC = {  # name -> (module, attribute)
     "use_data_parallel": ("fitbench.measure.distributed", "use_data_parallel"),
     "device_env": ("fitbench.measure.distributed", "device_env"),
     "backend_missing": ("fitbench.stacks", "backend_missing"),
-    "gpu_names": ("fitbench.runtime", "gpu_names"),
-    "gpu_driver_present": ("fitbench.runtime", "gpu_driver_present"),
-    "apply_threads": ("fitbench.runtime", "apply_threads"),
-    "pin_cpus": ("fitbench.runtime", "pin_cpus"),
-    "parse_cpus": ("fitbench.runtime", "parse_cpus"),
+    "gpu_names": ("fitbench.processes.runtime", "gpu_names"),
+    "gpu_driver_present": ("fitbench.processes.runtime", "gpu_driver_present"),
+    "apply_threads": ("fitbench.processes.runtime", "apply_threads"),
+    "pin_cpus": ("fitbench.processes.runtime", "pin_cpus"),
+    "parse_cpus": ("fitbench.processes.runtime", "parse_cpus"),
 }
 __all__ = ["APIS", "BACKENDS", "DEVICES", "__version__", *_PUBLIC]
 

@@ -61,7 +61,7 @@ def window_steps_for(step_s: float) -> int:
 def _prepare_process() -> None:
     """Before Keras is imported in this benchmark process: CPU only, the thread pools, the pinning."""
     from fitbench import backends
-    from fitbench.runtime import apply_threads, parse_cpus, pin_cpus
+    from fitbench.processes.runtime import apply_threads, parse_cpus, pin_cpus
     from fitbench.stacks import backend_missing
 
     why = backend_missing(BACKEND)

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = make_console()
     stop_on_signals()
     try:
-        from fitbench.isolation import sweep_stale_tempdirs
+        from fitbench.processes.isolation import sweep_stale_tempdirs
 
         sweep_stale_tempdirs()  # what a killed fitbench left in the temporary folder
         return by_name(args.command).main(args, console)

@@ -77,7 +77,7 @@ def in_force(switch: str | None) -> bool:
 
 
 def seed(value: int) -> None:
-    from fitbench.model import seed_keras
+    from fitbench.models.seed import seed_keras
 
     seed_keras(value)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import options
 from fitbench.commands.common import asv_repo_flags, decision_flags, decision_settings, design_flag, positive_int
 from fitbench.errors import UsageError
+from fitbench.processes import options
 from fitbench.regress.alertdoc import DEFAULT_MAX_MINUTES
 
 NAME = "alert"

@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import options
 from fitbench.commands.common import EXIT_OK
+from fitbench.processes import options
 
 NAME = "asv-init"
 SUMMARY = "an asv suite for your own model in your own repository"

@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import options
 from fitbench.commands.common import (
     asv_repo_flags,
     decision_flags,
@@ -19,6 +18,7 @@ from fitbench.commands.common import (
     positive_int,
 )
 from fitbench.errors import UsageError
+from fitbench.processes import options
 
 NAME = "bisect"
 SUMMARY = ("find the first commit on GOOD..BAD whose cells are worse than GOOD's, each step an interleaved alert; "

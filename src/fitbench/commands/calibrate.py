@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import options
 from fitbench.commands.common import EXIT_FAILED, EXIT_OK, output_path, positive_int
+from fitbench.processes import options
 
 NAME = "calibrate"
 SUMMARY = "measure this machine's between-process noise for the alert"

@@ -8,8 +8,8 @@ import sys
 from typing import Any, NoReturn, Sequence
 
 from fitbench import APIS, BACKENDS, exits
-from fitbench.model import parse_widths
 from fitbench.models.choice import ModelChoice
+from fitbench.models.seed import parse_widths
 
 # the one table of exit statuses (fitbench.exits), under the names the commands use: a failed measurement is an
 # error (2), as a failed benchmark is in an alert; 3 is "could not tell", on every command

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import DEVICES, options
+from fitbench import DEVICES
 from fitbench.commands.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -24,6 +24,7 @@ from fitbench.commands.common import (
     switch_flags,
 )
 from fitbench.errors import UsageError
+from fitbench.processes import options
 
 NAME = "cost"
 SUMMARY = ("what each backend's determinism switch (or N devices) costs a cell: off vs on in interleaved fresh "
@@ -117,7 +118,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     settings, model = settings_from(args)
     out = check_output_path(args.json) if args.json else None
     if settings.device == "gpu":
-        from fitbench.devices import require_gpu
+        from fitbench.processes.devices import require_gpu
 
         for stack in settings.backends:
             require_gpu(parse_stack(stack).backend, "--device gpu")

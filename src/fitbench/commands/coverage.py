@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import DEVICES, options
+from fitbench import DEVICES
 from fitbench.commands.common import (
     EXIT_FAILED,
     EXIT_FOUND,
@@ -19,6 +19,7 @@ from fitbench.commands.common import (
     switch_flags,
 )
 from fitbench.errors import UsageError
+from fitbench.processes import options
 
 NAME = "coverage"
 SUMMARY = ("per layer, what the determinism switch does to a model's training step: identical, raises, differs "
@@ -43,8 +44,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.coverage import coverage, found
     from fitbench.determinism.switch import resolve_switches
-    from fitbench.devices import require_gpu
     from fitbench.models.check import check_in_child
+    from fitbench.processes.devices import require_gpu
     from fitbench.report.determinism_tables import coverage_table
     from fitbench.report.io import check_output_path, keep_document
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import DEVICES, options
+from fitbench import DEVICES
 from fitbench.commands.common import (
     EXIT_FAILED,
     EXIT_FOUND,
@@ -19,7 +19,8 @@ from fitbench.commands.common import (
     positive_int,
 )
 from fitbench.errors import UsageError
-from fitbench.model import ModelSpec, parse_widths
+from fitbench.models.seed import ModelSpec, parse_widths
+from fitbench.processes import options
 from fitbench.stacks import parse_stack
 
 NAME = "determinism"
@@ -84,9 +85,9 @@ def explain_command(args: argparse.Namespace, settings: Any, pair: dict[str, Any
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.check import check_determinism
     from fitbench.determinism.settings import DeterminismSettings
-    from fitbench.devices import require_gpu
-    from fitbench.isolation import IsolatedError
     from fitbench.models.check import check_in_child
+    from fitbench.processes.devices import require_gpu
+    from fitbench.processes.isolation import IsolatedError
     from fitbench.report.determinism_tables import determinism_table
     from fitbench.report.io import check_output_path, keep_document
 

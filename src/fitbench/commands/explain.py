@@ -8,7 +8,6 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import options
 from fitbench.commands.common import (
     EXIT_FAILED,
     device_counts,
@@ -18,6 +17,7 @@ from fitbench.commands.common import (
     positive_int,
 )
 from fitbench.errors import UsageError
+from fitbench.processes import options
 from fitbench.stacks import parse_stack
 
 NAME = "explain"
@@ -45,8 +45,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.determinism.explain import EXIT_DIVERGED, EXIT_IDENTICAL, ExplainSettings, explain
-    from fitbench.isolation import IsolatedError
     from fitbench.models.check import check_in_child
+    from fitbench.processes.isolation import IsolatedError
     from fitbench.report.determinism_tables import explain_report
     from fitbench.report.io import check_output_path, keep_document
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import options
 from fitbench.commands.common import asv_repo_flags
+from fitbench.processes import options
 
 NAME = "history"
 SUMMARY = "change points (E-divisive means) and drift per cell over what asv stored along the history"

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fitbench import DEVICES, options
+from fitbench import DEVICES
 from fitbench.commands.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,7 +26,8 @@ from fitbench.commands.common import (
 )
 from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
-from fitbench.model import ModelSpec, parse_widths
+from fitbench.models.seed import ModelSpec, parse_widths
+from fitbench.processes import options
 from fitbench.stacks import one_per_keras, parse_stack, stack_name
 
 NAME = "run"

@@ -9,10 +9,11 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench import APIS, options
+from fitbench import APIS
 from fitbench.commands.common import EXIT_FAILED, EXIT_OK, TIMEOUT_MAX_S, decision_flags, output_path, positive_int
 from fitbench.errors import UsageError
-from fitbench.model import parse_widths
+from fitbench.models.seed import parse_widths
+from fitbench.processes import options
 from fitbench.stacks import one_per_keras, parse_stack, require_model_kind
 
 NAME = "versions"

@@ -13,7 +13,7 @@ from fitbench import __version__, backends
 from fitbench.determinism.compare import PairResult, compare_trajectories, jit_note, load_weights, pairs_to_compare
 from fitbench.determinism.settings import DeterminismSettings
 from fitbench.determinism.train import train_trajectories
-from fitbench.isolation import owned_tempdir, process_env, run_isolated
+from fitbench.processes.isolation import owned_tempdir, process_env, run_isolated
 from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 from fitbench.stacks import Stack

@@ -187,7 +187,7 @@ def run_cost(settings: CostSettings, measure: Measure | None = None, log: Callab
 
 def _engine_measure(settings: CostSettings) -> Measure:
     from fitbench.measure import engine
-    from fitbench.model import ModelSpec
+    from fitbench.models.seed import ModelSpec
 
     profile: Profile = PROFILES[settings.profile]
     run_settings = engine.RunSettings(cells=[], profile=profile, spec=ModelSpec(),

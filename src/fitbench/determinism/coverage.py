@@ -38,8 +38,8 @@ STATUSES = (IDENTICAL, RAISES, DIFFERS, FELL_BACK, NOT_REACHED)
 
 
 def _first_line(exc: BaseException) -> str:
-    """The framework's own message in one line (Keras' wrapper taken off: fitbench.worker.error_line)."""
-    from fitbench.worker import error_line
+    """The framework's own message in one line (Keras' wrapper taken off: fitbench.processes.worker.error_line)."""
+    from fitbench.processes.worker import error_line
 
     return error_line(exc)[:300]
 
@@ -171,7 +171,7 @@ def _size(variable: Any) -> int:
 
 def _compiled_step(workload: Any, api: str, batch_size: int) -> dict[str, Any]:
     """The whole model's `fit` step compiled (jit_compile=True) under the switch: does it run, is it compiled."""
-    from fitbench.model import jit_effective
+    from fitbench.models.seed import jit_effective
 
     try:
         net = workload.build(api)
@@ -267,7 +267,7 @@ def coverage(stacks: list[str], switches: dict[str, str], model: dict[str, Any],
              run: Run | None = None, log: Callable[[str], None] = lambda s: None) -> CoverageDocument:
     """Each stack: `processes` fresh processes of `layer_steps` with its switch on, judged layer by layer."""
     from fitbench.determinism.switch import default_switch
-    from fitbench.isolation import IsolatedError, process_env, run_isolated
+    from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
     from fitbench.stacks import parse_stack
 
     def fresh_process(kwargs: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def trace_pair_in_one_process(a: dict[str, Any], b: dict[str, Any], out_dir: str
 
 def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: float | None,
          op_determinism: bool | None = None, device_count: int = 1) -> Any:
-    from fitbench.isolation import process_env, run_isolated
+    from fitbench.processes.isolation import process_env, run_isolated
     from fitbench.stacks import Stack
 
     switch = st.op_determinism if op_determinism is None else op_determinism  # the stream's own, if it has one
@@ -149,7 +149,7 @@ def _run(func: Any, kwargs: dict[str, Any], st: ExplainSettings, timeout_s: floa
 def explain(settings: ExplainSettings, timeout_s: float | None = None) -> ExplainDocument:
     """Train both streams, find where they part, and return the document (see docs/reference.md)."""
     from fitbench.determinism.trace import read_hashes, trace_stream
-    from fitbench.isolation import owned_tempdir
+    from fitbench.processes.isolation import owned_tempdir
 
     st = settings.check()
     a, b = st.streams()

@@ -14,10 +14,10 @@ import numpy as np
 
 from fitbench import __version__
 from fitbench.adapters import tf_keras
-from fitbench.data import seed_input, seed_target
 from fitbench.determinism.compare import cosine_to_target
 from fitbench.determinism.train import enable_determinism
-from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
+from fitbench.models.seed import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
+from fitbench.models.seed_data import seed_input, seed_target
 from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
 
@@ -130,7 +130,7 @@ def replay(epochs: int, shared: bool, keras_flavour: str, seed: int = 0) -> dict
 
 def replay_question(epochs: int = 200, seed: int = 0, timeout_s: float | None = None) -> ReplayDocument:
     """Run the four replays, each in its own process, and summarise them as `shared` and `fresh`."""
-    from fitbench.isolation import IsolatedError, process_env, run_isolated
+    from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
     from fitbench.stacks import Stack
 
     flavours = [KERAS3] + ([LEGACY] if tf_keras.available() else [])

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fitbench.errors import UsageError
-from fitbench.model import ModelSpec, check_api
 from fitbench.models.choice import ModelChoice
+from fitbench.models.seed import ModelSpec, check_api
 from fitbench.stacks import Stack, require_seed_model
 
 

@@ -318,8 +318,8 @@ def _prepare(st: Any) -> tuple[Any, Any, Any]:
         use_data_parallel(st.device_count)
     if st.legacy_shared is not None:
         return _prepare_replay(st)
-    from fitbench.data import seed_input, seed_target, synthetic_batch
     from fitbench.models.choice import SEED, ModelChoice
+    from fitbench.models.seed_data import seed_input, seed_target, synthetic_batch
     from fitbench.models.workload import Workload
 
     workload = Workload(ModelChoice.from_dict(st.model), st.seed)
@@ -340,8 +340,8 @@ def _prepare_replay(st: Any) -> tuple[Any, Any, Any]:
     """The seed question's second model: Sequential, after Functional trained `st.epochs` epochs with
     `fit`, with the legacy tf-keras optimizer shared with it (legacy_shared=True) or a fresh one."""
     from fitbench.adapters import tf_keras
-    from fitbench.data import seed_input, seed_target
-    from fitbench.model import ModelSpec, build_model, make_optimizer
+    from fitbench.models.seed import ModelSpec, build_model, make_optimizer
+    from fitbench.models.seed_data import seed_input, seed_target
 
     keras2 = tf_keras.keras2()
     spec = ModelSpec()

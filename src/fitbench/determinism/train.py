@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from fitbench.data import seed_input, seed_target, synthetic_batch
 from fitbench.determinism.compare import cosine_to_target, nudge_one_ulp, sha256_arrays
 from fitbench.determinism.settings import DeterminismSettings
-from fitbench.model import jit_effective
 from fitbench.models.choice import SEED
+from fitbench.models.seed import jit_effective
+from fitbench.models.seed_data import seed_input, seed_target, synthetic_batch
 from fitbench.models.workload import Workload, first_rows
 from fitbench.stacks import keras_module
 
@@ -80,8 +80,8 @@ def train_trajectories(settings: dict[str, Any], weights_dir: str, run_name: str
     `settings` is a DeterminismSettings as a dict (it crosses the process boundary as JSON); `device_count` > 1
     trains data-parallel over that many devices (fitbench.measure.distributed), over every host's when `host`
     (a distributed.Host as a dict) makes this process one of several."""
-    from fitbench import runtime
     from fitbench.measure import distributed
+    from fitbench.processes import runtime
 
     if host:  # first: JAX must not have picked its devices yet
         distributed.join_hosts(host)

@@ -1,6 +1,6 @@
 """Child side of `fitbench run`: one cell measured in this (fresh) process, returned as a JSON-able record.
 
-The parent (fitbench.measure.engine) calls these through fitbench.isolation, in a new interpreter started
+The parent (fitbench.measure.engine) calls these through fitbench.processes.isolation, in a new interpreter started
 with the cell's environment (backend, hidden GPUs, thread pools): Keras picks its backend at import.
 """
 
@@ -14,8 +14,8 @@ from fitbench.measure.cells import FIT, TUNED, Cell
 from fitbench.measure.harness import FitHarness, Harness, SeedHarness, summarize, window_steps
 from fitbench.measure.profiles import Profile
 from fitbench.measure.record import RunRecord
-from fitbench.model import ModelSpec, param_count, trainable_param_count
 from fitbench.models.choice import SEED, ModelChoice
+from fitbench.models.seed import ModelSpec, param_count, trainable_param_count
 from fitbench.models.workload import Workload
 from fitbench.stacks import keras_module
 
@@ -29,7 +29,7 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     floor; `threads` fixes the framework's thread pools (None: its defaults) and `cpus` pins the process,
     both before the framework is imported. `model` is a ModelChoice as a dict (None: the seed network of
     `spec`)."""
-    from fitbench import runtime
+    from fitbench.processes import runtime
 
     affinity = runtime.pin_cpus(set(cpus) if cpus else None)
     runtime.apply_threads(cell.get("backend", "tensorflow"), threads)
@@ -159,7 +159,7 @@ def measure_windows(backend: str, api: str, jit: bool, batch_sizes: list[int], w
 
     Runs in a fresh child: the thread setting and CPU affinity must be in force before the framework is
     imported."""
-    from fitbench import runtime
+    from fitbench.processes import runtime
 
     pinned = runtime.pin_cpus(set(cpus) if cpus else None)
     applied = runtime.apply_threads(backend, threads)

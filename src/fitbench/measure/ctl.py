@@ -58,6 +58,6 @@ class CtlHarness:
         return times
 
     def variable_device(self) -> str:
-        from fitbench.runtime import variable_device
+        from fitbench.processes.runtime import variable_device
 
         return variable_device(self.model)

@@ -1,7 +1,7 @@
 """Parent side of `fitbench run`: the loop over cells, the peak probes, the document written as it grows.
 
 No framework is imported here: every cell and every probe runs in its own fresh process
-(fitbench.isolation), started with the environment its backend and device need.
+(fitbench.processes.isolation), started with the environment its backend and device need.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from fitbench import __version__
-from fitbench.devices import gpus_unseen
-from fitbench.isolation import IsolatedError, process_env, run_isolated
 from fitbench.measure.cells import Cell
 from fitbench.measure.child import measure_cell
 from fitbench.measure.peak import measure_peak
 from fitbench.measure.profiles import Profile
 from fitbench.measure.record import PeakRecord, RunDocument, RunRecord
-from fitbench.model import ModelSpec
 from fitbench.models.choice import ModelChoice
+from fitbench.models.seed import ModelSpec
+from fitbench.processes.devices import gpus_unseen
+from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
 from fitbench.report.io import utc_stamp, write_json_atomic
 from fitbench.stacks import Stack
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything `fitbench run` was asked, checked (fitbench.options) before any process starts."""
+    """Everything `fitbench run` was asked, checked (fitbench.processes.options) before any process starts."""
 
     cells: list[Cell]
     profile: Profile

@@ -12,10 +12,10 @@ import time
 from typing import Any, Iterator, Protocol
 
 from fitbench import backends
-from fitbench.data import seed_input, seed_target
 from fitbench.measure.cells import PLAIN, TUNED, TUNED_STEPS_PER_EXECUTION, VARIANTS
-from fitbench.model import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
 from fitbench.models.choice import ModelChoice
+from fitbench.models.seed import ModelSpec, build_model, compile_model, jit_effective, make_optimizer
+from fitbench.models.seed_data import seed_input, seed_target
 from fitbench.models.workload import Workload
 from fitbench.stacks import keras_module
 

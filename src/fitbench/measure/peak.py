@@ -38,7 +38,7 @@ def measure_peak(backend: str = "tensorflow", device: str = "cpu", n: int | None
                  repeats: int = DEFAULT_REPEATS) -> dict[str, Any] | None:
     """GFLOP/s of the best of `repeats` n x n float32 products on `device` with `backend` (JSON-able);
     None when `device` is "gpu" and the backend sees none (the probe must not silently run on the CPU)."""
-    from fitbench import runtime
+    from fitbench.processes import runtime
 
     if device == "gpu" and not runtime.gpu_names(backend):
         return None

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from fitbench import backends
-from fitbench.data import synthetic_batch
-from fitbench.model import ModelSpec, build_model
+from fitbench.models.seed import ModelSpec, build_model
+from fitbench.models.seed_data import synthetic_batch
 
 
 def initial_weights(spec: ModelSpec, seed: int) -> list[np.ndarray]:

@@ -18,8 +18,8 @@ def check_in_child(choice: ModelChoice, backend: str, timeout_s: float | None = 
     what Keras 2 lacks is said so here, before any cell runs."""
     if choice.kind in (SEED, ZOO) and choice.data is None:
         return None
-    from fitbench.isolation import IsolatedError, process_env, run_isolated
     from fitbench.models.workload import describe
+    from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
     from fitbench.stacks import parse_stack
 
     stack = parse_stack(backend)

@@ -21,8 +21,8 @@ from typing import Any
 
 from fitbench import APIS
 from fitbench.errors import UsageError
-from fitbench.model import SEED_WIDTHS
 from fitbench.models import zoo
+from fitbench.models.seed import SEED_WIDTHS
 
 SEED, ZOO, FACTORY, FILE = "seed", "zoo", "factory", "file"
 ZOO_APIS = {name: model.apis for name, model in zoo.ZOO.items()}  # the zoo imports no framework at import
@@ -78,7 +78,7 @@ def _make_importable(source: str, module: str) -> None:
     """Find a factory's module as `python -c "import module"` run here would, and the way a src/ layout
     expects: Python's path, then the current folder, then its `src/`. A folder that holds it goes on this
     process's path and on PYTHONPATH, so every child the command starts imports the same module (the
-    children of `python -m fitbench.worker` see the current folder, never `src/`)."""
+    children of `python -m fitbench.processes.worker` see the current folder, never `src/`)."""
     if _find(module):
         return
     here = os.getcwd()

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from fitbench.model import ModelSpec, build_model, compile_model, make_optimizer, seed_keras, train_step_flops
 from fitbench.models.choice import FACTORY, FILE, SEED, ZOO, ModelChoice
+from fitbench.models.seed import ModelSpec, build_model, compile_model, make_optimizer, seed_keras, train_step_flops
 
 
 class ModelError(ValueError):
@@ -155,7 +155,7 @@ class Workload:
     def batch(self, model: Any, batch_size: int) -> tuple[Any, Any]:
         """(x, y) of batch_size rows: --data, the factory's make_batch, the zoo's, or seeded synthetic data
         built from the model's inputs and outputs."""
-        from fitbench.data import synthetic_batch
+        from fitbench.models.seed_data import synthetic_batch
 
         if self.choice.data:
             with np.load(self.choice.data) as npz:
@@ -234,7 +234,8 @@ def synthetic_data(model: Any, batch_size: int, seed: int, loss: Any, source: st
 
 def describe(choice: dict[str, Any], backend: str, batch_size: int = 2, keras_major: int = 3) -> dict[str, Any]:
     """Build, compile and train one step of the model in this (fresh) process: what a command needs to know
-    before it starts, or a ModelError line. Runs in a child (fitbench.isolation); keras_major 2: in tf-keras."""
+    before it starts, or a ModelError line. Runs in a child (fitbench.processes.isolation); keras_major 2: in
+    tf-keras."""
     from fitbench.stacks import keras_module
 
     keras = keras_module(keras_major)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from fitbench.errors import UsageError
-from fitbench.isolation import run_process_group
+from fitbench.processes.isolation import run_process_group
 from fitbench.stacks import LEGACY_ENV, TF_KERAS
 
 if TYPE_CHECKING:
@@ -302,7 +302,7 @@ def writing(results_dir: str, what: str) -> Iterator[None]:
 def writer(results_dir: str) -> str | None:
     """One line when another live fitbench process is storing results in `results_dir` (a stale lock, whose
     process is gone, is removed), else None."""
-    from fitbench.isolation import pid_alive
+    from fitbench.processes.isolation import pid_alive
 
     path = Path(results_dir) / WRITING
     try:

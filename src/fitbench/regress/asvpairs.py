@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.errors import UsageError
-from fitbench.isolation import run_process_group
+from fitbench.processes.isolation import run_process_group
 from fitbench.report.document import Document
 
 COMMITS_FOLDER = "fitbench-commits"  # in each asv environment: one folder per commit's build

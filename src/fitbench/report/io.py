@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from fitbench.errors import UsageError
-from fitbench.isolation import pid_alive
+from fitbench.processes.isolation import pid_alive
 
 
 def check_output_path(path: str) -> str:

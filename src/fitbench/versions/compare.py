@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from fitbench import __version__
-from fitbench.isolation import owned_tempdir, parent_env, run_process_group
+from fitbench.processes.isolation import owned_tempdir, parent_env, run_process_group
 from fitbench.regress.decide import DecisionSettings, decide, usable_values
 from fitbench.regress.decide import SpeedComparison as Comparison
 from fitbench.report.document import Document

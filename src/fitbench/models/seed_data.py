@@ -7,12 +7,12 @@ from importlib import resources
 
 import numpy as np
 
-from fitbench.model import ModelSpec
+from fitbench.models.seed import ModelSpec
 
 
 @lru_cache(maxsize=1)
 def _seed_target_values() -> tuple[float, ...]:
-    text = resources.files("fitbench").joinpath("data/seed_target.txt").read_text()
+    text = resources.files("fitbench").joinpath("models/seed_target.txt").read_text()
     return tuple(float(line) for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 

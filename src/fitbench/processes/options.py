@@ -9,7 +9,7 @@ import os
 
 from fitbench import APIS
 from fitbench.errors import UsageError
-from fitbench.model import check_api
+from fitbench.models.seed import check_api
 
 
 def apis(text: str | None, offered: tuple[str, ...] = APIS) -> list[str]:
@@ -75,7 +75,7 @@ def threads(text: str) -> int | None:
 
 def cpus(text: str | None) -> list[int] | None:
     """'1', '0,1' or '0-1' -> CPUs this process may use; None -> no pinning."""
-    from fitbench.runtime import parse_cpus
+    from fitbench.processes.runtime import parse_cpus
 
     try:
         chosen = parse_cpus(text)

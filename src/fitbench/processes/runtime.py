@@ -1,6 +1,8 @@
-"""Process-level facts and settings for a framework process: device visibility, threads, versions, RSS.
+"""Process-level facts and settings: device visibility, threads, CPU pinning, versions, RSS.
 
-Everything here runs inside the child process of a cell, before or after Keras is imported.
+Most of it runs in a framework child (before or after Keras is imported); the parent uses the
+framework-free parts (`parse_cpus`, `pin_cpus`, `backend_missing`, `gpu_driver_present`), which import no
+framework.
 """
 
 from __future__ import annotations

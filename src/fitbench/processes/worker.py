@@ -1,4 +1,4 @@
-"""Child-process entry: `python -m fitbench.worker JOB.json` (see fitbench.isolation)."""
+"""Child-process entry: `python -m fitbench.processes.worker JOB.json` (see fitbench.processes.isolation)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def error_line(exc: BaseException) -> str:
 def main(job_path: str) -> int:
     with open(job_path) as f:
         job = json.load(f)
-    from fitbench.isolation import die_with_parent
+    from fitbench.processes.isolation import die_with_parent
 
     die_with_parent(job.get("parent_pid"))
     module_name, func_name = job["target"].split(":")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fitbench.errors import UsageError
-from fitbench.isolation import IsolatedError, process_env, run_isolated
-from fitbench.runtime import gpu_driver_present, gpu_names
+from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
+from fitbench.processes.runtime import gpu_driver_present, gpu_names
 from fitbench.stacks import Stack
 
 

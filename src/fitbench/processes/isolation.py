@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from fitbench.backends.common import merge_env
-from fitbench.runtime import determinism_env, hide_gpus_env, thread_env
+from fitbench.processes.runtime import determinism_env, hide_gpus_env, thread_env
 from fitbench.stacks import LEGACY_ENV, Stack
 
 
@@ -200,7 +200,7 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
         with open(job_path, "w") as f:
             json.dump({"target": target, "kwargs": kwargs, "result_path": result_path, "parent_pid": os.getpid()},
                       f)
-        proc = subprocess.Popen([sys.executable, "-m", "fitbench.worker", job_path],
+        proc = subprocess.Popen([sys.executable, "-m", "fitbench.processes.worker", job_path],
                                 env=env if env is not None else child_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
