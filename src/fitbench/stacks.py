@@ -61,6 +61,12 @@ def require_model_kind(stacks: list[Stack], model: str) -> None:
                              f"the {stack.name} row does not run {kind} models (--model {model})")
 
 
+def keras_2_beside_3(stacks: list[Stack]) -> bool:
+    """Both Keras majors on TensorFlow (the one framework Keras 2 runs on): the runs pair them cell by cell."""
+    return any(s.keras_major == 2 for s in stacks) and any(s.keras_major == 3 and s.backend == "tensorflow"
+                                                           for s in stacks)
+
+
 def one_per_keras(stacks: list[Stack]) -> list[Stack]:
     """The first stack of each Keras major, in order: where a user's model is tried once per Keras."""
     firsts: dict[int, Stack] = {}

@@ -103,7 +103,7 @@ def _package(args: argparse.Namespace) -> int:
     from fitbench.models.choice import parse_model
     from fitbench.regress.decide import DecisionSettings
     from fitbench.report.io import check_output_dir, check_output_path
-    from fitbench.stacks import one_per_keras, parse_stack, require_model_kind
+    from fitbench.stacks import keras_2_beside_3, one_per_keras, parse_stack, require_model_kind
     from fitbench.versions.bisect import bisect_package
     from fitbench.versions.compare import VersionsSettings
     from fitbench.versions.spec import parse_columns
@@ -135,8 +135,7 @@ def _package(args: argparse.Namespace) -> int:
 
     # each step: every cell of every stack against GOOD (and Keras 3 against Keras 2 where both run)
     cells = len(stacks) * len(options.batch_sizes(args.batch_sizes))
-    check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * (
-        any(s.keras_major == 2 for s in stacks) and any(s.name == "tensorflow" for s in stacks)))
+    check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * keras_2_beside_3(stacks))
     for stack in one_per_keras(stacks):  # a bad factory: one line, before any step
         check_in_child(model, stack.name)
     settings = VersionsSettings(backends=",".join(backends), batch_sizes=args.batch_sizes,

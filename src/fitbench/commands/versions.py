@@ -14,7 +14,7 @@ from fitbench.commands.common import EXIT_FAILED, EXIT_OK, TIMEOUT_MAX_S, decisi
 from fitbench.errors import UsageError
 from fitbench.models.seed import parse_widths
 from fitbench.processes import options
-from fitbench.stacks import one_per_keras, parse_stack, require_model_kind
+from fitbench.stacks import keras_2_beside_3, one_per_keras, parse_stack, require_model_kind
 
 NAME = "versions"
 SUMMARY = "the same cells on several released versions (keras, tensorflow, jax, torch), side by side"
@@ -105,8 +105,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     stacks = [parse_stack(b) for b in backends]
     cells = len(stacks) * len(apis) * len(options.batch_sizes(args.batch_sizes)) * (2 if args.jit == "both" else 1) \
         * (2 if args.variant == "both" else 1)
-    ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * (
-        any(s.keras_major == 2 for s in stacks) and any(s.name == "tensorflow" for s in stacks))
+    ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * keras_2_beside_3(stacks)
     check_budget(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
                                                   min_change=args.min_change), ratios)
     if args.env_dir:
