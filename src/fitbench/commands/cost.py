@@ -113,7 +113,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.models.check import check_in_child
     from fitbench.report.determinism_tables import cost_table
     from fitbench.report.io import cache_dir, check_output_path, keep_document
-    from fitbench.stacks import parse_stack
+    from fitbench.stacks import one_per_keras, parse_stack
 
     settings, model = settings_from(args)
     out = check_output_path(args.json) if args.json else None
@@ -122,7 +122,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
 
         for stack in settings.backends:
             require_gpu(parse_stack(stack).backend, "--device gpu")
-    check_in_child(model, parse_stack(settings.backends[0]).backend, args.cell_timeout)  # cannot build: exit 2
+    for stack in one_per_keras([parse_stack(b) for b in settings.backends]):  # cannot build: exit 2, per Keras
+        check_in_child(model, stack.name, args.cell_timeout)
     kept: list[CostDocument] = []
     # every finished round is on disk: in --json, or else in the cache (a long cost run stopped loses nothing)
     where = [out or os.path.join(cache_dir("cost"), time.strftime("cost-%Y%m%dT%H%M%S") + f"-{os.getpid()}.json")]
