@@ -150,25 +150,30 @@ def test_a_paired_aa_alert_never_exits_1_and_the_stored_pairs_decide_the_same(to
     assert report["design"] == "alternate" and report["stages"][0]["design"] == "alternate"
     rows = {c["params"]["kind"]: c for c in report["comparisons"]}
     quiet = rows["'quiet'"]
-    assert quiet["change"] == "equivalent" and quiet["design"] == "alternate" and quiet["pairs"] == 8
+    # 1 % noise: equivalent, by the first stage on a quiet machine, by the second when load widened the first
+    stages = len(report["stages"])
+    assert quiet["change"] == "equivalent" and quiet["design"] == "alternate" and quiet["pairs"] == 8 * quiet["stage"]
     assert quiet["pair_cv"] is not None and quiet["between_process_cv"] is not None
     assert "exact signed-rank on the per-pair ratios" in quiet["method"]
-    assert "stage 1: pair 8/8 on tensorflow: 2 cell(s)" in result.stderr  # a line per pair, with its time
+    assert "stage 1: pair 8/8 on tensorflow: " in result.stderr  # a line per pair, with its time
     if rows["'noisy'"]["change"] == "inconclusive":  # 25 % between processes: usually too noisy
         assert result.returncode == 3 and "**undecided**" in result.stdout.splitlines()[0]
         assert "fitbench: undecided: 1 cell(s) could not be decided" in result.stderr
     # every pair was kept as it ended, and asv holds them as processes (asv publish and history read them)
-    assert len((tmp_path / "aa" / "pairs.jsonl").read_text().splitlines()) == 8
+    pairs_run = len((tmp_path / "aa" / "pairs.jsonl").read_text().splitlines())
+    assert pairs_run == 8 * stages or (stages == 2 and 8 < pairs_run < 16)  # stage 2: the undecided cells' pairs
     from fitbench.regress import asvdata
 
     stored_cells = asvdata.read_results(str(toy["repo"]), [toy["base"], toy["docs"]], "StepTime")
-    assert len(next(iter(stored_cells[toy["docs"]].values())).samples) == 8 * 3  # 8 processes of 3 windows
+    quiet_stored = next(c for key, c in stored_cells[toy["docs"]].items() if "quiet" in str(key))
+    assert len(quiet_stored.samples) == quiet["pairs"] * 3  # its pairs' processes, 3 windows each
     # the same pairs, decided again without a run, to the same ratios; --undecided-ok turns 3 into 0
     again, stored = alert(toy, "base", "docs", tmp_path / "stored", "--stored", "--undecided-ok")
     assert again.returncode == 0 and stored["stages"] == [] and stored["design"] == "stored"
     for c in stored["comparisons"]:
         live = rows[c["params"]["kind"]]
-        assert (c["design"], c["pairs"], c["ratio"], c["p_value"]) == ("alternate", 8, live["ratio"], live["p_value"])
+        assert (c["design"], c["pairs"], c["ratio"], c["p_value"]) == ("alternate", live["pairs"], live["ratio"],
+                                                                         live["p_value"])
 
 
 @pytest.mark.alert
