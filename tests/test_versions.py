@@ -70,9 +70,6 @@ def test_bad_versions_input_is_one_line_and_exit_2_before_anything_is_built(tmp_
         (["keras==3.13.*,3.15.*", "--processes", "1"],
          "fitbench: error: --processes must be at least 2 (a comparison needs a spread), got 1"),
         (["keras==3.13.*,3.15.*", "--alpha", "1.5"], "fitbench: error: --alpha must be between 0 and 1, got 1.5"),
-        (["keras==3.13.*,3.15.*", "--processes", "3"],  # 2 cells, 3 + 3 processes: p >= 0.05 one-sided
-         "fitbench: error: --processes 3: with 3 a side the exact test can decide nothing at these levels (2 "
-         "cell(s), 1 stage(s)), not even equivalence: it needs at least 4"),
         (["--from-asv", "HEAD", "--repo", str(Path(__file__).parents[1])],
          f"fitbench: error: {Path(__file__).parents[1]}/asv.conf.json's matrix has one version of every "
          "requirement: nothing to compare (give a `req` entry two or more versions)"),
@@ -295,6 +292,8 @@ def test_versions_end_to_end_with_a_skipped_column(tmp_path, local_index):
     assert comparison["reference"] == "installed" and comparison["verdict"] not in (FASTER, SLOWER)
     assert "skipped: pip: ERROR: No matching distribution found for fbprobe==9.9" in result.stdout
     assert json.dumps(doc)  # plain JSON: no NaN or Infinity where an interval is missing
+    # said before anything was built: 2 a side can decide nothing, so the numbers come without a verdict
+    assert "fitbench: note: --processes 2: with 2 a side the exact test can decide nothing" in result.stderr
 
 
 # ---------- --from-asv on stored results ----------
@@ -379,3 +378,17 @@ def test_build_only_fails_when_a_column_could_not_be_built(monkeypatch, capsys):
     assert main(["versions", "notapackage==1,2", "--build-only"]) == 2
     err = capsys.readouterr().err
     assert "notapackage==1: not built (skipped: pip: No matching distribution found)" in err
+
+
+def test_a_budget_that_can_decide_nothing_is_a_note_for_versions_and_a_refusal_for_a_bisection(capsys):
+    from fitbench.commands.versions import check_budget
+    from fitbench.regress.decide import DecisionSettings
+
+    check_budget(3, DecisionSettings(alpha=0.05), 2, refuse=False)  # versions: the numbers, no verdict
+    assert capsys.readouterr().err == ("fitbench: note: --processes 3: with 3 a side the exact test can decide "
+                                       "nothing at these levels (2 cell(s), 1 stage(s)), not even equivalence: it "
+                                       "needs at least 4: the numbers side by side, no verdict\n")
+    with pytest.raises(UsageError, match="--processes 3: with 3 a side the exact test can decide nothing"):
+        check_budget(3, DecisionSettings(alpha=0.05), 2, refuse=True)
+    check_budget(6, DecisionSettings(alpha=0.05), 2, refuse=True)  # 6 a side decides: nothing said
+    assert capsys.readouterr().err == ""

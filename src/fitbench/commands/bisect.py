@@ -135,7 +135,8 @@ def _package(args: argparse.Namespace) -> int:
 
     # each step: every cell of every stack against GOOD (and Keras 3 against Keras 2 where both run)
     cells = len(stacks) * len(options.batch_sizes(args.batch_sizes))
-    check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * keras_2_beside_3(stacks))
+    check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * keras_2_beside_3(stacks),
+                 refuse=True)
     for stack in one_per_keras(stacks):  # a bad factory: one line, before any step
         check_in_child(model, stack.name)
     settings = VersionsSettings(backends=",".join(backends), batch_sizes=args.batch_sizes,

@@ -107,7 +107,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         * (2 if args.variant == "both" else 1)
     ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * keras_2_beside_3(stacks)
     check_budget(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
-                                                  min_change=args.min_change), ratios)
+                                                  min_change=args.min_change), ratios, refuse=False)
     if args.env_dir:
         from fitbench.report.io import check_output_dir
 
@@ -143,14 +143,21 @@ def main(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def check_budget(processes: int, decision: Any, ratios: int) -> None:
-    """Before any environment is built: exit 2 when `processes` per version could decide none of `ratios` (one
-    Holm family, equivalence at --alpha, as versions decides), a note when they can only show equivalence."""
+def check_budget(processes: int, decision: Any, ratios: int, refuse: bool) -> None:
+    """Before any environment is built: when `processes` per version could decide none of `ratios` (one Holm
+    family, equivalence at --alpha, as versions decides), exit 2 if `refuse` (a bisection that cannot decide
+    is no search), else a note (versions still gives the numbers side by side); a note when they can only show
+    equivalence."""
     from dataclasses import replace
 
     from fitbench.regress.decide import budget_check
 
-    note = budget_check(processes, replace(decision, equivalence_alpha=decision.alpha), ratios)
+    try:
+        note = budget_check(processes, replace(decision, equivalence_alpha=decision.alpha), ratios)
+    except UsageError as hopeless:
+        if refuse:
+            raise
+        note = f"note: {hopeless}: the numbers side by side, no verdict"
     if note:
         sys.stderr.write(f"fitbench: {note}\n")
 
