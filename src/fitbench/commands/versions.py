@@ -89,6 +89,15 @@ def main(args: argparse.Namespace, console: Console) -> int:
     if args.processes < 2:
         raise UsageError(f"--processes must be at least 2 (a comparison needs a spread), got {args.processes}")
     out = check_output_path(args.json) if args.json else None
+    # every cell against the first column, and Keras 3 against Keras 2 in each column: one Holm family, with
+    # equivalence at --alpha; a budget that could decide nothing, or only equivalence, is said before the model
+    # is tried or any environment built
+    stacks = [parse_stack(b) for b in backends]
+    cells = len(stacks) * len(apis) * len(options.batch_sizes(args.batch_sizes)) * (2 if args.jit == "both" else 1) \
+        * (2 if args.variant == "both" else 1)
+    ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * keras_2_beside_3(stacks)
+    check_budget(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                                                  min_change=args.min_change), ratios, refuse=False)
     # a factory or file: one step here, once per Keras, before any environment is built (each version's run
     # checks it again in its own environment)
     for stack in one_per_keras([parse_stack(b) for b in backends]):
@@ -99,15 +108,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                 threads=args.threads, processes=args.processes, alpha=args.alpha,
                                 threshold=args.threshold, min_change=args.min_change,
                                 cell_timeout_s=args.cell_timeout, seed_workload=args.seed_workload)
-    # every cell against the first column, and Keras 3 against Keras 2 in each column: one Holm family, with
-    # equivalence at --alpha; a budget that could decide nothing is refused, one that can only show
-    # equivalence is said, before any environment is built
-    stacks = [parse_stack(b) for b in backends]
-    cells = len(stacks) * len(apis) * len(options.batch_sizes(args.batch_sizes)) * (2 if args.jit == "both" else 1) \
-        * (2 if args.variant == "both" else 1)
-    ratios = cells * (len(columns) - 1) + (cells // len(stacks)) * len(columns) * keras_2_beside_3(stacks)
-    check_budget(args.processes, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
-                                                  min_change=args.min_change), ratios, refuse=False)
     if args.env_dir:
         from fitbench.report.io import check_output_dir
 
