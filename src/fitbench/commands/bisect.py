@@ -99,6 +99,7 @@ def _report(args: argparse.Namespace, doc: Any, out: str | None) -> int:
 def _package(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fitbench.commands.versions import check_budget
     from fitbench.models.check import check_in_child
     from fitbench.models.choice import parse_model
     from fitbench.regress.decide import DecisionSettings
@@ -131,8 +132,6 @@ def _package(args: argparse.Namespace) -> int:
     if args.env_dir:
         check_output_dir(args.env_dir, "--env-dir")
     out = check_output_path(args.json) if args.json else None
-    from fitbench.commands.versions import check_budget
-
     # each step: every cell of every stack against GOOD (and Keras 3 against Keras 2 where both run)
     cells = len(stacks) * len(options.batch_sizes(args.batch_sizes))
     check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * keras_2_beside_3(stacks),
