@@ -49,3 +49,17 @@ def shift_for_power(power_at: Callable[[float], float], power: float) -> float:
         mid = (low + high) / 2
         low, high = (mid, high) if power_at(mid) < power else (low, mid)
     return high
+
+
+def lower_interval_index(null: Sequence[float], confidence: float) -> int:
+    """The largest k with P(S < k) <= (1 - confidence) / 2, for a null of twice the statistic (integer
+    statistics at its even indices): the rank of the interval's lower end among the Walsh averages or
+    pairwise differences (0: none)."""
+    tail = (1 - confidence) / 2
+    cumulative, k = 0.0, 0
+    for twice in range(0, len(null), 2):
+        if cumulative + null[twice] > tail * (1 + 1e-12):
+            return k
+        cumulative += null[twice]
+        k = twice // 2 + 1
+    return k

@@ -11,7 +11,7 @@ import statistics
 from functools import lru_cache
 from typing import Sequence, Union
 
-from fitbench.regress.exact import convolve, shift_for_power, tails, upper_critical
+from fitbench.regress.exact import convolve, lower_interval_index, shift_for_power, tails, upper_critical
 
 # One side of one cell: a flat list of per-process values (one stage), or one list per stage.
 Values = Union[Sequence[float], Sequence[Sequence[float]]]
@@ -153,14 +153,7 @@ def min_attainable_p(n: int, m: int) -> float:
 def _interval_rank(sizes: tuple[tuple[int, int], ...], confidence: float) -> int:
     """The largest k with P(U < k) <= (1 - confidence) / 2 for the stratified U without ties (0: none)."""
     null = convolve([_twice_u_null(m, n, None) for n, m in sizes])
-    tail = (1 - confidence) / 2
-    cumulative, k = 0.0, 0
-    for u in range(0, len(null), 2):
-        if cumulative + null[u] > tail * (1 + 1e-12):
-            return k
-        cumulative += null[u]
-        k = u // 2 + 1
-    return k
+    return lower_interval_index(null, confidence)
 
 
 def hodges_lehmann_ci(base: Values, head: Values, confidence: float = 0.95) -> tuple[float, float, float]:

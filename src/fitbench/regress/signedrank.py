@@ -32,7 +32,7 @@ import statistics
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
-from fitbench.regress.exact import convolve, shift_for_power, tails, upper_critical
+from fitbench.regress.exact import convolve, lower_interval_index, shift_for_power, tails, upper_critical
 
 if TYPE_CHECKING:
     from fitbench.regress.decide import DecisionSettings, Evidence
@@ -146,14 +146,7 @@ def min_pairs(level: float) -> int:
 def _interval_rank(sizes: tuple[int, ...], confidence: float) -> int:
     """The largest k with P(T+ < k) <= (1 - confidence) / 2 for the stratified T+ without ties (0: none)."""
     null = convolve([_null(tuple(2 * r for r in range(1, n + 1))) for n in sizes if n])
-    tail = (1 - confidence) / 2
-    cumulative, k = 0.0, 0
-    for t in range(0, len(null), 2):
-        if cumulative + null[t] > tail * (1 + 1e-12):
-            return k
-        cumulative += null[t]
-        k = t // 2 + 1
-    return k
+    return lower_interval_index(null, confidence)
 
 
 def hodges_lehmann_ci(values: Sequence[float] | Strata, confidence: float = 0.95) -> tuple[float, float, float]:
