@@ -75,33 +75,29 @@ def run_alert(repo: Path, head: str, bench: str, out: Path, backend: str = "tens
 
 
 @pytest.mark.alert
-def test_a_planted_slowdown_and_determinism_break_are_regressions_where_they_act(clone, tmp_path):
-    # One alert, both plants on its head. The slowdown is planted in the tf.data pipeline, which only the
-    # tensorflow backend feeds from: the same cell on jax (another environment of asv's matrix) must not come
-    # out worse. The extra random draw shifts Functional's initial weights on every backend: the identity track
-    # goes from 1 to 0 on both. (A benchmark that errors, and the second stage, are tested on the toy suite of
-    # tests/test_alert_stages.py, in seconds.)
+def test_a_planted_slowdown_and_a_determinism_break_are_regressions(clone, tmp_path):
+    # One alert, both plants on its head: an extra matmul pass in the tf.data pipeline (the tensorflow
+    # backend's input), and an extra random draw that shifts Functional's initial weights (the identity track
+    # goes from 1 to 0). On tensorflow only (CI's time: each backend doubles the processes); the backend axis
+    # of a report, a benchmark that errors and the second stage are tested on the toy suite of
+    # tests/test_alert_stages.py, in seconds.
     result, report = run_alert(clone, "slow-and-nondeterministic", STEP_CELL + "|" + IDENTITY_TRACK,
-                               tmp_path / "out", backend="tensorflow,jax")
+                               tmp_path / "out")
     assert result.returncode == 1, result.stdout + result.stderr + (tmp_path / "out" / "asv.log").read_text()
-    assert report["backends"] == ["tensorflow", "jax"] and report["schema_version"] == 4
+    assert report["backends"] == ["tensorflow"] and report["schema_version"] == 4
     assert report["design"] == "alternate"
     schema.validate(report)
-    rows = {(c["benchmark"].rsplit(".", 1)[-1], c["backend"]): c for c in report["comparisons"]}
-    assert sorted(rows) == [("time_step", "jax"), ("time_step", "tensorflow"),
-                            ("track_sequential_functional_identical", "jax"),
-                            ("track_sequential_functional_identical", "tensorflow")]
-    worse = rows["time_step", "tensorflow"]
+    rows = {c["benchmark"].rsplit(".", 1)[-1]: c for c in report["comparisons"]}
+    assert sorted(rows) == ["time_step", "track_sequential_functional_identical"]
+    worse = rows["time_step"]
     assert (worse["change"], worse["params"]["batch_size"]) == ("worse", "32")
     # the statistics behind it: 10 pairs, the interval above 1, a detectable change, both spreads
     assert worse["pairs"] == worse["processes_base"] == worse["processes_head"] == 10
     assert worse["design"] == "alternate" and worse["pair_cv"] > 0 and worse["between_process_cv"] > 0
     assert worse["ratio"] > 1.05 and worse["ci_low"] > 1.0 and worse["after"] > worse["before"]
     assert worse["p_adjusted"] <= 0.01 and worse["min_detectable_change"] > 0
-    assert rows["time_step", "jax"]["change"] != "worse" and rows["time_step", "jax"]["before"] > 0
-    for backend in ("tensorflow", "jax"):
-        track = rows["track_sequential_functional_identical", backend]
-        assert (track["before"], track["after"], track["change"]) == (1, 0, "worse")
+    track = rows["track_sequential_functional_identical"]
+    assert (track["before"], track["after"], track["change"]) == (1, 0, "worse")
     markdown = (tmp_path / "out" / "alert.md").read_text()
     assert "### Regressions" in markdown and "bench_fit.StepTime.time_step" in markdown
     assert "backend=tensorflow, batch_size=32" in markdown and "alternate: 10 pairs (1)" in markdown

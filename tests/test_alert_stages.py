@@ -1,7 +1,8 @@
 """`fitbench alert` end to end on a toy asv suite without a framework: real asv runs, real stored results,
 in seconds, to check what the statistics tests cannot: the second stage (asv appending samples to the
 first stage's), grouping by the layout a stored run recorded (results stored under another profile), a
-legacy result refused with one line, and a failed round reported.
+legacy result refused with one line, a failed round reported, and a matrix with a KERAS_BACKEND axis (a row
+per backend, a slowdown found only where it is planted).
 
 The toy's "step" busy-waits a level drawn once per process (the between-process spread) times the commit's
 `scale` from toy.json, which the benchmark reads from the commit asv is measuring (ASV_COMMIT): no package
@@ -59,7 +60,9 @@ class StepTime:
                 raise RuntimeError("planted failure in one process")
         if cfg.get("broken") == kind:  # a benchmark that errors in every process of this commit
             raise RuntimeError("planted failure in the benchmark")
-        self.seconds = 0.02 * cfg["scale"] * LEVEL[kind]  # 20 ms: far above a scheduler tick under load
+        # a commit's scale applies on every backend, or only on the one its toy.json names
+        scale = cfg["scale"] if cfg.get("only_on") in (None, os.environ.get("KERAS_BACKEND")) else 1.0
+        self.seconds = 0.02 * scale * LEVEL[kind]  # 20 ms: far above a scheduler tick under load
 
     def time_step(self, kind):
         end = time.perf_counter() + self.seconds * random.uniform(0.99, 1.01)
@@ -84,9 +87,10 @@ def commit(repo: Path, message: str, **config: object) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def toy_repo(repo: Path) -> Path:
+def toy_repo(repo: Path, backends: tuple[str, ...] = ()) -> Path:
     """A git repository holding the toy suite and an asv.conf.json that installs nothing (no package is built:
-    each asv process starts in a fraction of a second); no commit yet."""
+    each asv process starts in a fraction of a second), with a KERAS_BACKEND axis when `backends`; no commit
+    yet."""
     (repo / "benchmarks").mkdir(parents=True)
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
@@ -95,7 +99,8 @@ def toy_repo(repo: Path) -> Path:
         "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"], "build_command": [],
         "install_command": ["in-dir={env_dir} python -c pass"], "uninstall_command": [],
         "benchmark_dir": "benchmarks", "env_dir": ".asv/env", "results_dir": ".asv/results",
-        "html_dir": ".asv/html", "launch_method": "spawn"}))
+        "html_dir": ".asv/html", "launch_method": "spawn",
+        **({"matrix": {"env_nobuild": {"KERAS_BACKEND": list(backends)}}} if backends else {})}))
     git(repo, "init", "-q", "-b", "main")
     return repo
 
@@ -266,3 +271,28 @@ def test_a_pair_whose_worker_fails_is_dropped_on_both_sides_and_counted(toy, tmp
     for c in report["comparisons"]:  # the second head process of each cell failed in its setup
         assert c["pairs"] == 6 and c["processes_missing"] == [1, 1], c
         assert "1 pair(s) failed and were dropped" in c["note"] and "planted failure in one process" in c["note"]
+
+
+@pytest.mark.alert
+def test_a_slowdown_on_one_backend_is_worse_there_and_not_on_the_other(tmp_path):
+    # asv's matrix with a KERAS_BACKEND axis: an environment per backend, a pair of workers per backend, a row
+    # per backend in the report; the commit is slower only where KERAS_BACKEND=tensorflow. 10 pairs: 9 are the
+    # fewest whose exact test can reach alpha=0.01 over two cells
+    repo = toy_repo(tmp_path / "toy", backends=("tensorflow", "jax"))
+    base = commit(repo, "base")
+    head = commit(repo, "30 % slower on tensorflow", scale=1.3, only_on="tensorflow")
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo, check=True, capture_output=True)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "fitbench", "alert", base, head, "--repo", str(repo), "--bench",
+                             r"StepTime.*quiet", "--backend", "tensorflow,jax", "--processes", "10", "--stages", "1",
+                             "--order-seed", "1", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads((out / "alert.json").read_text())
+    schema.validate(report)
+    assert report["backends"] == ["tensorflow", "jax"] and report["design"] == "alternate"
+    rows = {c["backend"]: c for c in report["comparisons"]}
+    assert sorted(rows) == ["jax", "tensorflow"]
+    assert rows["tensorflow"]["change"] == "worse" and 1.2 < rows["tensorflow"]["ratio"] < 1.4
+    assert rows["jax"]["change"] in ("equivalent", "inconclusive") and rows["jax"]["pairs"] == 10
+    markdown = (out / "alert.md").read_text()
+    assert "backend=tensorflow" in markdown and "backend=jax" in markdown

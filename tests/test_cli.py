@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from conftest import SMALL, load, run_cli
@@ -109,6 +110,7 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
                      "--variant", "plain", "--json", str(out))
     assert result.returncode == 0, result.stderr
     doc = load(out)
+    validate(doc)  # the shipped schema, on a real document with ok and skipped cells
     assert doc["complete"] is True and doc["command"] == "run" and doc["profile"]["name"] == "quick"
     records = doc["records"]
     # 2 apis x 2 jit x 2 devices, fit and seed-epoch kinds
@@ -191,6 +193,9 @@ def test_determinism_finds_all_pairs_bit_identical_and_reports_effective_jit(tmp
     result = run_cli("determinism", *SMALL, "--epochs", "2", "--jit", "on", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     doc = load(out)
+    validate(doc)
+    with pytest.raises(jsonschema.ValidationError):  # and the schema can fail: a field of the wrong type
+        validate({**doc, "pairs": [{**doc["pairs"][0], "max_ulp": "zero"}, *doc["pairs"][1:]]})
     assert doc["all_identical"] is True
     assert len(doc["pairs"]) == 6  # 3 API pairs + 3 run-to-run pairs
     for p in doc["pairs"]:

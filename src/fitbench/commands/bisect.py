@@ -9,14 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fitbench.commands.common import (
-    asv_repo_flags,
-    decision_flags,
-    decision_settings,
-    design_flag,
-    output_path,
-    positive_int,
-)
+from fitbench.commands import common
 from fitbench.errors import UsageError
 from fitbench.processes import options
 
@@ -39,23 +32,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="with --package: seed (default), a zoo model, package.module:function or a .keras file, as "
                         "fitbench versions takes it (a commit bisection measures the models asv-init set up)")
     p.add_argument("--data", default=None, metavar="FILE.npz", help="with --package and --model: x and y")
-    p.add_argument("--env-dir", default=None, metavar="DIR", type=output_path("--env-dir"),
+    p.add_argument("--env-dir", default=None, metavar="DIR", type=common.output_path("--env-dir"),
                    help="with --package: where the environments are cached (default as fitbench versions)")
     p.add_argument("--bench", default=None,
                    help="regular expression of asv benchmarks to look at first (default: the alert's); later "
                         "steps measure only the cells worse at BAD")
-    design_flag(p)
-    p.add_argument("--processes", type=positive_int("--processes"), default=None, metavar="N",
+    common.design_flag(p)
+    p.add_argument("--processes", type=common.positive_int("--processes"), default=None, metavar="N",
                    help="processes per commit (pairs, in a paired design) in each stage of each step (default: as "
                         "the alert plans them; with --package 6 per version)")
-    decision_flags(p)
+    common.decision_flags(p)
     p.add_argument("--stages", type=int, choices=(1, 2), default=2,
                    help="2 (default): a step's inconclusive cells get a second stage; 1: one look")
     p.add_argument("--max-minutes", type=float, default=30.0, metavar="M",
                    help="per step: its second stage shrinks, or is skipped, to end within this (default 30)")
     p.add_argument("--order-seed", type=int, default=None, metavar="N",
                    help="fixes which commit runs first in each environment (default: drawn, and recorded)")
-    asv_repo_flags(p, "bisect-report", "bisect.md, bisect.json and every step's alert report")
+    common.asv_repo_flags(p, "bisect-report", "bisect.md, bisect.json and every step's alert report")
     return p
 
 
@@ -77,7 +70,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                   processes=args.processes, stages=args.stages, max_minutes=args.max_minutes,
                                   order_seed=args.order_seed, undecided_ok=args.undecided_ok,
                                   design=args.design).check()
-    doc = bisect(args.repo, args.good, args.bad, args.out, decision_settings(args), request,
+    doc = bisect(args.repo, args.good, args.bad, args.out, common.decision_settings(args), request,
                  progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
     return _report(args, doc, out)
 
@@ -122,7 +115,7 @@ def _package(args: argparse.Namespace) -> int:
     stacks = [parse_stack(b) for b in backends]
     require_model_kind(stacks, model.source)
     options.batch_sizes(args.batch_sizes)
-    decision = decision_settings(args)  # the commit bisection's checks and bounds
+    decision = common.decision_settings(args)  # the commit bisection's checks and bounds
     if decision.equivalence_alpha != DecisionSettings().equivalence_alpha:
         raise UsageError("--equivalence-alpha does not go with --package: fitbench versions tests equivalence at "
                          "--alpha")

@@ -11,18 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import DEVICES
-from fitbench.commands.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    TIMEOUT_MAX_S,
-    decision_flags,
-    device_counts,
-    model_choice,
-    model_flags,
-    one_device_count,
-    positive_int,
-    switch_flags,
-)
+from fitbench.commands import common
 from fitbench.errors import UsageError
 from fitbench.processes import options
 
@@ -36,26 +25,27 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--of", default="determinism", choices=("determinism", "devices"),
                    help="determinism: the backend's switch off vs on (default); devices: one device vs --devices "
                         "N (keras.distribution.DataParallel, JAX; simulated on a CPU)")
-    p.add_argument("--devices", type=device_counts, default=[2], metavar="N",
+    p.add_argument("--devices", type=common.device_counts, default=[2], metavar="N",
                    help="with --of devices: the device count set against one (default 2)")
-    model_flags(p, api_default="functional, or the model's one form")
+    common.model_flags(p, api_default="functional, or the model's one form")
     p.add_argument("--batch-sizes", default="32,256", help="comma-separated (default 32,256)")
     p.add_argument("--jit", default="both", choices=("on", "off", "both"),
                    help="XLA (TensorFlow, JAX) or torch.compile for the step (default both)")
-    switch_flags(p)
+    common.switch_flags(p)
     p.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (default) or the first GPU")
-    p.add_argument("--processes", type=positive_int("--processes", 60), default=6, metavar="N",
+    p.add_argument("--processes", type=common.positive_int("--processes", 60), default=6, metavar="N",
                    help="fresh processes per cell and column, interleaved (default 6)")
     p.add_argument("--no-aa", action="store_true",
                    help="leave out the A/A column (the switch on a second time, which must come out equivalent)")
     p.add_argument("--max-cost", type=float, default=None, metavar="X",
                    help="a gate: exit 1 when the switch (or N devices) slows a cell down by more than X (e.g. 1.35), "
                         "3 when a cell cannot be told (its interval spans X)")
-    decision_flags(p, alpha=0.05, verdicts=False)
+    common.decision_flags(p, alpha=0.05, verdicts=False)
     p.add_argument("--threads", default="1", metavar="N|default",
                    help="the frameworks' thread pools per cell (default 1: the steadiest between processes)")
     p.add_argument("--profile", default="quick", help="the timed steps of each process: quick (default) or regular")
-    p.add_argument("--cell-timeout", type=positive_int("--cell-timeout", TIMEOUT_MAX_S), default=1800, metavar="S",
+    p.add_argument("--cell-timeout", type=common.positive_int("--cell-timeout", common.TIMEOUT_MAX_S),
+                   default=1800, metavar="S",
                    help="seconds a cell's process may take (default 1800)")
     return p
 
@@ -79,14 +69,14 @@ def settings_from(args: argparse.Namespace) -> Any:
     if switches and args.of != "determinism":
         raise UsageError("--switch names a determinism switch: it goes with --of determinism")
     if args.of == "devices":
-        devices = one_device_count(args.devices, "--of devices")
+        devices = common.one_device_count(args.devices, "--of devices")
     elif args.devices != [2]:
         raise UsageError("--devices goes with --of devices (one device against N)")
     else:
         devices = 2
     resolve_switches(args.switch, backends)
     get_profile(args.profile)
-    model = model_choice(args)
+    model = common.model_choice(args)
     apis = (options.apis(args.api, model.apis) if args.api
             else ["functional" if "functional" in model.apis else model.apis[0]])
     settings = CostSettings(backends=tuple(backends), apis=tuple(apis),
@@ -147,7 +137,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         rounds = len(kept[0].cells[0].step_time_s[first]) if kept and kept[0].cells else 0
         console.print(f"interrupted after {rounds} of {settings.processes} rounds"
                       + (f", kept in {where[0]}" if rounds else ", nothing written"), highlight=False)
-        return EXIT_INTERRUPTED
+        return common.EXIT_INTERRUPTED
     console.print(cost_table(doc.to_dict()))
     for line in cost_notes(doc.to_dict()):
         console.print(line, highlight=False)
@@ -161,7 +151,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     console.print(f"{'written' if where[0] == out else 'kept in'}: {where[0]}", highlight=False)
     if settings.max_cost:
         return doc.exit_status or 0
-    return EXIT_FAILED if failed else 0
+    return common.EXIT_FAILED if failed else 0
 
 
 def cost_notes(doc: dict[str, Any]) -> list[str]:

@@ -9,15 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import DEVICES
-from fitbench.commands.common import (
-    EXIT_FAILED,
-    EXIT_FOUND,
-    EXIT_OK,
-    model_choice,
-    model_flags,
-    positive_int,
-    switch_flags,
-)
+from fitbench.commands import common
 from fitbench.errors import UsageError
 from fitbench.processes import options
 
@@ -29,11 +21,11 @@ SUMMARY = ("per layer, what the determinism switch does to a model's training st
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("coverage", help="per layer: does the determinism switch cover it (identical, raises, "
                                         "differs, falls back, loses compilation)")
-    model_flags(p, api_default="functional, or the model's one form")
-    switch_flags(p)
-    p.add_argument("--batch-size", type=positive_int("--batch-size", 65536), default=8,
+    common.model_flags(p, api_default="functional, or the model's one form")
+    common.switch_flags(p)
+    p.add_argument("--batch-size", type=common.positive_int("--batch-size", 65536), default=8,
                    help="the batch each layer's step sees (default 8)")
-    p.add_argument("--processes", type=positive_int("--processes", 20), default=2, metavar="N",
+    p.add_argument("--processes", type=common.positive_int("--processes", 20), default=2, metavar="N",
                    help="fresh processes per backend, compared bit for bit (default 2, at least 2)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (default) or the first GPU")
     p.add_argument("--no-jit", action="store_true",
@@ -55,7 +47,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     if args.processes < 2:
         raise UsageError("--processes must be at least 2: one process has nothing to be compared with")
     switches = resolve_switches(args.switch, backends)
-    model = model_choice(args)
+    model = common.model_choice(args)
     if "tf-keras" in backends:
         raise UsageError("coverage traces Keras 3 layers: tf-keras (Keras 2) is not supported; its switch is "
                          "TensorFlow's, --backend tensorflow")
@@ -88,5 +80,5 @@ def main(args: argparse.Namespace, console: Console) -> int:
         for error in row.errors:
             sys.stderr.write(f"fitbench: {row.backend}: a coverage process failed: {error}\n")
     if any(row.errors and not row.layers for row in doc.rows):
-        return EXIT_FAILED
-    return EXIT_FOUND if found(doc) else EXIT_OK
+        return common.EXIT_FAILED
+    return common.EXIT_FOUND if found(doc) else common.EXIT_OK

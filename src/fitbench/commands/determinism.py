@@ -9,15 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from fitbench import DEVICES
-from fitbench.commands.common import (
-    EXIT_FAILED,
-    EXIT_FOUND,
-    EXIT_OK,
-    device_counts,
-    model_choice,
-    model_flags,
-    positive_int,
-)
+from fitbench.commands import common
 from fitbench.errors import UsageError
 from fitbench.models.seed import ModelSpec, parse_widths
 from fitbench.processes import options
@@ -30,15 +22,15 @@ SUMMARY = ("are Sequential, Functional and subclassed models bit-identical, acro
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     det = sub.add_parser("determinism", help="bit-identity across APIs and across processes")
-    model_flags(det, several_backends=False)
-    det.add_argument("--epochs", type=positive_int("--epochs"), default=3, help="epochs to train (default 3)")
+    common.model_flags(det, several_backends=False)
+    det.add_argument("--epochs", type=common.positive_int("--epochs"), default=3, help="epochs to train (default 3)")
     det.add_argument("--jit", default="off", choices=("on", "off"),
                      help="XLA / torch.compile for the training step (default off)")
-    det.add_argument("--samples", type=positive_int("--samples"), default=1,
+    det.add_argument("--samples", type=common.positive_int("--samples"), default=1,
                      help="training samples: 1 = the seed's (x, y); more = seeded synthetic data (default 1)")
-    det.add_argument("--batch-size", type=positive_int("--batch-size"), default=None,
+    det.add_argument("--batch-size", type=common.positive_int("--batch-size"), default=None,
                      help="batch size (default: --samples, one batch per epoch)")
-    det.add_argument("--threads", type=positive_int("--threads"), default=2,
+    det.add_argument("--threads", type=common.positive_int("--threads"), default=2,
                      help="intra-op threads, TensorFlow and PyTorch (inter-op: 1) (default 2)")
     det.add_argument("--no-op-determinism", action="store_true",
                      help="leave the backend's determinism switch off (TF op determinism, torch deterministic "
@@ -46,12 +38,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     det.add_argument("--device", default="cpu", choices=DEVICES, help="train on the CPU (default) or the first GPU")
     det.add_argument("--nudge", metavar="API",
                      help="self-test: move one initial weight of API by one ULP (default: none)")
-    det.add_argument("--runs", type=positive_int("--runs"), default=2,
+    det.add_argument("--runs", type=common.positive_int("--runs"), default=2,
                      help="separate training processes, each API compared across all of them (default 2, at least 2)")
-    det.add_argument("--devices", type=device_counts, default=[1], metavar="N,...",
+    det.add_argument("--devices", type=common.device_counts, default=[1], metavar="N,...",
                      help="also train data-parallel on N devices (keras.distribution; JAX; simulated on a CPU), "
                           "`--runs` processes each: N against N and N against the first count (default 1)")
-    det.add_argument("--hosts", type=positive_int("--hosts", 16), default=1, metavar="K",
+    det.add_argument("--hosts", type=common.positive_int("--hosts", 16), default=1, metavar="K",
                      help="also train K devices as K local processes, one device each (jax.distributed over "
                           "gloo: a cluster's code path), against one process with K devices (default 1)")
     return det
@@ -95,7 +87,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     if len(backends) != 1:
         raise UsageError("determinism checks one backend at a time: --backend tensorflow, jax, torch or tf-keras")
     stack = parse_stack(backends[0])
-    model = model_choice(args)
+    model = common.model_choice(args)
     settings = DeterminismSettings(
         apis=tuple(options.apis(args.api, model.apis)), spec=ModelSpec(widths=parse_widths(args.widths)),
         model=model, epochs=args.epochs,
@@ -113,7 +105,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         doc = check_determinism(settings, log=lambda line: sys.stderr.write(f"fitbench: {line}\n")).to_dict()
     except IsolatedError as exc:  # a training process failed: nothing to compare, nothing written
         sys.stderr.write(f"fitbench: determinism run failed: {exc}\n")
-        return EXIT_FAILED
+        return common.EXIT_FAILED
     if out:
         keep_document(out, doc)
     console.print(determinism_table(doc))
@@ -129,4 +121,4 @@ def main(args: argparse.Namespace, console: Console) -> int:
             elif settings.keras_major == 3:  # explain trains Keras 3 (its replay pair is the tf-keras one)
                 console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
                               highlight=False, markup=False, soft_wrap=True)  # one line to copy
-    return EXIT_OK if doc["all_identical"] else EXIT_FOUND
+    return common.EXIT_OK if doc["all_identical"] else common.EXIT_FOUND

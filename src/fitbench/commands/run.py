@@ -12,18 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fitbench import DEVICES
-from fitbench.commands.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    TIMEOUT_MAX_S,
-    device_counts,
-    model_choice,
-    model_flags,
-    output_path,
-    positive_int,
-    switch_flags,
-)
+from fitbench.commands import common
 from fitbench.errors import UsageError
 from fitbench.measure.profiles import PROFILES, get_profile
 from fitbench.models.seed import ModelSpec, parse_widths
@@ -37,7 +26,7 @@ SUMMARY = ("time model.fit cell by cell (TensorFlow, JAX, PyTorch; XLA on/off; C
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="time the fit loop, one fresh process per cell")
-    model_flags(run)
+    common.model_flags(run)
     run.add_argument("--profile", default="quick", help=f"{' | '.join(PROFILES)} (default quick)")
     run.add_argument("--jit", default="both", choices=("on", "off", "both"),
                      help="XLA (TensorFlow, JAX) or torch.compile for the step: on, off or both (default both)")
@@ -50,8 +39,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--determinism", default="off", choices=("off", "on", "both"),
                      help="the backend's determinism switch in each cell's process: off (default), on, or both "
                           "(a cost table follows; `fitbench cost` for an interval)")
-    switch_flags(run)
-    run.add_argument("--devices", type=device_counts, default=[1], metavar="N,...",
+    common.switch_flags(run)
+    run.add_argument("--devices", type=common.device_counts, default=[1], metavar="N,...",
                      help="data parallelism: each cell also on N devices (keras.distribution.DataParallel, the "
                           "batch split; JAX; simulated devices on a CPU), e.g. 1,2,4 (default 1)")
     run.add_argument("--no-seed-workload", action="store_true", help="skip the seed's 1-sample epoch cells")
@@ -59,9 +48,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument("--wide", action="store_true",
                      help="every column (GFLOP/s, %% of the peak probe, raw ms, first step, RSS); default: the "
                           "compact table that fits 100 columns")
-    run.add_argument("--plot", metavar="PATH", type=output_path("--plot"),
+    run.add_argument("--plot", metavar="PATH", type=common.output_path("--plot"),
                      help="write a PNG of samples/s against batch size")
-    run.add_argument("--cell-timeout", type=positive_int("--cell-timeout", TIMEOUT_MAX_S), default=1800, metavar="S",
+    run.add_argument("--cell-timeout", type=common.positive_int("--cell-timeout", common.TIMEOUT_MAX_S),
+                     default=1800, metavar="S",
                      help="seconds a cell's process may take (default 1800)")
     run.add_argument("--threads", default="default", metavar="N|default",
                      help="the frameworks' CPU thread pools per cell (default: their own; 1 gives the steadiest "
@@ -98,7 +88,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     batch_sizes = (options.batch_sizes(args.batch_sizes) if args.batch_sizes is not None
                    else list(profile.batch_sizes))
     out = check_output_path(args.json) if args.json else None
-    model = model_choice(args)
+    model = common.model_choice(args)
     jits = {"on": [True], "off": [False], "both": [False, True]}[args.jit]
     if args.switch and args.determinism == "off":
         raise UsageError("--switch names the switch --determinism on or both turns on; with --determinism off "
@@ -133,7 +123,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         _say_where(keeper)
         console.print(f"interrupted: {done} of {len(cells)} cells done"
                       + (f", kept in {keeper.path}" if done else ", nothing written"))
-        return EXIT_INTERRUPTED
+        return common.EXIT_INTERRUPTED
     records = [r.to_dict() for r in doc.records]
     console.print(run_table(records, wide=args.wide))
     if not args.wide:
@@ -167,7 +157,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
             failed.append(f"cannot write the plot {args.plot}: {exc.strerror or exc}")
     for line in failed:
         sys.stderr.write(f"fitbench: {line}\n")
-    return EXIT_FAILED if failed else EXIT_OK
+    return common.EXIT_FAILED if failed else common.EXIT_OK
 
 
 def default_run_path() -> str:
