@@ -81,6 +81,32 @@ def test_no_round_of_pairs_starts_after_the_deadline(monkeypatch, tmp_path):
     assert "--max-minutes reached" in stopped["env::A"]
 
 
+def test_no_round_starts_that_would_end_past_the_deadline_at_the_pace_so_far(monkeypatch, tmp_path):
+    # a fake clock: every pair takes 60 s; the deadline is 150 s away, so a third round (ending at 180 s)
+    # would pass it: two rounds, not three (the old check, "past the deadline yet?", ran the third)
+    clock = [1000.0]
+
+    def measure(*args, **kwargs):
+        clock[0] += 60.0
+        return fake_pair()(*args, **kwargs)
+
+    side = Side("a" * 40, "python", {})
+    monkeypatch.setattr(pairing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pairing, "measure_pair", measure)
+    lines: list[str] = []
+    out, stopped = pairing.run_pairs({"env::A": (side, side)}, "benchmarks", {"env::A": ["a-0"]}, 10,
+                                     {"env::A": 5}, "alternate", 0, Path(tmp_path / "log"), progress=lines.append,
+                                     deadline=clock[0] + 150.0)
+    assert len(out["env::A"]) == 2 and clock[0] <= 1150.0
+    assert stopped["env::A"] == "stopped after 2 of 10 pairs: --max-minutes reached"
+    assert any("the next round, about 60 s, would end past it" in line for line in lines)
+    # but never fewer rounds than can decide anything: min_pairs run even past the deadline
+    out, stopped = pairing.run_pairs({"env::A": (side, side)}, "benchmarks", {"env::A": ["a-0"]}, 10,
+                                     {"env::A": 5}, "alternate", 0, Path(tmp_path / "log"),
+                                     deadline=clock[0] - 1.0, min_pairs=3)
+    assert len(out["env::A"]) == 3 and "stopped after 3 of 10 pairs" in stopped["env::A"]
+
+
 def test_the_pair_value_is_the_median_of_its_rounds_ratios():
     # a burst lands on base's 2nd and head's 4th window: the sides' medians differ, the rounds' ratios do not
     base = [10.0, 15.0, 10.0, 10.0, 10.0]

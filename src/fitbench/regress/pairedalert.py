@@ -43,6 +43,11 @@ def equivalence_floor(level: float) -> int:
     return n
 
 
+def change_floor(keys: list[str], settings: DecisionSettings, stages: int) -> int:
+    """The fewest pairs with which the exact test can call a cell worse at stage 1's first Holm level."""
+    return signedrank.min_pairs(settings.alpha / stages / _family(keys))
+
+
 def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSettings, stages: int,
                progress: Callable[[str], None]) -> tuple[list[int], str]:
     """(pairs per stage, why). The exact signed-rank test cannot give p below 2 / 2**n with n pairs, and
@@ -50,11 +55,11 @@ def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSetting
     DEFAULT_PAIRS). Asked for fewer: one line before anything runs when no cell could be called worse, and
     refused (UsageError) when no cell could be decided at all."""
     family = _family(keys)
-    change_floor = signedrank.min_pairs(settings.alpha / stages / family)
+    floor = change_floor(keys, settings, stages)
     equivalence_at = equivalence_floor(settings.equivalence_alpha / stages / family)
     if requested is None:
-        pairs = max(DEFAULT_PAIRS, change_floor + PAIR_MARGIN)
-        return [pairs] * stages, (f"default: {change_floor} pairs are the fewest in which the exact test can reach "
+        pairs = max(DEFAULT_PAIRS, floor + PAIR_MARGIN)
+        return [pairs] * stages, (f"default: {floor} pairs are the fewest in which the exact test can reach "
                                   f"alpha {settings.alpha:g} over {family} cell(s) and {stages} stage(s); "
                                   f"{PAIR_MARGIN} more")
     total = requested * stages
@@ -62,11 +67,11 @@ def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSetting
         raise UsageError(f"--processes {requested}: with {total} pair(s) per cell the exact test can decide "
                          f"nothing at these levels ({family} cell(s), {stages} stage(s)): it needs at least "
                          f"{-(-equivalence_at // stages)} per stage to show a cell equivalent and "
-                         f"{-(-change_floor // stages)} to call one worse")
-    if requested < change_floor:
+                         f"{-(-floor // stages)} to call one worse")
+    if requested < floor:
         when = "at stage 1" if stages > 1 else "at all"
         progress(f"note: --processes {requested}: with {requested} pairs a stage no cell can be called worse "
-                 f"{when}, only equivalent; {change_floor} a stage could (alpha {settings.alpha:g} over {family} "
+                 f"{when}, only equivalent; {floor} a stage could (alpha {settings.alpha:g} over {family} "
                  f"cell(s) and {stages} stage(s))")
     return [requested] * stages, f"asked for: {requested} pairs per stage"
 
@@ -195,8 +200,11 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
         report.asv_exit_status = max(record.asv_exit_status.values(), default=0)
     if cells:
         progress(f"stage 1: {plan[0]} pairs ({design}) of {len(cells)} cell(s) in {len(sides)} environment(s)")
+        # --max-minutes may cut the margin pair(s), never below what can call a cell worse at stage 1's level
+        floor = change_floor([asvdata.cell_key(n, b) for n in selected for b in environments], settings, stages)
         stage1 = pairedstage.run_stage(repo, base, head, sides, cells, plan[0], design, 1, seed, out, 0, {},
-                                       progress, labels=backend_of, deadline=started + options.max_minutes * 60)
+                                       progress, labels=backend_of, deadline=started + options.max_minutes * 60,
+                                       min_pairs=min(plan[0], floor))
         pairedstage.store_stage(repo, machine, machine, base, head, cells, stage1, append=False, stages=stages)
         report.stages.append(_stage_record(stage1, plan[0], cells, settings, stages, backend_of))
     runners = [(asvdata.asv_config(repo).results_dir, machine)]

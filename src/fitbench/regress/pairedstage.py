@@ -100,9 +100,11 @@ class StageOutcome:
 def run_stage(repo: str, base: str, head: str, sides: dict[str, EnvironmentSides], cells: list[PairedCell],
               pairs: int, design: str, stage: int, seed: int, out_dir: Path, first_index: int,
               extra_env: dict[str, str], progress: Callable[[str], None], timeout_s: float = 600.0,
-              labels: dict[str, str] | None = None, deadline: float | None = None) -> StageOutcome:
-    """`pairs` pairs of every group of `cells`, each pair kept in pairs.jsonl as it ends; no new round of pairs
-    after `deadline` (time.monotonic()), and a group stopped after CONSECUTIVE_FAILURES failed pairs in a row."""
+              labels: dict[str, str] | None = None, deadline: float | None = None,
+              min_pairs: int = 1) -> StageOutcome:
+    """`pairs` pairs of every group of `cells`, each pair kept in pairs.jsonl as it ends; past the first
+    `min_pairs`, no round of pairs that would end after `deadline` (time.monotonic(); pairing.run_pairs), and a
+    group stopped after CONSECUTIVE_FAILURES failed pairs in a row."""
     import time
 
     by_group: dict[str, list[PairedCell]] = {}
@@ -125,7 +127,7 @@ def run_stage(repo: str, base: str, head: str, sides: dict[str, EnvironmentSides
                                  pairs, {g: m[0].samples_per_process for g, m in by_group.items()}, design, seed,
                                  out_dir / "workers.log", stage=stage, first_index=first_index, timeout_s=timeout_s,
                                  progress=progress, on_pair=keep, labels=names, deadline=deadline,
-                                 max_failures=CONSECUTIVE_FAILURES)
+                                 max_failures=CONSECUTIVE_FAILURES, min_pairs=min_pairs)
     return StageOutcome(stage=stage, pairs=outcome, seconds=round(time.monotonic() - started, 1), stopped=stopped)
 
 

@@ -218,23 +218,31 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
               timeout_s: float = 600.0, progress: Callable[[str], None] = lambda line: None,
               on_pair: Callable[[str, PairOutcome], None] = lambda group, pair: None,
               labels: dict[str, str] | None = None, deadline: float | None = None,
-              max_failures: int = 0) -> tuple[dict[str, list[PairOutcome]], dict[str, str]]:
+              max_failures: int = 0, min_pairs: int = 1) -> tuple[dict[str, list[PairOutcome]], dict[str, str]]:
     """`pairs` pairs of each group's workers ({group: (base side, head side)}, `cells` the asv benchmark ids
     each group's workers hold, `windows` their rounds), the groups taken in turns pair by pair so that a drift
     of the machine over the stage reaches them alike. Every finished pair goes to `on_pair` at once (kept, so
-    that a stopped alert loses nothing measured). No round of pairs starts after `deadline` (time.monotonic());
-    a group whose last `max_failures` pairs all failed is stopped (its worker cannot run: more would only cost
-    time). Returns the pairs and, per stopped group, why."""
+    that a stopped alert loses nothing measured). No round of pairs starts that would end after `deadline`
+    (time.monotonic()) at the pace of the rounds before it: --max-minutes is a bound a CI job's timeout can
+    rely on, not a point past which one more round may run (on a loaded runner a round of three backends
+    takes over a minute). The first `min_pairs` rounds always run (fewer pairs than the exact test needs to
+    reach its level decide nothing: stopping there would spend the time and answer nothing). A group whose last
+    `max_failures` pairs all failed is stopped (its worker cannot run: more would only cost time). Returns the
+    pairs and, per stopped group, why."""
     rng = random.Random(seed)
     out: dict[str, list[PairOutcome]] = {group: [] for group in sides}
     stopped: dict[str, str] = {}
     started = time.monotonic()
+    round_seconds: list[float] = []
     with open(log_path, "a") as log:
         for number in range(pairs):
-            if deadline is not None and time.monotonic() > deadline and number > 0:
+            round_started = time.monotonic()
+            pace = sum(round_seconds) / len(round_seconds) if round_seconds else 0.0
+            if deadline is not None and number >= max(1, min_pairs) and round_started + pace > deadline:
                 for group in sides:
                     stopped.setdefault(group, f"stopped after {number} of {pairs} pairs: --max-minutes reached")
-                progress(f"stage {stage}: --max-minutes reached after {number} of {pairs} pairs: no more pairs")
+                progress(f"stage {stage}: --max-minutes reached after {number} of {pairs} pairs (the next round, "
+                         f"about {pace:.0f} s, would end past it): no more pairs")
                 break
             for group, (base, head) in sides.items():
                 if group in stopped:
@@ -253,6 +261,7 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
                 if max_failures and len(recent) == max_failures and all(p.failed for p in recent):
                     stopped[group] = f"stopped after {max_failures} failed pairs in a row ({pair.failed})"
                     progress(f"stage {stage}: {name}: {stopped[group]}")
+            round_seconds.append(time.monotonic() - round_started)
     return out, stopped
 
 
