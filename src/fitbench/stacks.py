@@ -19,6 +19,7 @@ from fitbench import BACKENDS
 from fitbench.errors import UsageError
 
 TF_KERAS = "tf-keras"  # the --backend name of Keras 2 on TensorFlow
+KERAS_2_BACKEND = "tensorflow"  # the one framework tf-keras runs on: its Keras 3 twin is that backend's row
 STACK_NAMES = (*BACKENDS, TF_KERAS)
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"  # TensorFlow's own switch: tf.keras is tf-keras when it is "1"
 
@@ -42,7 +43,7 @@ def parse_stack(name: str) -> Stack:
     if name in ("tf_keras", "keras2"):  # the package's import name and the obvious alias
         name = TF_KERAS
     if name == TF_KERAS:
-        return Stack("tensorflow", 2)
+        return Stack(KERAS_2_BACKEND, 2)
     if name in BACKENDS:
         return Stack(name, 3)
     raise UsageError(f"unknown backend {name!r}; choose from {', '.join(STACK_NAMES)}")
@@ -63,7 +64,7 @@ def require_model_kind(stacks: list[Stack], model: str) -> None:
 
 def keras_2_beside_3(stacks: list[Stack]) -> bool:
     """Both Keras majors on TensorFlow (the one framework Keras 2 runs on): the runs pair them cell by cell."""
-    return any(s.keras_major == 2 for s in stacks) and any(s.keras_major == 3 and s.backend == "tensorflow"
+    return any(s.keras_major == 2 for s in stacks) and any(s.keras_major == 3 and s.backend == KERAS_2_BACKEND
                                                            for s in stacks)
 
 
@@ -105,7 +106,7 @@ def backend_missing(backend: str) -> str | None:
 
     name = framework_module(backend)
     if importlib.util.find_spec(name) is None:
-        extra = "" if backend == "tensorflow" else f' (pip install -e ".[{backend}]")'
+        extra = "" if backend == "tensorflow" else f' (pip install -e ".[{backend}]")'  # tensorflow: the base install
         return f"the {backend} backend needs the {name} package, which is not installed{extra}"
     return None
 

@@ -14,6 +14,7 @@ from fitbench import DEVICES
 from fitbench.commands import common
 from fitbench.errors import UsageError
 from fitbench.processes import options
+from fitbench.stacks import TF_KERAS
 
 NAME = "cost"
 SUMMARY = ("what each backend's determinism switch (or N devices) costs a cell: off vs on in interleaved fresh "
@@ -165,7 +166,7 @@ def cost_notes(doc: dict[str, Any]) -> list[str]:
     lost = [c["cell"] for c in doc["cells"] if c["jit_effective"].get("off") and c["jit_effective"].get("on") is False]
     if lost:
         lines.append(f"jit lost under the switch (Keras turned compilation off): {', '.join(lost)}")
-    for stack in dict.fromkeys(c["backend"] for c in doc["cells"] if c["backend"] != "tf-keras"):  # Keras 2 keeps XLA
+    for stack in dict.fromkeys(c["backend"] for c in doc["cells"] if c["backend"] != TF_KERAS):  # Keras 2 keeps XLA
         switch = next(c["treatment"] for c in doc["cells"] if c["backend"] == stack)
         note = get_switch(stack, switch).cpu_note
         if note:

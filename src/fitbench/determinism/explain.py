@@ -31,6 +31,7 @@ from fitbench.errors import UsageError
 from fitbench.models.choice import ModelChoice
 from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
+from fitbench.stacks import KERAS_2_BACKEND
 
 SCHEMA_VERSION = 1
 
@@ -89,7 +90,7 @@ class ExplainSettings:
             if api not in self.model.apis:
                 raise UsageError(f"the {self.model.name} model has no {api} form; choose from "
                                  f"{', '.join(self.model.apis)}")
-        if self.pair == "replay" and (self.backend != "tensorflow" or self.model.kind != "seed"):
+        if self.pair == "replay" and (self.backend != KERAS_2_BACKEND or self.model.kind != "seed"):  # Keras 2 code
             raise UsageError("--pair replay is the seed question's: the seed network on tensorflow (tf-keras)")
         for name in ("epochs", "samples", "batch_size"):
             if getattr(self, name) < 1:

@@ -8,7 +8,7 @@ from typing import Any
 from fitbench.errors import UsageError
 from fitbench.models.choice import ModelChoice
 from fitbench.models.seed import ModelSpec, check_api
-from fitbench.stacks import Stack, require_seed_model
+from fitbench.stacks import KERAS_2_BACKEND, Stack, require_seed_model
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class DeterminismSettings:
                                  f"{', '.join(self.model.apis)}")
         if not self.apis:
             raise UsageError("--api must name at least one api")
-        if self.keras_major == 2 and self.backend != "tensorflow":
+        if self.keras_major == 2 and self.backend != KERAS_2_BACKEND:
             raise UsageError(f"Keras 2 (tf-keras) runs on TensorFlow only, not on {self.backend}")
         require_seed_model([Stack(self.backend, self.keras_major)], self.model.name)
         if self.runs < 2:

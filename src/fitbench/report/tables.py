@@ -8,7 +8,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from fitbench.stacks import TF_KERAS, stack_name
+from fitbench.stacks import KERAS_2_BACKEND, TF_KERAS, stack_name
 
 
 class StyledTable(Table):
@@ -167,11 +167,11 @@ def keras_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keras 3 on TensorFlow against tf-keras (Keras 2) in the same cell (kind, api, device, batch, variant,
     requested jit): samples/s Keras 3 ÷ Keras 2 (>1: Keras 3 is faster). One process each: an anecdote,
     which is why `fitbench versions` repeats processes for a claim."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("backend", "tensorflow") == "tensorflow"]
+    ok = [r for r in records if r.get("status") == "ok" and r.get("backend", KERAS_2_BACKEND) == KERAS_2_BACKEND]
     out = []
     for r2 in (r for r in ok if stack_name(r) == TF_KERAS):
         key = (r2["kind"], r2["api"], r2["device"], r2["batch_size"], r2.get("variant", "plain"), r2["jit_requested"])
-        r3 = next((r for r in ok if stack_name(r) == "tensorflow" and
+        r3 = next((r for r in ok if stack_name(r) == KERAS_2_BACKEND and
                    (r["kind"], r["api"], r["device"], r["batch_size"], r.get("variant", "plain"),
                     r["jit_requested"]) == key), None)
         if r3:

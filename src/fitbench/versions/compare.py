@@ -24,7 +24,7 @@ from fitbench.regress.decide import DecisionSettings, decide, usable_values
 from fitbench.regress.decide import SpeedComparison as Comparison
 from fitbench.report.document import Document
 from fitbench.report.io import utc_stamp
-from fitbench.stacks import TF_KERAS, stack_name
+from fitbench.stacks import KERAS_2_BACKEND, TF_KERAS, stack_name
 from fitbench.versions.envs import READY, VersionEnv
 
 SCHEMA_VERSION = 2  # of the versions document; 1: "unchanged" where 2 says "equivalent"
@@ -184,7 +184,7 @@ def _row(key: tuple[Any, ...], values: dict[str, list[float]], jit_eff: dict[str
 
 def _keras2_twin(row: CellRow, rows: list[CellRow]) -> CellRow | None:
     """The tf-keras row of the same cell as a Keras 3 TensorFlow row (both in one `fitbench run`)."""
-    if row.backend != "tensorflow":
+    if row.backend != KERAS_2_BACKEND:
         return None
     same = (row.kind, row.api, row.jit_requested, row.variant, row.device, row.batch_size)
     return next((r for r in rows if r.backend == TF_KERAS and
