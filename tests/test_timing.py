@@ -87,3 +87,41 @@ def test_a_run_document_that_cannot_be_written_is_kept_elsewhere_and_says_so(tmp
     assert keeper.path.startswith(str(tmp_path)) and json.load(open(keeper.path))["command"] == "run"
     keeper.keep(doc)  # the next cells go to the same fallback
     assert keeper.failure.startswith("cannot write /full/")
+
+
+def test_each_backend_is_probed_just_before_its_first_cell_and_every_answer_is_told_as_it_comes(monkeypatch):
+    """The first cell's answer reaches the screen after one peak probe, not after every backend's; each
+    finished cell and probe says its answer in a few words (progress.advance), skipped ones why."""
+    from fitbench.measure import engine
+    from fitbench.measure.cells import plan_cells
+    from fitbench.measure.profiles import get_profile
+    from fitbench.measure.record import PeakRecord, RunRecord
+
+    events: list[str] = []
+
+    def probe(backend, device, timeout_s):
+        events.append(f"probe {backend}")
+        return PeakRecord(backend, device, gflops_per_s=1234.5)
+
+    def measure(cell, settings, peak=None):
+        events.append(f"cell {cell.backend}" + (" with its peak" if peak and peak.backend == cell.backend else ""))
+        return RunRecord.for_cell(cell, samples_per_s=2048.0, efficiency=0.8)
+
+    class Told:
+        def looking_for_gpus(self, looking): ...
+        def start(self, total): events.append(f"{total} to measure")
+        def step(self, description): ...
+        def advance(self, outcome=""): events.append(f"told: {outcome}")
+
+    monkeypatch.setattr(engine, "peak_probe", probe)
+    monkeypatch.setattr(engine, "measure", measure)
+    cells = plan_cells(["functional"], [True], ["cpu"], [32], ["tensorflow", "jax", "torch"], include_seed=False)
+    settings = engine.RunSettings(cells=cells, profile=get_profile("quick"), missing={"torch": "not installed"})
+    doc = engine.run(settings, Told())
+    assert events == ["5 to measure",  # three cells, two probes: the torch cell is skipped without one
+                      "probe tensorflow", "told: peak 1,234 GFLOP/s", "cell tensorflow with its peak",
+                      "told: 2,048 samples/s, raw/fit 0.80",
+                      "probe jax", "told: peak 1,234 GFLOP/s", "cell jax with its peak",
+                      "told: 2,048 samples/s, raw/fit 0.80",
+                      "told: skipped: not installed"]
+    assert [p.backend for p in doc.peaks] == ["tensorflow", "jax"] and doc.complete

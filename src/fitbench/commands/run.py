@@ -178,7 +178,7 @@ class _Lines:
     """The engine's progress as lines on stderr, for output that is not a terminal."""
 
     def __init__(self) -> None:
-        self.total, self.done, self.started = 0, 0, time.monotonic()
+        self.total, self.done, self.started, self.current = 0, 0, time.monotonic(), ""
 
     def _say(self, text: str) -> None:
         elapsed = time.monotonic() - self.started
@@ -194,17 +194,20 @@ class _Lines:
         self._say(f"{total} to measure (cells and probes), each in a fresh process")
 
     def step(self, description: str) -> None:
+        self.current = description
         self._say(f"[{self.done + 1}/{self.total}] {description}")
 
-    def advance(self) -> None:
+    def advance(self, outcome: str = "") -> None:
         self.done += 1
+        if outcome:
+            self._say(f"[{self.done}/{self.total}] {self.current}: {outcome}")
 
 
 class _Bar:
     """The engine's progress on a rich progress bar."""
 
     def __init__(self, progress: Progress) -> None:
-        self.progress, self.task, self.looking = progress, None, None
+        self.progress, self.task, self.looking, self.current = progress, None, None, ""
 
     def looking_for_gpus(self, looking: bool) -> None:
         if looking:
@@ -216,7 +219,10 @@ class _Bar:
         self.task = self.progress.add_task("cells", total=total)
 
     def step(self, description: str) -> None:
+        self.current = description
         self.progress.update(self.task, description=description)
 
-    def advance(self) -> None:
+    def advance(self, outcome: str = "") -> None:
+        if outcome:  # above the bar, as each answer comes: the table at the end has them all
+            self.progress.console.print(f"{self.current}: {outcome}", highlight=False, markup=False)
         self.progress.advance(self.task)

@@ -62,7 +62,7 @@ class Progress(Protocol):
 
     def step(self, description: str) -> None: ...  # a probe or cell begins
 
-    def advance(self) -> None: ...  # and is done
+    def advance(self, outcome: str = "") -> None: ...  # and is done; `outcome`: its answer in a few words
 
 
 class _Quiet:
@@ -72,7 +72,17 @@ class _Quiet:
 
     def step(self, description: str) -> None: ...
 
-    def advance(self) -> None: ...
+    def advance(self, outcome: str = "") -> None: ...
+
+
+def outcome(record: RunRecord | PeakRecord) -> str:
+    """A finished cell's or probe's answer in a few words, for the screen while the run goes on."""
+    if record.status != "ok":
+        return f"{record.status}: {record.reason or record.error or ''}".rstrip(": ")
+    if isinstance(record, PeakRecord):
+        return f"peak {record.gflops_per_s:,.0f} GFLOP/s" if record.gflops_per_s else "peak measured"
+    text = f"{record.samples_per_s:,.0f} samples/s" if record.samples_per_s else "measured"
+    return text + (f", raw/fit {record.efficiency:.2f}" if record.efficiency else "")
 
 
 class JsonKeeper:
@@ -138,12 +148,19 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
         if settings.floor:  # the GPU peak probe of a backend that sees none: skipped, not started
             doc.peaks += [PeakRecord(b, "gpu", status="skipped", reason=why) for b, why in no_gpu.items()]
         peaks: dict[tuple[str, str], PeakRecord] = {}
-        for backend, device in probes:  # once per run and device, in its own process like a cell
-            progress.step(f"{backend} {device} peak probe")
-            peaks[backend, device] = peak_probe(backend, device, settings.cell_timeout_s)
-            doc.peaks.append(peaks[backend, device])
-            progress.advance()
+
+        def probe(backend: str, device: str) -> None:
+            """Once per run, backend and device, in its own process like a cell, just before the first cell
+            that needs it: the first cell's answer comes after one probe, not after all of them."""
+            if (backend, device) in probes and (backend, device) not in peaks:
+                progress.step(f"{backend} {device} peak probe")
+                peaks[backend, device] = peak_probe(backend, device, settings.cell_timeout_s)
+                doc.peaks.append(peaks[backend, device])
+                progress.advance(outcome(peaks[backend, device]))
+
         for cell in settings.cells:
+            if cell.stack.name not in missing:
+                probe(cell.backend, cell.device)
             progress.step(cell.label())
             if cell.stack.name in missing:
                 record = RunRecord.not_measured(cell, "skipped", missing[cell.stack.name])
@@ -154,7 +171,9 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
             doc.records.append(record)
             if keeper:  # every finished cell is on disk: an interrupted run keeps them
                 keeper.keep(doc)
-            progress.advance()
+            progress.advance(outcome(record))
+        for backend, device in probes:  # a probe no cell needed (every cell of its backend skipped)
+            probe(backend, device)
     except KeyboardInterrupt:
         raise RunInterrupted(doc) from None
     doc.complete, doc.finished = True, utc_stamp()
