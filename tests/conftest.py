@@ -55,10 +55,12 @@ def cli_exit(argv: list[str]) -> int:
 
 
 
-# The two longest files of the slower tiers (an asv alert over planted commits, about 7 minutes each in CI's
-# --durations), first: with `-n 2 --dist loadfile --no-loadscope-reorder` (.ci/run) each worker starts on one
-# and the shorter files fill in around them, instead of both landing on one worker or last.
-LONGEST_FIRST = ("test_alert.py", "test_asv_init.py")
+# The slower tiers' files, longest first (their tests' total seconds in CI's --durations, 2026-12-03: the two
+# asv alert files 345 and 299 s, then 247, 246, 194, 182, 115, 101): with `-n 2 --dist loadfile
+# --no-loadscope-reorder` (.ci/run) each worker starts on one of the two longest and takes the next longest
+# when it is free, so no long file is left to run alone at the end. The files not named keep their order.
+LONGEST_FIRST = ("test_alert.py", "test_asv_init.py", "test_models.py", "test_backends.py", "test_explain.py",
+                 "test_cli.py", "test_versions.py", "test_devices.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
