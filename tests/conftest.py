@@ -54,7 +54,6 @@ def cli_exit(argv: list[str]) -> int:
         return int(exc.code)
 
 
-
 # The slower tiers' files, longest first (their tests' total seconds in CI's --durations, 2026-12-03: the two
 # asv alert files 345 and 299 s, then 247, 246, 194, 182, 115, 101): with `-n 2 --dist loadfile
 # --no-loadscope-reorder` (.ci/run) each worker starts on one of the two longest and takes the next longest
