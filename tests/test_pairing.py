@@ -5,7 +5,9 @@ themselves run in tests/test_alert_stages.py (a toy asv suite) and tests/test_al
 from __future__ import annotations
 
 import math
+import os
 import random
+import sys
 from pathlib import Path
 
 from fitbench.regress import pairing, signedrank
@@ -120,3 +122,32 @@ def test_the_pair_value_is_the_median_of_its_rounds_ratios():
 def test_a_cell_is_a_value_object():
     cell = PairedCell(key="k", env_name="env", benchmark="m.C.time_x", param_index=1, samples_per_process=5)
     assert cell.group == "env::m.C" and cell.worker_id == "m.C.time_x-1"
+
+
+def test_both_workers_of_a_pair_are_asked_to_stop_before_either_is_waited_for(monkeypatch, tmp_path):
+    # a worker that takes a second to exit once asked (a framework's teardown): the second worker must
+    # already have its request while the first is still exiting, so the two exits overlap
+    script = tmp_path / "slow_exit_worker.py"
+    script.write_text(
+        "import sys, time\n"
+        "name = sys.argv[1].rsplit('/', 1)[-1]\n"
+        "for line in sys.stdin:\n"
+        "    if 'stop' in line:\n"
+        "        open(sys.argv[1], 'a').write(f'asked {time.monotonic()}\\n')\n"
+        "        time.sleep(1.0)\n"
+        "        open(sys.argv[1], 'a').write(f'exited {time.monotonic()}\\n')\n"
+        "        break\n")
+    monkeypatch.setattr(pairing, "WORKER_SCRIPT", script)
+    workers = []
+    with open(tmp_path / "workers.log", "w") as log:
+        for name in ("first", "second"):
+            side = Side(commit=name, python=sys.executable, env=dict(os.environ))
+            workers.append(pairing.Worker(side, str(tmp_path / name), log))
+        pairing.stop_workers(workers)
+
+    def times(name: str) -> dict[str, float]:
+        return {k: float(v) for k, v in (line.split() for line in (tmp_path / name).read_text().splitlines())}
+
+    first, second = times("first"), times("second")
+    assert second["asked"] < first["exited"]
+    assert all(w.proc.returncode is not None for w in workers)
