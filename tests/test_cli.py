@@ -112,6 +112,8 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
     doc = load(out)
     validate(doc)  # the shipped schema, on a real document with ok and skipped cells
     assert doc["complete"] is True and doc["command"] == "run" and doc["profile"]["name"] == "quick"
+    # each cell forked from the warm template of its environment (Linux), and still a process of its own
+    assert doc["cell_processes"] == ("forked" if sys.platform.startswith("linux") else "fresh")
     records = doc["records"]
     # 1 api x 2 jit x 2 devices, fit and seed-epoch kinds
     assert len(records) == 8
@@ -169,7 +171,7 @@ def _running(process: tuple[int, str]) -> bool:
 def test_a_run_stopped_by_sigterm_keeps_its_cells_and_leaves_no_worker(tmp_path):
     """SIGTERM, what a CI timeout sends, stops a run as Ctrl-C does (the same KeyboardInterrupt path): exit 130,
     one line, the finished cells kept as a whole JSON document, and the worker of the running cell gone (it
-    used to be re-parented to init and run on, its result lost)."""
+    used to be re-parented to init and run on, its result lost), nor the warm template it was forked from."""
     out = tmp_path / "run.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "fitbench", "run", *SMALL, "--api", "functional",
@@ -177,11 +179,15 @@ def test_a_run_stopped_by_sigterm_keeps_its_cells_and_leaves_no_worker(tmp_path)
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     workers: set[tuple[int, str]] = set()
     deadline = time.time() + 300
+    def descendants() -> set[tuple[int, str]]:  # the warm template and the cell it forked, or a fresh worker
+        found = _children(proc.pid)
+        return found | {c for pid, _ in found for c in _children(pid)}
+
     while time.time() < deadline and not (out.exists() and load(out)["records"]):
-        workers |= _children(proc.pid)
+        workers |= descendants()
         time.sleep(0.2)
     time.sleep(1.0)  # the next cell's worker has started
-    workers |= _children(proc.pid)
+    workers |= descendants()
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]

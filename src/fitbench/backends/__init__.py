@@ -46,6 +46,7 @@ class Backend(Protocol):
     DEFAULT_JIT: bool  # what jit_compile="auto" picks on a CPU
     FEED: str  # what fit is fed: "tf.data" or "python generator"
     RAW_IDIOM: str  # the raw step, in words
+    WARM_IMPORTS: tuple[str, ...]  # imported once by a warm template, before its children fork
 
     def child_env(self) -> dict[str, str]: ...
     def thread_env(self, threads: int | None) -> dict[str, str]: ...

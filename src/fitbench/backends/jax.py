@@ -33,6 +33,7 @@ SUPPORTS_LAYER_JIT = True
 DEFAULT_JIT = True
 FEED = "python generator"  # fit gets a generator of the one batch: the cell never imports TensorFlow
 RAW_IDIOM = "jax.jit(value_and_grad + Adam update)"
+WARM_IMPORTS = ("jax", "keras")  # imported once by the template its cells fork from (processes.forked)
 SIMULATED_DEVICES = "JAX_NUM_CPU_DEVICES"  # what Keras' own CI uses for its multi-device tests
 
 

@@ -23,6 +23,7 @@ SUPPORTS_LAYER_JIT = True
 DEFAULT_JIT = True  # jit_compile="auto" on a CPU: XLA
 FEED = "tf.data"
 RAW_IDIOM = "tf.function(jit_compile) + GradientTape + Adam update"
+WARM_IMPORTS = ("tensorflow", "keras")  # imported once by the template its cells fork from (processes.forked)
 
 
 def child_env() -> dict[str, str]:

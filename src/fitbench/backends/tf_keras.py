@@ -38,6 +38,7 @@ from fitbench.backends.tensorflow import (  # noqa: F401 - the framework's code 
 NAME = "tf-keras"
 KERAS_MAJOR = 2
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"  # TensorFlow's own switch: tf.keras is tf-keras when it is "1"
+WARM_IMPORTS = ("tensorflow", "tf_keras")  # what a template imports once (Keras 3's `keras` is not this row's)
 SWITCH_TURNS_OFF_XLA = False  # tf-keras keeps jit_compile under op determinism (docs/results.md)
 SUPPORTS_DISTRIBUTION = False
 MODEL_KINDS = ("seed", "factory", "file")  # the zoo is Keras 3 code; a factory's `keras` is tf-keras here

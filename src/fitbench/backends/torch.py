@@ -28,6 +28,7 @@ SUPPORTS_LAYER_JIT = False  # torch.compile is per model, not per layer step
 DEFAULT_JIT = False  # jit_compile="auto": eager (torch.compile is opt-in)
 FEED = "python generator"
 RAW_IDIOM = "nn.Module + torch.optim.Adam (torch.compile when jit is on)"
+WARM_IMPORTS = ("torch", "keras")  # imported once by the template its cells fork from (processes.forked)
 
 
 def child_env() -> dict[str, str]:

@@ -25,7 +25,7 @@ SUMMARY = ("time model.fit cell by cell (TensorFlow, JAX, PyTorch; XLA on/off; C
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    run = sub.add_parser("run", help="time the fit loop, one fresh process per cell")
+    run = sub.add_parser("run", help="time the fit loop, one process per cell")
     common.model_flags(run)
     run.add_argument("--profile", default="quick", help=f"{' | '.join(PROFILES)} (default quick)")
     run.add_argument("--jit", default="both", choices=("on", "off", "both"),
@@ -58,6 +58,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           "numbers between processes, docs/noise.md)")
     run.add_argument("--cpus", default=None, metavar="LIST",
                      help="pin every cell's process to these CPUs, e.g. 1 or 0-1")
+    run.add_argument("--fresh-processes", action="store_true",
+                     help="start every cell in a fresh interpreter that imports its framework itself (default on "
+                          "Linux: forked from a warm process per backend that imported it once, seconds a cell)")
     return run
 
 
@@ -106,7 +109,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     settings = engine.RunSettings(cells=cells, profile=profile, spec=ModelSpec(widths=parse_widths(args.widths)),
                                   model=model,
                                   seed=args.seed, floor=not args.no_floor, threads=options.threads(args.threads),
-                                  cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout)
+                                  cpus=options.cpus(args.cpus), missing=missing, cell_timeout_s=args.cell_timeout,
+                                  fresh_processes=args.fresh_processes)
     plot = check_output_path(args.plot) if args.plot else None
     # the keeper writes the document after every cell (settings.json_path is for library callers); without
     # --json the cells are kept anyway, in the cache: a long run stopped or crashed loses nothing
@@ -115,9 +119,9 @@ def main(args: argparse.Namespace, console: Console) -> int:
     try:
         if console.is_terminal:
             with Progress(*columns, console=console, transient=True) as progress:
-                doc = engine.run(settings, _Bar(progress), keeper)
+                doc = engine.run(settings, _Bar(progress), keeper, note=_note)
         else:  # a CI log or `| tee`: a bar would show nothing until the end; one line per cell on stderr
-            doc = engine.run(settings, _Lines(), keeper)
+            doc = engine.run(settings, _Lines(), keeper, note=_note)
     except engine.RunInterrupted as stop:
         done = len(stop.document.records)
         _say_where(keeper)
@@ -174,6 +178,11 @@ def _say_where(keeper: Any) -> None:
         sys.stderr.write(f"fitbench: {keeper.failure}; the cells are kept in {keeper.path} instead\n")
 
 
+def _note(line: str) -> None:
+    sys.stderr.write(f"fitbench: note: {line}\n")
+    sys.stderr.flush()
+
+
 class _Lines:
     """The engine's progress as lines on stderr, for output that is not a terminal."""
 
@@ -191,7 +200,7 @@ class _Lines:
 
     def start(self, total: int) -> None:
         self.total = total
-        self._say(f"{total} to measure (cells and probes), each in a fresh process")
+        self._say(f"{total} to measure (cells and probes), each in a process of its own")
 
     def step(self, description: str) -> None:
         self.current = description

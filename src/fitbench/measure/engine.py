@@ -1,7 +1,9 @@
 """Parent side of `fitbench run`: the loop over cells, the peak probes, the document written as it grows.
 
-No framework is imported here: every cell and every probe runs in its own fresh process
-(fitbench.processes.isolation), started with the environment its backend and device need.
+No framework is imported here: every cell and every probe runs in its own process, started with the
+environment its backend and device need: by default forked from a warm template of that environment, which
+imported the framework once (fitbench.processes.forked), or with `fresh_processes` a fresh interpreter each
+(fitbench.processes.isolation), as the commands that make claims about processes start theirs.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
-from fitbench import __version__
+from fitbench import __version__, backends
 from fitbench.measure.cells import Cell
 from fitbench.measure.child import measure_cell
 from fitbench.measure.peak import measure_peak
@@ -21,6 +23,7 @@ from fitbench.measure.record import PeakRecord, RunDocument, RunRecord
 from fitbench.models.choice import ModelChoice
 from fitbench.models.seed import ModelSpec
 from fitbench.processes.devices import gpus_unseen
+from fitbench.processes.forked import WarmProcesses
 from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
 from fitbench.report.io import utc_stamp, write_json_atomic
 from fitbench.stacks import Stack
@@ -41,6 +44,7 @@ class RunSettings:
     missing: dict[str, str] | None = None  # stack name -> why it cannot run here (its cells are skipped)
     cell_timeout_s: float = 1800
     json_path: str | None = None  # written after every cell
+    fresh_processes: bool = False  # every cell in a fresh interpreter instead of forked from a warm template
 
     @property
     def backends(self) -> list[str]:
@@ -112,11 +116,19 @@ class RunInterrupted(KeyboardInterrupt):
         self.document = document
 
 
-def peak_probe(backend: str, device: str, timeout_s: float) -> PeakRecord:
-    """The device's peak matmul GFLOP/s, measured in a fresh process (skipped: no GPU there)."""
+def _call(warm: WarmProcesses | None, func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str],
+          stack: Stack, timeout_s: float) -> Any:
+    """In a process of its own: forked from `warm`'s template of `env`, or (None) a fresh interpreter."""
+    if warm is None:
+        return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
+    return warm.call(func, kwargs, env, backends.get(stack.name).WARM_IMPORTS, timeout_s)
+
+
+def peak_probe(backend: str, device: str, timeout_s: float, warm: WarmProcesses | None = None) -> PeakRecord:
+    """The device's peak matmul GFLOP/s, measured in a process of its own (skipped: no GPU there)."""
     try:
-        result = run_isolated(measure_peak, {"backend": backend, "device": device},
-                              env=process_env(Stack(backend), device), timeout_s=timeout_s)
+        result = _call(warm, measure_peak, {"backend": backend, "device": device},
+                       process_env(Stack(backend), device), Stack(backend), timeout_s)
     except IsolatedError as exc:
         return PeakRecord(backend, device, status="error", error=str(exc))
     if result is None:
@@ -124,18 +136,24 @@ def peak_probe(backend: str, device: str, timeout_s: float) -> PeakRecord:
     return PeakRecord(**{**result, "status": "ok"})
 
 
-def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKeeper | None = None) -> RunDocument:
+def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKeeper | None = None,
+        note: Callable[[str], None] = lambda line: None) -> RunDocument:
     """Measure every cell of `settings` in its own process; return the document (complete unless interrupted:
     then RunInterrupted carries it). The document is kept by `keeper` (default: settings.json_path, if any)
-    after every cell."""
-    progress = progress or _Quiet()
+    after every cell. `note`: a line worth telling (a template that could not start)."""
+    with WarmProcesses(enabled=not settings.fresh_processes, note=note) as warm:
+        return _run(settings, progress or _Quiet(), keeper, warm)
+
+
+def _run(settings: RunSettings, progress: Progress, keeper: JsonKeeper | None, warm: WarmProcesses) -> RunDocument:
     if keeper is None and settings.json_path:
         keeper = JsonKeeper(settings.json_path)
     missing = settings.missing or {}
     backends = settings.backends
     doc = RunDocument(started=utc_stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
                       spec=settings.spec.to_dict(), model=settings.model.to_dict(), seed=settings.seed,
-                      threads_setting=settings.threads, cpus=settings.cpus)
+                      threads_setting=settings.threads, cpus=settings.cpus,
+                      cell_processes="forked" if warm.enabled else "fresh")
     try:
         no_gpu: dict[str, str] = {}
         if "gpu" in settings.devices:  # one question per backend, not one framework start per GPU cell
@@ -154,7 +172,7 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
             that needs it: the first cell's answer comes after one probe, not after all of them."""
             if (backend, device) in probes and (backend, device) not in peaks:
                 progress.step(f"{backend} {device} peak probe")
-                peaks[backend, device] = peak_probe(backend, device, settings.cell_timeout_s)
+                peaks[backend, device] = peak_probe(backend, device, settings.cell_timeout_s, warm)
                 doc.peaks.append(peaks[backend, device])
                 progress.advance(outcome(peaks[backend, device]))
 
@@ -167,7 +185,7 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
             elif cell.device == "gpu" and cell.backend in no_gpu:
                 record = RunRecord.not_measured(cell, "skipped", no_gpu[cell.backend])
             else:
-                record = measure(cell, settings, peaks.get((cell.backend, cell.device)))
+                record = measure(cell, settings, peaks.get((cell.backend, cell.device)), warm)
             doc.records.append(record)
             if keeper:  # every finished cell is on disk: an interrupted run keeps them
                 keeper.keep(doc)
@@ -182,18 +200,20 @@ def run(settings: RunSettings, progress: Progress | None = None, keeper: JsonKee
     return doc
 
 
-def measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None = None) -> RunRecord:
-    """One cell in a fresh process with its environment (backend, device, threads, determinism switch)."""
+def measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None = None,
+            warm: WarmProcesses | None = None) -> RunRecord:
+    """One cell in a process of its own with its environment (backend, device, threads, determinism switch):
+    forked from `warm`'s template of that environment, or (None) a fresh interpreter."""
     try:
-        values = run_isolated(measure_cell,
-                              {"cell": asdict(cell), "profile": asdict(settings.profile),
-                               "spec": settings.spec.to_dict(), "seed": settings.seed,
-                               "model": settings.model.to_dict(),
-                               "peak": peak.to_dict() if peak and peak.status == "ok" else None,
-                               "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
-                              env=process_env(cell.stack, cell.device, threads=settings.threads,
-                                              op_determinism=cell.determinism, device_count=cell.device_count),
-                              timeout_s=settings.cell_timeout_s)
+        values = _call(warm, measure_cell,
+                       {"cell": asdict(cell), "profile": asdict(settings.profile),
+                        "spec": settings.spec.to_dict(), "seed": settings.seed,
+                        "model": settings.model.to_dict(),
+                        "peak": peak.to_dict() if peak and peak.status == "ok" else None,
+                        "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
+                       process_env(cell.stack, cell.device, threads=settings.threads,
+                                   op_determinism=cell.determinism, device_count=cell.device_count),
+                       cell.stack, settings.cell_timeout_s)
     except IsolatedError as exc:
         return RunRecord.not_measured(cell, "error", str(exc))
     return RunRecord(**values)

@@ -89,7 +89,10 @@ class RunRecord(Document):
     threads: dict[str, int] | None = _doc("the framework's thread pools in force")
     threads_setting: int | None = _doc("what --threads asked for (null: the framework's defaults)")
     affinity: list[int] | None = _doc("the CPUs the process could run on")
-    peak_rss_bytes: int | None = _doc("peak resident memory of the cell's process")
+    peak_rss_bytes: int | None = _doc("peak resident memory of the cell's process (forked from a warm template: "
+                                      "the pages it touched, without the import's pages of the template it never "
+                                      "touched, so lower than a fresh process's; compare within one "
+                                      "`cell_processes`)")
 
     @classmethod
     def for_cell(cls, cell: Cell, **values: Any) -> "RunRecord":
@@ -133,6 +136,9 @@ class RunDocument(Document):
     seed: int = _doc("random seed of weights and data", 0)
     threads_setting: int | None = _doc("--threads (null: the frameworks' defaults)")
     cpus: list[int] | None = _doc("--cpus (null: no pinning)")
+    cell_processes: str = _doc("how each cell's own process started: `forked` from a warm template of its "
+                               "environment that imported the framework once, or `fresh` (--fresh-processes; "
+                               "documents written before the field: fresh)", "fresh")
     command: str = _doc("`run`", "run")
     schema_version: int = _doc("this document's layout version", SCHEMA_VERSION)
     complete: bool = _doc("false while running or when interrupted", False)

@@ -1,0 +1,186 @@
+"""Each cell in a process of its own, without each paying the framework's import: one warm template per
+environment (fitbench.processes.template) imports TensorFlow, JAX or PyTorch and Keras once, and every call
+runs in a child forked from it.
+
+A forked child is still a process of its own: Keras' backend was chosen by the template's environment, a
+determinism switch or thread setting it turns on dies with it, its framework runtime (thread pools, devices)
+starts in it and nowhere else. What it shares with its siblings is the template's memory as of the import and
+its hash seed; so `fitbench run` (one process per cell, the timings anecdotes) starts its cells this way, and
+whatever is a claim about processes — determinism, `cost`, `versions`, the alert — starts fresh interpreters
+(fitbench.processes.isolation.run_isolated). On a 2-core machine the import was most of a cell: 5-8 s of
+TensorFlow and Keras before a step of 2-5 ms (docs/results.md, "Costs of fitbench itself").
+
+Linux only (a fork of a process holding a framework is unsafe on macOS); anywhere else, and whenever a
+template cannot start, a call runs in a fresh interpreter instead, the same result for the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import IO, Any, Callable
+
+from fitbench.processes.isolation import IsolatedError, owned_tempdir, run_isolated, target_of
+
+FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+class TemplateGone(RuntimeError):
+    """The template did not answer as it should (it died, or answered nonsense): start fresh instead."""
+
+
+class _Template:
+    """One warm process of one environment; `call` forks a child of it for one job."""
+
+    def __init__(self, env: dict[str, str], imports: tuple[str, ...], stderr: IO[str] | int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "fitbench.processes.template", str(os.getpid()), *imports],
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                     text=True, start_new_session=True)  # its own group: closing it takes every child
+        self.pending = b""
+        self.ready: bool | None = None
+        self.why = ""
+        self.noted = False  # the fall-back to fresh interpreters said once
+
+    def _line(self, deadline: float | None) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise TemplateGone(f"the template exited ({self.proc.poll()})")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise TemplateGone(f"the template answered {line[:80]!r}") from None
+
+    def wait_ready(self, timeout_s: float | None) -> bool:
+        if self.ready is None:
+            try:
+                answer = self._line(None if timeout_s is None else time.monotonic() + timeout_s)
+                self.ready, self.why = bool(answer.get("ready")), answer.get("error", "")
+            except (TimeoutError, TemplateGone) as exc:
+                self.ready, self.why = False, str(exc) or "it did not start in time"
+        return self.ready
+
+    def call(self, target: str, kwargs: dict[str, Any], timeout_s: float | None) -> Any:
+        """The job in a forked child: its result, IsolatedError as run_isolated raises it, or TemplateGone."""
+        assert self.proc.stdin is not None
+        with owned_tempdir("fitbench-") as tmp:
+            job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
+            output_path = os.path.join(tmp, "output.txt")
+            with open(job_path, "w") as f:  # the child's parent is the template: it dies with it
+                json.dump({"target": target, "kwargs": kwargs, "result_path": result_path,
+                           "parent_pid": self.proc.pid}, f)
+            try:
+                self.proc.stdin.write(json.dumps({"job": job_path, "output": output_path}) + "\n")
+                self.proc.stdin.flush()
+                started = time.monotonic()
+                pid = int(self._line(started + 60.0)["pid"])
+            except (OSError, TimeoutError, KeyError, TypeError, ValueError) as exc:
+                raise TemplateGone(f"no child was forked ({type(exc).__name__})") from None
+            try:
+                status = self._line(None if timeout_s is None else started + timeout_s).get("exit")
+            except TimeoutError:
+                _kill(pid)
+                try:
+                    self._line(time.monotonic() + 30.0)  # the template reaps it and says so
+                except (TimeoutError, TemplateGone):
+                    self.ready, self.why = False, "it did not reap a child it was told to stop"
+                raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
+            except BaseException:  # Ctrl-C, SIGTERM: the child goes before we do (the template with close())
+                _kill(pid)
+                raise
+            if os.path.exists(result_path):
+                with open(result_path) as f:
+                    outcome = json.load(f)
+                if "error" in outcome:
+                    raise IsolatedError(outcome["error"], _read(output_path))
+                return outcome["result"]
+            tail = [line for line in _read(output_path).strip().splitlines() if line.strip()]
+            raise IsolatedError(f"{target} exited with status {status}: {tail[-1] if tail else 'no output'}")
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()  # the end of its requests: it exits
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # and whatever of its group is left
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class WarmProcesses:
+    """Templates by environment, for the length of a `with` block (closed, with every child, on the way out).
+    `call` returns what run_isolated would: a fresh interpreter when forking is off, unsupported, or the
+    environment's template could not start (said once through `note`)."""
+
+    def __init__(self, enabled: bool = True, note: Callable[[str], None] = lambda line: None) -> None:
+        self.enabled = enabled and FORK_SUPPORTED
+        self.note = note
+        self._templates: dict[tuple[Any, ...], _Template] = {}
+        self._log = open(os.devnull, "w")  # what a template prints while importing (its children have files)
+
+    def __enter__(self) -> "WarmProcesses":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for template in self._templates.values():
+            template.close()
+        self._templates.clear()
+        self._log.close()
+
+    def call(self, func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str],
+             imports: tuple[str, ...], timeout_s: float | None = None) -> Any:
+        if not self.enabled:
+            return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
+        target = target_of(func)
+        key = (tuple(sorted(env.items())), imports, target.split(":")[0])
+        template = self._templates.get(key)
+        if template is None:
+            template = _Template(env, (*imports, target.split(":")[0]), self._log)
+            self._templates[key] = template
+        if template.wait_ready(timeout_s):
+            try:
+                return template.call(target, kwargs, timeout_s)
+            except TemplateGone as exc:
+                template.ready, template.why = False, str(exc)
+        if not template.noted:
+            template.noted = True
+            self.note(f"cells of this environment start fresh interpreters: its warm template failed "
+                      f"({template.why or 'no reason given'})")
+        return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
