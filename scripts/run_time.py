@@ -2,6 +2,8 @@
 
     python scripts/run_time.py ROUNDS LABEL=SRC[:FLAG,...] LABEL=SRC[:FLAG,...] [-- RUN OPTIONS] > runs.jsonl
 
+With RUN_TIME_KEEP=DIR set, each run's document is kept there as LABEL-N.json (to compare the cells' numbers).
+
 e.g. `fresh=/tmp/frozen/src:--fresh-processes forked=/tmp/frozen/src -- --api functional`. Each run is
 `python -m fitbench run OPTIONS FLAGS --json TMP` with SRC first on PYTHONPATH and stderr not a terminal (the
 CI-log lines). One JSON line per run: its label, exit status, wall seconds, seconds to its first cell's
@@ -19,7 +21,7 @@ import tempfile
 import time
 
 
-def one(label: str, src: str, flags: list[str], options: list[str]) -> dict:
+def one(label: str, src: str, flags: list[str], options: list[str], number: int = 0) -> dict:
     env = {**os.environ, "PYTHONPATH": src, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run.json")
@@ -34,6 +36,9 @@ def one(label: str, src: str, flags: list[str], options: list[str]) -> dict:
         status = proc.wait()
         wall = time.monotonic() - started
         doc = json.load(open(out)) if os.path.exists(out) else {}
+        if doc and os.environ.get("RUN_TIME_KEEP"):
+            with open(os.path.join(os.environ["RUN_TIME_KEEP"], f"{label}-{number}.json"), "w") as f:
+                json.dump(doc, f)
     records = doc.get("records", []) + doc.get("peaks", [])
     return {"label": label, "exit_status": status, "wall_s": round(wall, 1),
             "first_cell_answer_s": None if first_answer is None else round(first_answer, 1),
@@ -53,7 +58,7 @@ def main() -> None:
         ways.append((label, src, [f for f in flags.split(",") if f]))
     for i in range(rounds):
         for label, src, flags in (ways if i % 2 == 0 else ways[::-1]):
-            print(json.dumps(one(label, src, flags, options)), flush=True)
+            print(json.dumps(one(label, src, flags, options, i + 1)), flush=True)
 
 
 if __name__ == "__main__":

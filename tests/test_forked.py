@@ -4,6 +4,7 @@ back to fresh interpreters. Plain Python jobs (tests/forked_jobs.py): no framewo
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -19,13 +20,12 @@ pytestmark = pytest.mark.skipif(not forked.FORK_SUPPORTED, reason="forking templ
 TESTS = str(Path(__file__).parent)
 
 
-def job(name: str):
+def job(name: str, module: str = "forked_jobs"):
     sys.path.insert(0, TESTS)
     try:
-        import forked_jobs
+        return getattr(importlib.import_module(module), name)
     finally:
         sys.path.remove(TESTS)
-    return getattr(forked_jobs, name)
 
 
 def env() -> dict[str, str]:
@@ -89,3 +89,13 @@ def test_disabled_it_starts_fresh_interpreters():
         result = warm.call(job("whoami"), {"x": 5}, env(), ())
         assert not warm._templates
     assert result["imported_in"] == result["pid"] and result["ppid"] == os.getpid()
+
+
+
+def test_jobs_of_two_modules_in_one_environment_share_its_template():
+    # a backend's peak probe and its cells: one import of the framework, not one per module
+    with WarmProcesses() as warm:
+        a = warm.call(job("whoami"), {"x": 1}, env(), ("json",))
+        b = warm.call(job("whoami", "forked_jobs_elsewhere"), {}, env(), ("json",))
+        assert len(warm._templates) == 1
+    assert b["ppid"] == a["ppid"] and b["module"] == "forked_jobs_elsewhere"

@@ -169,9 +169,9 @@ class WarmProcesses:
         if not self.enabled:
             return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
         target = target_of(func)
-        key = (tuple(sorted(env.items())), imports, target.split(":")[0])
+        key = (tuple(sorted(env.items())), imports)  # a probe and the cells of one environment share one
         template = self._templates.get(key)
-        if template is None:
+        if template is None:  # the first caller's module is imported there too; another's, in its children
             template = _Template(env, (*imports, target.split(":")[0]), self._log)
             self._templates[key] = template
         if template.wait_ready(timeout_s):
