@@ -99,11 +99,11 @@ def test_each_backend_is_probed_just_before_its_first_cell_and_every_answer_is_t
 
     events: list[str] = []
 
-    def probe(backend, device, timeout_s):
+    def probe(backend, device, timeout_s, warm=None):
         events.append(f"probe {backend}")
         return PeakRecord(backend, device, gflops_per_s=1234.5)
 
-    def measure(cell, settings, peak=None):
+    def measure(cell, settings, peak=None, warm=None):
         events.append(f"cell {cell.backend}" + (" with its peak" if peak and peak.backend == cell.backend else ""))
         return RunRecord.for_cell(cell, samples_per_s=2048.0, efficiency=0.8)
 
