@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
-from fitbench.processes.isolation import IsolatedError, owned_tempdir, run_isolated, target_of
+from fitbench.processes.isolation import (
+    IsolatedError,
+    JsonLines,
+    job_outcome,
+    owned_tempdir,
+    run_isolated,
+    target_of,
+    write_job,
+)
 
 FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
 
@@ -37,32 +44,25 @@ class TemplateGone(RuntimeError):
 class _Template:
     """One warm process of one environment; `call` forks a child of it for one job."""
 
-    def __init__(self, env: dict[str, str], imports: tuple[str, ...], stderr: IO[str] | int) -> None:
+    def __init__(self, env: dict[str, str], imports: tuple[str, ...]) -> None:
+        # its own group: closing it takes every child; what it prints while importing is dropped (its children
+        # print into their own files)
         self.proc = subprocess.Popen([sys.executable, "-m", "fitbench.processes.template", str(os.getpid()), *imports],
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                     text=True, start_new_session=True)  # its own group: closing it takes every child
-        self.pending = b""
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        self.answers = JsonLines(self.proc.stdout.fileno())
         self.ready: bool | None = None
         self.why = ""
         self.noted = False  # the fall-back to fresh interpreters said once
 
     def _line(self, deadline: float | None) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.pending:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([fd], [], [], wait)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise TemplateGone(f"the template exited ({self.proc.poll()})")
-            self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
         try:
-            return json.loads(line)
+            return self.answers.next(deadline)
+        except EOFError:
+            raise TemplateGone(f"the template exited ({self.proc.poll()})") from None
         except ValueError:
-            raise TemplateGone(f"the template answered {line[:80]!r}") from None
+            raise TemplateGone("the template answered something that is not JSON") from None
 
     def wait_ready(self, timeout_s: float | None) -> bool:
         if self.ready is None:
@@ -77,11 +77,9 @@ class _Template:
         """The job in a forked child: its result, IsolatedError as run_isolated raises it, or TemplateGone."""
         assert self.proc.stdin is not None
         with owned_tempdir("fitbench-") as tmp:
-            job_path, result_path = os.path.join(tmp, "job.json"), os.path.join(tmp, "result.json")
+            # the child's parent is the template: it dies with it
+            job_path, result_path = write_job(tmp, target, kwargs, self.proc.pid)
             output_path = os.path.join(tmp, "output.txt")
-            with open(job_path, "w") as f:  # the child's parent is the template: it dies with it
-                json.dump({"target": target, "kwargs": kwargs, "result_path": result_path,
-                           "parent_pid": self.proc.pid}, f)
             try:
                 self.proc.stdin.write(json.dumps({"job": job_path, "output": output_path}) + "\n")
                 self.proc.stdin.flush()
@@ -101,14 +99,7 @@ class _Template:
             except BaseException:  # Ctrl-C, SIGTERM: the child goes before we do (the template with close())
                 _kill(pid)
                 raise
-            if os.path.exists(result_path):
-                with open(result_path) as f:
-                    outcome = json.load(f)
-                if "error" in outcome:
-                    raise IsolatedError(outcome["error"], _read(output_path))
-                return outcome["result"]
-            tail = [line for line in _read(output_path).strip().splitlines() if line.strip()]
-            raise IsolatedError(f"{target} exited with status {status}: {tail[-1] if tail else 'no output'}")
+            return job_outcome(target, result_path, status, _read(output_path))
 
     def close(self) -> None:
         try:
@@ -150,7 +141,6 @@ class WarmProcesses:
         self.enabled = enabled and FORK_SUPPORTED
         self.note = note
         self._templates: dict[tuple[Any, ...], _Template] = {}
-        self._log = open(os.devnull, "w")  # what a template prints while importing (its children have files)
 
     def __enter__(self) -> "WarmProcesses":
         return self
@@ -162,7 +152,6 @@ class WarmProcesses:
         for template in self._templates.values():
             template.close()
         self._templates.clear()
-        self._log.close()
 
     def call(self, func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str],
              imports: tuple[str, ...], timeout_s: float | None = None) -> Any:
@@ -172,7 +161,7 @@ class WarmProcesses:
         key = (tuple(sorted(env.items())), imports)  # a probe and the cells of one environment share one
         template = self._templates.get(key)
         if template is None:  # the first caller's module is imported there too; another's, in its children
-            template = _Template(env, (*imports, target.split(":")[0]), self._log)
+            template = _Template(env, (*imports, target.split(":")[0]))
             self._templates[key] = template
         if template.wait_ready(timeout_s):
             try:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -189,17 +190,59 @@ def target_of(func: Callable[..., Any]) -> str:
     return f"{module}:{name}"
 
 
+def write_job(folder: str, target: str, kwargs: dict[str, Any], parent_pid: int) -> tuple[str, str]:
+    """A worker's job file in `folder` (fitbench.processes.worker reads it; the worker dies with
+    `parent_pid`): returns (job path, the path its result will be written to)."""
+    job_path, result_path = os.path.join(folder, "job.json"), os.path.join(folder, "result.json")
+    with open(job_path, "w") as f:
+        json.dump({"target": target, "kwargs": kwargs, "result_path": result_path, "parent_pid": parent_pid}, f)
+    return job_path, result_path
+
+
+def job_outcome(target: str, result_path: str, status: int | None, output: str) -> Any:
+    """What a finished worker left: its result, or IsolatedError with its one-line error (and `output`, what it
+    printed), or, when it wrote nothing, its exit status and last line."""
+    if os.path.exists(result_path):
+        with open(result_path) as f:
+            outcome = json.load(f)
+        if "error" in outcome:
+            raise IsolatedError(outcome["error"], output)
+        return outcome["result"]
+    tail = [line for line in output.strip().splitlines() if line.strip()]
+    raise IsolatedError(f"{target} exited with status {status}: {tail[-1] if tail else 'no output'}")
+
+
+class JsonLines:
+    """A child's answers, one JSON object per line, read from a pipe's descriptor with a deadline. Buffered
+    here, with os.read: select() knows nothing of a file object's buffer, so a second answer could sit unseen
+    behind the first."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, b""
+
+    def next(self, deadline: float | None) -> dict[str, Any]:
+        """The next answer; TimeoutError when none came by `deadline` (time.monotonic(); None: wait), EOFError
+        when the child closed its end, ValueError when the line is not JSON."""
+        while b"\n" not in self.pending:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.fd], [], [], wait)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise EOFError
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+
 def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str] | None = None,
                  timeout_s: float | None = None) -> Any:
     """Call `func(**kwargs)` in a new interpreter (it imports func's module afresh, with `env`); return its
     JSON-able result or raise IsolatedError. Keyword arguments and the result cross as JSON."""
     target = target_of(func)
     with owned_tempdir("fitbench-") as tmp:
-        job_path = os.path.join(tmp, "job.json")
-        result_path = os.path.join(tmp, "result.json")
-        with open(job_path, "w") as f:
-            json.dump({"target": target, "kwargs": kwargs, "result_path": result_path, "parent_pid": os.getpid()},
-                      f)
+        job_path, result_path = write_job(tmp, target, kwargs, os.getpid())
         proc = subprocess.Popen([sys.executable, "-m", "fitbench.processes.worker", job_path],
                                 env=env if env is not None else child_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -211,12 +254,4 @@ def run_isolated(func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str
             if isinstance(exc, subprocess.TimeoutExpired):
                 raise IsolatedError(f"{target} did not finish within {timeout_s:.0f} s") from None
             raise
-        if os.path.exists(result_path):
-            with open(result_path) as f:
-                outcome = json.load(f)
-            if "error" in outcome:
-                raise IsolatedError(outcome["error"], stderr)
-            return outcome["result"]
-        tail = [line for line in stderr.strip().splitlines() if line.strip()]
-        raise IsolatedError(f"{target} exited with status {proc.returncode}: "
-                            f"{tail[-1] if tail else 'no output'}")
+        return job_outcome(target, result_path, proc.returncode, stderr)

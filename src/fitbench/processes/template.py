@@ -61,8 +61,9 @@ def main(argv: list[str]) -> int:
         for name in argv[2:]:
             importlib.import_module(name)
     except Exception as exc:  # the parent falls back to fresh processes and says why
-        lines = str(exc).strip().splitlines()
-        answer(ready=False, error=f"{type(exc).__name__}: {lines[0] if lines else ''}")
+        from fitbench.processes.worker import error_line
+
+        answer(ready=False, error=error_line(exc))
         return 1
     answer(ready=True)
     for line in sys.stdin:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import select
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from fitbench.errors import UsageError
+from fitbench.processes.isolation import JsonLines
 
 ALTERNATE, DUET, UNPAIRED = "alternate", "duet", "unpaired"
 DESIGNS = (ALTERNATE, DUET, UNPAIRED)
@@ -94,8 +94,8 @@ class Worker:
             raise
         finally:
             os.close(write_fd)
-        self.answers = read_fd  # read with os.read into our own buffer: select() knows nothing of a file's
-        self.pending = b""  # buffered lines, so a second answer can never sit unseen behind the first
+        self.answers = read_fd
+        self.lines = JsonLines(read_fd)
         self.side = side
 
     def send(self, request: dict) -> None:
@@ -107,17 +107,13 @@ class Worker:
             raise PairFailed(f"the {self.side.commit[:10]} worker is gone ({self._status()})") from None
 
     def receive(self, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in self.pending:
-            ready, _, _ = select.select([self.answers], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise PairFailed(f"the {self.side.commit[:10]} worker did not answer within {timeout_s:.0f} s")
-            chunk = os.read(self.answers, 65536)
-            if not chunk:
-                raise PairFailed(f"the {self.side.commit[:10]} worker exited ({self._status()}; see workers.log)")
-            self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
-        return json.loads(line)
+        """Its next answer (ValueError when it is not JSON); PairFailed when none comes in time or it exited."""
+        try:
+            return self.lines.next(time.monotonic() + timeout_s)
+        except TimeoutError:
+            raise PairFailed(f"the {self.side.commit[:10]} worker did not answer within {timeout_s:.0f} s") from None
+        except EOFError:
+            raise PairFailed(f"the {self.side.commit[:10]} worker exited ({self._status()}; see workers.log)") from None
 
     def _status(self) -> str:
         code = self.proc.poll()
@@ -130,10 +126,10 @@ class Worker:
         except PairFailed:
             pass
 
-    def finish(self, deadline: float | None = None) -> None:
-        """After ask_to_stop: wait for its exit until `deadline`, then kill its group and reap it."""
+    def finish(self, deadline: float) -> None:
+        """After ask_to_stop: wait for its exit until `deadline` (time.monotonic()), then kill its group and reap it."""
         try:
-            self.proc.wait(timeout=max(0.0, (deadline or time.monotonic() + STOP_GRACE_S) - time.monotonic()))
+            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
         finally:
