@@ -7,8 +7,8 @@ determinism switch or thread setting it turns on dies with it, its framework run
 starts in it and nowhere else. What it shares with its siblings is the template's memory as of the import and
 its hash seed; so `fitbench run` (one process per cell, the timings anecdotes) starts its cells this way, and
 whatever is a claim about processes — determinism, `cost`, `versions`, the alert — starts fresh interpreters
-(fitbench.processes.isolation.run_isolated). On a 2-core machine the import was most of a cell: 5-8 s of
-TensorFlow and Keras before a step of 2-5 ms (docs/results.md, "Costs of fitbench itself").
+(fitbench.processes.isolation.run_isolated). The import was most of a cell's time: docs/results.md, "Costs of
+fitbench itself", has the default run both ways.
 
 Linux only (a fork of a process holding a framework is unsafe on macOS); anywhere else, and whenever a
 template cannot start, a call runs in a fresh interpreter instead, the same result for the caller.

@@ -157,7 +157,7 @@ class Worker:
 
 def stop_workers(workers: list[Worker], graceful: bool = True) -> None:
     """Both sides of a pair at once: each is asked first, then each is waited for within one shared grace
-    period (one after the other, a TensorFlow worker's exit cost a pair about 1.5 s more on 2 cores)."""
+    period (waited for one after the other, a framework worker's seconds of teardown were paid twice)."""
     if graceful:
         for worker in workers:
             worker.ask_to_stop()
