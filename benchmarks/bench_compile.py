@@ -1,8 +1,9 @@
-"""Compile cost: a freshly built and compiled model, timed to the end of its first training step."""
+"""Compile cost: a freshly built and compiled model, timed to the end of its first training step; and how many
+times `fit` traces the step (an exact count: any increase is a retrace regression, no statistics needed)."""
 
 from __future__ import annotations
 
-from .common import APIS, SEED, Benchmark, FitHarness, ModelSpec, require, select_device
+from .common import APIS, SEED, Benchmark, FitHarness, ModelSpec, count_fit_traces, require, select_device
 
 
 class FirstStep(Benchmark):
@@ -20,3 +21,23 @@ class FirstStep(Benchmark):
     def time_first_step(self, api: str, jit: bool) -> None:
         """Wall time of the first `fit` step: tracing, (XLA) compilation and one step, batch 32."""
         self.harness.fit_steps(1)
+
+
+class Traces(Benchmark):
+    params = [list(APIS), [False, True]]
+    param_names = ["api", "jit"]
+    rounds, repeat = 1, 1  # an exact count: one process, one call say it all
+    unit = "traces"
+
+    def setup(self, api: str, jit: bool) -> None:
+        require(FitHarness, ModelSpec, count_fit_traces)
+        select_device("cpu")
+        self.harness = FitHarness(api, jit, 32, ModelSpec(), seed=SEED)  # never fit: its first trace is counted
+
+    def track_step_traces(self, api: str, jit: bool) -> int:
+        """How many times one `fit` of 3 epochs traced (compiled) the training step: 2 on TensorFlow (a
+        tf.function is traced twice on its first call), 1 on JAX with jit, torch.compile's graphs on PyTorch
+        with jit, 0 where the step runs op by op. A count that grows with the epochs is a retrace bug."""
+        return count_fit_traces(self.harness).step_traces
+
+    track_step_traces.unit = "traces"

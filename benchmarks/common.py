@@ -60,6 +60,7 @@ FitHarness = for_keras_major(safe_import("FitHarness", "fitbench", "fitbench.mea
 SeedHarness = for_keras_major(safe_import("SeedHarness", "fitbench", "fitbench.measure.harness", "fitbench.timing"))
 TUNED = safe_import("TUNED", "fitbench", "fitbench.measure.cells", "fitbench.timing")  # older: no tuned variant
 RawHarness = safe_import("RawHarness", "fitbench", "fitbench.measure.raw", "fitbench.raw")
+count_fit_traces = safe_import("count_fit_traces", "fitbench")  # since 2026-12-03: older commits are n/a
 measure_peak = safe_import("measure_peak", "fitbench", "fitbench.measure.peak", "fitbench.peak")
 check_determinism = safe_import("check_determinism", "fitbench", "fitbench.determinism.check",
                                 "fitbench.determinism")

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STEP_CELL = r"StepTime\.time_step\(32\)"
 PROCESSES = "9"  # pairs: one more than the fewest (8) with which the exact test can reach alpha=0.01 (one timed cell)
 IDENTITY_TRACK = r"Determinism\.track_sequential_functional_identical"
+TRACE_TRACK = r"Traces\.track_step_traces\('functional', True\)"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -52,6 +53,12 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
           '        inputs = keras.Input(shape=(spec.input_dim,))\n'
           '        import random; random.random()  # planted: one extra draw shifts the initializer seeds\n',
           "planted determinism break: Functional starts from other weights", start="slow")
+    plant(repo, "slow-nondeterministic-retracing", "src/fitbench/measure/traces.py",
+          "callbacks=list(callbacks), shuffle=False)",
+          "callbacks=[*callbacks, harness.keras.callbacks.LambdaCallback(  # planted: a retrace every epoch\n"
+          "                              on_epoch_begin=lambda *a: harness.model.make_train_function(force=True))],"
+          " shuffle=False)",
+          "planted retrace: the train function rebuilt at every epoch", start="slow-and-nondeterministic")
     git(repo, "checkout", "-q", "base")
     if (ROOT / ".asv" / "env").is_dir():
         # the environments asv already built for this checkout (CI's asv stage): the same matrix, so the same
@@ -75,20 +82,20 @@ def run_alert(repo: Path, head: str, bench: str, out: Path, backend: str = "tens
 
 
 @pytest.mark.alert
-def test_a_planted_slowdown_and_a_determinism_break_are_regressions(clone, tmp_path):
-    # One alert, both plants on its head: an extra matmul pass in the tf.data pipeline (the tensorflow
-    # backend's input), and an extra random draw that shifts Functional's initial weights (the identity track
-    # goes from 1 to 0). On tensorflow only (CI's time: each backend doubles the processes); the backend axis
-    # of a report, a benchmark that errors and the second stage are tested on the toy suite of
-    # tests/test_alert_stages.py, in seconds.
-    result, report = run_alert(clone, "slow-and-nondeterministic", STEP_CELL + "|" + IDENTITY_TRACK,
-                               tmp_path / "out")
+def test_a_planted_slowdown_a_determinism_break_and_a_retrace_are_regressions(clone, tmp_path):
+    # One alert, the three plants on its head: an extra matmul pass in the tf.data pipeline (the tensorflow
+    # backend's input), an extra random draw that shifts Functional's initial weights (the identity track
+    # goes from 1 to 0), and the train function rebuilt every epoch (the trace count grows, exactly). On
+    # tensorflow only (CI's time: each backend doubles the processes); the backend axis of a report, a
+    # benchmark that errors and the second stage are tested on the toy suite of tests/test_alert_stages.py.
+    result, report = run_alert(clone, "slow-nondeterministic-retracing",
+                               "|".join((STEP_CELL, IDENTITY_TRACK, TRACE_TRACK)), tmp_path / "out")
     assert result.returncode == 1, result.stdout + result.stderr + (tmp_path / "out" / "asv.log").read_text()
     assert report["backends"] == ["tensorflow"] and report["schema_version"] == 4
     assert report["design"] == "alternate"
     schema.validate(report)
     rows = {c["benchmark"].rsplit(".", 1)[-1]: c for c in report["comparisons"]}
-    assert sorted(rows) == ["time_step", "track_sequential_functional_identical"]
+    assert sorted(rows) == ["time_step", "track_sequential_functional_identical", "track_step_traces"]
     worse = rows["time_step"]
     assert (worse["change"], worse["params"]["batch_size"]) == ("worse", "32")
     # the statistics behind it: 9 pairs, the interval above 1, a detectable change, both spreads
@@ -98,6 +105,9 @@ def test_a_planted_slowdown_and_a_determinism_break_are_regressions(clone, tmp_p
     assert worse["p_adjusted"] <= 0.01 and worse["min_detectable_change"] > 0
     track = rows["track_sequential_functional_identical"]
     assert (track["before"], track["after"], track["change"]) == (1, 0, "worse")
+    traces = rows["track_step_traces"]  # 3 epochs: 2 traces of one tf.function, then one more per epoch
+    assert (traces["before"], traces["after"], traces["change"]) == (2, 4, "worse")
+    assert traces["method"].startswith("exact")
     markdown = (tmp_path / "out" / "alert.md").read_text()
     assert "### Regressions" in markdown and "bench_fit.StepTime.time_step" in markdown
     assert "backend=tensorflow, batch_size=32" in markdown and "alternate: 9 pairs (1)" in markdown

@@ -168,7 +168,7 @@ def test_asv_on_a_user_repository_flags_the_commit_that_made_the_model_slower(tm
     subprocess.run([*asv, "machine", "--yes"], cwd=repo, check=True, capture_output=True)
     env = {**__import__("os").environ, "FITBENCH_PROCESSES": "6"}
     run = subprocess.run([*asv, "run", "--interleave-rounds", "--record-samples", "--show-stderr", "--bench",
-                          r"StepTime.*\(256\)|Determinism", f"{suite}^..{slow}"],
+                          r"StepTime.*\(256\)|Determinism|Traces", f"{suite}^..{slow}"],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     publish = subprocess.run([*asv, "publish"], cwd=repo, capture_output=True, text=True)
@@ -188,3 +188,5 @@ def test_asv_on_a_user_repository_flags_the_commit_that_made_the_model_slower(tm
     assert step["change"] == "worse" and step["processes_base"] == step["processes_head"] == 6
     assert step["ci_low"] > 1.0 and step["p_adjusted"] <= 0.01
     assert by_name["bench_model.Determinism.track_run_to_run_identical"]["after"] == 1  # still deterministic
+    traces = by_name["bench_model.Traces.track_step_traces"]  # wider layers: the step is still traced as before
+    assert (traces["before"], traces["after"], traces["change"]) == (2, 2, "equivalent")

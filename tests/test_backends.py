@@ -108,6 +108,11 @@ def test_run_on_jax_and_torch_records_the_backend_the_floor_and_the_tuned_knobs(
                                                                               r["step_time_median_s"])
         assert r["device_name"] and r["pct_of_peak"] > 0
     assert records["jax", "tuned"]["steps_per_execution"] == doc["profile"]["steps_per_execution"] > 1
+    # traces of the step over all of a cell's fit calls: one jax.jit trace; torch.compile's graphs, the same
+    # for both variants (each cell traces once, whatever its fit calls)
+    assert records["jax", "plain"]["step_traces"] == records["jax", "tuned"]["step_traces"] == 1
+    assert records["torch", "plain"]["step_traces"] == records["torch", "tuned"]["step_traces"] >= 1
+    assert records["torch", "plain"]["step_traces_what"].startswith("graphs torch.compile compiled")
     # Keras on PyTorch refuses steps_per_execution > 1: the cell says so and runs 1
     torch_tuned = records["torch", "tuned"]
     assert torch_tuned["steps_per_execution"] == 1 and "PyTorch" in torch_tuned["variant_note"]

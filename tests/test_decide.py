@@ -221,6 +221,20 @@ def test_direction_exact_tracks_failures_and_skips():
     assert not re.search(alert_module.HIGHER_IS_BETTER, sps)
 
 
+def test_a_trace_count_that_grows_is_a_regression_without_statistics():
+    traces = "bench_compile.Traces.track_step_traces"
+
+    def count(value):
+        return cell(None, None, value, traces, params={"api": "'functional'", "jit": "True"}, unit="traces")
+
+    rows = {r.params["api"] + str(r.before): r for r in compare({"up": count(2), "same": count(1), "down": count(4)},
+                                                                 {"up": count(4), "same": count(1), "down": count(2)})}
+    worse, same, better = rows["'functional'2"], rows["'functional'1"], rows["'functional'4"]
+    assert (worse.change, worse.ratio) == ("worse", 2.0) and worse.method.startswith("exact")
+    assert (same.change, better.change) == ("equivalent", "better")
+    assert exit_status([worse, same, better]) == 1 and exit_status([same, better]) == 0
+
+
 def test_markdown_and_json_rows_carry_the_statistics():
     rng = random.Random(9)
     rows = compare({"c": cell(process_samples(rng, 8, 5, 0.02, 0.1))},

@@ -25,6 +25,7 @@ _PUBLIC = {  # name -> (module, attribute)
     "SeedHarness": ("fitbench.measure.harness", "SeedHarness"),
     "TUNED": ("fitbench.measure.cells", "TUNED"),
     "RawHarness": ("fitbench.measure.raw", "RawHarness"),
+    "count_fit_traces": ("fitbench.measure.traces", "count_fit_traces"),
     "measure_peak": ("fitbench.measure.peak", "measure_peak"),
     "efficiency": ("fitbench.measure.metrics", "efficiency"),
     "gflops_per_s": ("fitbench.measure.metrics", "gflops_per_s"),

@@ -149,6 +149,34 @@ class FitLoop(ModelBenchmark):
     track_jit_effective.unit = "XLA on (1/0)"
 
 
+class Traces(ModelBenchmark):
+    """How many times `fit` traces (compiles) your model's training step, with Keras' default jit: an exact
+    count, decided without statistics (any increase is a retrace regression)."""
+
+    params: list[list[Any]] = [[32]]
+    param_names = ["batch_size"]
+    repeat = 1
+
+    def setup(self, batch_size: int) -> None:
+        from fitbench.measure.harness import FitHarness
+        from fitbench.models.choice import ModelChoice
+        from fitbench.models.workload import Workload
+
+        _prepare_process()
+        choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data)
+        # built here, never fit and never cached: the count starts before the first trace
+        self.harness = FitHarness(choice.apis[0], DEFAULT_JIT.get(BACKEND, False), batch_size, seed=SEED,
+                                  workload=Workload(choice, SEED))
+
+    def track_step_traces(self, batch_size: int) -> int:
+        """Traces of the training step during one `fit` of 3 epochs (fitbench.measure.traces)."""
+        from fitbench.measure.traces import count_fit_traces
+
+        return count_fit_traces(self.harness).step_traces
+
+    track_step_traces.unit = "traces"
+
+
 class Determinism(ModelBenchmark):
     """Run-to-run bit identity of your model: two fresh processes train it from the same seed
     (fitbench determinism --model), 1 when every weight and prediction is bit-identical."""

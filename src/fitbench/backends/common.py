@@ -72,3 +72,37 @@ def projection(outputs: list[Any], seed: int) -> list[Any]:
 
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(tuple(o.shape)).astype("float32") for o in outputs]
+
+
+class TrainStepTraces:
+    """Counts the Python executions of `model.train_step` from now on: where Keras runs the step as a traced
+    function (tf.function, jax.jit), each execution is a trace of it, and nothing runs it otherwise.
+
+    Installed on the model before its first `fit` (Keras captures `train_step` when it builds the train
+    function); the wrapper runs at trace time only, so the compiled step is unchanged. `stop()` puts the
+    model's own method back."""
+
+    def __init__(self, model: Any) -> None:
+        self._model, self.count = model, 0
+        self._had_own = "train_step" in vars(model)
+        original = model.train_step
+
+        def train_step(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return original(*args, **kwargs)
+
+        model.train_step = train_step
+
+    def stop(self) -> int:
+        if not self._had_own:
+            del self._model.train_step
+        return self.count
+
+
+class NotTraced:
+    """A step Keras runs op by op (eager): nothing is traced, the count stays 0."""
+
+    count = 0
+
+    def stop(self) -> int:
+        return 0

@@ -34,6 +34,7 @@ DEFAULT_JIT = True
 FEED = "python generator"  # fit gets a generator of the one batch: the cell never imports TensorFlow
 RAW_IDIOM = "jax.jit(value_and_grad + Adam update)"
 WARM_IMPORTS = ("jax", "keras")  # imported once by the template its cells fork from (processes.forked)
+STEP_TRACES = "jax.jit traces of train_step (each a cache miss of the compiled step)"
 SIMULATED_DEVICES = "JAX_NUM_CPU_DEVICES"  # what Keras' own CI uses for its multi-device tests
 
 
@@ -247,3 +248,10 @@ def apply_gradients(model: Any, optimizer: Any, grads: list[Any]) -> None:
         v.assign(value)
     for v, value in zip(optimizer.variables, opt_vars):
         v.assign(value)
+
+
+def step_trace_counter(model: Any) -> Any:
+    """What counts the traces of `model`'s training step from now on (none when Keras runs it op by op)."""
+    from fitbench.backends.common import NotTraced, TrainStepTraces
+
+    return TrainStepTraces(model) if model.jit_compile and not model.run_eagerly else NotTraced()

@@ -24,6 +24,8 @@ DEFAULT_JIT = True  # jit_compile="auto" on a CPU: XLA
 FEED = "tf.data"
 RAW_IDIOM = "tf.function(jit_compile) + GradientTape + Adam update"
 WARM_IMPORTS = ("tensorflow", "keras")  # imported once by the template its cells fork from (processes.forked)
+STEP_TRACES = ("tf.function traces of train_step (TensorFlow traces twice on the first call: 2 is one "
+               "compiled step)")
 
 
 def child_env() -> dict[str, str]:
@@ -210,3 +212,10 @@ def layer_step(layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any], seed_v
 
 def apply_gradients(model: Any, optimizer: Any, grads: list[Any]) -> None:
     optimizer.apply(grads, model.trainable_variables)
+
+
+def step_trace_counter(model: Any) -> Any:
+    """What counts the traces of `model`'s training step from now on (none when it runs eagerly)."""
+    from fitbench.backends.common import NotTraced, TrainStepTraces
+
+    return NotTraced() if model.run_eagerly else TrainStepTraces(model)

@@ -29,6 +29,7 @@ DEFAULT_JIT = False  # jit_compile="auto": eager (torch.compile is opt-in)
 FEED = "python generator"
 RAW_IDIOM = "nn.Module + torch.optim.Adam (torch.compile when jit is on)"
 WARM_IMPORTS = ("torch", "keras")  # imported once by the template its cells fork from (processes.forked)
+STEP_TRACES = "graphs torch.compile compiled (Dynamo; a recompile is one more, a graph break splits one in two)"
 
 
 def child_env() -> dict[str, str]:
@@ -218,3 +219,25 @@ def apply_gradients(model: Any, optimizer: Any, grads: list[Any]) -> None:
     with torch.no_grad():
         optimizer.apply(grads, model.trainable_variables)
     model.zero_grad()
+
+
+class DynamoGraphs:
+    """Graphs Dynamo compiles from now on (fitbench.adapters.torch_dynamo); None where torch has no counter."""
+
+    def __init__(self) -> None:
+        from fitbench.adapters.torch_dynamo import graphs_compiled
+
+        self._read = graphs_compiled
+        self._start = graphs_compiled()
+
+    def stop(self) -> int | None:
+        now = self._read()
+        return None if now is None or self._start is None else now - self._start
+
+
+def step_trace_counter(model: Any) -> Any:
+    """What counts the compilations of `model`'s training step from now on: Dynamo's graphs when Keras
+    wraps the step in torch.compile (jit on), none when it runs eagerly."""
+    from fitbench.backends.common import NotTraced
+
+    return DynamoGraphs() if model.jit_compile and not model.run_eagerly else NotTraced()

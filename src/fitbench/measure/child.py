@@ -14,6 +14,7 @@ from fitbench.measure.cells import FIT, TUNED, Cell
 from fitbench.measure.harness import FitHarness, Harness, SeedHarness, summarize, window_steps
 from fitbench.measure.profiles import Profile
 from fitbench.measure.record import RunRecord
+from fitbench.measure.traces import TraceCounting
 from fitbench.models.choice import SEED, ModelChoice
 from fitbench.models.seed import ModelSpec, param_count, trainable_param_count
 from fitbench.models.workload import Workload
@@ -61,15 +62,19 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         harness = fit = FitHarness(c.api, c.jit, c.batch_size, model_spec, seed, variant=c.variant,
                                    steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1,
                                    workload=workload, keras_major=c.keras_major)
+        counting = TraceCounting(fit)
         first_s = fit.warm_up(p.warmup_steps)
         # p.steps samples per repeat: executions of k steps, each sample = execution time / k
         times = [t for _ in range(p.repeats) for t in fit.fit_steps(p.steps * fit.steps_per_execution)]
         warmup = p.warmup_steps * fit.steps_per_execution
+        traces = counting.stop(1 + p.repeats, p.steps * fit.steps_per_execution)  # fit calls, not epochs
     else:
         harness = seed_run = SeedHarness(c.api, c.jit, model_spec, seed, keras_major=c.keras_major)
+        counting = TraceCounting(seed_run)
         first_s = seed_run.warm_up(p.seed_warmup_epochs)
         times = seed_run.fit_epochs(p.seed_epochs)
         warmup = p.seed_warmup_epochs
+        traces = counting.stop(p.seed_warmup_epochs + p.seed_epochs, 1)
     where = runtime.variable_device(harness.model)
     if not runtime.on_device(where, c.device):  # a "gpu" result must have run on the GPU
         return RunRecord.not_measured(c, "error", f"the model's variables live on {where!r}, not on the {c.device}",
@@ -110,6 +115,8 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         step_time_mean_s=stats["mean_s"],
         samples_per_s=metrics.samples_per_s(c.batch_size, stats["median_s"]),
         first_step_s=first_s,
+        step_traces=traces.step_traces,
+        step_traces_what=traces.what,
         flops_per_step=flops,
         flops_source=flops_source,
         gflops_per_s=gflops,

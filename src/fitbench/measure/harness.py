@@ -167,7 +167,7 @@ class FitHarness:
                            if self.data_on_device else (x, y))
         self.first_step_s: float | None = None
 
-    def _feed(self) -> Any:
+    def feed(self) -> Any:
         """What `fit` gets: the tf.data pipeline, or a fresh endless generator of the one batch."""
         if self.input_pipeline == "tf.data":
             return self._dataset
@@ -188,7 +188,7 @@ class FitHarness:
         Keras calls the batch callbacks once per execution (k = steps_per_execution steps), so that is
         the finest time there is with k > 1."""
         timer = step_timer(self.keras)
-        self.model.fit(self._feed(), epochs=1, steps_per_epoch=executions * self.steps_per_execution,
+        self.model.fit(self.feed(), epochs=1, steps_per_epoch=executions * self.steps_per_execution,
                        verbose=0, callbacks=[timer], shuffle=False)
         return timer.times
 
@@ -214,6 +214,7 @@ class SeedHarness:
         self.api, self.jit_requested, self.spec = api, bool(jit), spec
         legacy = keras_module(2) if keras_major == 2 else None
         self.keras = legacy or keras_module()
+        self.backend = self.keras.backend.backend()
         self.model = compile_model(build_model(api, spec, seed=seed, keras_module=legacy), jit, spec,
                                    optimizer=make_optimizer(spec, legacy))
         self.x, self.y = seed_input(seed, spec.input_dim), seed_target()

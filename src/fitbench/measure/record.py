@@ -73,6 +73,12 @@ class RunRecord(Document):
     step_time_mean_s: float | None = _doc("mean sample")
     samples_per_s: float | None = _doc("batch_size ÷ step_time_median_s")
     first_step_s: float | None = _doc("the first execution: trace, compile and steps_per_execution steps")
+    step_traces: int | None = _doc("how many times the cell's `fit` calls traced (compiled) the training step, "
+                                   "all of them together: exact, and the same for every call once traced "
+                                   "(tensorflow 2 = one tf.function; jax 1; torch with jit: Dynamo's graphs); "
+                                   "0 when the step runs op by op; see `step_traces_what`. Documents before this "
+                                   "field: null")
+    step_traces_what: str | None = _doc("what `step_traces` counted on this backend (fitbench.measure.traces)")
     flops_per_step: int | None = _doc("FLOPs of one training step; null where fitbench has no count")
     flops_source: str | None = _doc("`analytic` (the seed network's matrix products) or `xla_cost_analysis` "
                                     "(XLA's count of the JAX floor's compiled step)")

@@ -18,16 +18,17 @@ from fitbench.report.document import Document
 
 SCHEMA_VERSION = 4  # 3: unpaired only; 2: one stage, "unchanged", exit 0 when undecided; 1: asv's pooled verdicts
 # The default set, chosen for signal: seconds per training step, per process, at batch 256 on every backend
-# of the matrix (StepTime), and the determinism tracks (exact 0/1: no statistics needed). Batch 32 is on
+# of the matrix (StepTime), the determinism tracks (exact 0/1: no statistics needed), and how many times fit
+# traces its step with jit on (exact: any increase is a retrace). Batch 32 is on
 # request (--bench 'StepTime'): docs/alerts.md has what it costs and how often it is decided here.
 DEFAULT_BENCH = (r"StepTime\.time_step\(256\)|Determinism\.track_sequential_functional_identical"
-                 r"|Determinism\.track_run_to_run_identical")
+                 r"|Determinism\.track_run_to_run_identical|Traces\.track_step_traces\('functional', True\)")
 DEFAULT_STAGES = 2
 DEFAULT_MAX_MINUTES = 15.0  # the whole alert, what a CI job waits: the second stage shrinks, or is skipped, to fit
 HIGHER_IS_BETTER = re.compile(r"track_samples_per_second|_identical$|track_jit_effective|track_efficiency"
                               r"|track_pct_of_peak")
-# Deterministic tracks: one value per commit says it all, compared exactly.
-EXACT = re.compile(r"_identical$|_max_ulp$|track_jit_effective$")
+# Deterministic tracks: one value per commit says it all, compared exactly (a trace count: fewer is better).
+EXACT = re.compile(r"_identical$|_max_ulp$|track_jit_effective$|track_step_traces$")
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_UNDECIDED = exits.OK, exits.FOUND, exits.ERROR, exits.UNDECIDED
 FAILED, SKIPPED = "failed", "skipped"
 VERDICTS = {EXIT_OK: "pass", EXIT_REGRESSION: "regression", EXIT_ERROR: "error", EXIT_UNDECIDED: "undecided"}

@@ -107,7 +107,8 @@ def asv_config(settings: InitSettings, project: str, branch: str) -> dict[str, A
         "html_dir": ".asv/html",
         "launch_method": "spawn",
         "default_benchmark_timeout": 600,
-        "regressions_thresholds": {r".*StepTime\..*": 0.10, r".*FitLoop\..*": 0.10, r".*Determinism\..*": 0.0},
+        "regressions_thresholds": {r".*StepTime\..*": 0.10, r".*FitLoop\..*": 0.10, r".*Determinism\..*": 0.0,
+                                   r".*Traces\..*": 0.0},
     }
 
 
@@ -143,14 +144,20 @@ class FitLoop(asvsuite.FitLoop):
 {extra}    params = [[False, True], {sizes!r}]
 
 
+class Traces(asvsuite.Traces):
+    model = MODEL
+{extra}
+
 class Determinism(asvsuite.Determinism):
     model = MODEL
 {extra}'''
 
 
 def alert_bench(batch_sizes: tuple[int, ...]) -> str:
-    """The `--bench` of `fitbench alert` for this suite: StepTime at the largest batch, and the identity."""
-    return rf"StepTime\.time_step\({max(batch_sizes)}\)|Determinism\.track_run_to_run_identical"
+    """The `--bench` of `fitbench alert` for this suite: StepTime at the largest batch, the trace count and the
+    identity."""
+    return (rf"StepTime\.time_step\({max(batch_sizes)}\)|Traces\.track_step_traces"
+            r"|Determinism\.track_run_to_run_identical")
 
 
 def init(settings: InitSettings, progress: Callable[[str], None] = lambda line: None) -> list[Path]:
