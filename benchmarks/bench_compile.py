@@ -3,7 +3,21 @@ times `fit` traces the step (an exact count: any increase is a retrace regressio
 
 from __future__ import annotations
 
-from .common import APIS, SEED, Benchmark, FitHarness, ModelSpec, count_fit_traces, require, select_device
+import tempfile
+
+from .common import (
+    APIS,
+    SEED,
+    STACK,
+    Benchmark,
+    FitHarness,
+    ModelSpec,
+    count_fit_traces,
+    first_step_isolated,
+    require,
+    require_backend,
+    select_device,
+)
 
 
 class FirstStep(Benchmark):
@@ -21,6 +35,32 @@ class FirstStep(Benchmark):
     def time_first_step(self, api: str, jit: bool) -> None:
         """Wall time of the first `fit` step: tracing, (XLA) compilation and one step, batch 32."""
         self.harness.fit_steps(1)
+
+
+class FirstStepCache(Benchmark):
+    params = [["cold", "warm"]]
+    param_names = ["cache"]
+    repeat = 1  # one sample per asv process: each is a fresh interpreter's first step (in-memory caches differ)
+    timeout = 900
+
+    def setup_cache(self) -> str:
+        require(first_step_isolated)
+        require_backend()
+        # left in the temporary folder after the run (asv has no teardown for setup_cache): a few MB at most
+        warm = tempfile.mkdtemp(prefix="fitbench-asv-cache-")
+        first_step_isolated(STACK, "priming", warm, -1)  # the warm folder, filled once per asv run
+        return warm
+
+    def track_first_step_s(self, warm: str, cache: str) -> float:
+        """Seconds to the end of the first `fit` step (jit on, functional, batch 32) of a fresh interpreter
+        whose framework reads its persistent compilation cache from an empty folder (cold) or from one a
+        previous process filled (warm): trace + compile or load + one step."""
+        if cache == "warm":
+            return first_step_isolated(STACK, cache, warm).first_step_s
+        with tempfile.TemporaryDirectory(prefix="fitbench-asv-cold-") as cold:
+            return first_step_isolated(STACK, cache, cold).first_step_s
+
+    track_first_step_s.unit = "seconds"
 
 
 class Traces(Benchmark):

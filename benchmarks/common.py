@@ -44,6 +44,7 @@ train_step_flops = safe_import("train_step_flops", "fitbench", "fitbench.model")
 # (asv.conf.json's `include`). Its benchmarks train tf-keras; a commit of fitbench that cannot is n/a there,
 # never Keras 3 reported under the Keras 2 row.
 KERAS_MAJOR = 2 if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else 3
+STACK = "tf-keras" if KERAS_MAJOR == 2 else os.environ.get("KERAS_BACKEND", "tensorflow")  # fitbench's name
 
 
 def for_keras_major(cls: Any) -> Any:
@@ -61,6 +62,7 @@ SeedHarness = for_keras_major(safe_import("SeedHarness", "fitbench", "fitbench.m
 TUNED = safe_import("TUNED", "fitbench", "fitbench.measure.cells", "fitbench.timing")  # older: no tuned variant
 RawHarness = safe_import("RawHarness", "fitbench", "fitbench.measure.raw", "fitbench.raw")
 count_fit_traces = safe_import("count_fit_traces", "fitbench")  # since 2026-12-03: older commits are n/a
+first_step_isolated = safe_import("first_step_isolated", "fitbench")  # likewise
 measure_peak = safe_import("measure_peak", "fitbench", "fitbench.measure.peak", "fitbench.peak")
 check_determinism = safe_import("check_determinism", "fitbench", "fitbench.determinism.check",
                                 "fitbench.determinism")

@@ -26,6 +26,7 @@ _PUBLIC = {  # name -> (module, attribute)
     "TUNED": ("fitbench.measure.cells", "TUNED"),
     "RawHarness": ("fitbench.measure.raw", "RawHarness"),
     "count_fit_traces": ("fitbench.measure.traces", "count_fit_traces"),
+    "first_step_isolated": ("fitbench.measure.compile_cache", "first_step_isolated"),
     "measure_peak": ("fitbench.measure.peak", "measure_peak"),
     "efficiency": ("fitbench.measure.metrics", "efficiency"),
     "gflops_per_s": ("fitbench.measure.metrics", "gflops_per_s"),

@@ -35,6 +35,7 @@ FEED = "python generator"  # fit gets a generator of the one batch: the cell nev
 RAW_IDIOM = "jax.jit(value_and_grad + Adam update)"
 WARM_IMPORTS = ("jax", "keras")  # imported once by the template its cells fork from (processes.forked)
 STEP_TRACES = "jax.jit traces of train_step (each a cache miss of the compiled step)"
+PERSISTENT_CACHE = "JAX's persistent compilation cache (JAX_COMPILATION_CACHE_DIR), every compile kept"
 SIMULATED_DEVICES = "JAX_NUM_CPU_DEVICES"  # what Keras' own CI uses for its multi-device tests
 
 
@@ -255,3 +256,10 @@ def step_trace_counter(model: Any) -> Any:
     from fitbench.backends.common import NotTraced, TrainStepTraces
 
     return TrainStepTraces(model) if model.jit_compile and not model.run_eagerly else NotTraced()
+
+
+def persistent_cache_env(directory: str) -> dict[str, str]:
+    """Before JAX starts: its compilation cache in `directory`, every executable kept (by default JAX keeps
+    only those that took a second or more to compile, which the seed network's step does not on a CPU)."""
+    return {"JAX_COMPILATION_CACHE_DIR": directory, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}

@@ -26,6 +26,7 @@ RAW_IDIOM = "tf.function(jit_compile) + GradientTape + Adam update"
 WARM_IMPORTS = ("tensorflow", "keras")  # imported once by the template its cells fork from (processes.forked)
 STEP_TRACES = ("tf.function traces of train_step (TensorFlow traces twice on the first call: 2 is one "
                "compiled step)")
+PERSISTENT_CACHE = "XLA's persistent cache of TensorFlow (TF_XLA_FLAGS=--tf_xla_persistent_cache_directory), jit on"
 
 
 def child_env() -> dict[str, str]:
@@ -219,3 +220,8 @@ def step_trace_counter(model: Any) -> Any:
     from fitbench.backends.common import NotTraced, TrainStepTraces
 
     return NotTraced() if model.run_eagerly else TrainStepTraces(model)
+
+
+def persistent_cache_env(directory: str) -> dict[str, str]:
+    """Before TensorFlow starts: XLA's compiled clusters kept in `directory` (used with jit_compile on)."""
+    return {"TF_XLA_FLAGS": f"--tf_xla_persistent_cache_directory={directory}"}

@@ -30,6 +30,7 @@ FEED = "python generator"
 RAW_IDIOM = "nn.Module + torch.optim.Adam (torch.compile when jit is on)"
 WARM_IMPORTS = ("torch", "keras")  # imported once by the template its cells fork from (processes.forked)
 STEP_TRACES = "graphs torch.compile compiled (Dynamo; a recompile is one more, a graph break splits one in two)"
+PERSISTENT_CACHE = "Inductor's on-disk caches of torch.compile (TORCHINDUCTOR_CACHE_DIR), jit on"
 
 
 def child_env() -> dict[str, str]:
@@ -241,3 +242,9 @@ def step_trace_counter(model: Any) -> Any:
     from fitbench.backends.common import NotTraced
 
     return DynamoGraphs() if model.jit_compile and not model.run_eagerly else NotTraced()
+
+
+def persistent_cache_env(directory: str) -> dict[str, str]:
+    """Inductor's caches in `directory`. Without it they live in /tmp/torchinductor_<user> and survive the
+    process: a "first" compile is then warm from the second process on."""
+    return {"TORCHINDUCTOR_CACHE_DIR": directory}
