@@ -18,7 +18,7 @@ from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 KINDS = ("run", "determinism", "replay", "alert", "explain", "versions", "bisect", "history", "gate", "cost",
-         "coverage", "calibrate")
+         "coverage", "calibrate", "breakdown")
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
            type(None): "null", Any: None}
@@ -209,6 +209,13 @@ def build(kind: str) -> dict[str, Any]:
 
         return _document("calibrate", SCHEMA_VERSION, "fitbench calibrate --json",
                          dataclass_schema(Calibration, {CellNoise: "cell"}), {"cell": dataclass_schema(CellNoise)})
+    if kind == "breakdown":
+        from fitbench.measure.breakdown import SCHEMA_VERSION, BreakdownCell, BreakdownDocument, Phase
+
+        refs = {BreakdownCell: "cell", Phase: "phase"}
+        return _document("breakdown", SCHEMA_VERSION, "fitbench breakdown --json",
+                         dataclass_schema(BreakdownDocument, refs),
+                         {"cell": dataclass_schema(BreakdownCell, refs), "phase": dataclass_schema(Phase)})
     raise ValueError(f"no schema for {kind!r}; fitbench has {', '.join(KINDS)}")
 
 

@@ -263,3 +263,37 @@ def persistent_cache_env(directory: str) -> dict[str, str]:
     only those that took a second or more to compile, which the seed network's step does not on a CPU)."""
     return {"JAX_COMPILATION_CACHE_DIR": directory, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+
+
+def step_prefixes(model: Any, loss_fn: Any, x: Any, y: Any, jit: bool) -> dict[str, Any]:
+    """The training step cut after each of its parts, stateless as Keras runs it on JAX, each under its own
+    jax.jit when jit is on (fitbench.measure.breakdown): the forward pass; forward and loss; forward, loss and
+    jax.value_and_grad. Each waited for until its whole result is ready."""
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    x, y = keras.tree.map_structure(jnp.asarray, (x, y))
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def forward(trainable: Any, x: Any) -> Any:
+        pred, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return pred
+
+    def loss(trainable: Any, x: Any, y: Any) -> Any:
+        return loss_fn(y, forward(trainable, x))
+
+    compile_ = jax.jit if jit else (lambda f: f)
+    parts = {"forward": compile_(forward), "forward+loss": compile_(loss),
+             "gradients": compile_(jax.value_and_grad(loss))}
+    args = {"forward": (trainable, x), "forward+loss": (trainable, x, y), "gradients": (trainable, x, y)}
+
+    def waited(name: str) -> Any:
+        def call() -> float:
+            jax.block_until_ready(parts[name](*args[name]))
+            return 0.0
+
+        return call
+
+    return {name: waited(name) for name in parts}

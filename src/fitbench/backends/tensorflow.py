@@ -225,3 +225,33 @@ def step_trace_counter(model: Any) -> Any:
 def persistent_cache_env(directory: str) -> dict[str, str]:
     """Before TensorFlow starts: XLA's compiled clusters kept in `directory` (used with jit_compile on)."""
     return {"TF_XLA_FLAGS": f"--tf_xla_persistent_cache_directory={directory}"}
+
+
+def step_prefixes(model: Any, loss_fn: Any, x: Any, y: Any, jit: bool) -> dict[str, Any]:
+    """The training step cut after each of its parts, each a tf.function(jit_compile=jit) of its own, waited for
+    (fitbench.measure.breakdown): the forward pass; forward and loss; forward, loss and gradients. Each returns
+    one number (a sum), so the host waits for all of it without copying the tensors back."""
+    import tensorflow as tf
+
+    x, y = tf.nest.map_structure(tf.constant, (x, y))
+    variables = model.trainable_variables
+
+    def total(tensors: Any) -> Any:
+        return tf.add_n([tf.reduce_sum(tf.cast(t, "float32")) for t in tf.nest.flatten(tensors) if t is not None])
+
+    @tf.function(jit_compile=jit)
+    def forward(x: Any) -> Any:
+        return total(model(x, training=True))
+
+    @tf.function(jit_compile=jit)
+    def loss(x: Any, y: Any) -> Any:
+        return loss_fn(y, model(x, training=True))
+
+    @tf.function(jit_compile=jit)
+    def gradients(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            value = loss_fn(y, model(x, training=True))
+        return total(tape.gradient(value, variables))
+
+    return {"forward": lambda: float(forward(x)), "forward+loss": lambda: float(loss(x, y)),
+            "gradients": lambda: float(gradients(x, y))}

@@ -33,6 +33,7 @@ from fitbench.backends.tensorflow import (  # noqa: F401 - the framework's code 
     raw_step,
     set_threads,
     simulated_devices_env,
+    step_prefixes,
     step_trace_counter,
     thread_env,
     thread_settings,

@@ -248,3 +248,29 @@ def persistent_cache_env(directory: str) -> dict[str, str]:
     """Inductor's caches in `directory`. Without it they live in /tmp/torchinductor_<user> and survive the
     process: a "first" compile is then warm from the second process on."""
     return {"TORCHINDUCTOR_CACHE_DIR": directory}
+
+
+def step_prefixes(model: Any, loss_fn: Any, x: Any, y: Any, jit: bool) -> dict[str, Any]:
+    """The training step cut after each of its parts, as Keras runs it on PyTorch (torch.compile of the model
+    when jit is on) (fitbench.measure.breakdown): the forward pass (autograd recording, as in training);
+    forward and loss; forward, loss and loss.backward() (the gradients zeroed after, as the step does)."""
+    import keras
+    import torch
+
+    device = next((v.value.device for v in model.trainable_variables), torch.device("cpu"))
+    x, y = keras.tree.map_structure(lambda a: torch.as_tensor(np.asarray(a), device=device), (x, y))
+    forward_model = torch.compile(model) if jit else model
+
+    def forward() -> float:
+        return float(sum(p.sum() for p in keras.tree.flatten(forward_model(x, training=True))).item())
+
+    def loss() -> float:
+        return float(loss_fn(y, forward_model(x, training=True)).item())
+
+    def gradients() -> float:
+        value = loss_fn(y, forward_model(x, training=True))
+        value.backward()
+        model.zero_grad()
+        return float(value.item())
+
+    return {"forward": forward, "forward+loss": loss, "gradients": gradients}

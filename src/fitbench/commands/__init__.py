@@ -9,6 +9,7 @@ from fitbench.commands import (
     alert,
     asv_init,
     bisect,
+    breakdown,
     calibrate,
     cost,
     coverage,
@@ -21,8 +22,8 @@ from fitbench.commands import (
     versions,
 )
 
-COMMANDS: tuple[ModuleType, ...] = (run, determinism, cost, coverage, explain, replay, versions, alert, bisect, history,
-                                    calibrate, gate, asv_init)
+COMMANDS: tuple[ModuleType, ...] = (run, breakdown, determinism, cost, coverage, explain, replay, versions, alert,
+                                    bisect, history, calibrate, gate, asv_init)
 ALIASES = {alias: module.NAME for module in COMMANDS for alias in getattr(module, "ALIASES", ())}
 
 

@@ -108,13 +108,14 @@ class FitHarness:
     (it need not be installed). `steps_per_execution`, `prefetch` and `data_on_device` override the
     variant's knobs one by one, to measure the gain each brings (`prefetch` is TensorFlow's only,
     `data_on_device` JAX's and PyTorch's only: asking for one elsewhere raises ValueError).
-    keras_major=2 runs the seed network in tf-keras (Keras 2) on TensorFlow, with the same knobs.
+    keras_major=2 runs the seed network in tf-keras (Keras 2) on TensorFlow, with the same knobs. A factory's or a
+    file's model keeps the metrics it was compiled with unless keep_metrics is False.
     """
 
     def __init__(self, api: str, jit: bool, batch_size: int, spec: ModelSpec = ModelSpec(), seed: int = 0,
                  variant: str = PLAIN, steps_per_execution: int | None = None, prefetch: bool | None = None,
                  data_on_device: bool | None = None, workload: Workload | None = None,
-                 keras_major: int = 3) -> None:
+                 keras_major: int = 3, keep_metrics: bool = True) -> None:
         keras = self.keras = keras_module(keras_major)
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -139,7 +140,8 @@ class FitHarness:
         # any model (fitbench.models): the seed network of `spec` unless a workload is given
         self.workload = workload or Workload(ModelChoice(widths=spec.widths), seed, spec=spec,
                                              keras_module=keras if keras_major == 2 else None)
-        self.model = self.workload.compile(self.workload.build(api), jit, steps_per_execution=self.steps_per_execution)
+        self.model = self.workload.compile(self.workload.build(api), jit, steps_per_execution=self.steps_per_execution,
+                                           keep_metrics=keep_metrics)
         x, y = self.workload.batch(self.model, batch_size)
         self.batch = (x, y)  # host numpy: the one seeded batch every step trains on
         # One batch repeated: the input pipeline costs nothing, so the step is what gets timed.

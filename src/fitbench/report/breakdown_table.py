@@ -1,0 +1,54 @@
+"""`fitbench breakdown`'s table and notes, from the document's dict (fitbench.measure.breakdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from fitbench.report.tables import StyledTable, fmt, on_off
+
+
+def _phase_text(phase: dict[str, Any], processes: int) -> str:
+    if phase["ms_per_step"] is None:
+        return "-"
+    spread = f" [{phase['low_ms']:.2f}, {phase['high_ms']:.2f}]" if processes > 1 else ""
+    share = f" {100 * phase['share']:3.0f} %" if phase.get("share") is not None else ""
+    return f"{phase['ms_per_step']:.2f}{spread}{share}"
+
+
+def breakdown_table(doc: dict[str, Any]) -> Table:
+    """Rows: the phases, then the total; a column per backend (Keras 2 beside Keras 3 when both ran): ms per
+    step, median over the processes [their range], and the share of the total."""
+    cells = doc["cells"]
+    first = cells[0] if cells else {"model": "?", "api": "?", "batch_size": "?"}
+    table = StyledTable(title=f"where a fit step's time goes: {first['model']}, {first['api']}, batch "
+                        f"{first['batch_size']}; ms per step, median \\[range] over processes, share of the total")
+    table.box, table.padding, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False
+    table.add_column("phase", min_width=20)
+    table.add_column("measured as", min_width=14)
+    for c in cells:
+        table.add_column(f"{c['stack']}\njit {on_off(c['jit_effective'])}, {c['processes']} proc.", justify="right",
+                         no_wrap=True)
+    names = [(p["name"], p["measured_as"]) for p in (cells[0]["phases"] if cells and cells[0]["phases"] else [])]
+    for i, (name, measured_as) in enumerate(names):
+        table.add_row(name, measured_as, *[_phase_text(c["phases"][i], c["processes"]) if c["phases"] else "-"
+                                          for c in cells])
+    table.add_row("[bold]total[/]", "fit, progress bar", *[fmt(c["total_ms"], ".2f") for c in cells])
+    table.add_row("fit as `run` times it", "fit", *[fmt(c["fit_ms"], ".2f") for c in cells])
+    table.add_row("custom step ÷ fit", "(raw/fit)", *[fmt(c["custom_over_fit"], ".2f") for c in cells])
+    table.add_row("traces of the step", "", *["-" if c["step_traces"] is None else str(c["step_traces"])
+                                              for c in cells])
+    return table
+
+
+def breakdown_lines(doc: dict[str, Any]) -> list[str]:
+    """What the table cannot say: each backend's notes and errors."""
+    lines = []
+    for c in doc["cells"]:
+        for note in c["notes"]:
+            lines.append(f"{c['stack']}: {note}")
+        if not c["phases"]:
+            lines.append(f"{c['stack']}: no process came back")
+    return lines

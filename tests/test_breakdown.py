@@ -1,0 +1,118 @@
+"""`fitbench breakdown` (fitbench.measure.breakdown): the phases from the configurations' times (synthetic), the
+measurement of one process on TensorFlow in this process, the orchestration over processes with a fake
+process runner, the table, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from conftest import cli_exit
+from fitbench import schema
+from fitbench.measure import breakdown
+from fitbench.measure.breakdown import (
+    CUSTOM,
+    FIT,
+    FIT_NO_METRICS,
+    FIT_PROGRESS,
+    FORWARD,
+    GRADIENTS,
+    LOSS,
+    VARIANTS,
+    BreakdownCell,
+    BreakdownSettings,
+    measure_process,
+    phases_of,
+    run_breakdown,
+    summarize,
+)
+from fitbench.models.choice import ModelChoice
+from fitbench.processes.isolation import IsolatedError
+from fitbench.report.breakdown_table import breakdown_lines, breakdown_table
+
+# seconds per step of each configuration in three processes: cumulative, as the cuts of one step are
+MS = {FORWARD: (1.0, 1.1, 0.9), LOSS: (1.2, 1.3, 1.1), GRADIENTS: (3.0, 3.3, 2.9), CUSTOM: (3.5, 3.7, 3.4),
+      FIT_NO_METRICS: (4.5, 4.4, 4.6), FIT: (5.5, 5.6, 5.2), FIT_PROGRESS: (5.4, 5.9, 5.3)}
+VARIANT_S = {name: [ms / 1000 for ms in values] for name, values in MS.items()}
+
+
+def test_the_phases_are_per_process_differences_that_sum_to_the_total_and_none_is_clipped():
+    phases, total = phases_of(VARIANT_S)
+    assert [p.name for p in phases] == [name for name, _, _ in breakdown.PHASES]
+    assert total == pytest.approx(5.4)  # the median of the fit step with the progress bar
+    by = {p.name: p for p in phases}
+    assert by["forward"].ms_per_step == pytest.approx(1.0) and by["forward"].measured_as == FORWARD
+    assert by["backward (gradients)"].ms_per_step == pytest.approx(1.8)  # medians of 1.8, 2.0, 1.8
+    assert (by["backward (gradients)"].low_ms, by["backward (gradients)"].high_ms) == pytest.approx((1.8, 2.0))
+    assert by["metrics"].measured_as == "fit − fit, no metrics" and by["metrics"].ms_per_step == pytest.approx(1.0)
+    callbacks = by["callbacks: progress bar, history"]  # -0.1, 0.3, 0.1: the range goes below zero, kept
+    assert callbacks.low_ms == pytest.approx(-0.1) and callbacks.ms_per_step == pytest.approx(0.1)
+    # per process the differences telescope: the medians' sum is close to, not exactly, the total's median
+    assert sum(p.ms_per_step for p in phases) == pytest.approx(5.4, abs=0.3)
+    assert by["forward"].share == pytest.approx(1.0 / 5.4)
+    assert phases_of({name: [] for name in VARIANTS}) == ([], None)
+
+
+def test_a_cell_says_what_its_figures_cannot():
+    cell = BreakdownCell(stack="jax", model="seed", api="functional", jit=True, jit_effective=True, batch_size=8,
+                         processes=2, variant_s={k: v[:2] for k, v in VARIANT_S.items()})
+    cell.variant_s[LOSS] = [0.0009, 0.0010]  # the loss cut cheaper than the forward one: a negative phase
+    summarize(cell)
+    assert cell.custom_over_fit == pytest.approx(3.6 / 5.55) and cell.fit_ms == pytest.approx(5.55)
+    notes = " ".join(cell.notes)
+    assert "compiled on its own" in notes and "below zero (kept, not clipped): loss" in notes
+    assert "2 process(es)" in notes
+
+
+def test_one_process_measures_every_configuration_on_tensorflow(keras_cpu):
+    result = measure_process("tensorflow", ModelChoice(widths=(8,)).to_dict(), "functional", False, 4, 0,
+                             rounds=1, steps=2, order_seed=0)
+    assert set(result["variant_s"]) == set(VARIANTS) and all(v > 0 for v in result["variant_s"].values())
+    assert result["jit_effective"] is False and result["step_traces"] == 2  # one tf.function, traced twice
+
+
+def settings(**kw) -> BreakdownSettings:
+    base = dict(stacks=("tensorflow", "tf-keras"), model=ModelChoice().to_dict(), api="functional", jit=None,
+                batch_size=8, processes=3, rounds=1, steps=2, threads=1, seed=0, timeout_s=60)
+    return BreakdownSettings(**{**base, **kw})
+
+
+def test_processes_interleave_the_backends_and_a_failed_one_is_an_error_not_a_number(monkeypatch):
+    calls = []
+
+    def fake(func, kwargs, env=None, timeout_s=None):
+        calls.append((kwargs["stack"], kwargs["order_seed"], env.get("TF_USE_LEGACY_KERAS")))
+        if kwargs["stack"] == "tf-keras" and kwargs["order_seed"] == 1:
+            raise IsolatedError("the process died (status -9)")
+        return {"variant_s": {name: VARIANT_S[name][kwargs["order_seed"]] for name in VARIANTS},
+                "jit_effective": True, "step_traces": 2}
+
+    monkeypatch.setattr("fitbench.processes.isolation.run_isolated", fake)
+    lines = []
+    doc = run_breakdown(settings(), progress=lines.append)
+    assert [(s, o) for s, o, _ in calls] == [("tensorflow", 0), ("tf-keras", 0), ("tensorflow", 1), ("tf-keras", 1),
+                                              ("tensorflow", 2), ("tf-keras", 2)]
+    assert [legacy for _, _, legacy in calls] == [None, "1"] * 3  # Keras 2's processes get tf-keras
+    tf, legacy = doc.cells
+    assert (tf.processes, legacy.processes) == (3, 2) and legacy.errors == ["process 2: the process died (status -9)"]
+    assert len(lines) == 6 and "[4/6] tf-keras process 2: failed" in lines[3]
+    as_dict = doc.to_dict()
+    schema.validate(as_dict)
+    console = Console(width=100, record=True)
+    console.print(breakdown_table(as_dict))
+    text = console.export_text()
+    assert "median [range] over processes" in text and "optimizer update" in text and "tf-keras" in text
+    assert any("2 process(es)" in line for line in breakdown_lines(as_dict))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--api", "functional,sequential"], "--api takes one API"),
+    (["--steps", "1"], "--steps must be at least 2"),
+    (["--model", "conv", "--backend", "tf-keras"], "the zoo is Keras 3 code"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--jit", "maybe"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, fragment, capsys):
+    assert cli_exit(["breakdown", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and err[0].startswith("fitbench: error:")
