@@ -151,3 +151,21 @@ def test_both_workers_of_a_pair_are_asked_to_stop_before_either_is_waited_for(mo
     first, second = times("first"), times("second")
     assert second["asked"] < first["exited"]
     assert all(w.proc.returncode is not None for w in workers)
+
+
+def test_a_silent_step_still_prints_a_line_every_so_often_and_stops_when_it_ends():
+    import threading
+    import time
+
+    from fitbench.processes.isolation import heartbeat
+
+    lines: list[str] = []
+    with heartbeat(lines.append, "preparing the builds", every_s=0.05):
+        time.sleep(0.28)
+    count = len(lines)
+    time.sleep(0.15)
+    assert 3 <= count == len(lines)  # nothing after the step ended
+    assert lines[0].startswith("preparing the builds: ") and lines[0].endswith(" s so far")
+    assert not any(t.name == "fitbench-heartbeat" for t in threading.enumerate())
+    with heartbeat(None, "nothing to say to", every_s=0.01):
+        time.sleep(0.05)

@@ -99,6 +99,21 @@ def test_the_floor_of_the_exact_test_sets_the_fewest_pairs():
     assert signedrank.pairs_needed(0.03, 0.05, 0.01 / 2 / 3) in range(12, 20)
 
 
+def test_too_few_pairs_say_before_anything_runs_whether_a_later_stage_could_still_call_a_cell_worse():
+    from fitbench.regress.pairedalert import plan_pairs
+
+    keys = ["bench_fit.StepTime.time_step(256) [tensorflow]"]  # one timed cell: the floor is 9 pairs at stage 1
+    lines: list[str] = []
+    assert plan_pairs(4, keys, DecisionSettings(), 2, lines.append)[0] == [4, 4]
+    assert "with 8 pairs per cell over 2 stage(s) no cell can be called worse" in lines[-1]
+    assert "only say equivalent or undecided; 5 a stage could" in lines[-1]
+    plan_pairs(6, keys, DecisionSettings(), 2, lines.append)
+    assert "only once stage 2 has run (12 pairs)" in lines[-1] and "however much" not in lines[-1]
+    before = len(lines)
+    plan_pairs(9, keys, DecisionSettings(), 2, lines.append)
+    assert len(lines) == before  # enough: nothing to say
+
+
 def simulated_paired_alert(rng: random.Random, settings: DecisionSettings, change: float,
                            spreads: tuple[float, ...], n1: int = 12, n2: int = 12,
                            runners: tuple[float, ...] = (1.0,)) -> dict[str, decide.CellDecision]:

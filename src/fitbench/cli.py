@@ -25,10 +25,10 @@ def description() -> str:
         wrapped = textwrap.wrap(module.SUMMARY, 74)
         lines.append(f"  fitbench {module.NAME:<14} {wrapped[0]}")
         lines.extend(f"  {'':<23} {line}" for line in wrapped[1:])
-    lines += ["", "Every cell runs in its own fresh process. Exit status: 0 ok, 1 found (a regression, a divergence),",
-              "2 bad input, 3 a measurement failed (for alert and gate: a benchmark failed is 2, and 3 is",
-              "\"undecided\", too noisy to tell), 70 fitbench itself failed. `fitbench COMMAND --help` for each;",
-              "docs/reference.md for all of it."]
+    lines += ["", "Every cell runs in a process of its own. Exit status: 0 done, nothing found; 1 found (a regression,",
+              "a divergence, a culprit); 2 bad input, or a measurement failed; 3 undecided (too noisy or too few",
+              "to tell, never a pass); 70 fitbench itself failed; 130 interrupted. `fitbench COMMAND --help` for",
+              "each; docs/reference.md for all of it."]
     return "\n".join(lines)
 
 
@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep_stale_tempdirs()  # what a killed fitbench left in the temporary folder
         return by_name(args.command).main(args, console)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (a CI timeout): the command kept what it could
-        sys.stderr.write("fitbench: interrupted\n")
+        sys.stderr.write("fitbench: interrupted (what was measured is kept where the lines above say; nothing "
+                         "half-written)\n")
         return EXIT_INTERRUPTED
     except UsageError as exc:
         sys.stderr.write(error_line(str(exc)))

@@ -54,6 +54,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
                   "  fitbench calibrate --bench '" + bench + "'\n"
                   "      # once per machine: its noise, so the alert plans enough processes\n"
                   f"  fitbench alert main HEAD --bench '{bench}'\n"
-                  "      # a pull request: slower, or not deterministic? (runs its own processes: 10 + 10 per "
-                  "commit, or as calibrated)", highlight=False)
+                  "      # a pull request: slower, or not deterministic? (runs its own pairs of processes, 12 a "
+                  "stage or more as the cells need, and says how many before it starts)", highlight=False)
     return EXIT_OK

@@ -32,6 +32,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="steps per configuration and round (default 20)")
     p.add_argument("--threads", default="1", metavar="N|default",
                    help="the frameworks' thread pools per process (default 1: the steadiest between processes)")
+    p.add_argument("--flush-subnormals", action="store_true",
+                   help="flush subnormal floats to zero in every process, as the asv suite does (PyTorch computes "
+                        "them at full cost on a CPU; XLA flushes them already)")
     p.add_argument("--cell-timeout", type=common.positive_int("--cell-timeout", common.TIMEOUT_MAX_S),
                    default=1800, metavar="S", help="seconds one process may take (default 1800)")
     return p
@@ -59,7 +62,8 @@ def settings_from(args: argparse.Namespace) -> Any:
     return BreakdownSettings(stacks=tuple(stacks), model=model.to_dict(), api=api,
                              jit={"auto": None, "on": True, "off": False}[args.jit], batch_size=args.batch_size,
                              processes=args.processes, rounds=args.rounds, steps=args.steps,
-                             threads=options.threads(args.threads), seed=args.seed, timeout_s=args.cell_timeout)
+                             threads=options.threads(args.threads), seed=args.seed, timeout_s=args.cell_timeout,
+                             flush_subnormals=args.flush_subnormals)
 
 
 def main(args: argparse.Namespace, console: Console) -> int:

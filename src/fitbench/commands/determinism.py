@@ -98,8 +98,6 @@ def main(args: argparse.Namespace, console: Console) -> int:
     out = check_output_path(args.json) if args.json else None
     if args.device == "gpu":
         require_gpu(settings.backend, "--device gpu")
-    if model.kind not in ("seed", "zoo") or model.data is not None:
-        sys.stderr.write(f"fitbench: checking --model {model.source} in a fresh process\n")
     check_in_child(model, settings.backend)
     try:
         doc = check_determinism(settings, log=lambda line: sys.stderr.write(f"fitbench: {line}\n")).to_dict()

@@ -65,10 +65,12 @@ def check_determinism(settings: DeterminismSettings, timeout_s: float | None = N
             for name in names[n]:
                 log(f"process {len(results) + 1}/{total} ({name}): training {', '.join(st.apis)} for {st.epochs} "
                     f"epoch(s)")
+                process_started = time.monotonic()
                 results[name] = run_isolated(train_trajectories, {"settings": st.to_dict(), "weights_dir": weights_dir,
                                                                   "run_name": name, "device_count": n},
                                              env=env, timeout_s=timeout_s)
-                log(f"process {len(results)}/{total} ({name}) done ({time.monotonic() - started:.0f} s)")
+                log(f"process {len(results)}/{total} ({name}) done in {time.monotonic() - process_started:.0f} s "
+                    f"({time.monotonic() - started:.0f} s in all)")
         hosted = _train_on_hosts(st, weights_dir, timeout_s) if st.hosts > 1 else {}
         results.update(hosted)
         loaded = {r: {api: load_weights(v) for api, v in results[r]["apis"].items()} for r in results}

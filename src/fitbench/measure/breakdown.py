@@ -79,6 +79,7 @@ class BreakdownCell:
     fit_ms: float | None = None  # the fit step as `fitbench run` times it (metrics, no progress bar)
     custom_over_fit: float | None = None  # the framework loop's step ÷ the fit step: raw/fit for any model
     step_traces: int | None = None  # traces of the fit step in the first process (fitbench.measure.traces)
+    subnormals_flushed: bool = False  # --flush-subnormals: the processes flushed subnormal floats to zero
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -146,9 +147,10 @@ def _loop_block(step: Callable[[], float], steps: int) -> list[float]:
 
 
 def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batch_size: int, seed: int,
-                    rounds: int, steps: int, order_seed: int) -> dict[str, Any]:
+                    rounds: int, steps: int, order_seed: int, flush_subnormals: bool = False) -> dict[str, Any]:
     """Child side: the seven configurations built from one seeded model choice, warmed up, then `rounds`
-    rounds of `steps` steps each in a drawn order; returns each configuration's median seconds per step."""
+    rounds of `steps` steps each in a drawn order; returns each configuration's median seconds per step.
+    `flush_subnormals`: as the asv suite does (PyTorch on a CPU computes subnormal floats at full cost)."""
     from fitbench import backends
     from fitbench.measure.ctl import CtlHarness
     from fitbench.measure.harness import FitHarness
@@ -159,6 +161,8 @@ def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batc
 
     keras_major = 2 if stack == "tf-keras" else 3
     choice = ModelChoice.from_dict(model)
+    if flush_subnormals:
+        backends.get(stack).flush_subnormals()
 
     def workload() -> Workload:
         return Workload(choice, seed, keras_module=keras_module(2) if keras_major == 2 else None)
@@ -227,6 +231,10 @@ def summarize(cell: BreakdownCell) -> None:
     negative = [p.name for p in cell.phases if p.ms_per_step is not None and p.ms_per_step < 0]
     if negative:
         cell.notes.append(f"below zero (kept, not clipped): {', '.join(negative)}")
+    if cell.stack == "torch" and not cell.subnormals_flushed:
+        cell.notes.append("PyTorch computes subnormal floats at full cost on a CPU (XLA flushes them): a model that "
+                          "trains into them (the seed network on one batch does) pays in every phase that meets "
+                          "them, as your own fit would; --flush-subnormals leaves them out (docs/noise.md)")
     if cell.processes < 3:
         cell.notes.append(f"{cell.processes} process(es): the ranges are anecdotes, not intervals")
 
@@ -246,6 +254,7 @@ class BreakdownSettings:
     threads: int | None
     seed: int
     timeout_s: float
+    flush_subnormals: bool = False
 
 
 def run_breakdown(settings: BreakdownSettings, progress: Callable[[str], None] = lambda line: None
@@ -263,7 +272,8 @@ def run_breakdown(settings: BreakdownSettings, progress: Callable[[str], None] =
         jit = backends.get(stack).DEFAULT_JIT if settings.jit is None else settings.jit
         cells[stack] = BreakdownCell(stack=stack, model=settings.model["source"], api=settings.api, jit=jit,
                                      jit_effective=None, batch_size=settings.batch_size, processes=0,
-                                     variant_s={name: [] for name in VARIANTS})
+                                     variant_s={name: [] for name in VARIANTS},
+                                     subnormals_flushed=settings.flush_subnormals)
     started = time.monotonic()
     total = settings.processes * len(settings.stacks)
     done = 0
@@ -271,7 +281,8 @@ def run_breakdown(settings: BreakdownSettings, progress: Callable[[str], None] =
         for stack, cell in cells.items():
             kwargs = {"stack": stack, "model": settings.model, "api": settings.api, "jit": cell.jit,
                       "batch_size": settings.batch_size, "seed": settings.seed, "rounds": settings.rounds,
-                      "steps": settings.steps, "order_seed": settings.seed * 1000 + index}
+                      "steps": settings.steps, "order_seed": settings.seed * 1000 + index,
+                      "flush_subnormals": settings.flush_subnormals}
             try:
                 result = run_isolated(measure_process, kwargs, env=process_env(parse_stack(stack),
                                                                                threads=settings.threads),

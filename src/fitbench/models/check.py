@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from fitbench.errors import UsageError
@@ -19,16 +20,23 @@ def check_in_child(choice: ModelChoice, backend: str, timeout_s: float | None = 
     if choice.kind in (SEED, ZOO) and choice.data is None:
         return None
     from fitbench.models.workload import describe
-    from fitbench.processes.isolation import IsolatedError, process_env, run_isolated
+    from fitbench.processes.isolation import IsolatedError, heartbeat, process_env, run_isolated
     from fitbench.stacks import parse_stack
 
     stack = parse_stack(backend)
     limit = min(timeout_s or CHECK_TIMEOUT_S, CHECK_TIMEOUT_S)
     row = f" on the {stack.name} row (Keras 2: its `keras` is tf-keras)" if stack.keras_major == 2 else ""
+    def say(line: str) -> None:
+        sys.stderr.write(f"fitbench: {line}\n")
+        sys.stderr.flush()
+
     try:
-        return run_isolated(describe, {"choice": choice.to_dict(), "backend": stack.backend,
-                                       "keras_major": stack.keras_major},
-                            env=process_env(stack, "cpu"), timeout_s=limit)
+        # a line only when the check is slow (a bad model stays one line): a fresh interpreter imports the
+        # framework and trains a step, 5-10 s here, more on a loaded machine
+        with heartbeat(say, f"checking --model {choice.source} on {stack.name} in a fresh process", every_s=20):
+            return run_isolated(describe, {"choice": choice.to_dict(), "backend": stack.backend,
+                                           "keras_major": stack.keras_major},
+                                env=process_env(stack, "cpu"), timeout_s=limit)
     except IsolatedError as exc:
         if "did not finish within" in str(exc):
             raise UsageError(f"--model {choice.source}{row}: building it and training one step did not finish within "

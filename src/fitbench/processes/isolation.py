@@ -124,6 +124,32 @@ def run_process_group(cmd: list[str], grace_s: float = 5.0, on_line: Callable[[s
         raise
 
 
+@contextlib.contextmanager
+def heartbeat(progress: Callable[[str], None] | None, what: str, every_s: float = 15.0) -> Iterator[None]:
+    """While the body runs, `progress(what + elapsed)` every `every_s` seconds from a daemon thread: a step
+    that prints nothing for long (asv building an environment) still shows a line in a terminal or a CI log,
+    which a user reads as "stuck" after half a minute."""
+    if progress is None:
+        yield
+        return
+    import threading
+
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(every_s):
+            progress(f"{what}: {time.monotonic() - started:.0f} s so far")
+
+    thread = threading.Thread(target=beat, name="fitbench-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 OWNER_FILE = ".fitbench-owner"
 
 

@@ -31,7 +31,7 @@ def batch_sizes(text: str) -> list[int]:
     except ValueError:
         raise UsageError(f"--batch-sizes must be comma-separated positive integers, got {text!r}") from None
     if any(b <= 0 for b in sizes):
-        raise UsageError(f"batch size must be a positive integer, got {min(sizes)}")
+        raise UsageError(f"--batch-sizes: each batch size must be a positive integer, got {min(sizes)}")
     return sizes
 
 

@@ -88,7 +88,7 @@ def _how(report: dict[str, Any]) -> str:
     parts = []
     for st in stages:
         if st.get("design", "unpaired") == "unpaired":
-            what = f"asv, {st['processes']} processes per commit"
+            what = f"asv, {st['processes']} process{'es' if st['processes'] != 1 else ''} per commit"
         else:
             failed = sum((st.get("pairs_failed") or {}).values())
             what = (f"{st['processes']} {st['design']} pairs per environment"

@@ -28,10 +28,10 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fitbench.errors import UsageError
-from fitbench.processes.isolation import run_process_group
+from fitbench.processes.isolation import heartbeat, run_process_group
 from fitbench.report.document import Document
 
 COMMITS_FOLDER = "fitbench-commits"  # in each asv environment: one folder per commit's build
@@ -114,20 +114,22 @@ def _prune(folder: str, keep: set[str]) -> None:
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
-def prepare(repo: str, env_names: list[str], commits: list[str], log: Path, discover: bool = True
-            ) -> dict[str, EnvironmentSides]:
+def prepare(repo: str, env_names: list[str], commits: list[str], log: Path, discover: bool = True,
+            progress: Callable[[str], None] | None = None) -> dict[str, EnvironmentSides]:
     """Each environment created, each commit built and installed in a folder of its own; {env name: sides}.
-    asv's messages go to `log`; a failure is one line (UsageError)."""
+    asv's messages go to `log`; a failure is one line (UsageError). `progress` gets a line every 15 s meanwhile
+    (a new environment takes about a minute, and asv says nothing while it installs)."""
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as answer:
         path = answer.name
     try:
         with open(log, "a") as out:
             out.write(f"$ fitbench: preparing {', '.join(c[:10] for c in commits)} in {', '.join(env_names)}\n")
             out.flush()
-            status = run_process_group([sys.executable, "-m", "fitbench.regress.asvpairs", "prepare", path,
-                                        json.dumps({"repo": repo, "envs": env_names, "commits": commits,
-                                                    "discover": discover})],
-                                       cwd=repo, stdout=out, stderr=subprocess.STDOUT)
+            with heartbeat(progress, "preparing the builds (asv: environments, each commit installed)"):
+                status = run_process_group([sys.executable, "-m", "fitbench.regress.asvpairs", "prepare", path,
+                                            json.dumps({"repo": repo, "envs": env_names, "commits": commits,
+                                                        "discover": discover})],
+                                           cwd=repo, stdout=out, stderr=subprocess.STDOUT)
         text = Path(path).read_text()
     finally:
         os.unlink(path)

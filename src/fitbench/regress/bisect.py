@@ -240,7 +240,9 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         else:
             range_left = [last_same, commits[high - 1]]
             note = (f"the search stopped at {steps[-1].commit[:10]} ({steps[-1].answer}): the culprit lies after "
-                    f"{last_same[:10]}, up to {commits[high - 1][:10]}")
+                    f"{last_same[:10]}, up to {commits[high - 1][:10]}; to go on, bisect that range again "
+                    f"(`fitbench bisect {last_same[:10]} {commits[high - 1][:10]}`), on a quieter machine or with "
+                    "more pairs (--processes), as its step report's detectable change says")
     evidence = []
     if culprit is not None:
         where = next(s for s in steps if s.commit == culprit)

@@ -3,7 +3,8 @@ history.
 
 The detector is E-divisive with means (Matteson & James 2014; what Apache Otava and MongoDB's CI run), adapted
 to what fitbench stores: each commit carries several processes, so the observations are the processes' values
-(log seconds per step) and the unit that is permuted is the **commit**, its processes kept together. Binary
+(log seconds per step) and the unit that is permuted is the **process**: each keeps its value and is dealt to
+a commit at random (why, below). Binary
 segmentation: in a segment, the split between two commits that maximises the energy statistic
 
     Q(τ) = m·n/(m+n) · ( 2·mean|x−y| − mean|x−x'| − mean|y−y'| )    (x: processes left of τ, y: right)
@@ -59,7 +60,7 @@ class ChangePoint:
     ratio: float  # after / before, Hodges-Lehmann over the two segments' processes
     ci_low: float
     ci_high: float
-    p_value: float  # E-divisive permutation p (commits permuted)
+    p_value: float  # E-divisive permutation p (processes dealt to the commits at random)
     direction: str  # worse | better | small: within ±min_change (seconds per step: slower is worse)
 
 
@@ -262,7 +263,8 @@ def history(repo: str, since_rev: str, until_rev: str = "HEAD", bench: str = r"S
 
 def render_markdown(doc: HistoryDocument) -> str:
     lines = [f"**{doc.verdict}** — {doc.commits_in_window} commits from {doc.since[:10]} to {doc.until[:10]} "
-             f"(first parent); E-divisive means, commits permuted ({doc.permutations}), alpha {doc.alpha}", ""]
+             f"(first parent); E-divisive means, {doc.permutations} permutations of the processes over the commits, "
+             f"alpha {doc.alpha}; #N: the commit's place among those with stored processes, oldest first, from 0", ""]
     for c in doc.cells:
         lines.append(f"### {c.cell}")
         if c.note:

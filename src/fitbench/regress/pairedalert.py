@@ -68,11 +68,15 @@ def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSetting
                          f"nothing at these levels ({family} cell(s), {stages} stage(s)): it needs at least "
                          f"{-(-equivalence_at // stages)} per stage to show a cell equivalent and "
                          f"{-(-floor // stages)} to call one worse")
-    if requested < floor:
-        when = "at stage 1" if stages > 1 else "at all"
-        progress(f"note: --processes {requested}: with {requested} pairs a stage no cell can be called worse "
-                 f"{when}, only equivalent; {floor} a stage could (alpha {settings.alpha:g} over {family} "
-                 f"cell(s) and {stages} stage(s))")
+    if total < floor:  # not even both stages' pairs together can reach the level: this alert never exits 1
+        progress(f"note: --processes {requested}: with {total} pairs per cell over {stages} stage(s) no cell can "
+                 f"be called worse, however much slower: this alert can only say equivalent or undecided; "
+                 f"{-(-floor // stages)} a stage could (alpha {settings.alpha:g} over {family} cell(s) and {stages} "
+                 f"stage(s))")
+    elif requested < floor:
+        progress(f"note: --processes {requested}: with {requested} pairs a stage no cell can be called worse at "
+                 f"stage 1, only once stage 2 has run ({total} pairs); {floor} a stage could at stage 1 (alpha "
+                 f"{settings.alpha:g} over {family} cell(s) and {stages} stage(s))")
     return [requested] * stages, f"asked for: {requested} pairs per stage"
 
 
@@ -183,7 +187,7 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
     log = out / "asv.log"
     design = report.design
     progress(f"preparing both commits' builds in {len(environments)} environment(s) for pairs (asv; log: {log})")
-    sides = asvpairs.prepare(repo, list(environments.values()), [base, head], log)
+    sides = asvpairs.prepare(repo, list(environments.values()), [base, head], log, progress=progress)
     paired = pairedstage.pairable(selected, environments, asvpairs.benchmark_info(repo))
     rest = [n for n in selected if not any(asvdata.cell_key(n, b) in paired for b in environments)]
     backend_of = {env_name: backend for backend, env_name in environments.items()}
