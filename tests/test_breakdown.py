@@ -124,3 +124,19 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment, capsys):
     assert cli_exit(["breakdown", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0] and err[0].startswith("fitbench: error:")
+
+
+def test_a_factorys_metrics_come_along_fresh_and_the_no_metrics_configuration_drops_them(keras_cpu):
+    import numpy as np
+
+    from fitbench.models.workload import Workload
+
+    workload = Workload(ModelChoice(source="metric_models:two_outputs"))
+    y = {"a": np.eye(3, dtype="float32")[[0, 1, 2, 0]], "b": np.zeros((4, 1), "float32")}
+    logged = {}
+    for keep in (True, False):
+        factory_model = workload.build("functional")
+        model = workload.compile(factory_model, False, keep_metrics=keep)
+        logged[keep] = set(model.fit(np.zeros((4, 8), "float32"), y, verbose=0).history)
+    assert {"a_auc", "a_accuracy", "b_mae"} <= logged[True]
+    assert logged[False] == {"loss", "a_loss", "b_loss"}

@@ -129,6 +129,7 @@ def test_run_writes_every_cell_with_the_contract_fields_and_skips_gpu_without_on
         assert r["gflops_per_s"] == pytest.approx(r["flops_per_step"] / r["step_time_median_s"] / 1e9)
         assert r["first_step_s"] > 0 and r["peak_rss_bytes"] > 0
         assert r["step_traces"] == 2  # one tf.function, traced twice on its first call, over every fit call
+        assert r["first_step_load_1min"] >= 0
         assert r["jit_effective"] == r["jit_requested"]  # no op determinism here: Keras keeps XLA on
     gpu = [r for r in records if r["device"] == "gpu"]
     if not any(r["status"] == "ok" for r in gpu):  # a machine without a GPU

@@ -53,3 +53,19 @@ def test_counting_after_the_first_fit_is_refused(keras_cpu):
     h.fit_steps(1)
     with pytest.raises(ValueError, match="never been fit"):
         TraceCounting(h)
+
+
+def test_the_default_alert_decides_the_trace_count_of_fitbenchs_suite_and_of_a_users():
+    import re
+
+    from fitbench.regress import asvinit
+    from fitbench.regress.alertdoc import DEFAULT_BENCH, EXACT
+
+    chosen = [name for name in ("bench_compile.Traces.track_step_traces('functional', True)",
+                                "bench_compile.Traces.track_step_traces('functional', False)",
+                                "bench_compile.Traces.track_step_traces('sequential', True)",
+                                "bench_model.Traces.track_step_traces(32)") if re.search(DEFAULT_BENCH, name)]
+    assert chosen == ["bench_compile.Traces.track_step_traces('functional', True)",
+                      "bench_model.Traces.track_step_traces(32)"]
+    assert re.search(asvinit.alert_bench((32, 256)), "bench_model.Traces.track_step_traces(32)")
+    assert EXACT.search("bench_model.Traces.track_step_traces")  # decided exactly, one value per commit

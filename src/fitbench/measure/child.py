@@ -63,6 +63,7 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
                                    steps_per_execution=p.steps_per_execution if c.variant == TUNED else 1,
                                    workload=workload, keras_major=c.keras_major)
         counting = TraceCounting(fit)
+        load = runtime.load_1min()
         first_s = fit.warm_up(p.warmup_steps)
         # p.steps samples per repeat: executions of k steps, each sample = execution time / k
         times = [t for _ in range(p.repeats) for t in fit.fit_steps(p.steps * fit.steps_per_execution)]
@@ -71,6 +72,7 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
     else:
         harness = seed_run = SeedHarness(c.api, c.jit, model_spec, seed, keras_major=c.keras_major)
         counting = TraceCounting(seed_run)
+        load = runtime.load_1min()
         first_s = seed_run.warm_up(p.seed_warmup_epochs)
         times = seed_run.fit_epochs(p.seed_epochs)
         warmup = p.seed_warmup_epochs
@@ -115,6 +117,7 @@ def measure_cell(cell: dict[str, Any], profile: dict[str, Any], spec: dict[str, 
         step_time_mean_s=stats["mean_s"],
         samples_per_s=metrics.samples_per_s(c.batch_size, stats["median_s"]),
         first_step_s=first_s,
+        first_step_load_1min=load,
         step_traces=traces.step_traces,
         step_traces_what=traces.what,
         flops_per_step=flops,

@@ -37,7 +37,7 @@ class FirstStepSample:
     jit_effective: bool
     cache_entries_before: int  # files in the cache folder when the process started
     cache_entries_after: int
-    load_1min: float  # the 1-minute load average just before the step
+    load_1min: float | None  # the 1-minute load average just before the step
     schema_version: int = SCHEMA_VERSION
 
 
@@ -73,10 +73,11 @@ def first_step(backend: str, cache: str, directory: str, round_index: int, api: 
     """Child side: the model built and its first `fit` step timed, jit on, with the cache folder the parent
     put in the environment (the framework read it when it started)."""
     from fitbench.measure.harness import FitHarness
+    from fitbench.processes import runtime
 
     before = _entries(directory)
     harness = FitHarness(api, True, batch_size, seed=seed, keras_major=2 if backend == "tf-keras" else 3)
-    load = os.getloadavg()[0]
+    load = runtime.load_1min()
     first_s = harness.warm_up(1)
     return asdict(FirstStepSample(backend=backend, cache=cache, round=round_index, first_step_s=first_s,
                                   jit_effective=harness.jit_effective, cache_entries_before=before,
@@ -153,5 +154,5 @@ def summarize(comparison: CacheComparison) -> None:
     log_ratios = [signedrank.log_ratio([r[COLD]], [r[WARM]]) for r in pairs]
     comparison.warm_over_cold, comparison.ci_low, comparison.ci_high = signedrank.hodges_lehmann_ci(log_ratios)
     comparison.p_value = signedrank.signed_rank_p(log_ratios)
-    loads = [s.load_1min for s in comparison.samples]
-    comparison.load_1min_range = (min(loads), max(loads))
+    loads = [s.load_1min for s in comparison.samples if s.load_1min is not None]
+    comparison.load_1min_range = (min(loads), max(loads)) if loads else None

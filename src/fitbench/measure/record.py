@@ -73,6 +73,9 @@ class RunRecord(Document):
     step_time_mean_s: float | None = _doc("mean sample")
     samples_per_s: float | None = _doc("batch_size ÷ step_time_median_s")
     first_step_s: float | None = _doc("the first execution: trace, compile and steps_per_execution steps")
+    first_step_load_1min: float | None = _doc("the machine's 1-minute load average as the first step began: host "
+                                              "load alone can make a compile many times slower. Documents before "
+                                              "this field: null")
     step_traces: int | None = _doc("how many times the cell's `fit` calls traced (compiled) the training step, "
                                    "all of them together: exact, and the same for every call once traced "
                                    "(tensorflow 2 = one tf.function; jax 1; torch with jit: Dynamo's graphs); "

@@ -142,18 +142,25 @@ class Workload:
         mean = keras.backend.mean if self.keras_module is not None else keras.ops.mean
         return lambda y, pred: mean(loss(y, pred))
 
-    def _metrics(self, model: Any) -> list[Any]:
-        """Fresh copies of the metrics the factory or file compiled the model with (none for the seed and the
-        zoo): fit's cost includes them, as it does in the user's own fit, and no state is shared with the
-        factory's compile."""
+    def _metrics(self, model: Any) -> Any:
+        """Fresh copies of the metrics the factory or file compiled the model with, as compile takes them (a
+        list, or a dict per output; None for the seed and the zoo, or where Keras cannot describe them): fit's
+        cost includes them, as it does in the user's own fit, and no state is shared with the factory's
+        compile. A name ("accuracy") stays a name: compile resolves it from the loss and the outputs."""
+        def fresh(value: Any) -> Any:
+            if isinstance(value, dict) and "class_name" in value:  # a serialized metric object
+                return self.keras.metrics.get(value)
+            if isinstance(value, dict):
+                return {k: fresh(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [fresh(v) for v in value]
+            return value
+
         try:
             config = model.get_compile_config() if getattr(model, "optimizer", None) is not None else None
-        except Exception:  # a model compiled in a way Keras cannot describe: measured without its metrics
-            config = None
-        metrics = (config or {}).get("metrics") or []
-        # a name ("accuracy") stays a name: compile resolves it from the loss and the outputs, as it did before
-        return [self.keras.metrics.get(m) if isinstance(m, dict) else m
-                for m in (metrics if isinstance(metrics, list) else [metrics])]
+            return fresh((config or {}).get("metrics")) or None
+        except Exception:  # a metric Keras cannot rebuild from its config: compile keeps the model's own
+            return None
 
     def compile(self, model: Any, jit: bool, steps_per_execution: int = 1, keep_metrics: bool = True) -> Any:
         """Compiled for fit as the cell asks (jit, steps per execution), with the model's own loss and a fresh
@@ -162,7 +169,8 @@ class Workload:
             return compile_model(model, jit, self.spec, optimizer=make_optimizer(self.spec, self.keras_module),
                                  steps_per_execution=steps_per_execution)
         metrics = self._metrics(model)
-        # compile without `metrics` keeps those of an earlier compile: an empty list is how to drop them
+        # compile without `metrics` keeps those of an earlier compile (the factory's own objects): an empty list is
+        # how to drop them
         chosen = {"metrics": metrics if keep_metrics else []} if metrics else {}
         model.compile(loss=self._loss(model), optimizer=self._optimizer(model), jit_compile=bool(jit),
                       steps_per_execution=int(steps_per_execution), **chosen)

@@ -161,3 +161,11 @@ def process_facts(device: str, backend: str | None = None, keras_major: int = 3)
         "versions": library_versions(backend, keras_major),
         "device_name": device_name(device, backend),
     }
+
+
+def load_1min() -> float | None:
+    """The 1-minute load average (None where the platform has none), read beside a compile time."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -22,7 +22,9 @@ SCHEMA_VERSION = 4  # 3: unpaired only; 2: one stage, "unchanged", exit 0 when u
 # traces its step with jit on (exact: any increase is a retrace). Batch 32 is on
 # request (--bench 'StepTime'): docs/alerts.md has what it costs and how often it is decided here.
 DEFAULT_BENCH = (r"StepTime\.time_step\(256\)|Determinism\.track_sequential_functional_identical"
-                 r"|Determinism\.track_run_to_run_identical|Traces\.track_step_traces\('functional', True\)")
+                 r"|Determinism\.track_run_to_run_identical"
+                 # fitbench's suite: (api, jit), functional with jit on; a user's (asv-init): (batch size)
+                 r"|Traces\.track_step_traces\(('functional', True|\d+)\)")
 DEFAULT_STAGES = 2
 DEFAULT_MAX_MINUTES = 15.0  # the whole alert, what a CI job waits: the second stage shrinks, or is skipped, to fit
 HIGHER_IS_BETTER = re.compile(r"track_samples_per_second|_identical$|track_jit_effective|track_efficiency"

@@ -235,9 +235,9 @@ class Runner:
             # benchmark has: StepTime's, unless another selected one has more) is even
             order = [leader, other] if processes % 2 else [other, leader]
             t0 = time.monotonic()
-            cells = f"{len(patterns)} cell{'s' if len(patterns) != 1 else ''}" if number > 1 else "every selected cell"
+            which = f"{len(patterns)} cell{'s' if len(patterns) != 1 else ''}" if number > 1 else "every selected cell"
             self.progress(f"stage {number}: asv, {processes} process{'es' if processes != 1 else ''} per commit on "
-                          f"{backend} ({cells}, {first[backend]} first; log: {self.log})")
+                          f"{backend} ({which}, {first[backend]} first; log: {self.log})")
             statuses[backend] = asvdata.run_asv(self.repo, order, patterns, processes, self.log,
                                                 [self.environments[backend]], append=number > 1,
                                                 machine=self.machine, progress=self.progress)
