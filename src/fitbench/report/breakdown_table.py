@@ -42,7 +42,7 @@ def breakdown_table(doc: dict[str, Any]) -> Table:
     for i, (name, how) in enumerate(names):
         row(name, how, [_phase_text(c["phases"][i], c["processes"], share) if c["phases"] else "-" for c in cells])
     row("[bold]total[/]", "fit, progress bar", [fmt(c["total_ms"], ".2f") for c in cells])
-    row("fit as `run` times it", "fit", [fmt(c["fit_ms"], ".2f") for c in cells])
+    row("fit, verbose=0 (run's)", "fit", [fmt(c["fit_ms"], ".2f") for c in cells])
     row("custom step ÷ fit", "(raw/fit)", [fmt(c["custom_over_fit"], ".2f") for c in cells])
     row("traces of the step", "", ["-" if c["step_traces"] is None else str(c["step_traces"]) for c in cells])
     return table
