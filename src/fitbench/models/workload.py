@@ -168,10 +168,13 @@ class Workload:
         if self.kind == SEED:
             return compile_model(model, jit, self.spec, optimizer=make_optimizer(self.spec, self.keras_module),
                                  steps_per_execution=steps_per_execution)
-        metrics = self._metrics(model)
         # compile without `metrics` keeps those of an earlier compile (the factory's own objects): an empty list is
-        # how to drop them
-        chosen = {"metrics": metrics if keep_metrics else []} if metrics else {}
+        # how to drop them, even those whose config Keras could not rebuild
+        if keep_metrics:
+            metrics = self._metrics(model)
+            chosen = {"metrics": metrics} if metrics else {}
+        else:
+            chosen = {"metrics": []} if getattr(model, "optimizer", None) is not None else {}
         model.compile(loss=self._loss(model), optimizer=self._optimizer(model), jit_compile=bool(jit),
                       steps_per_execution=int(steps_per_execution), **chosen)
         return model
