@@ -7,6 +7,7 @@ import tempfile
 
 from .common import (
     APIS,
+    PROCESSES,
     SEED,
     STACK,
     Benchmark,
@@ -14,16 +15,23 @@ from .common import (
     ModelSpec,
     count_fit_traces,
     first_step_isolated,
+    process_layout,
     require,
     require_backend,
     select_device,
 )
 
+FIRST_STEPS = 3  # samples per process: a fresh model each (the first also pays the process's own first compile)
+
 
 class FirstStep(Benchmark):
+    """Compile time, process by process: the alert decides it at its own, wider margin (--compile-threshold)."""
+
     params = [list(APIS), [False, True]]
     param_names = ["api", "jit"]
-    repeat = (3, 5, 60.0)  # every sample builds a new model in setup: keep the count small
+    repeat = FIRST_STEPS  # every sample builds a new model in setup: a fixed small count, so processes split back
+    rounds = PROCESSES  # processes per commit, as StepTime's (`fitbench alert` sets FITBENCH_PROCESSES)
+    version = process_layout("FirstStep 2", FIRST_STEPS)
 
     def setup(self, api: str, jit: bool) -> None:
         # Not cached: with number = 1, asv runs setup before every timed call, so each call sees a

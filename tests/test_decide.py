@@ -413,3 +413,43 @@ def test_three_processes_a_side_are_inconclusive_and_the_report_is_still_valid_j
     assert "error" not in doc and "asv_errors" not in doc  # optional fields stay out while unset
     schema.validate(doc)
     assert "with 3 processes the exact test cannot reach Holm's level for a change at all" in md.read_text()
+
+
+COMPILE_KEY = "bench_compile.FirstStep.time_first_step('functional', True) [jax]"
+STEP_KEY = "bench_fit.StepTime.time_step(256) [jax]"
+
+
+def test_compile_time_cells_get_their_own_wider_margin():
+    settings = DecisionSettings(threshold=0.10, min_change=0.05, compile_threshold=0.25)
+    assert settings.for_cell(STEP_KEY) is settings
+    assert decide.is_compile_time(COMPILE_KEY) and decide.is_compile_time("bench_compile.FirstStepCache."
+                                                                          "track_first_step_s('warm') [tensorflow]")
+    assert not decide.is_compile_time("bench_compile.Traces.track_step_traces('functional', True) [jax]")
+    wide = settings.for_cell(COMPILE_KEY)
+    assert (wide.threshold, wide.min_change, wide.alpha) == (0.25, 0.125, settings.alpha)
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(decide.UsageError, match="--compile-threshold must be a relative change"):
+            DecisionSettings(compile_threshold=bad).check()
+
+
+def test_an_eight_percent_change_is_worse_for_a_step_and_equivalent_for_compile_time():
+    # the same processes, 8 % slower on head, decided as a step cell and as a compile-time cell in one family
+    rng = random.Random(21)
+    base = process_samples(rng, 12, 3, 0.01, 0.01)
+    head = process_samples(rng, 12, 3, 0.01, 0.01, scale=1.08)
+    names = {STEP_KEY: "bench_fit.StepTime.time_step", COMPILE_KEY: "bench_compile.FirstStep.time_first_step"}
+
+    def rows(after: list[float]) -> dict[str, Comparison]:
+        return {r.benchmark: r for r in compare({k: cell(base, 3, benchmark=b) for k, b in names.items()},
+                                                {k: cell(after, 3, benchmark=b) for k, b in names.items()})}
+
+    decided = rows(head)
+    step, compile_time = decided[names[STEP_KEY]], decided[names[COMPILE_KEY]]
+    assert step.change == decide.WORSE and step.threshold == 0.10
+    assert compile_time.change == decide.EQUIVALENT and compile_time.threshold == 0.25
+    assert compile_time.ratio == pytest.approx(step.ratio)
+    assert "compile time: decided at ±25.0 % (--compile-threshold)" in compile_time.note
+    assert "compile time" not in step.note
+    # a compile-time change past its own min-change (12.5 %) is still a regression
+    slower = rows(process_samples(rng, 12, 3, 0.01, 0.01, scale=1.3))
+    assert slower[names[COMPILE_KEY]].change == decide.WORSE

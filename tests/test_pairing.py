@@ -109,6 +109,32 @@ def test_no_round_starts_that_would_end_past_the_deadline_at_the_pace_so_far(mon
     assert len(out["env::A"]) == 3 and "stopped after 3 of 10 pairs" in stopped["env::A"]
 
 
+def test_after_the_first_round_the_alert_says_when_the_deciding_pairs_cannot_fit(monkeypatch, tmp_path):
+    # 60 s a round, 12 pairs needed, 5 minutes left: they end 6 min past the deadline; said once, after round 1
+    clock = [1000.0]
+
+    def measure(*args, **kwargs):
+        clock[0] += 60.0
+        return fake_pair()(*args, **kwargs)
+
+    side = Side("a" * 40, "python", {})
+    monkeypatch.setattr(pairing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pairing, "measure_pair", measure)
+    lines: list[str] = []
+    notes: list[str] = []
+    out, _ = pairing.run_pairs({"env::A": (side, side)}, "benchmarks", {"env::A": ["a-0"]}, 13, {"env::A": 5},
+                               "alternate", 0, Path(tmp_path / "log"), progress=lines.append,
+                               deadline=clock[0] + 300.0, min_pairs=12, on_note=notes.append)
+    assert len(out["env::A"]) == 12  # the deciding pairs ran; the margin pair did not
+    [note] = notes
+    assert note.startswith("at 60 s a round of pairs, the 12 pairs the exact test needs to call a cell worse end "
+                           "about 7.0 min past --max-minutes (only 5 would fit)")
+    assert "--stages 1 --processes K" in note and sum(note in line for line in lines) == 1
+    # when they fit, nothing is said
+    assert pairing.overrun_note(60.0, 12, 0.0, 11 * 60.0) is None
+    assert pairing.overrun_note(60.0, 12, 0.0, 11 * 60.0 - 1) is not None
+
+
 def test_the_pair_value_is_the_median_of_its_rounds_ratios():
     # a burst lands on base's 2nd and head's 4th window: the sides' medians differ, the rounds' ratios do not
     base = [10.0, 15.0, 10.0, 10.0, 10.0]

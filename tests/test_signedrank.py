@@ -114,6 +114,23 @@ def test_too_few_pairs_say_before_anything_runs_whether_a_later_stage_could_stil
     assert len(lines) == before  # enough: nothing to say
 
 
+def test_the_default_alert_plans_pairs_for_its_timed_cells_only():
+    # the default set: StepTime(256), the determinism tracks and the trace count (parametrised: an exact track
+    # too) on three backends: 3 timed cells, whose floor is 11 pairs over two stages; the trace cells once
+    # counted as timed (6 cells: 12 + 1 pairs a stage, a round of pairs more than needed)
+    from fitbench.regress.alertdoc import is_exact
+    from fitbench.regress.pairedalert import plan_pairs
+    from fitbench.regress.unpaired import plan_stages
+
+    keys = [f"{name} [{backend}]" for backend in ("tensorflow", "jax", "torch")
+            for name in ("bench_fit.StepTime.time_step(256)", "bench_compile.Traces.track_step_traces('functional', "
+                         "True)", "bench_determinism.Determinism.track_run_to_run_identical")]
+    assert [is_exact(k) for k in keys[:3]] == [False, True, True]
+    assert plan_pairs(None, keys, DecisionSettings(), 2, print)[0] == [12, 12]
+    assert plan_stages(None, None, keys, DecisionSettings(), 2)[0] == plan_stages(None, None, keys[::3],
+                                                                                 DecisionSettings(), 2)[0]
+
+
 def simulated_paired_alert(rng: random.Random, settings: DecisionSettings, change: float,
                            spreads: tuple[float, ...], n1: int = 12, n2: int = 12,
                            runners: tuple[float, ...] = (1.0,)) -> dict[str, decide.CellDecision]:

@@ -10,6 +10,7 @@ from typing import Any, NoReturn, Sequence
 from fitbench import APIS, BACKENDS, exits
 from fitbench.models.choice import ModelChoice
 from fitbench.models.seed import parse_widths
+from fitbench.regress.decide import DEFAULT_COMPILE_THRESHOLD
 
 # the one table of exit statuses (fitbench.exits), under the names the commands use: a failed measurement is an
 # error (2), as a failed benchmark is in an alert; 3 is "could not tell", on every command
@@ -138,6 +139,10 @@ def decision_flags(p: argparse.ArgumentParser, alpha: float = 0.01, verdicts: bo
         return
     p.add_argument("--equivalence-alpha", type=float, default=0.05,
                    help="family-wise rate of calling a change of --threshold or more equivalent (default 0.05)")
+    p.add_argument("--compile-threshold", type=float, default=DEFAULT_COMPILE_THRESHOLD,
+                   help="the margin of the compile-time cells (a fresh model's first step: time_first_step, "
+                        "track_first_step_s), which load stretches far more than a step; their --min-change "
+                        f"scales with it (default {DEFAULT_COMPILE_THRESHOLD})")
     p.add_argument("--undecided-ok", action="store_true",
                    help="exit 0 instead of 3 when a cell stays inconclusive (the behaviour before 2026-11-30)")
 
@@ -147,7 +152,8 @@ def decision_settings(args: argparse.Namespace, min_change: float | None = None)
 
     return DecisionSettings(alpha=args.alpha, threshold=args.threshold,
                             min_change=args.min_change if min_change is None else min_change,
-                            equivalence_alpha=args.equivalence_alpha).check()
+                            equivalence_alpha=args.equivalence_alpha,
+                            compile_threshold=getattr(args, "compile_threshold", DEFAULT_COMPILE_THRESHOLD)).check()
 
 
 def design_flag(p: argparse.ArgumentParser) -> None:

@@ -115,6 +115,8 @@ class Comparison:
     pairs: int | None = None  # pairs the decision used (a pair is one process of each commit)
     pair_cv: float | None = None  # log-SD of the per-pair ratios: the spread the paired decision faced
     runners: dict[str, int] = field(default_factory=dict)  # pairs (or processes per commit) from each runner
+    # the margin it was decided at: --threshold, or --compile-threshold (compile time); documents before it lack it
+    threshold: float | None = field(default=None, metadata={"optional": True})
 
     @property
     def label(self) -> str:
@@ -184,6 +186,12 @@ class AlertDocument(Document):
 
     def finish(self, status: int) -> None:
         self.exit_status, self.verdict = status, VERDICTS[status]
+
+
+def is_exact(key: str) -> bool:
+    """A cell ("module.Class.method(params) [backend]") decided by its one value per commit, not by a test:
+    it does not count in the Holm family the plan sizes its processes or pairs for."""
+    return bool(EXACT.search(key.split(" [")[0].split("(")[0]))
 
 
 def finite(value: Any) -> bool:

@@ -34,8 +34,9 @@ change is a shift.
 from __future__ import annotations
 
 import math
+import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Sequence
 
@@ -54,6 +55,11 @@ from fitbench.regress.ranksum import (
 WORSE, BETTER, EQUIVALENT, INCONCLUSIVE = "worse", "better", "equivalent", "inconclusive"
 UNPAIRED = "unpaired"
 DECIDED = frozenset({WORSE, BETTER, EQUIVALENT})
+# Compile time (a fresh model's first step: trace, compile, one step) is one event per process, with no windows
+# to take a median over, and the host's load stretches it far more than a step (the same XLA compile took 851 s
+# instead of 117 s under load in one published report): these cells are decided at their own, wider margin.
+COMPILE_TIME = re.compile(r"\.(time_first_step|track_first_step_s)(\(|$)")
+DEFAULT_COMPILE_THRESHOLD = 0.25
 
 
 
@@ -66,6 +72,16 @@ class DecisionSettings:
     min_change: float = 0.05  # a significant change smaller than this is not called worse or better
     equivalence_alpha: float = 0.05  # family-wise: P(a cell changed by the threshold or more is called equivalent)
     confidence: float = 0.95  # of the reported interval
+    # the margin of the compile-time cells (COMPILE_TIME); optional in the schema: documents before it lack it
+    compile_threshold: float = field(default=DEFAULT_COMPILE_THRESHOLD, metadata={"optional": True})
+
+    def for_cell(self, key: str) -> "DecisionSettings":
+        """The settings one cell is decided with: a compile-time cell's margin is compile_threshold, and the
+        change it must reach to be called worse scales with it (min_change keeps its share of the margin)."""
+        if self.compile_threshold == self.threshold or not is_compile_time(key):
+            return self
+        return replace(self, threshold=self.compile_threshold,
+                       min_change=self.min_change * self.compile_threshold / self.threshold)
 
     def check(self) -> "DecisionSettings":
         if not 0 < self.alpha < 1:
@@ -78,7 +94,15 @@ class DecisionSettings:
         if not 0 <= self.min_change <= self.threshold:
             raise UsageError(f"--min-change must be between 0 and --threshold ({self.threshold}), "
                              f"got {self.min_change}")
+        if not 0 < self.compile_threshold < 1:
+            raise UsageError(f"--compile-threshold must be a relative change between 0 and 1 (0.25 = 25 %), "
+                             f"got {self.compile_threshold}")
         return self
+
+
+def is_compile_time(key: str) -> bool:
+    """A cell ("module.Class.method(params) [backend]", or asv's name) that times a first step: compile time."""
+    return bool(COMPILE_TIME.search(key.split(" [")[0]))
 
 
 # ---------- per-process values ----------
@@ -326,8 +350,9 @@ def conclude(evidence: dict[str, Evidence], settings: DecisionSettings = Decisio
     out = {}
     for i, name in enumerate(names):
         e = evidence[name]
+        mine = settings.for_cell(name)
         significant = adjusted[i] <= level
-        change = classify(e.ratio, significant, adjusted_eq[i] <= equivalence_level, settings.min_change,
+        change = classify(e.ratio, significant, adjusted_eq[i] <= equivalence_level, mine.min_change,
                           (higher_is_better or {}).get(name, False))
         out[name] = CellDecision(
             change=change, ratio=e.ratio, ci_low=e.ci_low, ci_high=e.ci_high, confidence=settings.confidence,
@@ -336,7 +361,7 @@ def conclude(evidence: dict[str, Evidence], settings: DecisionSettings = Decisio
             equivalence_level=equivalence_level, stage=stage, processes_base=e.processes_base,
             processes_head=e.processes_head, log_sd=e.log_sd, log_sd_source=e.log_sd_source,
             observed_log_sd=e.observed_log_sd, min_detectable_change=e.detectable(level / family),
-            threshold=settings.threshold, min_change=settings.min_change, design=e.design)
+            threshold=mine.threshold, min_change=mine.min_change, design=e.design)
     return out
 
 
@@ -346,7 +371,8 @@ def decide(cells: dict[str, tuple[Values, Values]], settings: DecisionSettings =
     """Every cell's decision from its per-process values {cell: (base, head)}, each side a flat list or one
     list per stage (unpaired_evidence, then conclude). The detectable change uses the calibrated spread where
     there is one, else the spread seen here."""
-    evidence = {name: unpaired_evidence(base, head, settings, (calibrated_log_sd or {}).get(name), power)
+    evidence = {name: unpaired_evidence(base, head, settings.for_cell(name), (calibrated_log_sd or {}).get(name),
+                                        power)
                 for name, (base, head) in cells.items()}
     return conclude(evidence, settings, higher_is_better, stage, stages, family)
 
@@ -366,11 +392,11 @@ def worth_continuing(decision: CellDecision, more: int, settings: DecisionSettin
         return None
     reach = min_detectable_change(optimistic, 0, 0, settings.alpha / stages / family, power,
                                   sizes=[(decision.processes_base, decision.processes_head), (more, more)])
-    if reach > settings.threshold:
+    if reach > decision.threshold:  # the cell's own margin (a compile-time cell's is wider)
         total = min(decision.processes_base, decision.processes_head) + more
         return (f"futile: at the spread seen here (lowest plausible {100 * optimistic:.1f} %) {total} processes "
                 f"per commit could detect {'∞' if math.isinf(reach) else f'{100 * reach:.1f} %'}, not "
-                f"{100 * settings.threshold:.1f} %")  # one decimal: 10.4 % is not 10 %
+                f"{100 * decision.threshold:.1f} %")  # one decimal: 10.4 % is not 10 %
     return None
 
 

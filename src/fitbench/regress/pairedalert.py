@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 from fitbench.errors import UsageError
 from fitbench.regress import asvdata, asvpairs, decide, pairedstage, signedrank
-from fitbench.regress.alertdoc import EXACT, FAILED, AlertDocument, AlertOptions, Comparison, StageRecord
+from fitbench.regress.alertdoc import FAILED, AlertDocument, AlertOptions, Comparison, StageRecord, is_exact
 from fitbench.regress.decide import DecisionSettings, Evidence, Grouped
 from fitbench.regress.pairedstage import GROUP_SEP, CellPairsRead, PairedCell, StageOutcome
 from fitbench.regress.pairing import ALTERNATE
-from fitbench.regress.unpaired import Runner, apply, collect, going_on, inconclusive_note
+from fitbench.regress.unpaired import Runner, apply, collect, going_on, inconclusive_note, margin_note
 
 DEFAULT_PAIRS = 12  # per stage: above the exact test's floor for a few cells at the default alpha (plan_pairs)
 PAIR_MARGIN = 1  # a pair above that floor: one pair against the trend still leaves a decision
@@ -32,7 +32,7 @@ MIN_STAGE_PAIRS = 4
 
 
 def _family(keys: list[str]) -> int:
-    return max(1, len([k for k in keys if not EXACT.search(k.split(" [")[0])]))
+    return max(1, len([k for k in keys if not is_exact(k)]))
 
 
 def equivalence_floor(level: float) -> int:
@@ -88,13 +88,14 @@ def evidence_of(tested: dict[str, tuple[Grouped, Grouped]], reads: dict[str, Cel
     out = {}
     for key, (b, a) in tested.items():
         read = reads.get(key)
+        mine = settings.for_cell(key)  # a compile-time cell's margin is its own
         if read is not None and read.ratios:
-            out[key] = signedrank.paired_evidence(read.strata(), settings, read.designs[0])
+            out[key] = signedrank.paired_evidence(read.strata(), mine, read.designs[0])
         elif strata_of is not None:
             base, head = strata_of(key)
-            out[key] = decide.unpaired_evidence(base, head, settings, (calibrated or {}).get(key))
+            out[key] = decide.unpaired_evidence(base, head, mine, (calibrated or {}).get(key))
         else:
-            out[key] = decide.unpaired_evidence(b.values, a.values, settings, (calibrated or {}).get(key))
+            out[key] = decide.unpaired_evidence(b.values, a.values, mine, (calibrated or {}).get(key))
     return out
 
 
@@ -117,7 +118,8 @@ def apply_decisions(rows: dict[str, Comparison], decisions: dict[str, decide.Cel
         runners = f", stratified by runner: {by_runner}" if by_runner else ""
         row.method = (f"exact signed-rank on the per-pair ratios ({d.design}{runners}), Holm; equivalence by two "
                       "one-sided tests")
-        notes = [*row.remarks, inconclusive_note(d, settings) if d.change == decide.INCONCLUSIVE else ""]
+        notes = [*row.remarks, margin_note(d, settings),
+                 inconclusive_note(d, settings) if d.change == decide.INCONCLUSIVE else ""]
         if d.change == decide.EQUIVALENT and d.significant:
             notes.append(f"a significant {100 * (d.ratio - 1):+.1f} % change, under --min-change")
         if read.failed:
@@ -211,6 +213,7 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
                                        min_pairs=min(plan[0], floor))
         pairedstage.store_stage(repo, machine, machine, base, head, cells, stage1, append=False, stages=stages)
         report.stages.append(_stage_record(stage1, plan[0], cells, settings, stages, backend_of))
+        report.remarks.extend(stage1.notes)
     runners = [(asvdata.asv_config(repo).results_dir, machine)]
     per_runner, reads, _ = read_back(repo, base, head, options.bench, list(environments.values()), runners)
     before, after = per_runner[machine + "\0base"], per_runner[machine + "\0head"]
@@ -250,10 +253,10 @@ def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family
         return None
     reach = signedrank.min_detectable_change(optimistic, [d.processes_base + more], settings.alpha / stages / family,
                                              power)
-    if reach > settings.threshold:
+    if reach > d.threshold:  # the cell's own margin
         return (f"futile: at the per-pair spread seen here (lowest plausible {100 * optimistic:.1f} %) "
                 f"{d.processes_base + more} pairs could detect "
-                f"{'∞' if math.isinf(reach) else f'{100 * reach:.1f} %'}, not {100 * settings.threshold:.1f} %")
+                f"{'∞' if math.isinf(reach) else f'{100 * reach:.1f} %'}, not {100 * d.threshold:.1f} %")
     return None
 
 
@@ -295,7 +298,7 @@ def _second_stage(repo: str, base: str, head: str, report: AlertDocument, rows: 
     report.stages.append(_stage_record(stage2, more, cells, settings, 2, backend_of))
     runners = [(asvdata.asv_config(repo).results_dir, machine)]
     _, now, _ = read_back(repo, base, head, options.bench, envs, runners)
-    evidence = {k: signedrank.paired_evidence(now[k].strata(), settings, report.design) for k in going
+    evidence = {k: signedrank.paired_evidence(now[k].strata(), settings.for_cell(k), report.design) for k in going
                 if k in now and now[k].ratios}
     decisions = decide.conclude(evidence, settings, {k: rows[k].higher_is_better for k in evidence}, stage=2,
                                 stages=2, family=family)

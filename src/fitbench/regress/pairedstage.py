@@ -92,6 +92,7 @@ class StageOutcome:
     pairs: dict[str, list[PairOutcome]]  # group (PairedCell.group) -> pairs
     seconds: float
     stopped: dict[str, str] = field(default_factory=dict)  # group -> why its pairs stopped early
+    notes: list[str] = field(default_factory=list)  # what the stage said of itself (pairs that cannot fit in time)
 
     def failed(self, group: str) -> list[str]:
         return [p.failed for p in self.pairs.get(group, []) if p.failed]
@@ -123,12 +124,14 @@ def run_stage(repo: str, base: str, head: str, sides: dict[str, EnvironmentSides
             f.write(json.dumps({"env_name": group.split(GROUP_SEP)[0], "group": group, **asdict(pair)}) + "\n")
 
     started = time.monotonic()
+    notes: list[str] = []
     outcome, stopped = run_pairs(group_sides, benchmark_dir, {g: [c.worker_id for c in m] for g, m in by_group.items()},
                                  pairs, {g: m[0].samples_per_process for g, m in by_group.items()}, design, seed,
                                  out_dir / "workers.log", stage=stage, first_index=first_index, timeout_s=timeout_s,
                                  progress=progress, on_pair=keep, labels=names, deadline=deadline,
-                                 max_failures=CONSECUTIVE_FAILURES, min_pairs=min_pairs)
-    return StageOutcome(stage=stage, pairs=outcome, seconds=round(time.monotonic() - started, 1), stopped=stopped)
+                                 max_failures=CONSECUTIVE_FAILURES, min_pairs=min_pairs, on_note=notes.append)
+    return StageOutcome(stage=stage, pairs=outcome, seconds=round(time.monotonic() - started, 1), stopped=stopped,
+                        notes=notes)
 
 
 def _usable_windows(pair: PairOutcome, cid: str) -> bool:

@@ -233,7 +233,8 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
               timeout_s: float = 600.0, progress: Callable[[str], None] = lambda line: None,
               on_pair: Callable[[str, PairOutcome], None] = lambda group, pair: None,
               labels: dict[str, str] | None = None, deadline: float | None = None,
-              max_failures: int = 0, min_pairs: int = 1) -> tuple[dict[str, list[PairOutcome]], dict[str, str]]:
+              max_failures: int = 0, min_pairs: int = 1, on_note: Callable[[str], None] = lambda line: None
+              ) -> tuple[dict[str, list[PairOutcome]], dict[str, str]]:
     """`pairs` pairs of each group's workers ({group: (base side, head side)}, `cells` the asv benchmark ids
     each group's workers hold, `windows` their rounds), the groups taken in turns pair by pair so that a drift
     of the machine over the stage reaches them alike. Every finished pair goes to `on_pair` at once (kept, so
@@ -242,8 +243,9 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
     rely on, not a point past which one more round may run (on a loaded runner a round of three backends
     takes over a minute). The first `min_pairs` rounds always run (fewer pairs than the exact test needs to
     reach its level decide nothing: stopping there would spend the time and answer nothing). A group whose last
-    `max_failures` pairs all failed is stopped (its worker cannot run: more would only cost time). Returns the
-    pairs and, per stopped group, why."""
+    `max_failures` pairs all failed is stopped (its worker cannot run: more would only cost time). When the
+    first round's pace says the `min_pairs` rounds will end past `deadline`, that is said at once (progress and
+    `on_note`), with how far past and what would fit. Returns the pairs and, per stopped group, why."""
     rng = random.Random(seed)
     out: dict[str, list[PairOutcome]] = {group: [] for group in sides}
     stopped: dict[str, str] = {}
@@ -277,7 +279,25 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
                     stopped[group] = f"stopped after {max_failures} failed pairs in a row ({pair.failed})"
                     progress(f"stage {stage}: {name}: {stopped[group]}")
             round_seconds.append(time.monotonic() - round_started)
+            if deadline is not None and number == 0 and min_pairs > 1:
+                note = overrun_note(round_seconds[0], min_pairs, time.monotonic(), deadline)
+                if note:
+                    progress(f"stage {stage}: {note}")
+                    on_note(note)
     return out, stopped
+
+
+def overrun_note(round_s: float, min_pairs: int, now: float, deadline: float) -> str | None:
+    """After the first round: when the rounds that can decide (`min_pairs`, the first done) will end past the
+    deadline at this pace, how far past, and what would fit; None when they fit."""
+    end = now + round_s * (min_pairs - 1)
+    if end <= deadline:
+        return None
+    fit = max(0, int((deadline - now) // round_s) + 1)
+    return (f"at {round_s:.0f} s a round of pairs, the {min_pairs} pairs the exact test needs to call a cell worse "
+            f"end about {(end - deadline) / 60:.1f} min past --max-minutes (only {fit} would fit): they run anyway, "
+            f"fewer decide nothing. To fit, split the pairs over runners (`--machine runner-N --stages 1 "
+            f"--processes K` on each, then one `--stored --results …`), or select fewer cells")
 
 
 def worker_env(python: str, env_vars: dict[str, str], asv_env: dict[str, str], commit: str, site: str | None,

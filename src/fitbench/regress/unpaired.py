@@ -24,6 +24,7 @@ from fitbench.regress.alertdoc import (
     Comparison,
     StageRecord,
     finite,
+    is_exact,
     pct,
 )
 from fitbench.regress.decide import DecisionSettings, Grouped
@@ -107,19 +108,27 @@ def _dropped_note(dropped: list[int]) -> str:
 
 
 def inconclusive_note(d: decide.CellDecision, settings: DecisionSettings) -> str:
-    """Why a cell is inconclusive, in the reader's terms."""
+    """Why a cell is inconclusive, in the reader's terms (at the cell's own margin: d.threshold)."""
     unit = "processes" if d.design == decide.UNPAIRED else "pairs"
     if math.isinf(d.min_detectable_change):
         return (f"with {d.processes_base} {unit} the exact test cannot reach Holm's level for a change at all, "
                 f"however large; more {unit} are needed, or fewer cells")
-    if d.min_detectable_change > settings.threshold:
+    if d.min_detectable_change > d.threshold:
         return (f"too noisy: could detect {pct(d.min_detectable_change)} or more with {d.processes_base} "
-                f"{unit}, not {pct(settings.threshold)}")
+                f"{unit}, not {pct(d.threshold)}")
     if d.significant:
-        return (f"a significant {100 * (d.ratio - 1):+.1f} % change, under --min-change {pct(settings.min_change)}, "
-                f"and the interval reaches past ±{pct(settings.threshold)}")
-    return (f"neither a change nor within ±{pct(settings.threshold)}: equivalence p (Holm) "
+        return (f"a significant {100 * (d.ratio - 1):+.1f} % change, under --min-change {pct(d.min_change)}, "
+                f"and the interval reaches past ±{pct(d.threshold)}")
+    return (f"neither a change nor within ±{pct(d.threshold)}: equivalence p (Holm) "
             f"{d.p_equivalence_adjusted:.2g} > {d.equivalence_level:.3g} (spread seen here {pct(d.observed_log_sd)})")
+
+
+def margin_note(d: decide.CellDecision, settings: DecisionSettings) -> str:
+    """A cell decided at a margin of its own says so (compile time: --compile-threshold)."""
+    if d.threshold == settings.threshold:
+        return ""
+    return (f"compile time: decided at ±{pct(d.threshold)} (--compile-threshold), --min-change "
+            f"{pct(d.min_change)}; the other cells at ±{pct(settings.threshold)}")
 
 
 def apply(row: Comparison, d: decide.CellDecision, settings: DecisionSettings) -> None:
@@ -133,14 +142,15 @@ def apply(row: Comparison, d: decide.CellDecision, settings: DecisionSettings) -
     row.between_process_cv, row.cv_source, row.observed_cv = d.log_sd, d.log_sd_source, d.observed_log_sd
     row.min_detectable_change = d.min_detectable_change
     row.design = d.design
+    row.threshold = d.threshold
     row.method = ("exact rank-sum on per-process medians" + (", stratified by stage" if d.stage > 1 else "")
                   + ", Holm; equivalence by two one-sided tests")
-    notes = [_dropped_note(row.processes_dropped), _missing_note(row), *row.remarks]
+    notes = [_dropped_note(row.processes_dropped), _missing_note(row), *row.remarks, margin_note(d, settings)]
     if d.change == decide.INCONCLUSIVE:
         notes.append(inconclusive_note(d, settings))
     elif d.change == decide.EQUIVALENT and d.significant:
         notes.append(f"a significant {100 * (d.ratio - 1):+.1f} % change, under --min-change "
-                     f"{pct(settings.min_change)}")
+                     f"{pct(d.min_change)}")
     row.note = "; ".join(n for n in notes if n)
 
 
@@ -183,7 +193,7 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
     calibration: enough in all for every calibrated cell to see the threshold with PLANNING_POWER at the last
     stage's level, planned from the 80 % upper confidence bound of its spread (the point estimate
     under-powers half the time), split in two equal stages. Else DEFAULT_PROCESSES per stage."""
-    tested = [k for k in keys if not EXACT.search(k.split(" [")[0])]
+    tested = [k for k in keys if not is_exact(k)]
     family = max(1, len(tested))
     floor = _floor_processes(settings.alpha / stages / family)
     if requested is not None:
