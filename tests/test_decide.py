@@ -293,6 +293,12 @@ def test_the_plan_comes_from_the_request_the_calibration_s_upper_bound_or_the_de
     assert sum(capped) == MAX_TOTAL_PROCESSES and "capped" in why
     # one look at the full alpha: one stage of the total
     assert len(plan_stages(None, calibration(0.02), [key], s, 1)[0]) == 1
+    # a compile-time cell is planned for its own, wider margin: a spread that caps a step cell does not cap it
+    compile_key = "bench_compile.FirstStep.time_first_step('functional', True) [jax]"
+    noisy = calibration(0.12)
+    noisy.cells[0].key = compile_key
+    step_noisy = calibration(0.12)
+    assert sum(plan_stages(None, noisy, [compile_key], s, 2)[0]) < sum(plan_stages(None, step_noisy, [key], s, 2)[0])
 
 
 def test_the_spread_bounds_cover_the_true_spread_as_often_as_they_say():
@@ -427,6 +433,8 @@ def test_compile_time_cells_get_their_own_wider_margin():
     assert not decide.is_compile_time("bench_compile.Traces.track_step_traces('functional', True) [jax]")
     wide = settings.for_cell(COMPILE_KEY)
     assert (wide.threshold, wide.min_change, wide.alpha) == (0.25, 0.125, settings.alpha)
+    # never narrower than the step cells' margin
+    assert DecisionSettings(threshold=0.30, min_change=0.05).for_cell(COMPILE_KEY).threshold == 0.30
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(decide.UsageError, match="--compile-threshold must be a relative change"):
             DecisionSettings(compile_threshold=bad).check()
@@ -450,6 +458,13 @@ def test_an_eight_percent_change_is_worse_for_a_step_and_equivalent_for_compile_
     assert compile_time.ratio == pytest.approx(step.ratio)
     assert "compile time: decided at ±25.0 % (--compile-threshold)" in compile_time.note
     assert "compile time" not in step.note
+    # the report states both margins wherever it states one
+    from fitbench.regress.alertreport import render_markdown
+
+    md = render_markdown({"comparisons": [asdict(r) for r in decided.values()], "settings": asdict(DecisionSettings()),
+                          "base": "a" * 40, "head": "b" * 40, "base_rev": "a", "head_rev": "b", "bench": "x",
+                          "backends": ["jax"], "verdict": "regression", "exit_status": 1})
+    assert md.count("±10.0 %, compile time ±25.0 %") >= 2
     # a compile-time change past its own min-change (12.5 %) is still a regression
     slower = rows(process_samples(rng, 12, 3, 0.01, 0.01, scale=1.3))
     assert slower[names[COMPILE_KEY]].change == decide.WORSE

@@ -110,7 +110,8 @@ def test_no_round_starts_that_would_end_past_the_deadline_at_the_pace_so_far(mon
 
 
 def test_after_the_first_round_the_alert_says_when_the_deciding_pairs_cannot_fit(monkeypatch, tmp_path):
-    # 60 s a round, 12 pairs needed, 5 minutes left: they end 6 min past the deadline; said once, after round 1
+    # 60 s a round, 12 pairs needed, 5 minutes left: after round 1 (4 min left) the other 11 end 7 min past the
+    # deadline; said once
     clock = [1000.0]
 
     def measure(*args, **kwargs):
@@ -127,12 +128,13 @@ def test_after_the_first_round_the_alert_says_when_the_deciding_pairs_cannot_fit
                                deadline=clock[0] + 300.0, min_pairs=12, on_note=notes.append)
     assert len(out["env::A"]) == 12  # the deciding pairs ran; the margin pair did not
     [note] = notes
-    assert note.startswith("at 60 s a round of pairs, the 12 pairs the exact test needs to call a cell worse end "
-                           "about 7.0 min past --max-minutes (only 5 would fit)")
+    assert note.startswith("at 60 s a round of pairs, the first 12 pairs (fewer decide nothing, so they run whatever "
+                           "the time) end about 7.0 min past --max-minutes; 5 would fit")
     assert "--stages 1 --processes K" in note and sum(note in line for line in lines) == 1
     # when they fit, nothing is said
     assert pairing.overrun_note(60.0, 12, 0.0, 11 * 60.0) is None
     assert pairing.overrun_note(60.0, 12, 0.0, 11 * 60.0 - 1) is not None
+    assert "; 1 would fit" in pairing.overrun_note(60.0, 12, 100.0, 50.0)  # past already: the round done counts
 
 
 def test_the_pair_value_is_the_median_of_its_rounds_ratios():
@@ -195,3 +197,45 @@ def test_a_silent_step_still_prints_a_line_every_so_often_and_stops_when_it_ends
     assert not any(t.name == "fitbench-heartbeat" for t in threading.enumerate())
     with heartbeat(None, "nothing to say to", every_s=0.01):
         time.sleep(0.05)
+
+
+def test_a_worker_window_runs_the_benchmark_s_setup_once_so_a_fresh_model_is_built_once(tmp_path):
+    # FirstStep builds a fresh model in setup and times its first step: the worker's own setup before each
+    # window must be the only one (asv's timer would otherwise tear down and set up once more inside the run)
+    import json
+    import subprocess
+
+    suite = tmp_path / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    log = tmp_path / "setups.log"
+    (suite / "bench_toy.py").write_text(
+        "class Fresh:\n"
+        "    number = 1\n"
+        "    warmup_time = 0.0\n"
+        "    repeat = 3\n"
+        "    def setup(self):\n"
+        f"        open({str(log)!r}, 'a').write('setup\\n')\n"
+        "        self.stepped = False\n"
+        "    def time_first(self):\n"
+        "        assert not self.stepped, 'a model that already stepped'\n"
+        "        self.stepped = True\n"
+        f"        open({str(log)!r}, 'a').write('run\\n')\n")
+    worker = Path(pairing.__file__).with_name("pair_worker.py")
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, str(worker), str(suite), str(write)], stdin=subprocess.PIPE,
+                            pass_fds=(write,), text=True, cwd=tmp_path)
+    os.close(write)
+    answers = os.fdopen(read)
+    requests = [{"setup": "bench_toy.Fresh.time_first"}] + [{"run": "bench_toy.Fresh.time_first"}] * 3
+    replies = []
+    for request in requests:
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        replies.append(json.loads(answers.readline()))
+    proc.stdin.write(json.dumps({"stop": True}) + "\n")
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert all(r["ok"] for r in replies) and all(len(r["samples"]) == 1 for r in replies[1:])
+    # the worker's setup, then one setup before each window: never two in a row
+    assert log.read_text().split() == ["setup"] + ["setup", "run"] * 3

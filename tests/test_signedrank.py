@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from fitbench.errors import UsageError
 from fitbench.regress import decide, signedrank
 from fitbench.regress.decide import DecisionSettings
 
@@ -66,6 +67,10 @@ def test_the_stratified_test_ranks_within_each_runner():
     # an empty stratum (a runner whose pairs all failed) changes nothing
     assert signedrank.signed_rank_p([quiet, []]) == signedrank.signed_rank_p([quiet])
     assert signedrank.signed_rank_p([]) == 1.0 and signedrank.equivalence_p([[]], 0.1) == 1.0
+    # the floor is set by all the pairs together: three runners of 4 pairs reach what 12 on one runner reach
+    agreeing = [[0.01, 0.02, 0.03, 0.04]] * 3
+    assert signedrank.signed_rank_p(agreeing) == pytest.approx(2 / 2 ** 12) == signedrank.signed_rank_p(
+        [[0.01 * i for i in range(1, 13)]])
 
 
 def test_equivalence_and_the_interval_agree_with_the_test():
@@ -112,6 +117,12 @@ def test_too_few_pairs_say_before_anything_runs_whether_a_later_stage_could_stil
     before = len(lines)
     plan_pairs(9, keys, DecisionSettings(), 2, lines.append)
     assert len(lines) == before  # enough: nothing to say
+    # a runner's share of a decision over several runners (--machine): below every floor, said, not refused
+    three = [f"bench_fit.StepTime.time_step(256) [{b}]" for b in ("tensorflow", "jax", "torch")]
+    with pytest.raises(UsageError, match="can decide nothing"):
+        plan_pairs(4, three, DecisionSettings(), 1, lines.append)
+    assert plan_pairs(4, three, DecisionSettings(), 1, lines.append, share="runner-1")[0] == [4]
+    assert "on runner runner-1: alone these pairs can decide nothing" in lines[-1] and "need 10 per cell" in lines[-1]
 
 
 def test_the_default_alert_plans_pairs_for_its_timed_cells_only():

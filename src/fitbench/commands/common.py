@@ -124,9 +124,11 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
     return parse_model(args.model, parse_widths(args.widths), args.loss, args.optimizer, args.data)
 
 
-def decision_flags(p: argparse.ArgumentParser, alpha: float = 0.01, verdicts: bool = True) -> None:
+def decision_flags(p: argparse.ArgumentParser, alpha: float = 0.01, verdicts: bool = True,
+                   compile_time: bool = True) -> None:
     """The decision's knobs (fitbench.regress.decide.DecisionSettings): alert, bisect and gate; versions with its
-    own default alpha and without the gate's verdict flags (`verdicts`: --equivalence-alpha, --undecided-ok)."""
+    own default alpha and without the gate's verdict flags (`verdicts`: --equivalence-alpha, --undecided-ok);
+    --compile-threshold where asv's compile-time cells can be among them (`compile_time`: not the gate's)."""
     p.add_argument("--threshold", type=float, default=0.10,
                    help="the equivalence margin: a cell passes when its change is shown to lie within ±this; "
                         "it is also the change every cell should be able to see (default 0.10)")
@@ -139,10 +141,11 @@ def decision_flags(p: argparse.ArgumentParser, alpha: float = 0.01, verdicts: bo
         return
     p.add_argument("--equivalence-alpha", type=float, default=0.05,
                    help="family-wise rate of calling a change of --threshold or more equivalent (default 0.05)")
-    p.add_argument("--compile-threshold", type=float, default=DEFAULT_COMPILE_THRESHOLD,
-                   help="the margin of the compile-time cells (a fresh model's first step: time_first_step, "
-                        "track_first_step_s), which load stretches far more than a step; their --min-change "
-                        f"scales with it (default {DEFAULT_COMPILE_THRESHOLD})")
+    if compile_time:
+        p.add_argument("--compile-threshold", type=float, default=DEFAULT_COMPILE_THRESHOLD,
+                       help="the margin of the compile-time cells (asv's time_first_step, track_first_step_s: a "
+                            "fresh model's first step, one compile each), never narrower than --threshold; their "
+                            f"--min-change scales with it (default {DEFAULT_COMPILE_THRESHOLD})")
     p.add_argument("--undecided-ok", action="store_true",
                    help="exit 0 instead of 3 when a cell stays inconclusive (the behaviour before 2026-11-30)")
 

@@ -18,7 +18,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                        "decided session by session")
     gate.add_argument("--base", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the base")
     gate.add_argument("--head", nargs="+", required=True, metavar="JSON", help="--benchmark-json files of the head")
-    decision_flags(gate)
+    decision_flags(gate, compile_time=False)  # pytest-benchmark sessions: no compile-time cells
     gate.add_argument("--json", metavar="PATH", type=output_path("--json"),
                       help="write the decisions as one JSON document")
     return gate

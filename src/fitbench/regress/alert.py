@@ -64,7 +64,8 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
     elif design == UNPAIRED:
         plan, why = plan_stages(options.processes, calibration, keys, settings, stages, progress)
     else:
-        plan, why = pairedalert.plan_pairs(options.processes, keys, settings, stages, progress)
+        share = options.machines[0] if options.machines else None  # a named runner: its share of a decision
+        plan, why = pairedalert.plan_pairs(options.processes, keys, settings, stages, progress, share)
     seed = options.order_seed if options.order_seed is not None else random.SystemRandom().randrange(2 ** 31)
     out = Path(out_dir)
     report = AlertDocument(

@@ -131,14 +131,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     kinds = (decide.WORSE, decide.BETTER, FAILED, decide.INCONCLUSIVE, decide.EQUIVALENT, SKIPPED)
     by = {k: [c for c in rows if c.change == k] for k in kinds}
     s = report.get("settings", {})
+    # compile-time cells decided at their own margin: the margins say so wherever they are stated
+    wider = sorted({c.threshold for c in rows if c.threshold is not None and c.threshold != s.get("threshold")})
+    margin = pct(s.get("threshold")) + "".join(f", compile time ±{pct(t)}" for t in wider)
     lines = [headline(report), "",
              f"**{len(by['worse'])} worse**, {len(by['better'])} better, {len(by['equivalent'])} equivalent "
-             f"(within ±{pct(s.get('threshold'))}), {len(by['inconclusive'])} inconclusive, {len(by['failed'])} "
+             f"(within ±{margin}), {len(by['inconclusive'])} inconclusive, {len(by['failed'])} "
              f"failed, {len(by['skipped'])} n/a.", "", _how(report), "",
              f"A cell is worse when its exact test is significant at family-wise α={s.get('alpha')} (Holm over "
              f"{report.get('tested_cells', '?')} cells, split across {report.get('stages_planned', 1)} stage(s)) and "
              f"the change is at least {pct(s.get('min_change'))}; equivalent when two one-sided tests put it within "
-             f"±{pct(s.get('threshold'))} at family-wise α={s.get('equivalence_alpha')}; else inconclusive, which "
+             f"±{margin} at family-wise α={s.get('equivalence_alpha')}; else inconclusive, which "
              f"is not a pass. Benchmarks `{report['bench']}`; "
              f"{'backends ' + ', '.join(report['backends']) + '; ' if report.get('backends') else ''}"
              f"machine{'s' if len(report.get('runners') or []) > 1 else ''} "
@@ -179,7 +182,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     table("Inconclusive (could not decide: not a pass)", by["inconclusive"])
     if by["equivalent"]:
         lines.extend(["<details><summary>Equivalent</summary>", ""])
-        table(f"Equivalent (within ±{pct(s.get('threshold'))}; the exact tracks: identical)", by["equivalent"])
+        table(f"Equivalent (within ±{margin}; the exact tracks: identical)", by["equivalent"])
         lines.extend(["</details>", ""])
     return "\n".join(lines)
 

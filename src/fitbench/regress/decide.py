@@ -55,9 +55,9 @@ from fitbench.regress.ranksum import (
 WORSE, BETTER, EQUIVALENT, INCONCLUSIVE = "worse", "better", "equivalent", "inconclusive"
 UNPAIRED = "unpaired"
 DECIDED = frozenset({WORSE, BETTER, EQUIVALENT})
-# Compile time (a fresh model's first step: trace, compile, one step) is one event per process, with no windows
-# to take a median over, and the host's load stretches it far more than a step (the same XLA compile took 851 s
-# instead of 117 s under load in one published report): these cells are decided at their own, wider margin.
+# Compile time (a fresh model's first step: trace, compile, one step) is one event per model, not a window of
+# many steps, and the host's load stretches a compile as a whole: these cells are decided at their own, wider
+# margin.
 COMPILE_TIME = re.compile(r"\.(time_first_step|track_first_step_s)(\(|$)")
 DEFAULT_COMPILE_THRESHOLD = 0.25
 
@@ -76,9 +76,10 @@ class DecisionSettings:
     compile_threshold: float = field(default=DEFAULT_COMPILE_THRESHOLD, metadata={"optional": True})
 
     def for_cell(self, key: str) -> "DecisionSettings":
-        """The settings one cell is decided with: a compile-time cell's margin is compile_threshold, and the
-        change it must reach to be called worse scales with it (min_change keeps its share of the margin)."""
-        if self.compile_threshold == self.threshold or not is_compile_time(key):
+        """The settings one cell is decided with: a compile-time cell's margin is compile_threshold, never
+        narrower than --threshold, and the change it must reach to be called worse scales with it (min_change
+        keeps its share of the margin)."""
+        if self.compile_threshold <= self.threshold or not is_compile_time(key):
             return self
         return replace(self, threshold=self.compile_threshold,
                        min_change=self.min_change * self.compile_threshold / self.threshold)

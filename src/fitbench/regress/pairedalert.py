@@ -49,11 +49,12 @@ def change_floor(keys: list[str], settings: DecisionSettings, stages: int) -> in
 
 
 def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSettings, stages: int,
-               progress: Callable[[str], None]) -> tuple[list[int], str]:
+               progress: Callable[[str], None], share: str | None = None) -> tuple[list[int], str]:
     """(pairs per stage, why). The exact signed-rank test cannot give p below 2 / 2**n with n pairs, and
     Holm's first level is alpha / stages / cells: the default is that floor plus PAIR_MARGIN (at least
     DEFAULT_PAIRS). Asked for fewer: one line before anything runs when no cell could be called worse, and
-    refused (UsageError) when no cell could be decided at all."""
+    refused (UsageError) when no cell could be decided at all — unless these pairs are one runner's `share`
+    of a decision over several (--machine): the floor is then over all the runners' pairs together."""
     family = _family(keys)
     floor = change_floor(keys, settings, stages)
     equivalence_at = equivalence_floor(settings.equivalence_alpha / stages / family)
@@ -63,6 +64,13 @@ def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSetting
                                   f"alpha {settings.alpha:g} over {family} cell(s) and {stages} stage(s); "
                                   f"{PAIR_MARGIN} more")
     total = requested * stages
+    if share and total < floor:
+        progress(f"note: --processes {requested} on runner {share}: alone these "
+                 f"pairs can decide nothing or only equivalence; as this runner's share of a decision over "
+                 f"several (`fitbench alert BASE HEAD --stored --results …`), the runners' pairs together need "
+                 f"{floor} per cell to call one worse (alpha {settings.alpha:g} over {family} cell(s) and {stages} "
+                 f"stage(s))")
+        return [requested] * stages, f"asked for: {requested} pairs per stage, this runner's share"
     if total < equivalence_at:
         raise UsageError(f"--processes {requested}: with {total} pair(s) per cell the exact test can decide "
                          f"nothing at these levels ({family} cell(s), {stages} stage(s)): it needs at least "

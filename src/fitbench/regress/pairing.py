@@ -288,16 +288,16 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
 
 
 def overrun_note(round_s: float, min_pairs: int, now: float, deadline: float) -> str | None:
-    """After the first round: when the rounds that can decide (`min_pairs`, the first done) will end past the
-    deadline at this pace, how far past, and what would fit; None when they fit."""
+    """After the first round: when the rounds that run whatever the time (`min_pairs`, the first done) will
+    end past the deadline at this pace, how far past, and what would fit; None when they fit."""
     end = now + round_s * (min_pairs - 1)
     if end <= deadline:
         return None
-    fit = max(0, int((deadline - now) // round_s) + 1)
-    return (f"at {round_s:.0f} s a round of pairs, the {min_pairs} pairs the exact test needs to call a cell worse "
-            f"end about {(end - deadline) / 60:.1f} min past --max-minutes (only {fit} would fit): they run anyway, "
-            f"fewer decide nothing. To fit, split the pairs over runners (`--machine runner-N --stages 1 "
-            f"--processes K` on each, then one `--stored --results …`), or select fewer cells")
+    fit = max(1, int((deadline - now) // round_s) + 1)  # the round just done counts
+    return (f"at {round_s:.0f} s a round of pairs, the first {min_pairs} pairs (fewer decide nothing, so they run "
+            f"whatever the time) end about {(end - deadline) / 60:.1f} min past --max-minutes; {fit} would fit. "
+            f"To fit, split the pairs over runners (`--machine runner-N --stages 1 --processes K` on each, then "
+            f"one `--stored --results …` decides over all their pairs), or select fewer cells")
 
 
 def worker_env(python: str, env_vars: dict[str, str], asv_env: dict[str, str], commit: str, site: str | None,

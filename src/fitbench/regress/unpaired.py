@@ -202,7 +202,10 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
             progress(note)
         return [requested] * stages, f"asked for: {requested} per stage"
     cells = {c.key: c for c in (calibration.cells if calibration else [])}
+    # a cell with a wider margin of its own (compile time) needs less: on the log scale what a test sees is the
+    # margin over the spread, so its spread counts scaled by the two margins' ratio
     spreads = [decide.spread_upper_bound(cells[k].log_sd, len(cells[k].values), PLANNING_SPREAD_CONFIDENCE)
+               * math.log1p(settings.threshold) / math.log1p(settings.for_cell(k).threshold)
                for k in tested if k in cells and math.isfinite(cells[k].log_sd)]
     if not spreads:
         return [max(floor, DEFAULT_PROCESSES)] * stages, "default: no calibration on this machine (fitbench calibrate)"
