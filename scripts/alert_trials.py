@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -147,6 +149,43 @@ def decidable_margins(out: Path, name: str, stages: int = 2) -> dict[str, float]
     return margins
 
 
+def switch_cost(out: Path) -> str:
+    """Markdown: in each trial's pairs (pairs.jsonl), how much slower a window is when it is the second of its
+    round (right after the other side's window, under the schedule before 2026-12-04's warm-up; after it,
+    every timed window follows its own process's): per pair, the mean log ratio head/base over the rounds base
+    went first minus over the rounds head went first, so that a second window slower by x reads +x whichever
+    side led. Pairs of one cell only (in a worker holding several, the window before may be another cell's of
+    the same process). Per fitbench commit, load and backend: pairs, median and the share of pairs above 0."""
+    groups: dict[tuple[str, bool, str], list[float]] = {}
+    entries = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    for e in entries:
+        path = out / f"{e['name']}-pairs.jsonl"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            pair = json.loads(line)
+            if pair.get("failed") or pair.get("design", "alternate") != "alternate":
+                continue
+            backend = pair.get("group", pair.get("env_name", "")).split("KERAS_BACKEND")[-1].split("::")[0]
+            if len(pair["windows"]) != 1:  # with several cells a worker's next window may be another cell's
+                continue
+            for windows in pair["windows"].values():
+                b, h = windows["base"], windows["head"]
+                if len(b) != len(h) or len(b) < 2 or None in b or None in h:
+                    continue
+                logs = [math.log(y) - math.log(x) for x, y in zip(b, h)]
+                base_first = [v for k, v in enumerate(logs) if (k % 2 == 0) == (pair["first"] == "base")]
+                head_first = [v for k, v in enumerate(logs) if (k % 2 == 0) != (pair["first"] == "base")]
+                key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend)
+                groups.setdefault(key, []).append(statistics.mean(base_first) - statistics.mean(head_first))
+    lines = ["| fitbench commit | load | backend | pairs | second window of a round: slower by, median | "
+             "share of pairs where it is slower |", "|---|---|---|---|---|---|"]
+    for (commit, loaded, backend), values in sorted(groups.items()):
+        lines.append(f"| {commit} | {'loaded' if loaded else 'quiet'} | {backend} | {len(values)} | "
+                     f"{100 * statistics.median(values):+.1f} % | {sum(v > 0 for v in values) / len(values):.0%} |")
+    return "\n".join(lines)
+
+
 def median_pct(values: list[float]) -> str:
     return f"{100 * values[len(values) // 2]:.1f} %" if values else "–"
 
@@ -229,10 +268,15 @@ def main() -> int:
     parser.add_argument("--plant", type=float, default=0.10)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per alert")
     parser.add_argument("--summary", action="store_true", help="only summarise the trials already in --out")
+    parser.add_argument("--switch-cost", action="store_true",
+                        help="only the cost of a switch: the second window of a round against the first, per pair")
     parser.add_argument("alert_args", nargs=argparse.REMAINDER, help="after --: more `fitbench alert` options")
     args = parser.parse_args()
     if args.summary:
         print(summarize(args.out))
+        return 0
+    if args.switch_cost:
+        print(switch_cost(args.out))
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ themselves run in tests/test_alert_stages.py (a toy asv suite) and tests/test_al
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -239,3 +240,37 @@ def test_a_worker_window_runs_the_benchmark_s_setup_once_so_a_fresh_model_is_bui
     assert all(r["ok"] for r in replies) and all(len(r["samples"]) == 1 for r in replies[1:])
     # the worker's setup, then one setup before each window: never two in a row
     assert log.read_text().split() == ["setup"] + ["setup", "run"] * 3
+
+
+def test_every_timed_window_of_an_alternate_pair_follows_its_own_process_s_window(tmp_path):
+    # after the other side's window a process finds the caches and its thread pools cold (measured 5-8 %
+    # slower): each side warms up with an untimed window of its own whenever the other side ran last
+    suite = tmp_path / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    log = tmp_path / "runs.log"
+    (suite / "bench_toy.py").write_text(
+        "import os\n"
+        "class Turns:\n"
+        "    number = 1\n"
+        "    warmup_time = 0.0\n"
+        "    repeat = 5\n"
+        "    params = [['a', 'b']]\n"
+        "    def time_window(self, which):\n"
+        f"        open({str(log)!r}, 'a').write(f'{{os.getpid()}} {{which}}\\n')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    base, head = Side("b" * 40, sys.executable, env), Side("h" * 40, sys.executable, env)
+    with open(tmp_path / "workers.log", "w") as worker_log:
+        pair = pairing.measure_pair(base, head, str(suite), ["bench_toy.Turns.time_window-0",
+                                                            "bench_toy.Turns.time_window-1"], 5, pairing.ALTERNATE,
+                                    random.Random(3), worker_log, index=0, stage=1, timeout_s=60)
+    assert pair.failed is None and not pair.errors
+    assert all(len(pair.windows[c][side]) == 5 for c in pair.windows for side in ("base", "head"))
+    runs = [tuple(line.split()) for line in log.read_text().splitlines()]
+    assert len(runs) == 20 + pair.warmups and len({pid for pid, _ in runs}) == 2
+    # every maximal stretch of one process on one cell is a warm-up and then timed windows: never a lone window
+    stretches = [len(list(group)) for _, group in itertools.groupby(runs)]
+    assert min(stretches) >= 2
+    # and the warm-ups fall on both sides alike
+    per_process = {pid: sum(1 for p, _ in runs if p == pid) for pid, _ in runs}
+    assert sorted(per_process.values()) == [10 + pair.warmups // 2] * 2

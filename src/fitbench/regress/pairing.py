@@ -6,13 +6,17 @@ build; both run the benchmarks' setup (build, compile, warm up), then:
 
 - `alternate` (the default): the two take turns, one timed window (one asv sample, 60-300 ms for StepTime,
   far above a scheduler tick) each, for every cell the workers hold; which commit leads is drawn for the
-  first round and then alternates (A B B A ...), so neither side is always first after the other's window;
+  first round and then alternates (A B B A ...). A window that would start right after the other side's (or
+  after another cell's) is preceded by one untimed window of its own: a process that has just waited on
+  the other's window finds the caches and its thread pools cold, and such a window measured 5-8 % slower
+  than the same process's next one (docs/alerts.md), so every timed window now follows its own process's
+  window, as asv's own samples do;
 - `duet` (Bulej et al., ICPE 2020): both run their window at the same moment, each pinned to its own half
   of the CPUs, which side gets which half drawn per pair. Both see the same interference, but they also
   interfere with each other, and on a 2-core machine nothing is left for the rest of the system.
 
-The pair's value is each side's median window; the statistics (fitbench.regress.signedrank) take the log
-of their ratio. Every pair is fresh processes, so what differs between processes stays in the spread.
+The pair's value is the median over its rounds of the log of head's window over base's
+(fitbench.regress.signedrank.log_ratio). Every pair is fresh processes, so what differs between processes stays in the spread.
 A pair that fails (a worker crashes, errs or outlives its timeout) is dropped on both sides and counted.
 """
 
@@ -35,6 +39,9 @@ DESIGNS = (ALTERNATE, DUET, UNPAIRED)
 BASE, HEAD = "base", "head"
 WORKER_SCRIPT = Path(__file__).with_name("pair_worker.py")
 STOP_GRACE_S = 10.0
+# alternate: a window that follows the other side's window (or another cell's) is preceded by one untimed
+# window of its own, so that each timed window finds its process warm, as asv's consecutive samples do
+SWITCH_WARMUP = True
 
 
 class PairFailed(RuntimeError):
@@ -64,6 +71,7 @@ class PairOutcome:
     errors: dict[str, dict[str, str]] = field(default_factory=dict)  # cell id -> side -> its error (asv: failed)
     failed: str | None = None
     seconds: float = 0.0
+    warmups: int = 0  # alternate: untimed windows run after the other side's (SWITCH_WARMUP)
 
 
 def split_cpus(available: list[int]) -> tuple[list[int], list[int]] | None:
@@ -204,6 +212,7 @@ def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], w
                 workers[name].send({"setup": cell})
             for name in order:
                 take(cell, name, workers[name].receive(timeout_s))
+        last: tuple[str, str] | None = None  # (side, cell) of the window that ran last
         for round_number in range(windows):
             leader = order if round_number % 2 == 0 else order[::-1]
             for cell in cells:
@@ -214,10 +223,19 @@ def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], w
                         workers[name].send({"run": cell})
                     for name in running:
                         take(cell, name, workers[name].receive(timeout_s))
-                else:
-                    for name in running:
+                    continue
+                for name in running:
+                    if SWITCH_WARMUP and last != (name, cell):  # the other's window ran last: warm up first
                         workers[name].send({"run": cell})
-                        take(cell, name, workers[name].receive(timeout_s))
+                        warm = workers[name].receive(timeout_s)
+                        outcome.warmups += 1
+                        last = (name, cell)
+                        if not warm.get("ok") or warm.get("na"):
+                            take(cell, name, {**warm, "samples": []})
+                            continue
+                    workers[name].send({"run": cell})
+                    take(cell, name, workers[name].receive(timeout_s))
+                    last = (name, cell)
     except PairFailed as exc:
         outcome.failed = str(exc)
     except (OSError, ValueError) as exc:  # a worker that cannot start, or an answer that is not JSON
