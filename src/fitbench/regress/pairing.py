@@ -16,7 +16,8 @@ build; both run the benchmarks' setup (build, compile, warm up), then:
   interfere with each other, and on a 2-core machine nothing is left for the rest of the system.
 
 The pair's value is the median over its rounds of the log of head's window over base's
-(fitbench.regress.signedrank.log_ratio). Every pair is fresh processes, so what differs between processes stays in the spread.
+(fitbench.regress.signedrank.log_ratio). Every pair is fresh processes, so what differs between processes
+stays in the spread.
 A pair that fails (a worker crashes, errs or outlives its timeout) is dropped on both sides and counted.
 """
 
