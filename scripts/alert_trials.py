@@ -152,10 +152,11 @@ def decidable_margins(out: Path, name: str, stages: int = 2) -> dict[str, float]
 def switch_cost(out: Path) -> str:
     """Markdown: in each trial's pairs (pairs.jsonl), how much slower a window is when it is the second of its
     round (right after the other side's window, under the schedule before 2026-12-04's warm-up; after it,
-    every timed window follows its own process's): per pair, the mean log ratio head/base over the rounds base
-    went first minus over the rounds head went first, so that a second window slower by x reads +x whichever
-    side led. Pairs of one cell only (in a worker holding several, the window before may be another cell's of
-    the same process). Per fitbench commit, load and backend: pairs, median and the share of pairs above 0."""
+    every timed window follows its own process's): per pair, half the mean log ratio head/base over the rounds
+    base went first minus over the rounds head went first (d + x against d - x, for a change d and a second
+    window slower by x), so that it reads +x whichever side led. Pairs of one cell only (in a worker holding
+    several, the window before may be another cell's of the same process). Per fitbench commit, load and
+    backend: pairs, median and the share of pairs above 0."""
     groups: dict[tuple[str, bool, str], list[float]] = {}
     entries = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
     for e in entries:
@@ -177,7 +178,7 @@ def switch_cost(out: Path) -> str:
                 base_first = [v for k, v in enumerate(logs) if (k % 2 == 0) == (pair["first"] == "base")]
                 head_first = [v for k, v in enumerate(logs) if (k % 2 == 0) != (pair["first"] == "base")]
                 key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend)
-                groups.setdefault(key, []).append(statistics.mean(base_first) - statistics.mean(head_first))
+                groups.setdefault(key, []).append((statistics.mean(base_first) - statistics.mean(head_first)) / 2)
     lines = ["| fitbench commit | load | backend | pairs | second window of a round: slower by, median | "
              "share of pairs where it is slower |", "|---|---|---|---|---|---|"]
     for (commit, loaded, backend), values in sorted(groups.items()):

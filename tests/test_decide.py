@@ -438,6 +438,15 @@ def test_compile_time_cells_get_their_own_wider_margin():
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(decide.UsageError, match="--compile-threshold must be a relative change"):
             DecisionSettings(compile_threshold=bad).check()
+    # a command without the flag (the gate) decides every cell at --threshold, whatever its name
+    from fitbench.cli import build_parser
+    from fitbench.commands.common import decision_settings
+
+    gate_args = ["gate", "--threshold", "0.05", "--base", "a.json", "--head", "b.json"]
+    gate = decision_settings(build_parser().parse_args(gate_args))
+    assert gate.for_cell(COMPILE_KEY).threshold == 0.05
+    alert = decision_settings(build_parser().parse_args(["alert", "a", "b", "--threshold", "0.05"]))
+    assert alert.for_cell(COMPILE_KEY).threshold == 0.25
 
 
 def test_an_eight_percent_change_is_worse_for_a_step_and_equivalent_for_compile_time():

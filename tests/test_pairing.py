@@ -11,6 +11,8 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 from fitbench.regress import pairing, signedrank
 from fitbench.regress.pairedstage import PairedCell, pairable
 from fitbench.regress.pairing import PairOutcome, Side
@@ -242,9 +244,11 @@ def test_a_worker_window_runs_the_benchmark_s_setup_once_so_a_fresh_model_is_bui
     assert log.read_text().split() == ["setup"] + ["setup", "run"] * 3
 
 
-def test_every_timed_window_of_an_alternate_pair_follows_its_own_process_s_window(tmp_path):
-    # after the other side's window a process finds the caches and its thread pools cold (measured 5-8 %
-    # slower): each side warms up with an untimed window of its own whenever the other side ran last
+@pytest.mark.parametrize("cells", [1, 2])
+def test_every_timed_window_of_an_alternate_pair_follows_its_own_process_s_window(tmp_path, cells):
+    # after the other side's window a process finds the caches and its thread pools cold (measured a few per
+    # cent slower): each side's turn (one window of every cell) starts with an untimed window of its own
+    # whenever the other side ran last, once a round whatever the number of cells
     suite = tmp_path / "benchmarks"
     suite.mkdir()
     (suite / "__init__.py").write_text("")
@@ -260,17 +264,25 @@ def test_every_timed_window_of_an_alternate_pair_follows_its_own_process_s_windo
         f"        open({str(log)!r}, 'a').write(f'{{os.getpid()}} {{which}}\\n')\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     base, head = Side("b" * 40, sys.executable, env), Side("h" * 40, sys.executable, env)
+    names = ["bench_toy.Turns.time_window-0", "bench_toy.Turns.time_window-1"][:cells]
+    rounds = 5
     with open(tmp_path / "workers.log", "w") as worker_log:
-        pair = pairing.measure_pair(base, head, str(suite), ["bench_toy.Turns.time_window-0",
-                                                            "bench_toy.Turns.time_window-1"], 5, pairing.ALTERNATE,
-                                    random.Random(3), worker_log, index=0, stage=1, timeout_s=60)
+        pair = pairing.measure_pair(base, head, str(suite), names, rounds, pairing.ALTERNATE, random.Random(3),
+                                    worker_log, index=0, stage=1, timeout_s=60)
     assert pair.failed is None and not pair.errors
-    assert all(len(pair.windows[c][side]) == 5 for c in pair.windows for side in ("base", "head"))
+    assert all(len(pair.windows[c][side]) == rounds for c in pair.windows for side in ("base", "head"))
     runs = [tuple(line.split()) for line in log.read_text().splitlines()]
-    assert len(runs) == 20 + pair.warmups and len({pid for pid, _ in runs}) == 2
-    # every maximal stretch of one process on one cell is a warm-up and then timed windows: never a lone window
-    stretches = [len(list(group)) for _, group in itertools.groupby(runs)]
-    assert min(stretches) >= 2
+    # a warm-up for each side's first turn and one for every switch after: the leader alternates (A B B A ...)
+    assert pair.warmups == rounds + 1
+    assert len(runs) == 2 * cells * rounds + pair.warmups and len({pid for pid, _ in runs}) == 2
+    # the stretches of one process: each starts with its warm-up, then that process's timed windows (never a
+    # lone window after the other's), every cell in order once a turn
+    stretches = [[which for _, which in group] for _, group in itertools.groupby(runs, key=lambda r: r[0])]
+    assert len(stretches) == pair.warmups
+    cell_order = ["a", "b"][:cells]
+    lengths = [len(s) for s in stretches]
+    assert lengths == [1 + cells] + [1 + 2 * cells] * (rounds - 1) + [1 + cells]
+    assert all(s[0] == "a" and s[1:] == cell_order * ((len(s) - 1) // cells) for s in stretches)
     # and the warm-ups fall on both sides alike
     per_process = {pid: sum(1 for p, _ in runs if p == pid) for pid, _ in runs}
-    assert sorted(per_process.values()) == [10 + pair.warmups // 2] * 2
+    assert sorted(per_process.values()) == [cells * rounds + pair.warmups // 2] * 2

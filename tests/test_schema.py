@@ -16,8 +16,11 @@ from fitbench import schema
 from fitbench.measure.record import PeakRecord, RunDocument, RunRecord, field_table
 
 ROOT = Path(__file__).resolve().parents[1]
-# the paired alert's counted runs: loaded (12-03), quiet before and after the warm-up after a switch (12-04)
-ALERT_RUNS = sorted(p for folder in ("alert-runs-2026-12-03", "alert-runs-2026-12-04", "alert-runs-2026-12-04-warm")
+# the paired alert's counted runs: loaded (12-03), quiet before and after the warm-up after a switch (12-04),
+# and one on the AMD VM of the next session
+ALERT_FOLDERS = ("alert-runs-2026-12-03", "alert-runs-2026-12-04", "alert-runs-2026-12-04-warm",
+                 "alert-runs-2026-12-04-amd")
+ALERT_RUNS = sorted(p for folder in ALERT_FOLDERS
                     for p in (ROOT / "docs" / "results" / folder).glob("a*.json"))
 
 

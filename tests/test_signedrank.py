@@ -131,15 +131,12 @@ def test_the_default_alert_plans_pairs_for_its_timed_cells_only():
     # counted as timed (6 cells: 12 + 1 pairs a stage, a round of pairs more than needed)
     from fitbench.regress.alertdoc import is_exact
     from fitbench.regress.pairedalert import plan_pairs
-    from fitbench.regress.unpaired import plan_stages
 
     keys = [f"{name} [{backend}]" for backend in ("tensorflow", "jax", "torch")
             for name in ("bench_fit.StepTime.time_step(256)", "bench_compile.Traces.track_step_traces('functional', "
                          "True)", "bench_determinism.Determinism.track_run_to_run_identical")]
     assert [is_exact(k) for k in keys[:3]] == [False, True, True]
     assert plan_pairs(None, keys, DecisionSettings(), 2, print)[0] == [12, 12]
-    assert plan_stages(None, None, keys, DecisionSettings(), 2)[0] == plan_stages(None, None, keys[::3],
-                                                                                 DecisionSettings(), 2)[0]
 
 
 def simulated_paired_alert(rng: random.Random, settings: DecisionSettings, change: float,

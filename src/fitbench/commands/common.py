@@ -156,7 +156,8 @@ def decision_settings(args: argparse.Namespace, min_change: float | None = None)
     return DecisionSettings(alpha=args.alpha, threshold=args.threshold,
                             min_change=args.min_change if min_change is None else min_change,
                             equivalence_alpha=args.equivalence_alpha,
-                            compile_threshold=getattr(args, "compile_threshold", DEFAULT_COMPILE_THRESHOLD)).check()
+                            # a command without --compile-threshold (the gate) decides every cell at --threshold
+                            compile_threshold=getattr(args, "compile_threshold", args.threshold)).check()
 
 
 def design_flag(p: argparse.ArgumentParser) -> None:

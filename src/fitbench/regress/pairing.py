@@ -4,13 +4,13 @@ A pair starts a worker (fitbench/regress/pair_worker.py, run by path with an asv
 the base commit and one for the head commit, in the same environment, each importing its own commit's
 build; both run the benchmarks' setup (build, compile, warm up), then:
 
-- `alternate` (the default): the two take turns, one timed window (one asv sample, 60-300 ms for StepTime,
-  far above a scheduler tick) each, for every cell the workers hold; which commit leads is drawn for the
-  first round and then alternates (A B B A ...). A window that would start right after the other side's (or
-  after another cell's) is preceded by one untimed window of its own: a process that has just waited on
-  the other's window finds the caches and its thread pools cold, and such a window measured 5-8 % slower
-  than the same process's next one (docs/alerts.md), so every timed window now follows its own process's
-  window, as asv's own samples do;
+- `alternate` (the default): the two take turns, each running one timed window (one asv sample, 60-300 ms
+  for StepTime, far above a scheduler tick) of every cell the workers hold before the other's turn; which
+  commit leads is drawn for the first round and then alternates (A B B A ...). A turn that starts right
+  after the other side's is preceded by one untimed window of its own: a process that has just waited on
+  the other's windows finds the caches and its thread pools cold, and such a window measured a few per cent
+  slower than the same process's next one (docs/alerts.md), so every timed window follows a window of its
+  own process, as asv's own samples do; one warm-up a round, whatever the number of cells;
 - `duet` (Bulej et al., ICPE 2020): both run their window at the same moment, each pinned to its own half
   of the CPUs, which side gets which half drawn per pair. Both see the same interference, but they also
   interfere with each other, and on a 2-core machine nothing is left for the rest of the system.
@@ -40,8 +40,8 @@ DESIGNS = (ALTERNATE, DUET, UNPAIRED)
 BASE, HEAD = "base", "head"
 WORKER_SCRIPT = Path(__file__).with_name("pair_worker.py")
 STOP_GRACE_S = 10.0
-# alternate: a window that follows the other side's window (or another cell's) is preceded by one untimed
-# window of its own, so that each timed window finds its process warm, as asv's consecutive samples do
+# alternate: a turn that follows the other side's window is preceded by one untimed window of its own, so
+# that each timed window finds its process warm, as asv's consecutive samples do
 SWITCH_WARMUP = True
 
 
@@ -213,30 +213,37 @@ def measure_pair(base: Side, head: Side, benchmark_dir: str, cells: list[str], w
                 workers[name].send({"setup": cell})
             for name in order:
                 take(cell, name, workers[name].receive(timeout_s))
-        last: tuple[str, str] | None = None  # (side, cell) of the window that ran last
+        def runs(cell: str, name: str) -> bool:
+            return name not in outcome.not_available.get(cell, []) and name not in outcome.errors.get(cell, {})
+
+        last: str | None = None  # the side whose window ran last
         for round_number in range(windows):
             leader = order if round_number % 2 == 0 else order[::-1]
-            for cell in cells:
-                running = [name for name in leader if name not in outcome.not_available.get(cell, [])
-                           and name not in outcome.errors.get(cell, {})]
-                if design == DUET:
+            if design == DUET:
+                for cell in cells:
+                    running = [name for name in leader if runs(cell, name)]
                     for name in running:
                         workers[name].send({"run": cell})
                     for name in running:
                         take(cell, name, workers[name].receive(timeout_s))
-                    continue
-                for name in running:
-                    if SWITCH_WARMUP and last != (name, cell):  # the other's window ran last: warm up first
+                continue
+            # one side's windows of every cell, then the other's: the side that ends a round leads the next
+            # (A B B A ...), so a switch of process comes once a round whatever the number of cells
+            for name in leader:
+                for cell in cells:
+                    if not runs(cell, name):
+                        continue
+                    if SWITCH_WARMUP and last != name:  # the other's window ran last: warm up first
                         workers[name].send({"run": cell})
                         warm = workers[name].receive(timeout_s)
                         outcome.warmups += 1
-                        last = (name, cell)
+                        last = name
                         if not warm.get("ok") or warm.get("na"):
                             take(cell, name, {**warm, "samples": []})
                             continue
                     workers[name].send({"run": cell})
                     take(cell, name, workers[name].receive(timeout_s))
-                    last = (name, cell)
+                    last = name
     except PairFailed as exc:
         outcome.failed = str(exc)
     except (OSError, ValueError) as exc:  # a worker that cannot start, or an answer that is not JSON
@@ -312,7 +319,7 @@ def overrun_note(round_s: float, min_pairs: int, now: float, deadline: float) ->
     end = now + round_s * (min_pairs - 1)
     if end <= deadline:
         return None
-    fit = max(1, int((deadline - now) // round_s) + 1)  # the round just done counts
+    fit = max(1, int((deadline - now) // max(round_s, 1e-9)) + 1)  # the round just done counts
     return (f"at {round_s:.0f} s a round of pairs, the first {min_pairs} pairs (fewer decide nothing, so they run "
             f"whatever the time) end about {(end - deadline) / 60:.1f} min past --max-minutes; {fit} would fit. "
             f"To fit, split the pairs over runners (`--machine runner-N --stages 1 --processes K` on each, then "
