@@ -74,6 +74,40 @@ LEVEL = {"quiet": math.exp(random.gauss(0, 0.01)), "noisy": math.exp(random.gaus
 '''
 
 
+PHASES_BENCH = r'''"""A toy StepPhases: fitbench's configurations of a step, each a busy-wait; a slower commit's
+extra time is in the metrics (the two fit configurations that keep them): "where it grew" should name them."""
+import os
+import random
+import time
+
+from .bench_toy import REPEAT, config
+
+MS = {"forward": 2, "forward_loss": 3, "gradients": 6, "custom_step": 8, "fit_no_metrics": 10, "fit": 12,
+      "fit_progress": 13}
+
+
+class StepPhases:
+    params = [list(MS), ["quiet", "noisy"]]
+    param_names = ["configuration", "kind"]
+    number = 1
+    repeat = REPEAT
+    warmup_time = 0.0
+    rounds = 1
+    version = f"toy StepPhases; samples-per-process={REPEAT}"
+
+    def setup(self, configuration, kind):
+        cfg = config()
+        slower = cfg.get("only_on") in (None, os.environ.get("KERAS_BACKEND"))
+        extra = 10 * (cfg["scale"] - 1) if slower and configuration in ("fit", "fit_progress") else 0.0
+        self.seconds = (MS[configuration] + extra) / 1000
+
+    def time_configuration(self, configuration, kind):
+        end = time.perf_counter() + self.seconds * random.uniform(0.99, 1.01)
+        while time.perf_counter() < end:
+            pass
+'''
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), "-c", "user.name=fitbench-test", "-c",
                            "user.email=fitbench-test@localhost", *args],
@@ -87,13 +121,15 @@ def commit(repo: Path, message: str, **config: object) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def toy_repo(repo: Path, backends: tuple[str, ...] = ()) -> Path:
+def toy_repo(repo: Path, backends: tuple[str, ...] = (), phases: bool = False) -> Path:
     """A git repository holding the toy suite and an asv.conf.json that installs nothing (no package is built:
-    each asv process starts in a fraction of a second), with a KERAS_BACKEND axis when `backends`; no commit
-    yet."""
+    each asv process starts in a fraction of a second), with a KERAS_BACKEND axis when `backends`, and the
+    toy StepPhases when `phases`; no commit yet."""
     (repo / "benchmarks").mkdir(parents=True)
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "bench_toy.py").write_text(BENCH)
+    if phases:
+        (repo / "benchmarks" / "bench_phases.py").write_text(PHASES_BENCH)
     (repo / "asv.conf.json").write_text(json.dumps({
         "version": 1, "project": "toy", "repo": ".", "branches": ["main"], "environment_type": "virtualenv",
         "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"], "build_command": [],
@@ -188,6 +224,9 @@ def test_two_runners_combine_into_one_decision_stratified_by_runner(toy, tmp_pat
         result, report = alert(toy, "base", "slow", tmp_path / runner, "--machine", runner, "--stages", "1",
                                "--processes", "11")
         assert result.returncode == 1 and report["runners"] == [runner], result.stderr
+        # a suite without StepPhases: the report says where-it-grew was not measured, and why
+        assert "localized" not in report or not report["localized"]
+        assert any(r.startswith("where it grew: not measured, this suite has no StepPhases") for r in report["remarks"])
     results = Path(toy["repo"]) / ".asv" / "results"
     folders = []
     for runner in ("runner-1", "runner-2"):  # what each CI runner uploads: its machine's folder, benchmarks.json
@@ -277,8 +316,8 @@ def test_a_pair_whose_worker_fails_is_dropped_on_both_sides_and_counted(toy, tmp
 def test_a_slowdown_on_one_backend_is_worse_there_and_not_on_the_other(tmp_path):
     # asv's matrix with a KERAS_BACKEND axis: an environment per backend, a pair of workers per backend, a row
     # per backend in the report; the commit is slower only where KERAS_BACKEND=tensorflow. 10 pairs: 9 are the
-    # fewest whose exact test can reach alpha=0.01 over two cells
-    repo = toy_repo(tmp_path / "toy", backends=("tensorflow", "jax"))
+    # fewest whose exact test can reach alpha=0.01 over two cells. Its StepPhases then says where: the metrics
+    repo = toy_repo(tmp_path / "toy", backends=("tensorflow", "jax"), phases=True)
     base = commit(repo, "base")
     head = commit(repo, "30 % slower on tensorflow", scale=1.3, only_on="tensorflow")
     subprocess.run([sys.executable, "-m", "asv", "machine", "--yes"], cwd=repo, check=True, capture_output=True)
@@ -296,3 +335,12 @@ def test_a_slowdown_on_one_backend_is_worse_there_and_not_on_the_other(tmp_path)
     assert rows["jax"]["change"] in ("equivalent", "inconclusive") and rows["jax"]["pairs"] == 10
     markdown = (out / "alert.md").read_text()
     assert "backend=tensorflow" in markdown and "backend=jax" in markdown
+    # where it grew: only the worse cell, in pairs of StepPhases at its parameters; the metrics phase first, by
+    # about the 3 ms planted there (another phase may show above zero by chance: 5 % of alerts at most)
+    [where] = report["localized"]
+    assert where["cell"] == "bench_toy.StepTime.time_step('quiet') [tensorflow]" and where["params"] == "'quiet'"
+    assert where["pairs"] >= 9 and where["grew"][0] == "metrics", where
+    metrics = {p["name"]: p for p in where["phases"]}["metrics"]
+    assert metrics["low_ms"] < 3.0 < metrics["high_ms"] and 2.0 < metrics["change_ms"] < 4.0, metrics
+    assert "### Where it grew: `" in markdown and "Grew: **metrics" in markdown
+    assert "where it grew: 10 pairs of StepPhases" in result.stderr

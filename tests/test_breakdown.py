@@ -18,6 +18,7 @@ from fitbench.measure.breakdown import (
     FORWARD,
     GRADIENTS,
     LOSS,
+    PHASES,
     VARIANTS,
     BreakdownCell,
     BreakdownSettings,
@@ -77,6 +78,61 @@ def test_one_process_measures_every_configuration_on_tensorflow(keras_cpu):
                              rounds=1, steps=2, order_seed=0)
     assert set(result["variant_s"]) == set(VARIANTS) and all(v > 0 for v in result["variant_s"].values())
     assert result["jit_effective"] is False and result["step_traces"] == 2  # one tf.function, traced twice
+    # asv's StepPhases takes each configuration by its identifier, as a window of exactly n steps
+    built = breakdown.step_configurations("tensorflow", None, "functional", False, 4, 0)
+    counted = []
+    built.blocks[FIT] = lambda n: counted.append(n) or [0.0] * n  # a fit block times n of n + 1 steps
+    built.window("fit")(5)
+    built.window("forward")(5)
+    assert counted == [4]
+    with pytest.raises(NotImplementedError, match="no configuration 'attention'"):
+        built.window("attention")
+
+
+def test_the_suite_s_step_phases_are_the_library_s_configurations():
+    # bench_breakdown writes the identifiers out (an old commit's fitbench may lack them): they must agree
+    import importlib
+
+    bench = importlib.import_module("benchmarks.bench_breakdown")
+    assert bench.CONFIGURATIONS == tuple(breakdown.CONFIGURATION_IDS)
+    assert [breakdown.CONFIGURATION_IDS[c] for c in bench.CONFIGURATIONS] == list(VARIANTS)
+
+
+def test_where_a_regression_lives_is_the_phase_whose_interval_lies_above_zero():
+    import random
+
+    from fitbench.regress.localize import MIN_INTERVAL_PAIRS, phase_changes
+
+    rng = random.Random(5)
+    base_ms = {"forward": 2.0, "forward_loss": 3.0, "gradients": 6.0, "custom_step": 8.0, "fit_no_metrics": 10.0,
+               "fit": 12.0, "fit_progress": 13.0}
+
+    def pair(extra_metrics_ms: float, rounds: int = 5) -> dict[str, tuple[list[float], list[float]]]:
+        # one pair: every configuration's windows in seconds per step, round by round, a little noise each
+        out = {}
+        for cid, ms in base_ms.items():
+            grown = ms + (extra_metrics_ms if cid in ("fit", "fit_progress") else 0.0)
+            out[cid] = ([ms * rng.uniform(0.99, 1.01) / 1000 for _ in range(rounds)],
+                        [grown * rng.uniform(0.99, 1.01) / 1000 for _ in range(rounds)])
+        return out
+
+    phases, fit_ms, whole = phase_changes([pair(3.0) for _ in range(MIN_INTERVAL_PAIRS + 1)])
+    by = {p.name: p for p in phases}
+    assert whole == MIN_INTERVAL_PAIRS + 1 and [p.name for p in phases] == [name for name, _, _ in PHASES]
+    assert by["metrics"].grew and by["metrics"].low_ms < 3.0 < by["metrics"].high_ms
+    assert by["metrics"].base_ms == pytest.approx(2.0, abs=0.3) and by["metrics"].head_ms == pytest.approx(5.0, abs=0.3)
+    assert [p.name for p in phases if p.grew] == ["metrics"] and fit_ms == pytest.approx(3.0, abs=0.3)
+    # the progress bar's phase is fit_progress - fit: both grew alike, so it did not
+    assert by["callbacks: progress bar, history"].change_ms == pytest.approx(0.0, abs=0.3)
+    # no change: nothing grew; too few pairs: no interval, nothing said to have grown, the estimate kept
+    assert not any(p.grew for p in phase_changes([pair(0.0) for _ in range(MIN_INTERVAL_PAIRS + 1)])[0])
+    few, _, whole = phase_changes([pair(3.0) for _ in range(3)])
+    assert whole == 3 and not any(p.grew for p in few) and all(p.low_ms is None for p in few)
+    assert {p.name: p for p in few}["metrics"].change_ms == pytest.approx(3.0, abs=0.3)
+    # a pair that lacks a configuration (n/a or failed on one side) is left out, not half-counted
+    broken = pair(3.0)
+    broken["gradients"] = (broken["gradients"][0], [])
+    assert phase_changes([broken, pair(3.0)])[2] == 1
 
 
 def settings(**kw) -> BreakdownSettings:

@@ -27,6 +27,7 @@ _PUBLIC = {  # name -> (module, attribute)
     "RawHarness": ("fitbench.measure.raw", "RawHarness"),
     "count_fit_traces": ("fitbench.measure.traces", "count_fit_traces"),
     "first_step_isolated": ("fitbench.measure.compile_cache", "first_step_isolated"),
+    "step_configurations": ("fitbench.measure.breakdown", "step_configurations"),
     "measure_peak": ("fitbench.measure.peak", "measure_peak"),
     "efficiency": ("fitbench.measure.metrics", "efficiency"),
     "gflops_per_s": ("fitbench.measure.metrics", "gflops_per_s"),

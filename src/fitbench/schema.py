@@ -105,8 +105,10 @@ def build(kind: str) -> dict[str, Any]:
     if kind == "alert":
         from fitbench.regress.alertdoc import SCHEMA_VERSION, VERDICTS, AlertDocument, Comparison, StageRecord
         from fitbench.regress.decide import DecisionSettings
+        from fitbench.regress.localize import Localization, PhaseChange
 
-        refs = {DecisionSettings: "settings", StageRecord: "stage", Comparison: "comparison"}
+        refs = {DecisionSettings: "settings", StageRecord: "stage", Comparison: "comparison",
+                Localization: "localization"}
         body = dataclass_schema(AlertDocument, refs)
         props = body["properties"]
         props["processes"]["anyOf"][0]["minimum"] = 2
@@ -119,7 +121,9 @@ def build(kind: str) -> dict[str, Any]:
                                                        "skipped"]}
         return _document("alert", SCHEMA_VERSION, "fitbench alert: alert.json", body,
                          {"settings": dataclass_schema(DecisionSettings), "comparison": comparison,
-                          "stage": dataclass_schema(StageRecord)})
+                          "stage": dataclass_schema(StageRecord),
+                          "localization": dataclass_schema(Localization, {PhaseChange: "phase_change"}),
+                          "phase_change": dataclass_schema(PhaseChange)})
     if kind == "explain":
         from fitbench.determinism.explain import SCHEMA_VERSION, ExplainDocument
         from fitbench.determinism.trace import PHASES

@@ -146,11 +146,38 @@ def _loop_block(step: Callable[[], float], steps: int) -> list[float]:
     return times
 
 
-def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batch_size: int, seed: int,
-                    rounds: int, steps: int, order_seed: int, flush_subnormals: bool = False) -> dict[str, Any]:
-    """Child side: the seven configurations built from one seeded model choice, warmed up, then `rounds`
-    rounds of `steps` steps each in a drawn order; returns each configuration's median seconds per step.
-    `flush_subnormals`: as the asv suite does (PyTorch on a CPU computes subnormal floats at full cost)."""
+# the configurations as identifiers (asv's parameters; a comma or space inside one would split its name):
+# bench_breakdown.StepPhases writes the same tuple out (old commits must import it), a test checks they agree
+CONFIGURATION_IDS = {"forward": FORWARD, "forward_loss": LOSS, "gradients": GRADIENTS, "custom_step": CUSTOM,
+                     "fit_no_metrics": FIT_NO_METRICS, "fit": FIT, "fit_progress": FIT_PROGRESS}
+
+
+@dataclass
+class StepConfigurations:
+    """The seven configurations of one model, built and warmed up: `blocks[name](n)` runs n steps of one and
+    returns each step's seconds."""
+
+    blocks: dict[str, Callable[[int], list[float]]]
+    jit_effective: bool
+    counting: Any  # fitbench.measure.traces.TraceCounting of the fit model
+
+    def window(self, configuration_id: str) -> Callable[[int], Any]:
+        """A configuration by its identifier (CONFIGURATION_IDS) as a window of exactly n steps, to be timed
+        whole (asv's StepPhases, as StepTime times a `fit` call); one this commit lacks is n/a to asv."""
+        if configuration_id not in CONFIGURATION_IDS:
+            raise NotImplementedError(f"this commit of fitbench has no configuration {configuration_id!r}")
+        name = CONFIGURATION_IDS[configuration_id]
+        # a fit block runs one step more than it times (its intervals are begin to begin)
+        fewer = 1 if name in (FIT_NO_METRICS, FIT, FIT_PROGRESS) else 0
+        return lambda n: self.blocks[name](max(1, n - fewer))
+
+
+def step_configurations(stack: str, model: dict[str, Any] | None, api: str, jit: bool, batch_size: int, seed: int,
+                        flush_subnormals: bool = False) -> StepConfigurations:
+    """The configurations built from one seeded model choice (a ModelChoice's dict; None: the seed network),
+    each warmed up (traced,
+    compiled, settled) before anything is timed. `flush_subnormals`: as the asv suite does (PyTorch on a CPU
+    computes subnormal floats at full cost)."""
     from fitbench import backends
     from fitbench.measure.ctl import CtlHarness
     from fitbench.measure.harness import FitHarness
@@ -160,7 +187,7 @@ def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batc
     from fitbench.stacks import keras_module
 
     keras_major = 2 if stack == "tf-keras" else 3
-    choice = ModelChoice.from_dict(model)
+    choice = ModelChoice.from_dict(model) if model is not None else ModelChoice()
     if flush_subnormals:
         backends.get(stack).flush_subnormals()
 
@@ -186,16 +213,24 @@ def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batc
     }
     for name in VARIANTS:  # trace, compile and settle each one before anything is timed
         blocks[name](WARMUP_STEPS)
+    return StepConfigurations(blocks=blocks, jit_effective=jit_effective, counting=counting)
+
+
+def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batch_size: int, seed: int,
+                    rounds: int, steps: int, order_seed: int, flush_subnormals: bool = False) -> dict[str, Any]:
+    """Child side: the seven configurations (step_configurations), then `rounds` rounds of `steps` steps each
+    in a drawn order; returns each configuration's median seconds per step."""
+    built = step_configurations(stack, model, api, jit, batch_size, seed, flush_subnormals)
     order = random.Random(order_seed)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(rounds):
         names = list(VARIANTS)
         order.shuffle(names)
         for name in names:
-            times[name] += blocks[name](steps)
-    traces = counting.stop(2 + 2 * rounds, steps)  # warm-ups and rounds of the fit model
+            times[name] += built.blocks[name](steps)
+    traces = built.counting.stop(2 + 2 * rounds, steps)  # warm-ups and rounds of the fit model
     return {"variant_s": {name: statistics.median(t) for name, t in times.items()},
-            "jit_effective": jit_effective, "step_traces": traces.step_traces}
+            "jit_effective": built.jit_effective, "step_traces": traces.step_traces}
 
 
 def phases_of(variant_s: dict[str, list[float]]) -> tuple[list[Phase], float | None]:

@@ -13,6 +13,7 @@ from fitbench import exits
 from fitbench.errors import UsageError
 from fitbench.regress import decide
 from fitbench.regress.decide import DecisionSettings
+from fitbench.regress.localize import Localization
 from fitbench.regress.pairing import DESIGNS
 from fitbench.report.document import Document
 
@@ -181,6 +182,9 @@ class AlertDocument(Document):
     error: str | None = field(default=None, metadata={"optional": True})
     asv_errors: list[str] | None = field(default=None, metadata={"optional": True,
                                                                  "doc": "asv's exception lines, when a cell failed"})
+    localized: list[Localization] | None = field(default=None, metadata={
+        "optional": True, "doc": "where a worse StepTime cell's time went: its step's phases in pairs "
+                                 "(fitbench.regress.localize); no bearing on the exit status"})
     command: str = "alert"
     schema_version: int = SCHEMA_VERSION
 

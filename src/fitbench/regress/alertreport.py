@@ -170,6 +170,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
 
     table("Regressions", by["worse"])
+    lines.extend(where_it_grew_lines(report.get("localized") or []))
     table("Improvements", by["better"])
     if by["failed"]:
         lines.extend(["### Failed (the benchmark errored)", ""])
@@ -185,6 +186,36 @@ def render_markdown(report: dict[str, Any]) -> str:
         table(f"Equivalent (within ±{margin}; the exact tracks: identical)", by["equivalent"])
         lines.extend(["</details>", ""])
     return "\n".join(lines)
+
+
+def _ms(value: float | None, signed: bool = False) -> str:
+    return "–" if value is None else (f"{value:+.2f}" if signed else f"{value:.2f}")
+
+
+def where_it_grew_lines(localized: list[dict[str, Any]]) -> list[str]:
+    """Per worse StepTime cell, its step's phases at both commits and each phase's change (ms per step) with its
+    interval; the phases whose interval lies above zero named first."""
+    lines: list[str] = []
+    for loc in localized:
+        grew = ", ".join(loc["grew"]) or "no phase alone (no interval above zero)"
+        lines += [f"### Where it grew: `{loc['cell']}`", "",
+                  f"Grew: **{grew}**. The step cut into the configurations of `fitbench breakdown`, measured in "
+                  f"{loc['pairs']} pair(s) of the same commits ({loc['failed_pairs']} failed, {loc['seconds']:.0f} s); "
+                  f"`fit` (what StepTime times) changed by {_ms(loc.get('fit_change_ms'), True)} ms per step. "
+                  f"Descriptive: no bearing on the exit status.", "",
+                  f"| phase | measured as | before (ms/step) | after (ms/step) | change (ms/step) "
+                  f"[{100 * loc.get('confidence', 0.95):.1f} % CI, the phases together 95 %] |",
+                  "|---|---|---|---|---|"]
+        for p in loc["phases"]:
+            interval = (f" [{_ms(p['low_ms'], True)}, {_ms(p['high_ms'], True)}]" if p.get("low_ms") is not None
+                        else "")
+            mark = "**" if p["grew"] else ""
+            lines.append(f"| {mark}{p['name']}{mark} | {p['measured_as']} | {_ms(p['base_ms'])} | "
+                         f"{_ms(p['head_ms'])} | {mark}{_ms(p['change_ms'], True)}{mark}{interval} |")
+        if loc.get("note"):
+            lines += ["", f"> {loc['note']}"]
+        lines.append("")
+    return lines
 
 
 def write_report(out_dir: str, report: AlertDocument) -> tuple[Path, Path]:

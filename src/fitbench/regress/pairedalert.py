@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fitbench.errors import UsageError
-from fitbench.regress import asvdata, asvpairs, decide, pairedstage, signedrank
+from fitbench.regress import asvdata, asvpairs, decide, localize, pairedstage, signedrank
 from fitbench.regress.alertdoc import FAILED, AlertDocument, AlertOptions, Comparison, StageRecord, is_exact
 from fitbench.regress.decide import DecisionSettings, Evidence, Grouped
 from fitbench.regress.pairedstage import GROUP_SEP, CellPairsRead, PairedCell, StageOutcome
@@ -198,7 +198,8 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
     design = report.design
     progress(f"preparing both commits' builds in {len(environments)} environment(s) for pairs (asv; log: {log})")
     sides = asvpairs.prepare(repo, list(environments.values()), [base, head], log, progress=progress)
-    paired = pairedstage.pairable(selected, environments, asvpairs.benchmark_info(repo))
+    info = asvpairs.benchmark_info(repo)
+    paired = pairedstage.pairable(selected, environments, info)
     rest = [n for n in selected if not any(asvdata.cell_key(n, b) in paired for b in environments)]
     backend_of = {env_name: backend for backend, env_name in environments.items()}
     cells = list(paired.values())
@@ -249,6 +250,11 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
         if key in paired and row.pairs is not None:
             lost = (row.processes_requested or plan[0]) - row.pairs
             row.processes_missing = [lost, lost] if lost > 0 else []
+    worse = [(key, paired[key], row.backend or "") for key, row in rows.items()
+             if row.change == decide.WORSE and key in paired]
+    report.localized, remarks = localize.where_it_grew(repo, base, head, worse, sides, info, seed + 2, out,
+                                                       started + options.max_minutes * 60, progress, backend_of)
+    report.remarks.extend(remarks)
     return rows, family
 
 

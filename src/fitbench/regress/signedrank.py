@@ -149,19 +149,25 @@ def _interval_rank(sizes: tuple[int, ...], confidence: float) -> int:
     return lower_interval_index(null, confidence)
 
 
-def hodges_lehmann_ci(values: Sequence[float] | Strata, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(ratio, low, high): exp of the median of the within-stratum Walsh averages of the log ratios and its
+def shift_ci(values: Sequence[float] | Strata, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(estimate, low, high) on the values' own scale: the median of the within-stratum Walsh averages and its
     exact (Tukey) interval, the averages cut where the stratified signed-rank null puts (1 - confidence) / 2
-    in each tail."""
+    in each tail; (estimate, -inf, inf) when there are too few values for that confidence."""
     strata = [s for s in as_strata(values) if s]
     if not strata:
-        return math.nan, 0.0, math.inf
+        return math.nan, -math.inf, math.inf
     walsh = sorted((s[i] + s[j]) / 2 for s in strata for i in range(len(s)) for j in range(i, len(s)))
-    estimate = math.exp(statistics.median(walsh))
+    estimate = statistics.median(walsh)
     k = _interval_rank(tuple(len(s) for s in strata), round(confidence, 12))
     if k <= 0:
-        return estimate, 0.0, math.inf
-    return estimate, math.exp(walsh[k - 1]), math.exp(walsh[len(walsh) - k])
+        return estimate, -math.inf, math.inf
+    return estimate, walsh[k - 1], walsh[len(walsh) - k]
+
+
+def hodges_lehmann_ci(values: Sequence[float] | Strata, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(ratio, low, high): shift_ci of the log ratios, as ratios."""
+    estimate, low, high = shift_ci(values, confidence)
+    return math.exp(estimate), math.exp(low), math.exp(high)
 
 
 def robust_spread(values: Sequence[float] | Strata) -> float:

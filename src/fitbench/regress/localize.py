@@ -1,0 +1,181 @@
+"""Where a regression lives: when the alert finds a StepTime cell worse, the configurations `fitbench
+breakdown` cuts a step into (asv's bench_breakdown.StepPhases: forward, + loss, + backward, the framework's
+own loop, `fit` without metrics, `fit`, `fit` with the progress bar) are measured in pairs of the same two
+commits, and each phase (the difference of two configurations, fitbench.measure.breakdown.PHASES) gets its
+change in milliseconds per step with an interval.
+
+A pair's value for a phase is the median over its rounds of (head's phase − base's phase), each side's phase
+the difference of its two configurations' windows in that round (a side's windows of one round run back to
+back); the pairs' values give the Hodges-Lehmann shift and its exact interval (signedrank.shift_ci), at a
+confidence that holds for the seven phases together. A phase grew when its interval lies above zero. It
+says where the time went and decides nothing: the exit status is the cells' (docs/alerts.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fitbench.measure.breakdown import CONFIGURATION_IDS, FIT, PHASES
+from fitbench.regress import pairedstage, signedrank
+from fitbench.regress.pairedstage import PairedCell
+from fitbench.regress.pairing import BASE, HEAD, PairOutcome
+
+STEP_PHASES = ".StepPhases.time_configuration"  # fitbench's suite: bench_breakdown.StepPhases
+LOCALIZED = ".StepTime.time_step"  # the cells whose step StepPhases cuts: StepTime(p) -> StepPhases(c, p)
+# each phase's interval at 1 - 0.05 / phases (Bonferroni): together the seven cover their true changes 95 % of
+# the time, so a phase said to have grown is one in twenty at most by chance, not one in six
+PHASE_CONFIDENCE = 1 - 0.05 / len(PHASES)
+MIN_INTERVAL_PAIRS = next(n for n in range(2, 64) if signedrank.shift_ci(list(range(n)), PHASE_CONFIDENCE)[1] > -1)
+LOCALIZE_PAIRS = MIN_INTERVAL_PAIRS + 1  # one pair may fail
+MIN_SECONDS_LEFT = 60.0  # less than this under --max-minutes: not started
+LOCALIZE_STAGE = 3  # pairs.jsonl and the progress lines call its pairs "stage 3"
+_IDS = {name: cid for cid, name in CONFIGURATION_IDS.items()}
+
+
+@dataclass
+class PhaseChange:
+    """One phase of the step at both commits, milliseconds per step."""
+
+    name: str
+    measured_as: str  # "forward" or "fit − fit, no metrics"
+    base_ms: float | None  # the median over pairs of base's phase
+    head_ms: float | None
+    change_ms: float | None  # Hodges-Lehmann shift of the per-pair (head − base) phase
+    low_ms: float | None  # its exact interval at PHASE_CONFIDENCE (None: fewer than MIN_INTERVAL_PAIRS pairs)
+    high_ms: float | None
+    grew: bool  # the interval lies above zero
+
+
+@dataclass
+class Localization:
+    """Where one worse cell's time went."""
+
+    cell: str  # the worse cell's key (asvdata.cell_key)
+    backend: str
+    params: str  # the worse cell's parameters as asv writes them ("256"), StepPhases' after the configuration
+    pairs: int  # that measured every configuration on both sides
+    failed_pairs: int
+    seconds: float
+    phases: list[PhaseChange] = field(default_factory=list)
+    fit_change_ms: float | None = None  # the `fit` configuration's own change (what StepTime times)
+    confidence: float = PHASE_CONFIDENCE  # of each phase's interval (the phases together: 95 %)
+    grew: list[str] = field(default_factory=list)  # the phases whose interval lies above zero, largest first
+    note: str = ""
+
+
+def _round_values(base: list[float], head: list[float]) -> list[tuple[float, float]]:
+    if len(base) == len(head) and base:
+        return list(zip(base, head))
+    return [(statistics.median(base), statistics.median(head))] if base and head else []
+
+
+def phase_changes(pairs: list[dict[str, tuple[list[float], list[float]]]]) -> tuple[list[PhaseChange], float | None,
+                                                                                     int]:
+    """Per phase, from pairs given as {configuration id: (base windows, head windows)} in seconds per step
+    (round by round): the phases, the `fit` configuration's change (ms) and the pairs that had every
+    configuration on both sides. Pure."""
+    whole = [p for p in pairs if all(cid in p and p[cid][0] and p[cid][1] for cid in CONFIGURATION_IDS)]
+    phases = []
+    for name, current, before in PHASES:
+        deltas, base_ms, head_ms = [], [], []
+        for pair in whole:
+            cur = _round_values(*pair[_IDS[current]])
+            prev = _round_values(*pair[_IDS[before]]) if before else [(0.0, 0.0)] * len(cur)
+            if len(prev) != len(cur):
+                cur, prev = cur[:1], prev[:1]
+            rounds = [((hc - hp) - (bc - bp)) * 1000 for (bc, hc), (bp, hp) in zip(cur, prev)]
+            deltas.append(statistics.median(rounds))
+            base_ms.append(statistics.median((bc - bp) * 1000 for (bc, _), (bp, _) in zip(cur, prev)))
+            head_ms.append(statistics.median((hc - hp) * 1000 for (_, hc), (_, hp) in zip(cur, prev)))
+        if not deltas:
+            phases.append(PhaseChange(name, current if before is None else f"{current} − {before}", None, None,
+                                      None, None, None, False))
+            continue
+        estimate, low, high = signedrank.shift_ci(deltas, PHASE_CONFIDENCE)
+        enough = len(deltas) >= MIN_INTERVAL_PAIRS and low != float("-inf")
+        phases.append(PhaseChange(name=name, measured_as=current if before is None else f"{current} − {before}",
+                                  base_ms=statistics.median(base_ms), head_ms=statistics.median(head_ms),
+                                  change_ms=estimate, low_ms=low if enough else None, high_ms=high if enough else None,
+                                  grew=bool(enough and low > 0)))
+    fit = [statistics.median((h - b) * 1000 for b, h in _round_values(*p[_IDS[FIT]])) for p in whole]
+    return phases, (signedrank.shift_ci(fit)[0] if fit else None), len(whole)
+
+
+def _params(key: str) -> str:
+    """"256" of "bench_fit.StepTime.time_step(256) [jax]" (asvdata.cell_key); "" without parameters."""
+    return key.rsplit(" [", 1)[0].partition("(")[2][:-1]
+
+
+def _windows(pair: PairOutcome, cells: dict[str, str]) -> dict[str, tuple[list[float], list[float]]]:
+    """{configuration id: (base windows, head windows)} of one pair; {} when it failed."""
+    if pair.failed:
+        return {}
+    out = {}
+    for worker_id, cid in cells.items():
+        sides = pair.windows.get(worker_id, {})
+        base, head = sides.get(BASE, []), sides.get(HEAD, [])
+        if base and head and None not in base and None not in head:
+            out[cid] = (list(base), list(head))
+    return out
+
+
+def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, PairedCell, str]],
+                  sides: dict[str, Any], info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float,
+                  progress: Callable[[str], None], labels: dict[str, str] | None = None
+                  ) -> tuple[list[Localization], list[str]]:
+    """For each worse cell (key, its PairedCell, backend) that is a StepTime, the suite's StepPhases at its
+    parameters in pairs in its environment, every environment's pairs in one stage bounded by `deadline`
+    (time.monotonic()). Returns the localizations and the remarks for the report (why none was measured)."""
+    worse = [w for w in worse if w[1].benchmark.endswith(LOCALIZED)]
+    if not worse:
+        return [], []
+    phases_bench = next((name for name in sorted(info) if name.endswith(STEP_PHASES)), None)
+    if phases_bench is None:
+        return [], ["where it grew: not measured, this suite has no StepPhases benchmark (fitbench's own suite "
+                    "has bench_breakdown.StepPhases since 2026-12-04)"]
+    left = deadline - time.monotonic()
+    if left < MIN_SECONDS_LEFT:
+        return [], [f"where it grew: not measured, {max(0.0, left):.0f} s were left under --max-minutes (a larger "
+                    f"--max-minutes, or `fitbench breakdown` at both commits)"]
+    cells: list[PairedCell] = []
+    ids: dict[str, dict[str, str]] = {}  # worse key -> {worker id: configuration id}
+    for key, cell, backend in worse:
+        params = _params(key)
+        names = {f"{phases_bench}('{cid}'{', ' + params if params else ''})": cid for cid in CONFIGURATION_IDS}
+        found = pairedstage.pairable(list(names), {backend: cell.env_name}, info)
+        ids[key] = {c.worker_id: names[c.key.rsplit(" [", 1)[0]] for c in found.values()}
+        cells += found.values()
+    if not cells:
+        return [], ["where it grew: not measured, StepPhases has no cell at these parameters"]
+    progress(f"where it grew: {LOCALIZE_PAIRS} pairs of StepPhases ({len(CONFIGURATION_IDS)} configurations) "
+             f"for {len(worse)} worse cell(s), within --max-minutes ({left / 60:.1f} min left)")
+    stage = pairedstage.run_stage(repo, base, head, sides, cells, LOCALIZE_PAIRS, "alternate", LOCALIZE_STAGE,
+                                  seed, out, 0, {}, progress, labels=labels, deadline=deadline)
+    localized = []
+    for key, cell, backend in worse:
+        group = next((g for g in stage.pairs if g.split(pairedstage.GROUP_SEP)[0] == cell.env_name), None)
+        pairs = stage.pairs.get(group, []) if group else []
+        phases, fit_ms, whole = phase_changes([_windows(p, ids[key]) for p in pairs])
+        grew = sorted((p for p in phases if p.grew), key=lambda p: -(p.change_ms or 0.0))
+        notes = []
+        if whole < MIN_INTERVAL_PAIRS:
+            notes.append(f"{whole} pair(s) measured every configuration on both sides: too few for the phases' "
+                         f"intervals (at least {MIN_INTERVAL_PAIRS}), so no phase is said to have grown")
+        missing = sorted({side for p in pairs for wid in ids[key] for side in p.not_available.get(wid, [])})
+        if missing:
+            notes.append(f"StepPhases is n/a at the {' and '.join(missing)} commit (its fitbench has no "
+                         f"step_configurations)")
+        errors = [e for p in pairs for wid in ids[key] for e in p.errors.get(wid, {}).values()]
+        if errors:
+            notes.append(f"StepPhases failed: {errors[0]}")
+        if group in stage.stopped:
+            notes.append(stage.stopped[group])
+        localized.append(Localization(cell=key, backend=backend, params=_params(key), pairs=whole,
+                                      failed_pairs=sum(1 for p in pairs if p.failed), seconds=stage.seconds,
+                                      phases=phases, fit_change_ms=fit_ms, grew=[p.name for p in grew],
+                                      note="; ".join(notes)))
+    return localized, []
