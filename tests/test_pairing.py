@@ -74,6 +74,24 @@ def test_a_group_whose_pairs_keep_failing_is_stopped_and_the_others_go_on(monkey
     assert calls[:2] == ["broken-0", "fine-0"]  # the groups take turns, pair by pair
 
 
+def test_a_pair_that_runs_long_still_prints_a_line_every_so_often(monkeypatch, tmp_path):
+    import time
+
+    def slow(*args, **kwargs):
+        time.sleep(0.35)
+        return fake_pair()(*args, **kwargs)
+
+    side = Side("a" * 40, "python", {})
+    lines: list[str] = []
+    monkeypatch.setattr(pairing, "measure_pair", slow)
+    monkeypatch.setattr(pairing, "PAIR_HEARTBEAT_S", 0.1)
+    pairing.run_pairs({"env::A": (side, side)}, "benchmarks", {"env::A": ["a-0"]}, 2, {"env::A": 5}, "alternate",
+                      0, tmp_path / "log", progress=lines.append, labels={"env::A": "jax"})
+    beats = [line for line in lines if line.startswith("stage 1: pair 1/2 on jax: ") and line.endswith("s so far")]
+    assert len(beats) >= 2, lines
+    assert lines.index(beats[-1]) < next(i for i, line in enumerate(lines) if "pair 1/2 on jax: 1 cell(s)" in line)
+
+
 def test_no_round_of_pairs_starts_after_the_deadline(monkeypatch, tmp_path):
     import time
 

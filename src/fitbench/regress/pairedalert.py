@@ -60,9 +60,10 @@ def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSetting
     equivalence_at = equivalence_floor(settings.equivalence_alpha / stages / family)
     if requested is None:
         pairs = max(DEFAULT_PAIRS, floor + PAIR_MARGIN)
-        return [pairs] * stages, (f"default: {floor} pairs are the fewest in which the exact test can reach "
-                                  f"alpha {settings.alpha:g} over {family} cell(s) and {stages} stage(s); "
-                                  f"{PAIR_MARGIN} more")
+        floor_text = (f"{floor} pairs are the fewest in which the exact test can reach alpha {settings.alpha:g} over "
+                      f"{family} cell(s) and {stages} stage(s)")
+        return [pairs] * stages, (f"default: {floor_text}; {PAIR_MARGIN} more" if pairs == floor + PAIR_MARGIN else
+                                  f"default: {DEFAULT_PAIRS} pairs a stage, at least ({floor_text})")
     total = requested * stages
     if share and total < floor:
         progress(f"note: --processes {requested} on runner {share}: alone these "

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import IO, Callable
 
 from fitbench.errors import UsageError
-from fitbench.processes.isolation import JsonLines
+from fitbench.processes.isolation import JsonLines, heartbeat
 
 ALTERNATE, DUET, UNPAIRED = "alternate", "duet", "unpaired"
 DESIGNS = (ALTERNATE, DUET, UNPAIRED)
 BASE, HEAD = "base", "head"
 WORKER_SCRIPT = Path(__file__).with_name("pair_worker.py")
 STOP_GRACE_S = 10.0
+PAIR_HEARTBEAT_S = 20.0  # a progress line this often while one pair runs
 # alternate: a turn that follows the other side's window is preceded by one untimed window of its own, so
 # that each timed window finds its process warm, as asv's consecutive samples do
 SWITCH_WARMUP = True
@@ -293,8 +294,11 @@ def run_pairs(sides: dict[str, tuple[Side, Side]], benchmark_dir: str, cells: di
                 name = (labels or {}).get(group, group)
                 log.write(f"--- stage {stage}, pair {number + 1}/{pairs} of {group}\n")
                 log.flush()
-                pair = measure_pair(base, head, benchmark_dir, cells[group], windows[group], design, rng, log,
-                                    index=first_index + number, stage=stage, timeout_s=timeout_s)
+                # a pair can outlast half a minute (a slow build, a loaded runner): a line while it runs
+                with heartbeat(progress, f"stage {stage}: pair {number + 1}/{pairs} on {name}",
+                               every_s=PAIR_HEARTBEAT_S):
+                    pair = measure_pair(base, head, benchmark_dir, cells[group], windows[group], design, rng, log,
+                                        index=first_index + number, stage=stage, timeout_s=timeout_s)
                 out[group].append(pair)
                 on_pair(group, pair)
                 what = f"failed: {pair.failed}" if pair.failed else f"{pair.first} first"
