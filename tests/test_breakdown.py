@@ -78,13 +78,16 @@ def test_one_process_measures_every_configuration_on_tensorflow(keras_cpu):
                              rounds=1, steps=2, order_seed=0)
     assert set(result["variant_s"]) == set(VARIANTS) and all(v > 0 for v in result["variant_s"].values())
     assert result["jit_effective"] is False and result["step_traces"] == 2  # one tf.function, traced twice
-    # asv's StepPhases takes each configuration by its identifier, as a window of exactly n steps
+    # asv's StepPhases takes each configuration by its identifier, warmed up once when it is first asked for
+    # (asv's own processes time one configuration each), as a window of exactly n steps
     built = breakdown.step_configurations("tensorflow", None, "functional", False, 4, 0)
     counted = []
     built.blocks[FIT] = lambda n: counted.append(n) or [0.0] * n  # a fit block times n of n + 1 steps
+    window = built.window("fit")
+    window(5)
     built.window("fit")(5)
     built.window("forward")(5)
-    assert counted == [4]
+    assert counted == [breakdown.WARMUP_STEPS, 4, 4] and built.warmed == {FIT, FORWARD}
     with pytest.raises(NotImplementedError, match="no configuration 'attention'"):
         built.window("attention")
 
@@ -196,3 +199,31 @@ def test_a_factorys_metrics_come_along_fresh_and_the_no_metrics_configuration_dr
         logged[keep] = set(model.fit(np.zeros((4, 8), "float32"), y, verbose=0).history)
     assert {"a_auc", "a_accuracy", "b_mae"} <= logged[True]
     assert logged[False] == {"loss", "a_loss", "b_loss"}
+
+
+def test_where_it_grew_says_why_it_measured_nothing_before_any_process():
+    import time
+    from pathlib import Path
+
+    from fitbench.regress import localize
+    from fitbench.regress.pairedstage import PairedCell
+
+    cell = PairedCell(key="bench_fit.StepTime.time_step(256) [jax]", env_name="env-jax",
+                      benchmark="bench_fit.StepTime.time_step", param_index=1, samples_per_process=5)
+    worse = [(cell.key, cell, "jax")]
+
+    def run(info: dict, deadline: float, estimate: float = 0.0) -> tuple[list, list[str]]:
+        return localize.where_it_grew("repo", "a" * 40, "b" * 40, worse, {}, info, 0, Path("out"), deadline,
+                                      lambda line: None, round_estimate_s=estimate)
+
+    phases = {"bench_breakdown.StepPhases.time_configuration": {"type": "time"}}
+    assert run({}, time.monotonic() + 600) == ([], ["where it grew: not measured, this suite has no StepPhases "
+                                                     "benchmark (fitbench's own suite has bench_breakdown.StepPhases "
+                                                     "since 2026-12-04)"])
+    located, [why] = run(phases, time.monotonic() + 120, estimate=30.0)  # 9 rounds of 30 s do not fit in 2 min
+    assert not located and why.startswith("where it grew: not measured, 2.0 min were left") and "4.5" in why
+    # a cell that is not a StepTime: nothing to say
+    other = PairedCell(key="bench_compile.FirstStep.time_first_step('functional', True) [jax]", env_name="env-jax",
+                       benchmark="bench_compile.FirstStep.time_first_step", param_index=3, samples_per_process=3)
+    assert localize.where_it_grew("repo", "a", "b", [(other.key, other, "jax")], {}, phases, 0, Path("out"),
+                                  time.monotonic() + 600, print) == ([], [])

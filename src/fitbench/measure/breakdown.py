@@ -154,19 +154,28 @@ CONFIGURATION_IDS = {"forward": FORWARD, "forward_loss": LOSS, "gradients": GRAD
 
 @dataclass
 class StepConfigurations:
-    """The seven configurations of one model, built and warmed up: `blocks[name](n)` runs n steps of one and
-    returns each step's seconds."""
+    """The seven configurations of one model, built; each is warmed up (traced, compiled, settled) by `warm`
+    before it is timed: `blocks[name](n)` runs n steps of one and returns each step's seconds."""
 
     blocks: dict[str, Callable[[int], list[float]]]
     jit_effective: bool
     counting: Any  # fitbench.measure.traces.TraceCounting of the fit model
+    warmed: set[str] = field(default_factory=set)
+
+    def warm(self, name: str) -> None:
+        """WARMUP_STEPS untimed steps of one configuration, once: the first traces and compiles it."""
+        if name not in self.warmed:
+            self.blocks[name](WARMUP_STEPS)
+            self.warmed.add(name)
 
     def window(self, configuration_id: str) -> Callable[[int], Any]:
-        """A configuration by its identifier (CONFIGURATION_IDS) as a window of exactly n steps, to be timed
-        whole (asv's StepPhases, as StepTime times a `fit` call); one this commit lacks is n/a to asv."""
+        """A configuration by its identifier (CONFIGURATION_IDS), warmed up now, as a window of exactly n steps
+        to be timed whole (asv's StepPhases, as StepTime times a `fit` call: each of asv's own processes warms
+        up only the configuration it times); one this commit lacks is n/a to asv."""
         if configuration_id not in CONFIGURATION_IDS:
             raise NotImplementedError(f"this commit of fitbench has no configuration {configuration_id!r}")
         name = CONFIGURATION_IDS[configuration_id]
+        self.warm(name)
         # a fit block runs one step more than it times (its intervals are begin to begin)
         fewer = 1 if name in (FIT_NO_METRICS, FIT, FIT_PROGRESS) else 0
         return lambda n: self.blocks[name](max(1, n - fewer))
@@ -175,8 +184,7 @@ class StepConfigurations:
 def step_configurations(stack: str, model: dict[str, Any] | None, api: str, jit: bool, batch_size: int, seed: int,
                         flush_subnormals: bool = False) -> StepConfigurations:
     """The configurations built from one seeded model choice (a ModelChoice's dict; None: the seed network),
-    each warmed up (traced,
-    compiled, settled) before anything is timed. `flush_subnormals`: as the asv suite does (PyTorch on a CPU
+    none warmed up yet (StepConfigurations.warm). `flush_subnormals`: as the asv suite does (PyTorch on a CPU
     computes subnormal floats at full cost)."""
     from fitbench import backends
     from fitbench.measure.ctl import CtlHarness
@@ -211,8 +219,6 @@ def step_configurations(stack: str, model: dict[str, Any] | None, api: str, jit:
         FIT: lambda n: _fit_block(fit, n, 0),
         FIT_PROGRESS: lambda n: _fit_block(fit, n, 1),
     }
-    for name in VARIANTS:  # trace, compile and settle each one before anything is timed
-        blocks[name](WARMUP_STEPS)
     return StepConfigurations(blocks=blocks, jit_effective=jit_effective, counting=counting)
 
 
@@ -221,6 +227,8 @@ def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batc
     """Child side: the seven configurations (step_configurations), then `rounds` rounds of `steps` steps each
     in a drawn order; returns each configuration's median seconds per step."""
     built = step_configurations(stack, model, api, jit, batch_size, seed, flush_subnormals)
+    for name in VARIANTS:  # trace, compile and settle each one before anything is timed
+        built.warm(name)
     order = random.Random(order_seed)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(rounds):

@@ -197,7 +197,8 @@ def where_it_grew_lines(localized: list[dict[str, Any]]) -> list[str]:
     interval; the phases whose interval lies above zero named first."""
     lines: list[str] = []
     for loc in localized:
-        grew = ", ".join(loc["grew"]) or "no phase alone (no interval above zero)"
+        grew = (", ".join(loc["grew"]) or "no phase alone (no interval above zero)" if loc["pairs"]
+                else "not measured (the note below says why)")
         lines += [f"### Where it grew: `{loc['cell']}`", "",
                   f"Grew: **{grew}**. The step cut into the configurations of `fitbench breakdown`, measured in "
                   f"{loc['pairs']} pair(s) of the same commits ({loc['failed_pairs']} failed, {loc['seconds']:.0f} s); "

@@ -33,6 +33,7 @@ MIN_INTERVAL_PAIRS = next(n for n in range(2, 64) if signedrank.shift_ci(list(ra
 LOCALIZE_PAIRS = MIN_INTERVAL_PAIRS + 1  # one pair may fail
 MIN_SECONDS_LEFT = 60.0  # less than this under --max-minutes: not started
 LOCALIZE_STAGE = 3  # pairs.jsonl and the progress lines call its pairs "stage 3"
+ROUND_COST = 2.5  # a StepPhases pair against a StepTime pair of the same environment (26-27 s against 13 s)
 _IDS = {name: cid for cid, name in CONFIGURATION_IDS.items()}
 
 
@@ -85,8 +86,11 @@ def phase_changes(pairs: list[dict[str, tuple[list[float], list[float]]]]) -> tu
         for pair in whole:
             cur = _round_values(*pair[_IDS[current]])
             prev = _round_values(*pair[_IDS[before]]) if before else [(0.0, 0.0)] * len(cur)
-            if len(prev) != len(cur):
-                cur, prev = cur[:1], prev[:1]
+            if len(prev) != len(cur):  # rounds that do not line up: each configuration's medians
+                cur = _round_values([statistics.median(pair[_IDS[current]][0])],
+                                    [statistics.median(pair[_IDS[current]][1])])
+                prev = _round_values([statistics.median(pair[_IDS[before]][0])],
+                                     [statistics.median(pair[_IDS[before]][1])])
             rounds = [((hc - hp) - (bc - bp)) * 1000 for (bc, hc), (bp, hp) in zip(cur, prev)]
             deltas.append(statistics.median(rounds))
             base_ms.append(statistics.median((bc - bp) * 1000 for (bc, _), (bp, _) in zip(cur, prev)))
@@ -111,11 +115,14 @@ def _params(key: str) -> str:
 
 
 def _windows(pair: PairOutcome, cells: dict[str, str]) -> dict[str, tuple[list[float], list[float]]]:
-    """{configuration id: (base windows, head windows)} of one pair; {} when it failed."""
+    """{configuration id: (base windows, head windows)} of one pair; {} when it failed. A configuration that
+    erred on a side is left out (its windows stop where it failed)."""
     if pair.failed:
         return {}
     out = {}
     for worker_id, cid in cells.items():
+        if pair.errors.get(worker_id):
+            continue
         sides = pair.windows.get(worker_id, {})
         base, head = sides.get(BASE, []), sides.get(HEAD, [])
         if base and head and None not in base and None not in head:
@@ -125,11 +132,13 @@ def _windows(pair: PairOutcome, cells: dict[str, str]) -> dict[str, tuple[list[f
 
 def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, PairedCell, str]],
                   sides: dict[str, Any], info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float,
-                  progress: Callable[[str], None], labels: dict[str, str] | None = None
-                  ) -> tuple[list[Localization], list[str]]:
+                  progress: Callable[[str], None], labels: dict[str, str] | None = None,
+                  round_estimate_s: float = 0.0) -> tuple[list[Localization], list[str]]:
     """For each worse cell (key, its PairedCell, backend) that is a StepTime, the suite's StepPhases at its
     parameters in pairs in its environment, every environment's pairs in one stage bounded by `deadline`
-    (time.monotonic()). Returns the localizations and the remarks for the report (why none was measured)."""
+    (time.monotonic()). Not started when MIN_INTERVAL_PAIRS rounds at `round_estimate_s` would not fit; after
+    the first pair, not gone on with when a configuration is n/a or errs on a side (it would say nothing).
+    Returns the localizations and the remarks for the report (why none was measured)."""
     worse = [w for w in worse if w[1].benchmark.endswith(LOCALIZED)]
     if not worse:
         return [], []
@@ -138,9 +147,11 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         return [], ["where it grew: not measured, this suite has no StepPhases benchmark (fitbench's own suite "
                     "has bench_breakdown.StepPhases since 2026-12-04)"]
     left = deadline - time.monotonic()
-    if left < MIN_SECONDS_LEFT:
-        return [], [f"where it grew: not measured, {max(0.0, left):.0f} s were left under --max-minutes (a larger "
-                    f"--max-minutes, or `fitbench breakdown` at both commits)"]
+    needed = max(MIN_SECONDS_LEFT, MIN_INTERVAL_PAIRS * round_estimate_s)
+    if left < needed:
+        return [], [f"where it grew: not measured, {max(0.0, left) / 60:.1f} min were left under --max-minutes and "
+                    f"{MIN_INTERVAL_PAIRS} pairs of StepPhases need about {needed / 60:.1f} (a larger --max-minutes, "
+                    f"or `fitbench breakdown` at both commits)"]
     cells: list[PairedCell] = []
     ids: dict[str, dict[str, str]] = {}  # worse key -> {worker id: configuration id}
     for key, cell, backend in worse:
@@ -153,29 +164,42 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         return [], ["where it grew: not measured, StepPhases has no cell at these parameters"]
     progress(f"where it grew: {LOCALIZE_PAIRS} pairs of StepPhases ({len(CONFIGURATION_IDS)} configurations) "
              f"for {len(worse)} worse cell(s), within --max-minutes ({left / 60:.1f} min left)")
-    stage = pairedstage.run_stage(repo, base, head, sides, cells, LOCALIZE_PAIRS, "alternate", LOCALIZE_STAGE,
-                                  seed, out, 0, {}, progress, labels=labels, deadline=deadline)
+    first = pairedstage.run_stage(repo, base, head, sides, cells, 1, "alternate", LOCALIZE_STAGE, seed, out, 0, {},
+                                  progress, labels=labels, deadline=deadline)
+    pairs = {g: list(p) for g, p in first.pairs.items()}
+    stopped = dict(first.stopped)
+    lacking = [p for ps in pairs.values() for p in ps if p.failed or p.errors or p.not_available]
+    if not lacking and LOCALIZE_PAIRS > 1:
+        rest = pairedstage.run_stage(repo, base, head, sides, cells, LOCALIZE_PAIRS - 1, "alternate", LOCALIZE_STAGE,
+                                     seed + 1, out, 1, {}, progress, labels=labels, deadline=deadline)
+        for g, ps in rest.pairs.items():
+            pairs.setdefault(g, []).extend(ps)
+        stopped.update(rest.stopped)
     localized = []
-    for key, cell, backend in worse:
-        group = next((g for g in stage.pairs if g.split(pairedstage.GROUP_SEP)[0] == cell.env_name), None)
-        pairs = stage.pairs.get(group, []) if group else []
-        phases, fit_ms, whole = phase_changes([_windows(p, ids[key]) for p in pairs])
+    for key, _cell, backend in worse:
+        mine = [g for g in pairs if any(g.split(pairedstage.GROUP_SEP)[0] == c.env_name and c.worker_id in ids[key]
+                                        for c in cells if c.group == g)]
+        group_pairs = [p for g in mine for p in pairs[g]]
+        phases, fit_ms, whole = phase_changes([_windows(p, ids[key]) for p in group_pairs])
         grew = sorted((p for p in phases if p.grew), key=lambda p: -(p.change_ms or 0.0))
         notes = []
-        if whole < MIN_INTERVAL_PAIRS:
+        if not ids[key]:
+            notes.append("StepPhases has no cell at these parameters")
+        elif whole < MIN_INTERVAL_PAIRS:
             notes.append(f"{whole} pair(s) measured every configuration on both sides: too few for the phases' "
                          f"intervals (at least {MIN_INTERVAL_PAIRS}), so no phase is said to have grown")
-        missing = sorted({side for p in pairs for wid in ids[key] for side in p.not_available.get(wid, [])})
+        missing = sorted({side for p in group_pairs for wid in ids[key] for side in p.not_available.get(wid, [])})
         if missing:
             notes.append(f"StepPhases is n/a at the {' and '.join(missing)} commit (its fitbench has no "
-                         f"step_configurations)")
-        errors = [e for p in pairs for wid in ids[key] for e in p.errors.get(wid, {}).values()]
+                         f"step_configurations, or its environment cannot run the backend): no more pairs")
+        errors = [e for p in group_pairs for wid in ids[key] for e in p.errors.get(wid, {}).values()]
+        errors += [p.failed for p in group_pairs if p.failed]
         if errors:
             notes.append(f"StepPhases failed: {errors[0]}")
-        if group in stage.stopped:
-            notes.append(stage.stopped[group])
+        notes += [stopped[g] for g in mine if g in stopped]
         localized.append(Localization(cell=key, backend=backend, params=_params(key), pairs=whole,
-                                      failed_pairs=sum(1 for p in pairs if p.failed), seconds=stage.seconds,
+                                      failed_pairs=sum(1 for p in group_pairs if p.failed),
+                                      seconds=round(sum(p.seconds for p in group_pairs), 1),
                                       phases=phases, fit_change_ms=fit_ms, grew=[p.name for p in grew],
                                       note="; ".join(notes)))
     return localized, []

@@ -253,10 +253,33 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
             row.processes_missing = [lost, lost] if lost > 0 else []
     worse = [(key, paired[key], row.backend or "") for key, row in rows.items()
              if row.change == decide.WORSE and key in paired]
-    report.localized, remarks = localize.where_it_grew(repo, base, head, worse, sides, info, seed + 2, out,
-                                                       started + options.max_minutes * 60, progress, backend_of)
-    report.remarks.extend(remarks)
+    _where_it_grew(repo, base, head, report, worse, sides, info, seed + 2, out, started + options.max_minutes * 60,
+                   options, backend_of, progress)
     return rows, family
+
+
+def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse: list[tuple[str, PairedCell, str]],
+                   sides: dict[str, Any], info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float,
+                   options: AlertOptions, backend_of: dict[str, str], progress: Callable[[str], None]) -> None:
+    """The phases of the worse StepTime cells (fitbench.regress.localize), after the verdict is reached: what
+    goes wrong here is a remark, never a lost verdict. Not on a runner's share of a decision over several
+    (--machine): its report is not the one a reader sees."""
+    if not any(w[1].benchmark.endswith(localize.LOCALIZED) for w in worse):
+        return
+    if options.machines:
+        report.remarks.append("where it grew: not measured on a runner's share (--machine); `fitbench alert BASE "
+                              "HEAD --bench CELL` on one machine measures it")
+        return
+    per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})
+    backends = {backend for _, _, backend in worse}
+    estimate = localize.ROUND_COST * sum(max((s for label, s in per_pair.items() if label.startswith(b)), default=0.0)
+                                         for b in backends)
+    try:
+        report.localized, remarks = localize.where_it_grew(repo, base, head, worse, sides, info, seed, out,
+                                                           deadline, progress, backend_of, estimate)
+    except Exception as exc:  # descriptive: the cells' verdict stands
+        remarks = [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
+    report.remarks.extend(remarks)
 
 
 def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family: int, stages: int = 2,
