@@ -91,3 +91,24 @@ def test_a_step_is_same_only_when_every_watched_cell_is_decided_and_none_worse()
     assert step_answer([]) == "failed"
     bench, backends = watched_bench(["m.S.t(256) [jax]", "m.S.t(32) [tensorflow]", "m.S.t(256) [torch]"])
     assert bench == r"^(m\.S\.t\(256\)|m\.S\.t\(32\))$" and backends == ("jax", "tensorflow", "torch")
+
+
+def test_a_bisection_s_steps_do_not_ask_where_it_grew(monkeypatch, tmp_path):
+    # where a regression grew costs minutes an alert: one alert's question, not every step's
+    from fitbench.regress import bisect as bisecting
+
+    asked = []
+
+    def alert(repo, good, head, out, settings, request, progress):
+        asked.append(request)
+        return 0, {"comparisons": []}  # the range holds no regression: one step
+
+    monkeypatch.setattr(bisecting, "alert", alert)
+    monkeypatch.setattr(bisecting.asvdata, "require_asv", lambda: None)
+    monkeypatch.setattr(bisecting.asvdata, "repo_root", lambda repo: repo)
+    monkeypatch.setattr(bisecting.asvdata, "resolve_commit", lambda repo, rev: rev * 40)
+    monkeypatch.setattr(bisecting.asvdata, "select_benchmarks", lambda repo, bench: None)
+    monkeypatch.setattr(bisecting.asvdata, "git", lambda repo, *args: "a subject")
+    monkeypatch.setattr(bisecting, "first_parent_range", lambda repo, good, bad: ["c" * 40, bad])
+    doc = bisecting.bisect("repo", "a", "b", str(tmp_path / "out"))
+    assert doc.note.startswith("BAD is not worse") and [r.localize for r in asked] == [False]

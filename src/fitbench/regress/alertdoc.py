@@ -52,6 +52,7 @@ class AlertOptions:
     design: str | None = None  # alternate (default), duet or unpaired; None with --stored: as it was measured
     machines: tuple[str, ...] | None = None  # asv machine names: the one to store under, or the runners to combine
     results: tuple[str, ...] | None = None  # --stored: asv results folders of other runners to combine
+    localize: bool = True  # where a worse StepTime grew (fitbench.regress.localize); bisect's steps do without
 
     def check(self) -> "AlertOptions":
         if self.processes is not None and self.processes < 2:

@@ -187,7 +187,9 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps: list[BisectStep] = []
-    every_cell = AlertOptions(**{**asdict(options), "undecided_ok": False})  # a step's "unknown" must show
+    # a step's "unknown" must show; where a regression grew is one alert's question, not every step's (each
+    # would spend minutes on it): `fitbench alert GOOD CULPRIT` answers it
+    every_cell = AlertOptions(**{**asdict(options), "undecided_ok": False, "localize": False})
 
     def measure(index: int, request: AlertOptions, watched: list[str] | None) -> tuple[BisectStep, dict[str, Any]]:
         commit = commits[index - 1]

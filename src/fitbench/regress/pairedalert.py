@@ -264,7 +264,7 @@ def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse
     """The phases of the worse StepTime cells (fitbench.regress.localize), after the verdict is reached: what
     goes wrong here is a remark, never a lost verdict. Not on a runner's share of a decision over several
     (--machine): its report is not the one a reader sees."""
-    if not any(w[1].benchmark.endswith(localize.LOCALIZED) for w in worse):
+    if not options.localize or not any(w[1].benchmark.endswith(localize.LOCALIZED) for w in worse):
         return
     if options.machines:
         report.remarks.append("where it grew: not measured on a runner's share (--machine); `fitbench alert BASE "
