@@ -29,7 +29,8 @@ LOCALIZED = ".StepTime.time_step"  # the cells whose step StepPhases cuts: StepT
 # each phase's interval at 1 - 0.05 / phases (Bonferroni): together the seven cover their true changes 95 % of
 # the time, so a phase said to have grown is one in twenty at most by chance, not one in six
 PHASE_CONFIDENCE = 1 - 0.05 / len(PHASES)
-MIN_INTERVAL_PAIRS = next(n for n in range(2, 64) if signedrank.shift_ci(list(range(n)), PHASE_CONFIDENCE)[1] > -1)
+# an exact interval at that confidence exists once the test's smallest two-sided p reaches 1 - confidence
+MIN_INTERVAL_PAIRS = signedrank.min_pairs(1 - PHASE_CONFIDENCE)
 LOCALIZE_PAIRS = MIN_INTERVAL_PAIRS + 1  # one pair may fail
 MIN_SECONDS_LEFT = 60.0  # less than this under --max-minutes: not started
 LOCALIZE_STAGE = 3  # pairs.jsonl and the progress lines call its pairs "stage 3"
@@ -100,7 +101,7 @@ def phase_changes(pairs: list[dict[str, tuple[list[float], list[float]]]]) -> tu
                                       None, None, None, False))
             continue
         estimate, low, high = signedrank.shift_ci(deltas, PHASE_CONFIDENCE)
-        enough = len(deltas) >= MIN_INTERVAL_PAIRS and low != float("-inf")
+        enough = len(deltas) >= MIN_INTERVAL_PAIRS
         phases.append(PhaseChange(name=name, measured_as=current if before is None else f"{current} − {before}",
                                   base_ms=statistics.median(base_ms), head_ms=statistics.median(head_ms),
                                   change_ms=estimate, low_ms=low if enough else None, high_ms=high if enough else None,
@@ -169,16 +170,17 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
     pairs = {g: list(p) for g, p in first.pairs.items()}
     stopped = dict(first.stopped)
     lacking = [p for ps in pairs.values() for p in ps if p.failed or p.errors or p.not_available]
-    if not lacking and LOCALIZE_PAIRS > 1:
+    if not lacking:
         rest = pairedstage.run_stage(repo, base, head, sides, cells, LOCALIZE_PAIRS - 1, "alternate", LOCALIZE_STAGE,
                                      seed + 1, out, 1, {}, progress, labels=labels, deadline=deadline)
         for g, ps in rest.pairs.items():
             pairs.setdefault(g, []).extend(ps)
         stopped.update(rest.stopped)
     localized = []
-    for key, _cell, backend in worse:
-        mine = [g for g in pairs if any(g.split(pairedstage.GROUP_SEP)[0] == c.env_name and c.worker_id in ids[key]
-                                        for c in cells if c.group == g)]
+    for key, cell, backend in worse:
+        # a worker id names a configuration in every environment: this cell's groups are its environment's
+        holding = {c.group for c in cells if c.env_name == cell.env_name and c.worker_id in ids[key]}
+        mine = [g for g in pairs if g in holding]
         group_pairs = [p for g in mine for p in pairs[g]]
         phases, fit_ms, whole = phase_changes([_windows(p, ids[key]) for p in group_pairs])
         grew = sorted((p for p in phases if p.grew), key=lambda p: -(p.change_ms or 0.0))
