@@ -99,3 +99,21 @@ def test_jobs_of_two_modules_in_one_environment_share_its_template():
         b = warm.call(job("whoami", "forked_jobs_elsewhere"), {}, env(), ("json",))
         assert len(warm._templates) == 1
     assert b["ppid"] == a["ppid"] and b["module"] == "forked_jobs_elsewhere"
+
+
+def test_a_gpu_s_cells_and_probes_never_fork(monkeypatch):
+    # Keras' import asks the framework for its devices (torch.cuda.is_available on torch), which can start the
+    # GPU driver in the template, and a started CUDA driver does not survive a fork
+    from fitbench.measure import engine
+    from fitbench.stacks import Stack
+
+    started: list[str] = []
+    monkeypatch.setattr(engine, "run_isolated", lambda func, kwargs, env, timeout_s: started.append("fresh"))
+
+    class Warm:
+        def call(self, *args: object) -> None:
+            started.append("forked")
+
+    for device in ("gpu", "cpu"):
+        engine._call(Warm(), print, {}, {}, Stack("torch"), 10.0, device)  # type: ignore[arg-type]
+    assert started == ["fresh", "forked"]

@@ -117,9 +117,12 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def _call(warm: WarmProcesses | None, func: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str],
-          stack: Stack, timeout_s: float) -> Any:
-    """In a process of its own: forked from `warm`'s template of `env`, or (None) a fresh interpreter."""
-    if warm is None:
+          stack: Stack, timeout_s: float, device: str) -> Any:
+    """In a process of its own: forked from `warm`'s template of `env`, or (None, or a GPU's cell) a fresh
+    interpreter."""
+    # A GPU's cells never fork: Keras' own import asks the framework for devices (torch.cuda.is_available on
+    # torch), which can start the GPU driver in the template, and a started CUDA driver does not survive a fork.
+    if warm is None or device != "cpu":
         return run_isolated(func, kwargs, env=env, timeout_s=timeout_s)
     return warm.call(func, kwargs, env, backends.get(stack.name).WARM_IMPORTS, timeout_s)
 
@@ -128,7 +131,7 @@ def peak_probe(backend: str, device: str, timeout_s: float, warm: WarmProcesses 
     """The device's peak matmul GFLOP/s, measured in a process of its own (skipped: no GPU there)."""
     try:
         result = _call(warm, measure_peak, {"backend": backend, "device": device},
-                       process_env(Stack(backend), device), Stack(backend), timeout_s)
+                       process_env(Stack(backend), device), Stack(backend), timeout_s, device)
     except IsolatedError as exc:
         return PeakRecord(backend, device, status="error", error=str(exc))
     if result is None:
@@ -153,7 +156,7 @@ def _run(settings: RunSettings, progress: Progress, keeper: JsonKeeper | None, w
     doc = RunDocument(started=utc_stamp(), fitbench_version=__version__, profile=asdict(settings.profile),
                       spec=settings.spec.to_dict(), model=settings.model.to_dict(), seed=settings.seed,
                       threads_setting=settings.threads, cpus=settings.cpus,
-                      cell_processes="forked" if warm.enabled else "fresh")
+                      cell_processes="forked" if warm.enabled and "cpu" in settings.devices else "fresh")
     try:
         no_gpu: dict[str, str] = {}
         if "gpu" in settings.devices:  # one question per backend, not one framework start per GPU cell
@@ -203,7 +206,7 @@ def _run(settings: RunSettings, progress: Progress, keeper: JsonKeeper | None, w
 def measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None = None,
             warm: WarmProcesses | None = None) -> RunRecord:
     """One cell in a process of its own with its environment (backend, device, threads, determinism switch):
-    forked from `warm`'s template of that environment, or (None) a fresh interpreter."""
+    forked from `warm`'s template of that environment, or (None, or on a GPU) a fresh interpreter."""
     try:
         values = _call(warm, measure_cell,
                        {"cell": asdict(cell), "profile": asdict(settings.profile),
@@ -213,7 +216,7 @@ def measure(cell: Cell, settings: RunSettings, peak: PeakRecord | None = None,
                         "raw": settings.floor, "threads": settings.threads, "cpus": settings.cpus},
                        process_env(cell.stack, cell.device, threads=settings.threads,
                                    op_determinism=cell.determinism, device_count=cell.device_count),
-                       cell.stack, settings.cell_timeout_s)
+                       cell.stack, settings.cell_timeout_s, cell.device)
     except IsolatedError as exc:
         return RunRecord.not_measured(cell, "error", str(exc))
     return RunRecord(**values)

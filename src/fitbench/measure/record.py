@@ -146,8 +146,9 @@ class RunDocument(Document):
     threads_setting: int | None = _doc("--threads (null: the frameworks' defaults)")
     cpus: list[int] | None = _doc("--cpus (null: no pinning)")
     cell_processes: str = _doc("how each cell's own process started: `forked` from a warm template of its "
-                               "environment that imported the framework once, or `fresh` (--fresh-processes; "
-                               "documents written before the field: fresh)", "fresh")
+                               "environment that imported the framework once (CPU cells; a GPU's cells always "
+                               "start fresh), or `fresh` (--fresh-processes; documents written before the "
+                               "field: fresh)", "fresh")
     command: str = _doc("`run`", "run")
     schema_version: int = _doc("this document's layout version", SCHEMA_VERSION)
     complete: bool = _doc("false while running or when interrupted", False)
