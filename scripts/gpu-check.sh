@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # GPU cells and the determinism check on the GPU, for the tensorflow, jax and torch backends.
 #
-# NOT RUN ON A GPU YET: written on machines without one. It needs an NVIDIA GPU with its driver, and in the
-# active Python environment fitbench (`pip install --no-deps -e .` is enough for the jax and torch backends),
-# Keras, JAX with CUDA (pip install "jax[cuda12]") and/or a CUDA build of PyTorch; TensorFlow built with CUDA
-# (pip install "tensorflow[and-cuda]") is optional: the jax and torch cells do not import it. The first run on
-# a GPU machine is the check of this script itself: read its output before trusting the numbers.
+# Run once on an H200 (2026-12-04, JAX and PyTorch; docs/gpu.md has what it found and the call that ran it).
+# It needs an NVIDIA GPU with its driver, and in the active Python environment fitbench (`pip install
+# --no-deps -e .` is enough for the jax and torch backends), Keras, JAX with CUDA (pip install "jax[cuda12]")
+# and/or a CUDA build of PyTorch; TensorFlow built with CUDA (pip install "tensorflow[and-cuda]") is optional:
+# the jax and torch cells do not import it; its TensorFlow leg has not run on a GPU.
 #
 # Usage: scripts/gpu-check.sh [OUT_DIR]   (default: gpu-results)
 # Settings (environment):
@@ -18,6 +18,7 @@
 #                               alone: a lent machine returns at most 8 files)
 #   COST=0                      skip what the switch costs (`fitbench cost`, 6 processes a side) and which
 #                               layers it covers (`fitbench coverage` of COVERAGE_MODELS, default conv attention)
+#   DETERMINISM_FIRST=1         the determinism checks before the fit cells (what a DEADLINE cuts comes last)
 #   DEADLINE=420                seconds for the whole script: each step gets what is left and is stopped
 #                               with Ctrl-C at the end (a stopped `fitbench run` keeps the cells it finished)
 #   PLOT=0                      no PNGs (a lent machine returns at most 8 files; `fitbench.report.plot`
@@ -84,7 +85,7 @@ done
 # GPU fit cells (plain and tuned, jit off and on), raw steps and the peak probe; every cell checks that the
 # model's and the raw step's variables live on the GPU (status error otherwise) and records the GPU's name.
 # One `fitbench run` per backend: a backend that stops early leaves the other's results whole.
-if [ "${FIT:-1}" = 1 ]; then
+fit_cells() {
 for backend in ${BACKENDS//,/ }; do
   plot=(--plot "$out/run-gpu-$backend.png")
   [ "${PLOT:-1}" = 0 ] && plot=()
@@ -92,7 +93,7 @@ for backend in ${BACKENDS//,/ }; do
     --batch-sizes "${BATCH_SIZES:-32,256,2048}" --no-seed-workload --cell-timeout 120 \
     --json "$out/run-gpu-$backend.json" "${plot[@]}"
 done
-fi  # FIT
+}
 
 # Bit-identity of Sequential/Functional/Subclassed and run to run, on the GPU: TF op determinism,
 # XLA_FLAGS=--xla_gpu_deterministic_ops=true on JAX, torch.use_deterministic_algorithms(True) on PyTorch.
@@ -102,7 +103,7 @@ jit_of() {  # the --jit flag DETERMINISM_JIT gives BACKEND, if any
     [ "${item%%=*}" = "$1" ] && echo "--jit ${item#*=}"
   done
 }
-if [ "${DETERMINISM:-1}" = 1 ]; then
+determinism_checks() {
 for backend in ${BACKENDS//,/ }; do
   # shellcheck disable=SC2046  # jit_of prints zero or two words
   step "determinism on the GPU, $backend" "$py" -m fitbench determinism --backend "$backend" --device gpu \
@@ -117,7 +118,17 @@ if [ "${DETERMINISM_SWITCH:-on}" = both ]; then
       --epochs 3 --samples 256 --batch-size 64 --json "$out/determinism-$backend-noswitch.json"
   done
 fi
-fi  # DETERMINISM
+}
+
+# Under a DEADLINE the steps that come last are the ones cut: DETERMINISM_FIRST=1 runs the determinism checks
+# (a few short processes, a yes/no answer each) before the fit cells (whose run keeps the cells it finished).
+if [ "${DETERMINISM_FIRST:-0}" = 1 ]; then
+  [ "${DETERMINISM:-1}" = 1 ] && determinism_checks
+  [ "${FIT:-1}" = 1 ] && fit_cells
+else
+  [ "${FIT:-1}" = 1 ] && fit_cells
+  [ "${DETERMINISM:-1}" = 1 ] && determinism_checks
+fi
 
 # What the determinism switch costs on the GPU (the published figures range from nothing to +746 %), with the
 # A/A, and which of the zoo's layers it covers there; a cost or an uncovered layer is a finding (exit 1), not a
