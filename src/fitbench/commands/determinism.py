@@ -71,6 +71,13 @@ def explain_command(args: argparse.Namespace, settings: Any, pair: dict[str, Any
             parts.append(f"{flag} {value}")
     if args.no_op_determinism:
         parts.append("--no-op-determinism")
+    # explain trains on the CPU with jit off (per-layer values; a compiled step fuses them away): a divergence
+    # seen on a GPU or under jit may not show there, and the line must not promise that it will
+    unlike = [what for what, differs in (("on the CPU", settings.device != "cpu"), ("with jit off", settings.jit))
+              if differs]
+    if unlike:
+        parts.append(f"  (explain trains {' and '.join(unlike)}, unlike this check: the divergence may not show "
+                     "there)")
     return " ".join(parts)
 
 
