@@ -92,6 +92,8 @@ def test_asv_init_writes_a_loadable_config_and_a_thin_suite(tmp_path):
     probe = ("import sys, benchmarks.bench_model as b; from fitbench import asvsuite; "
              "assert issubclass(b.StepTime, asvsuite.StepTime) and b.StepTime.params == [[64, 256]]; "
              "assert b.FitLoop.params == [[False, True], [64, 256]] and b.Determinism.loss == 'mse'; "
+             # where a worse StepTime grew: its configurations at the alert's batch, the largest
+             "assert issubclass(b.StepPhases, asvsuite.StepPhases) and b.StepPhases.params[1] == [256]; "
              "assert b.StepTime.model == b.Determinism.model == 'toymodels.models:build'; "
              # --data named relative to the repository, wherever the suite is run from
              f"assert b.FitLoop.data == b.Determinism.data == {str((repo / 'data' / 'xy.npz').resolve())!r}; "

@@ -23,7 +23,7 @@ QUIET = r"StepTime\.time_step\('quiet'\)"
 def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """base, two documentation-only commits, the plant (30 % slower from there on), two more."""
     repo = tmp_path_factory.mktemp("bisect") / "toy"
-    toy_repo(repo)
+    toy_repo(repo, phases=True)
     commits = {"base": commit(repo, "base"), "d1": commit(repo, "docs 1"), "d2": commit(repo, "docs 2"),
                "slow": commit(repo, "the plant: 30 % slower", scale=1.3),
                "d3": commit(repo, "docs 3", scale=1.3), "d4": commit(repo, "docs 4", scale=1.3)}
@@ -57,6 +57,12 @@ def test_bisect_names_the_planted_commit_with_its_evidence_and_cost(history, tmp
     assert "Cost: 3 step(s), 2 commit(s) measured besides GOOD and BAD" in result.stdout
     for step in doc["steps"]:  # every step's own alert report is kept
         assert (out / step["report"]).exists()
+    # where it grew, asked once the search is over (the steps do without): StepPhases of GOOD against the
+    # culprit, the metrics phase first, where the plant put its extra 3 ms
+    [where] = doc["localized"]
+    assert where["cell"] == evidence["cell"] and where["pairs"] >= 9 and where["grew"][0] == "metrics", where
+    assert f"### Where it grew: `{evidence['cell']}`" in (out / "bisect.md").read_text()
+    assert "where it grew: 10 pairs of StepPhases" in result.stderr
 
 
 @pytest.mark.alert
@@ -91,6 +97,21 @@ def test_a_step_is_same_only_when_every_watched_cell_is_decided_and_none_worse()
     assert step_answer([]) == "failed"
     bench, backends = watched_bench(["m.S.t(256) [jax]", "m.S.t(32) [tensorflow]", "m.S.t(256) [torch]"])
     assert bench == r"^(m\.S\.t\(256\)|m\.S\.t\(32\))$" and backends == ("jax", "tensorflow", "torch")
+
+
+def test_where_the_culprit_grew_is_a_remark_when_it_fails_and_the_culprit_stands(monkeypatch, tmp_path):
+    from fitbench.regress import bisect as bisecting
+
+    def fails(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(bisecting.pairedalert, "where_it_grew_between", fails)
+    evidence = [CellEvidence(cell="m.StepTime.time_step(256) [jax]", change="worse", ratio=1.2, ci_low=1.1,
+                             ci_high=1.3, stage=1, processes=[12, 12])]
+    localized, remarks = bisecting.where_culprit_grew("repo", "g" * 40, "c" * 40, evidence, {"stages": []},
+                                                      bisecting.AlertOptions(), tmp_path, lambda line: None)
+    assert localized is None and remarks == ["where it grew: not measured, it failed: OSError: no space left on "
+                                             "device"]
 
 
 def test_a_bisection_s_steps_do_not_ask_where_it_grew(monkeypatch, tmp_path):

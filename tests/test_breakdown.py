@@ -92,6 +92,31 @@ def test_one_process_measures_every_configuration_on_tensorflow(keras_cpu):
         built.window("attention")
 
 
+def test_a_user_suite_s_step_phases_give_each_configuration_its_own_window(keras_cpu, monkeypatch):
+    # asv-init's suites carry asvsuite.StepPhases, so the alert can say where a user's model grew: one build of
+    # the seven, each configuration warmed up when first asked for, and the window length (what the per-step
+    # clock divides by) set again before each window, since one pair worker holds all seven cells
+    from fitbench import asvsuite
+
+    monkeypatch.setattr(asvsuite, "_prepare_process", lambda: None)  # Keras is already up in this process
+    monkeypatch.setattr(asvsuite, "BACKEND", "tensorflow")
+    assert asvsuite.StepPhases.params[0] == list(breakdown.CONFIGURATION_IDS)
+
+    class Phases(asvsuite.StepPhases):
+        model = "seed"
+
+    bench = Phases()
+    lengths = {}
+    for configuration in ("forward", "fit", "forward"):
+        bench.setup(configuration, 8)
+        lengths[configuration] = asvsuite._WINDOW["steps"]
+        assert lengths[configuration] == bench.steps and 5 <= bench.steps <= 256
+        bench.time_configuration(configuration, 8)
+    built, steps = asvsuite._CACHE[("phases", "seed", 8)]
+    assert built.warmed == {FIT, FORWARD} and steps == lengths
+    assert steps["forward"] >= steps["fit"]  # the forward pass alone is the cheaper: more steps fill a window
+
+
 def test_the_suite_s_step_phases_are_the_library_s_configurations():
     # bench_breakdown writes the identifiers out (an old commit's fitbench may lack them): they must agree
     import importlib
@@ -219,7 +244,8 @@ def test_where_it_grew_says_why_it_measured_nothing_before_any_process():
     phases = {"bench_breakdown.StepPhases.time_configuration": {"type": "time"}}
     assert run({}, time.monotonic() + 600) == ([], ["where it grew: not measured, this suite has no StepPhases "
                                                      "benchmark (fitbench's own suite has bench_breakdown.StepPhases "
-                                                     "since 2026-12-04)"])
+                                                     "since 2026-12-04; `fitbench asv-init --force` rewrites a "
+                                                     "user's suite with one)"])
     located, [why] = run(phases, time.monotonic() + 120, estimate=30.0)  # 9 rounds of 30 s do not fit in 2 min
     assert not located and why.startswith("where it grew: not measured, 2.0 min were left") and "4.5" in why
     # a cell that is not a StepTime: nothing to say

@@ -19,6 +19,8 @@ import statistics
 import time
 from typing import Any
 
+from fitbench.measure.breakdown import CONFIGURATION_IDS  # light: no framework at import
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPEAT = 5  # samples (windows) per process: fixed, so the alert can cut pooled samples back into processes
@@ -147,6 +149,40 @@ class FitLoop(ModelBenchmark):
         return int(self.harness.jit_effective)
 
     track_jit_effective.unit = "XLA on (1/0)"
+
+
+class StepPhases(ModelBenchmark):
+    """Seconds per step of each configuration `fitbench breakdown` cuts your model's step into (the forward
+    pass, + loss, + backward, the framework's own loop, `fit` without metrics, `fit`, `fit` with the progress
+    bar), each in windows of about WINDOW_S, Keras' default jit: when StepTime is worse, `fitbench alert` (and
+    bisect, for its culprit) measures these in pairs of the two commits and says which phase grew. One process
+    builds the seven once and warms up only the configurations it times. A plain `asv run` gives each cell one
+    process (rounds = 1): these are for the alert's pairs, not a record of their own."""
+
+    params: list[list[Any]] = [list(CONFIGURATION_IDS), [256]]
+    param_names = ["configuration", "batch_size"]
+    version = f"fitbench StepPhases; samples-per-process={REPEAT}"
+    timer = staticmethod(per_step_clock)
+
+    def setup(self, configuration: str, batch_size: int) -> None:
+        from fitbench.measure.breakdown import step_configurations
+        from fitbench.models.choice import ModelChoice
+
+        _prepare_process()
+        key = ("phases", self.model, batch_size)
+        if key not in _CACHE:
+            choice = ModelChoice(source=self.model, loss=self.loss, optimizer=self.optimizer, data=self.data)
+            _CACHE[key] = (step_configurations(BACKEND, choice.to_dict(), choice.apis[0],
+                                               DEFAULT_JIT.get(BACKEND, False), batch_size, SEED), {})
+        built, steps = _CACHE[key]
+        self.window = built.window(configuration)  # warmed up now
+        if configuration not in steps:  # each configuration's own window length, like StepTime's
+            steps[configuration] = window_steps_for(statistics.median(self.window(5)))
+        self.steps = _WINDOW["steps"] = steps[configuration]  # again before every window: the worker's cells share it
+
+    def time_configuration(self, configuration: str, batch_size: int) -> None:
+        """Seconds per step of one configuration: one window of its steps ÷ its steps."""
+        self.window(self.steps)
 
 
 class Traces(ModelBenchmark):

@@ -144,6 +144,11 @@ class FitLoop(asvsuite.FitLoop):
 {extra}    params = [[False, True], {sizes!r}]
 
 
+class StepPhases(asvsuite.StepPhases):  # where a worse StepTime grew: the alert measures these in pairs
+    model = MODEL
+{extra}    params = [asvsuite.StepPhases.params[0], [{max(sizes)}]]
+
+
 class Traces(asvsuite.Traces):
     model = MODEL
 {extra}

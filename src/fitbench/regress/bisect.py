@@ -12,7 +12,8 @@ The first step compares GOOD with BAD and picks the cells to watch: those worse 
 measures only those cells, and compares the candidate with GOOD rather than with its neighbour, so that one
 base is measured beside every candidate and the answers stay comparable. What asv measures stays in asv's
 results (`asv publish` shows the points); GOOD is measured again beside each candidate, since only processes
-interleaved in one run are compared.
+interleaved in one run are compared. Once the culprit is named, where its worse StepTime cells grew against
+GOOD is measured once (fitbench.regress.localize, as the alert does; its steps do without).
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from typing import Any, Callable
 
 from fitbench import __version__
 from fitbench.errors import UsageError
-from fitbench.regress import asvdata
+from fitbench.regress import asvdata, decide, pairedalert
 from fitbench.regress.alert import alert
 from fitbench.regress.alertdoc import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, EXIT_UNDECIDED, AlertOptions
+from fitbench.regress.alertreport import where_it_grew_lines
 from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
+from fitbench.regress.localize import Localization
 from fitbench.report.document import Document
 from fitbench.report.io import keep_document, keep_markdown, utc_stamp
 
-SCHEMA_VERSION = 2  # of the bisect document (2: `package`, for a search over a package's released versions)
+# of the bisect document (2: `package`, for a search over a package's released versions; 3: `localized`)
+SCHEMA_VERSION = 3
 SAME, UNKNOWN, FAILED_STEP = "same", "unknown", "failed"
 VERDICTS = {EXIT_OK: "no regression in the range", EXIT_REGRESSION: "culprit found", EXIT_ERROR: "error",
             EXIT_UNDECIDED: "undecided"}
@@ -96,6 +100,11 @@ class BisectDocument(Document):
     finished: str
     package: str | None = field(default=None, metadata={"doc": "null: GOOD and BAD are commits; else they are "
                                                                  "released versions of this package"})
+    localized: list[Localization] | None = field(default=None, metadata={
+        "doc": "where the culprit's worse StepTime cells grew against GOOD, phase by phase, measured after the "
+               "search (fitbench.regress.localize); null when not asked or there was no culprit"})
+    localize_remarks: list[str] = field(default_factory=list, metadata={
+        "doc": "why where it grew was not measured, or what went wrong there (no bearing on the exit status)"})
     command: str = "bisect"
     schema_version: int = SCHEMA_VERSION
 
@@ -187,6 +196,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps: list[BisectStep] = []
+    reports: dict[str, dict[str, Any]] = {}  # each step's alert report, by candidate commit
     # a step's "unknown" must show; where a regression grew is one alert's question, not every step's (each
     # would spend minutes on it): `fitbench alert GOOD CULPRIT` answers it
     every_cell = AlertOptions(**{**asdict(options), "undecided_ok": False, "localize": False})
@@ -216,6 +226,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
                           cells=cells, seconds=round(time.monotonic() - t0, 1),
                           report=os.path.relpath(folder / "alert.md", out))
         steps.append(step)
+        reports[commit] = report
         progress(f"step {len(steps) - 1}: {commit[:10]} is {answer}")
         return step, report
 
@@ -245,10 +256,14 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
                     f"{last_same[:10]}, up to {commits[high - 1][:10]}; to go on, bisect that range again "
                     f"(`fitbench bisect {last_same[:10]} {commits[high - 1][:10]}`), on a quieter machine or with "
                     "more pairs (--processes), as its step report's detectable change says")
-    evidence = []
+    evidence: list[CellEvidence] = []
+    localized, localize_remarks = None, []
     if culprit is not None:
         where = next(s for s in steps if s.commit == culprit)
         evidence = [c for c in where.cells if c.change == WORSE]
+        if options.localize:
+            localized, localize_remarks = where_culprit_grew(repo, good, culprit, evidence, reports[culprit],
+                                                             options, out, progress)
     doc = BisectDocument(
         good=good, bad=bad, good_rev=good_rev, bad_rev=bad_rev, bench=options.bench, commits_in_range=len(commits),
         watched=watched, steps=steps, culprit=culprit,
@@ -257,10 +272,30 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         settings={"decision": asdict(settings), "alert": asdict(options)},
         exit_status=EXIT_OK if status == EXIT_UNDECIDED and options.undecided_ok else status,
         verdict=VERDICTS[status], note=note, seconds=round(time.monotonic() - started, 1),
-        fitbench_version=__version__, finished=utc_stamp())
+        fitbench_version=__version__, finished=utc_stamp(), localized=localized,
+        localize_remarks=localize_remarks)
     keep_document(str(out / "bisect.json"), doc.to_dict())
     keep_markdown(out / "bisect.md", render_markdown(doc))
     return doc
+
+
+def where_culprit_grew(repo: str, good: str, culprit: str, evidence: list[CellEvidence], report: dict[str, Any],
+                       options: AlertOptions, out: Path, progress: Callable[[str], None]
+                       ) -> tuple[list[Localization] | None, list[str]]:
+    """Where the culprit's worse StepTime cells grew against GOOD: StepPhases in pairs of those two commits,
+    within one alert's --max-minutes, once the search is over (each step would have spent minutes on it).
+    Descriptive: what goes wrong here is a remark, never a lost culprit."""
+    worse = [c.cell for c in evidence]
+    paces = [s.get("seconds_per_pair") or {} for s in report.get("stages", [])
+             if s.get("stage") == 1 and s.get("design") != decide.UNPAIRED]
+    try:
+        localized, remarks = pairedalert.where_it_grew_between(
+            repo, good, culprit, worse, paces[0] if paces else {}, options.max_minutes,
+            (report.get("order_seed") or 0) + 2, out / "where-it-grew",
+            progress=lambda line: progress(f"  {line}"))
+    except Exception as exc:  # descriptive: the culprit stands
+        return None, [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
+    return (localized or None), remarks
 
 
 def _ratio(c: CellEvidence) -> str:
@@ -297,6 +332,9 @@ def render_markdown(doc: BisectDocument) -> str:
         lines.append(f"| {k} | {s.commit if package else s.commit[:10]} | {s.index} | {subject} | **{s.answer}** | "
                      f"{cells} | {s.seconds / 60:.1f} |")
     each = "`<out>/step-N-<version>.json` (fitbench versions)" if package else "`<out>/step-N-<commit>/alert.md`"
+    if doc.localized:
+        lines += ["", *where_it_grew_lines([asdict(loc) for loc in doc.localized])]
+    lines += [f"> {remark}" for remark in doc.localize_remarks]
     lines += ["", f"Cost: {len(doc.steps)} step(s), {doc.commits_measured} {what}(s) measured besides GOOD and "
               f"BAD, {doc.seconds / 60:.1f} min. Each step's report: {each}.", ""]
     return "\n".join(lines)

@@ -38,6 +38,13 @@ ROUND_COST = 2.5  # a StepPhases pair against a StepTime pair of the same enviro
 _IDS = {name: cid for cid, name in CONFIGURATION_IDS.items()}
 
 
+def round_estimate(per_pair: dict[str, float], backends: set[str]) -> float:
+    """Seconds a round of StepPhases pairs should take: ROUND_COST times the StepTime pair of each backend's
+    group (`per_pair`: seconds per pair by group label, which starts with its backend)."""
+    return ROUND_COST * sum(max((s for label, s in per_pair.items() if label.startswith(b)), default=0.0)
+                            for b in backends)
+
+
 @dataclass
 class PhaseChange:
     """One phase of the step at both commits, milliseconds per step."""
@@ -146,7 +153,8 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
     phases_bench = next((name for name in sorted(info) if name.endswith(STEP_PHASES)), None)
     if phases_bench is None:
         return [], ["where it grew: not measured, this suite has no StepPhases benchmark (fitbench's own suite "
-                    "has bench_breakdown.StepPhases since 2026-12-04)"]
+                    "has bench_breakdown.StepPhases since 2026-12-04; `fitbench asv-init --force` rewrites a "
+                    "user's suite with one)"]
     left = deadline - time.monotonic()
     needed = max(MIN_SECONDS_LEFT, MIN_INTERVAL_PAIRS * round_estimate_s)
     if left < needed:

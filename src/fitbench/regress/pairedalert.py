@@ -271,15 +271,44 @@ def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse
                               "HEAD --bench CELL` on one machine measures it")
         return
     per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})
-    backends = {backend for _, _, backend in worse}
-    estimate = localize.ROUND_COST * sum(max((s for label, s in per_pair.items() if label.startswith(b)), default=0.0)
-                                         for b in backends)
+    estimate = localize.round_estimate(per_pair, {backend for _, _, backend in worse})
     try:
         report.localized, remarks = localize.where_it_grew(repo, base, head, worse, sides, info, seed, out,
                                                            deadline, progress, backend_of, estimate)
     except Exception as exc:  # descriptive: the cells' verdict stands
         remarks = [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
     report.remarks.extend(remarks)
+
+
+def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str], per_pair: dict[str, float],
+                          max_minutes: float, seed: int, out: Path, progress: Callable[[str], None]
+                          ) -> tuple[list[localize.Localization], list[str]]:
+    """Where the worse StepTime cells `worse_keys` (asvdata.cell_key) of an alert already run between `base` and
+    `head` grew, measured alone in pairs of StepPhases (bisect's culprit against GOOD: its steps do without).
+    `per_pair`: that alert's stage-1 seconds per pair by group label, for the estimate of a round; the pairs
+    keep to `max_minutes` from now. Returns the localizations and the remarks (why none was measured)."""
+    deadline = time.monotonic() + max_minutes * 60
+    keys = [k for k in worse_keys if k.partition("(")[0].endswith(localize.LOCALIZED)]
+    if not keys:
+        return [], []
+    by_backend: dict[str, list[str]] = {}
+    for key in keys:
+        name, _, backend = key.rpartition(" [")
+        by_backend.setdefault(backend.rstrip("]"), []).append(name)
+    environments = asvdata.backend_environments(repo, list(by_backend))
+    out.mkdir(parents=True, exist_ok=True)
+    progress(f"where it grew: preparing both commits' builds in {len(environments)} environment(s) (asv)")
+    sides = asvpairs.prepare(repo, list(environments.values()), [base, head], out / "asv.log", progress=progress)
+    info = asvpairs.benchmark_info(repo)
+    worse = []
+    for backend, names in by_backend.items():
+        paired = pairedstage.pairable(names, {backend: environments[backend]}, info)
+        worse += [(key, cell, backend) for key, cell in paired.items() if key in keys]
+    if not worse:
+        return [], ["where it grew: not measured, the suite has no StepTime cell to pair at these parameters"]
+    backend_of = {env_name: backend for backend, env_name in environments.items()}
+    return localize.where_it_grew(repo, base, head, worse, sides, info, seed, out, deadline, progress, backend_of,
+                                  localize.round_estimate(per_pair, set(by_backend)))
 
 
 def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family: int, stages: int = 2,
