@@ -93,13 +93,38 @@ for backend in ${BACKENDS//,/ }; do
     --batch-sizes "${BATCH_SIZES:-32,256,2048}" --no-seed-workload --cell-timeout 120 \
     --json "$out/run-gpu-$backend.json" "${plot[@]}"
 done
+# The placement each record reports, one line per cell; a cell that is not "ok" (skipped: the backend saw
+# no GPU; error: e.g. variables found off the GPU) fails this step. It only reads the documents, so a DEADLINE
+# that stopped the last run does not keep it from reading what that run kept.
+local saved_deadline=$deadline
+deadline=""
+runs=()
+for backend in ${BACKENDS//,/ }; do runs+=("$out/run-gpu-$backend.json"); done
+step "every GPU cell ran on the GPU" "$py" -c '
+import json, os, sys
+docs = [json.load(open(p)) for p in sys.argv[1:] if os.path.exists(p)]
+for p in sys.argv[1:]:
+    if not os.path.exists(p):
+        print("missing:", p)
+records = [r for doc in docs for r in doc["records"]]
+bad = 0
+for r in records:
+    bad += r["status"] != "ok"
+    print(r["backend"], r["variant"], "jit", r["jit_requested"], "batch", r["batch_size"], r["status"],
+          r.get("device_name"), r.get("variable_device"), r.get("raw_device"), r.get("reason") or r.get("error") or "")
+for p in (p for doc in docs for p in doc["peaks"]):
+    bad += p["status"] != "ok"
+    print("peak", p["backend"], p["status"], p.get("gflops_per_s"), p.get("device_name"))
+sys.exit(1 if bad or not records or len(docs) < len(sys.argv[1:]) else 0)' "${runs[@]}"
+deadline=$saved_deadline
 }
 
 # Bit-identity of Sequential/Functional/Subclassed and run to run, on the GPU: TF op determinism,
 # XLA_FLAGS=--xla_gpu_deterministic_ops=true on JAX, torch.use_deterministic_algorithms(True) on PyTorch.
 jit_of() {  # the --jit flag DETERMINISM_JIT gives BACKEND, if any
   local item
-  for item in ${DETERMINISM_JIT//,/ }; do
+  local jits="${DETERMINISM_JIT:-}"
+  for item in ${jits//,/ }; do
     [ "${item%%=*}" = "$1" ] && echo "--jit ${item#*=}"
   done
 }
@@ -164,27 +189,5 @@ if [[ ",$BACKENDS," == *",jax,"* ]]; then
   fi
 fi
 
-# The placement each record reports, one line per cell; a cell that is not "ok" (skipped: the backend saw
-# no GPU; error: e.g. variables found off the GPU) fails this step.
-if [ "${FIT:-1}" = 1 ]; then
-runs=()
-for backend in ${BACKENDS//,/ }; do runs+=("$out/run-gpu-$backend.json"); done
-step "every GPU cell ran on the GPU" "$py" -c '
-import json, os, sys
-docs = [json.load(open(p)) for p in sys.argv[1:] if os.path.exists(p)]
-for p in sys.argv[1:]:
-    if not os.path.exists(p):
-        print("missing:", p)
-records = [r for doc in docs for r in doc["records"]]
-bad = 0
-for r in records:
-    bad += r["status"] != "ok"
-    print(r["backend"], r["variant"], "jit", r["jit_requested"], "batch", r["batch_size"], r["status"],
-          r.get("device_name"), r.get("variable_device"), r.get("raw_device"), r.get("reason") or r.get("error") or "")
-for p in (p for doc in docs for p in doc["peaks"]):
-    bad += p["status"] != "ok"
-    print("peak", p["backend"], p["status"], p.get("gflops_per_s"), p.get("device_name"))
-sys.exit(1 if bad or not records or len(docs) < len(sys.argv[1:]) else 0)' "${runs[@]}"
-fi  # FIT
 echo "gpu-check: $failed step(s) failed; results in $out" | tee -a "$out/summary.txt"
 exit "$failed"

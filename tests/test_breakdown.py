@@ -92,29 +92,47 @@ def test_one_process_measures_every_configuration_on_tensorflow(keras_cpu):
         built.window("attention")
 
 
-def test_a_user_suite_s_step_phases_give_each_configuration_its_own_window(keras_cpu, monkeypatch):
+def test_a_user_suite_s_step_phases_time_every_configuration_in_one_window_length(keras_cpu, monkeypatch):
     # asv-init's suites carry asvsuite.StepPhases, so the alert can say where a user's model grew: one build of
-    # the seven, each configuration warmed up when first asked for, and the window length (what the per-step
-    # clock divides by) set again before each window, since one pair worker holds all seven cells
+    # the seven, `fit` warmed up for the window length and each configuration when first asked for; one length
+    # for all seven, a power of two (so both commits of a pair time the same steps), set again before each
+    # window, since one pair worker holds all seven cells and the per-step clock divides by it
     from fitbench import asvsuite
 
     monkeypatch.setattr(asvsuite, "_prepare_process", lambda: None)  # Keras is already up in this process
     monkeypatch.setattr(asvsuite, "BACKEND", "tensorflow")
+    monkeypatch.setattr(asvsuite, "_CACHE", {})
+    monkeypatch.setattr(asvsuite, "_WINDOW", {"steps": 1})
     assert asvsuite.StepPhases.params[0] == list(breakdown.CONFIGURATION_IDS)
 
     class Phases(asvsuite.StepPhases):
         model = "seed"
 
     bench = Phases()
-    lengths = {}
-    for configuration in ("forward", "fit", "forward"):
+    lengths = []
+    for configuration in ("forward", "gradients", "forward"):
         bench.setup(configuration, 8)
-        lengths[configuration] = asvsuite._WINDOW["steps"]
-        assert lengths[configuration] == bench.steps and 5 <= bench.steps <= 256
+        lengths.append(asvsuite._WINDOW["steps"])
+        asvsuite._WINDOW["steps"] = 1  # another cell of the worker set its own in between
         bench.time_configuration(configuration, 8)
-    built, steps = asvsuite._CACHE[("phases", "seed", 8)]
-    assert built.warmed == {FIT, FORWARD} and steps == lengths
-    assert steps["forward"] >= steps["fit"]  # the forward pass alone is the cheaper: more steps fill a window
+    built, _ = asvsuite._CACHE[("phases", "seed", 8)]
+    assert built.warmed == {FIT, FORWARD, GRADIENTS}
+    assert len(set(lengths)) == 1 and lengths[0] == bench.steps and lengths[0] & (lengths[0] - 1) == 0
+    assert 4 <= lengths[0] <= 256
+
+
+def test_a_user_suite_s_step_phases_pair_under_the_names_where_it_grew_asks_for():
+    # the alert builds StepPhases' cell names from the worse StepTime's key; asv-init's suite must answer them
+    from fitbench import asvsuite
+    from fitbench.regress import localize, pairedstage
+
+    params = [[repr(c) for c in breakdown.CONFIGURATION_IDS], ["256"]]
+    info = {"bench_model.StepPhases.time_configuration": {"type": "time", "params": params,
+                                                         "version": asvsuite.StepPhases.version}}
+    names = [f"bench_model{localize.STEP_PHASES}('{c}', 256)" for c in breakdown.CONFIGURATION_IDS]
+    found = pairedstage.pairable(names, {"tensorflow": "env"}, info)
+    assert len(found) == 7 and all(not c.own_process and c.samples_per_process == asvsuite.REPEAT
+                                   for c in found.values())
 
 
 def test_the_suite_s_step_phases_are_the_library_s_configurations():

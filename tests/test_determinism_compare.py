@@ -82,20 +82,19 @@ def test_jit_note_flags_results_that_ran_without_the_requested_xla():
 
 def test_the_explain_line_says_when_explain_would_not_train_as_the_check_did():
     # explain trains on the CPU with jit off: a run-to-run divergence seen on an H200 with jit on (JAX without
-    # the switch, 2026-12-04) may not show there, and the line it prints must say so
+    # the switch, 2026-12-04) may not show there; the command stays one line to paste, the caveat comes apart
     import argparse
 
-    from fitbench.commands.determinism import explain_command
+    from fitbench.commands.determinism import explain_caveat, explain_command
     from fitbench.determinism.settings import DeterminismSettings
 
     args = argparse.Namespace(model="seed", widths=None, seed=0, samples=256, loss=None, optimizer=None, data=None,
                               no_op_determinism=True)
     pair = {"a": "functional@run1", "b": "functional@run2", "scope": "run_to_run", "first_divergent_epoch": 0}
-    gpu = explain_command(args, DeterminismSettings(backend="jax", device="gpu", jit=True, samples=256,
-                                                    batch_size=64), pair)
-    assert gpu.startswith("fitbench explain --pair runs --api functional --backend jax --epochs 1 --samples 256 "
-                          "--batch-size 64 --no-op-determinism")
-    assert gpu.endswith("(explain trains on the CPU and with jit off, unlike this check: the divergence may not "
-                        "show there)")
-    cpu = explain_command(args, DeterminismSettings(backend="jax", samples=256, batch_size=64), pair)
-    assert "unlike this check" not in cpu
+    gpu = DeterminismSettings(backend="jax", device="gpu", jit=True, samples=256, batch_size=64)
+    assert explain_command(args, gpu, pair) == ("fitbench explain --pair runs --api functional --backend jax "
+                                                "--epochs 1 --samples 256 --batch-size 64 --no-op-determinism")
+    assert explain_caveat(gpu) == ("explain trains on the CPU and with jit off, unlike this check: the divergence "
+                                   "may not show there")
+    assert explain_caveat(DeterminismSettings(backend="jax", jit=True)).startswith("explain trains with jit off,")
+    assert explain_caveat(DeterminismSettings(backend="jax", samples=256, batch_size=64)) is None

@@ -14,6 +14,7 @@ FITBENCH_THREADS=N|default (default 1) and FITBENCH_CPUS, as in fitbench's own s
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -154,10 +155,11 @@ class FitLoop(ModelBenchmark):
 class StepPhases(ModelBenchmark):
     """Seconds per step of each configuration `fitbench breakdown` cuts your model's step into (the forward
     pass, + loss, + backward, the framework's own loop, `fit` without metrics, `fit`, `fit` with the progress
-    bar), each in windows of about WINDOW_S, Keras' default jit: when StepTime is worse, `fitbench alert` (and
-    bisect, for its culprit) measures these in pairs of the two commits and says which phase grew. One process
-    builds the seven once and warms up only the configurations it times. A plain `asv run` gives each cell one
-    process (rounds = 1): these are for the alert's pairs, not a record of their own."""
+    bar), each in windows of one length (about WINDOW_S of `fit`, a power of two steps), Keras' default jit:
+    when StepTime is worse, `fitbench alert` (and bisect, for its culprit) measures these in pairs of the two
+    commits and says which phase grew. One process builds the seven once and warms up `fit` (for the length)
+    and the configurations it times. A plain `asv run` gives each cell one process (rounds = 1): these are for
+    the alert's pairs, not a record of their own."""
 
     params: list[list[Any]] = [list(CONFIGURATION_IDS), [256]]
     param_names = ["configuration", "batch_size"]
@@ -175,10 +177,14 @@ class StepPhases(ModelBenchmark):
             _CACHE[key] = (step_configurations(BACKEND, choice.to_dict(), choice.apis[0],
                                                DEFAULT_JIT.get(BACKEND, False), batch_size, SEED), {})
         built, steps = _CACHE[key]
+        if not steps:
+            # One window length for all seven, about WINDOW_S of `fit`, floored to a power of two: the two commits
+            # of a pair then almost always time the same number of steps, so fit's per-call cost weighs alike on
+            # both sides (a length set per configuration and process would move with the change itself).
+            per_step = statistics.median(built.window("fit")(5))
+            steps["all"] = 2 ** int(math.log2(window_steps_for(per_step)))
         self.window = built.window(configuration)  # warmed up now
-        if configuration not in steps:  # each configuration's own window length, like StepTime's
-            steps[configuration] = window_steps_for(statistics.median(self.window(5)))
-        self.steps = _WINDOW["steps"] = steps[configuration]  # again before every window: the worker's cells share it
+        self.steps = _WINDOW["steps"] = steps["all"]  # again before every window: the worker's cells share it
 
     def time_configuration(self, configuration: str, batch_size: int) -> None:
         """Seconds per step of one configuration: one window of its steps ÷ its steps."""

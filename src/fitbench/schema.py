@@ -172,11 +172,14 @@ def build(kind: str) -> dict[str, Any]:
                          {"settings": dataclass_schema(DecisionSettings), "row": dataclass_schema(GateRow)})
     if kind == "bisect":
         from fitbench.regress.bisect import SCHEMA_VERSION, BisectDocument, BisectStep, CellEvidence
+        from fitbench.regress.localize import Localization, PhaseChange
 
-        refs = {BisectStep: "step", CellEvidence: "cell"}
+        refs = {BisectStep: "step", CellEvidence: "cell", Localization: "localization"}
         body = dataclass_schema(BisectDocument, refs)
         return _document("bisect", SCHEMA_VERSION, "fitbench bisect: bisect.json", body,
-                         {"step": dataclass_schema(BisectStep, refs), "cell": dataclass_schema(CellEvidence)})
+                         {"step": dataclass_schema(BisectStep, refs), "cell": dataclass_schema(CellEvidence),
+                          "localization": dataclass_schema(Localization, {PhaseChange: "phase_change"}),
+                          "phase_change": dataclass_schema(PhaseChange)})
     if kind == "history":
         from fitbench.regress.history import SCHEMA_VERSION, CellHistory, ChangePoint, Drift, HistoryDocument
 

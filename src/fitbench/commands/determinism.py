@@ -71,14 +71,16 @@ def explain_command(args: argparse.Namespace, settings: Any, pair: dict[str, Any
             parts.append(f"{flag} {value}")
     if args.no_op_determinism:
         parts.append("--no-op-determinism")
-    # explain trains on the CPU with jit off (per-layer values; a compiled step fuses them away): a divergence
-    # seen on a GPU or under jit may not show there, and the line must not promise that it will
+    return " ".join(parts)
+
+
+def explain_caveat(settings: Any) -> str | None:
+    """Why the explain line may not find what this check found: explain trains on the CPU with jit off (per-layer
+    values; a compiled step fuses them away), so a divergence seen on a GPU or under jit need not show there."""
     unlike = [what for what, differs in (("on the CPU", settings.device != "cpu"), ("with jit off", settings.jit))
               if differs]
-    if unlike:
-        parts.append(f"  (explain trains {' and '.join(unlike)}, unlike this check: the divergence may not show "
-                     "there)")
-    return " ".join(parts)
+    return (f"explain trains {' and '.join(unlike)}, unlike this check: the divergence may not show there"
+            if unlike else None)
 
 
 def main(args: argparse.Namespace, console: Console) -> int:
@@ -126,4 +128,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
             elif settings.keras_major == 3:  # explain trains Keras 3 (its replay pair is the tf-keras one)
                 console.print(f"  where they part (step, layer, phase): {explain_command(args, settings, p)}",
                               highlight=False, markup=False, soft_wrap=True)  # one line to copy
+                caveat = explain_caveat(settings)
+                if caveat:  # its own line: the one above stays a command to paste
+                    console.print(f"  ({caveat})", highlight=False, markup=False, soft_wrap=True)
     return common.EXIT_OK if doc["all_identical"] else common.EXIT_FOUND

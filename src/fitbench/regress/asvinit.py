@@ -107,8 +107,9 @@ def asv_config(settings: InitSettings, project: str, branch: str) -> dict[str, A
         "html_dir": ".asv/html",
         "launch_method": "spawn",
         "default_benchmark_timeout": 600,
-        "regressions_thresholds": {r".*StepTime\..*": 0.10, r".*FitLoop\..*": 0.10, r".*Determinism\..*": 0.0,
-                                   r".*Traces\..*": 0.0},
+        # StepPhases' cells get one process a plain run (they are for the alert's pairs): asv's own flag wider
+        "regressions_thresholds": {r".*StepTime\..*": 0.10, r".*FitLoop\..*": 0.10, r".*StepPhases\..*": 0.25,
+                                   r".*Determinism\..*": 0.0, r".*Traces\..*": 0.0},
     }
 
 

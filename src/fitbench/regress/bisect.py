@@ -102,7 +102,8 @@ class BisectDocument(Document):
                                                                  "released versions of this package"})
     localized: list[Localization] | None = field(default=None, metadata={
         "doc": "where the culprit's worse StepTime cells grew against GOOD, phase by phase, measured after the "
-               "search (fitbench.regress.localize); null when not asked or there was no culprit"})
+               "search (fitbench.regress.localize); null when nothing was measured (no culprit, no worse "
+               "StepTime cell, or it failed: localize_remarks says why)"})
     localize_remarks: list[str] = field(default_factory=list, metadata={
         "doc": "why where it grew was not measured, or what went wrong there (no bearing on the exit status)"})
     command: str = "bisect"
@@ -257,13 +258,9 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
                     f"(`fitbench bisect {last_same[:10]} {commits[high - 1][:10]}`), on a quieter machine or with "
                     "more pairs (--processes), as its step report's detectable change says")
     evidence: list[CellEvidence] = []
-    localized, localize_remarks = None, []
     if culprit is not None:
         where = next(s for s in steps if s.commit == culprit)
         evidence = [c for c in where.cells if c.change == WORSE]
-        if options.localize:
-            localized, localize_remarks = where_culprit_grew(repo, good, culprit, evidence, reports[culprit],
-                                                             options, out, progress)
     doc = BisectDocument(
         good=good, bad=bad, good_rev=good_rev, bad_rev=bad_rev, bench=options.bench, commits_in_range=len(commits),
         watched=watched, steps=steps, culprit=culprit,
@@ -272,10 +269,16 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         settings={"decision": asdict(settings), "alert": asdict(options)},
         exit_status=EXIT_OK if status == EXIT_UNDECIDED and options.undecided_ok else status,
         verdict=VERDICTS[status], note=note, seconds=round(time.monotonic() - started, 1),
-        fitbench_version=__version__, finished=utc_stamp(), localized=localized,
-        localize_remarks=localize_remarks)
+        fitbench_version=__version__, finished=utc_stamp())
     keep_document(str(out / "bisect.json"), doc.to_dict())
     keep_markdown(out / "bisect.md", render_markdown(doc))
+    if culprit is not None and options.localize:
+        # written first, so that an interrupt while it measures where the culprit grew keeps the search's answer
+        doc.localized, doc.localize_remarks = where_culprit_grew(repo, good, culprit, evidence, reports[culprit],
+                                                                 options, out, progress)
+        doc.seconds, doc.finished = round(time.monotonic() - started, 1), utc_stamp()
+        keep_document(str(out / "bisect.json"), doc.to_dict())
+        keep_markdown(out / "bisect.md", render_markdown(doc))
     return doc
 
 
@@ -334,7 +337,8 @@ def render_markdown(doc: BisectDocument) -> str:
     each = "`<out>/step-N-<version>.json` (fitbench versions)" if package else "`<out>/step-N-<commit>/alert.md`"
     if doc.localized:
         lines += ["", *where_it_grew_lines([asdict(loc) for loc in doc.localized])]
-    lines += [f"> {remark}" for remark in doc.localize_remarks]
+    if doc.localize_remarks:
+        lines += ["", *(f"> {remark}" for remark in doc.localize_remarks)]
     lines += ["", f"Cost: {len(doc.steps)} step(s), {doc.commits_measured} {what}(s) measured besides GOOD and "
               f"BAD, {doc.seconds / 60:.1f} min. Each step's report: {each}.", ""]
     return "\n".join(lines)

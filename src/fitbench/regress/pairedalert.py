@@ -288,7 +288,7 @@ def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str]
     `per_pair`: that alert's stage-1 seconds per pair by group label, for the estimate of a round; the pairs
     keep to `max_minutes` from now. Returns the localizations and the remarks (why none was measured)."""
     deadline = time.monotonic() + max_minutes * 60
-    keys = [k for k in worse_keys if k.partition("(")[0].endswith(localize.LOCALIZED)]
+    keys = [k for k in worse_keys if k.rsplit(" [", 1)[0].partition("(")[0].endswith(localize.LOCALIZED)]
     if not keys:
         return [], []
     by_backend: dict[str, list[str]] = {}
