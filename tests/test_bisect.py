@@ -95,6 +95,26 @@ def test_a_step_is_same_only_when_every_watched_cell_is_decided_and_none_worse()
     assert step_answer([cell("inconclusive"), cell("worse")]) == "worse"
     assert step_answer([cell("failed"), cell("equivalent")]) == "failed"
     assert step_answer([]) == "failed"
+
+
+def test_a_step_nearer_bad_than_good_is_worse_even_when_equivalent_within_the_threshold():
+    # 2026-12-04, fitbench's own suite: BAD 1.073x GOOD; the planted commit 1.045x [1.023, 1.069] was
+    # "equivalent" within +-10 % (under the 5 % --min-change), so the plain rule called it same and named the
+    # documentation-only commit after it. Nearer BAD than GOOD (log scale) and significantly off GOOD: worse.
+    def cell(change: str, ratio: float, low: float, high: float, name: str = "c") -> CellEvidence:
+        return CellEvidence(cell=name, change=change, ratio=ratio, ci_low=low, ci_high=high, stage=1,
+                            processes=[12, 12])
+
+    at_bad = {"c": 1.073}
+    assert step_answer([cell("equivalent", 1.045, 1.023, 1.069)], at_bad) == "worse"  # the plant
+    assert step_answer([cell("equivalent", 1.045, 1.023, 1.069)]) == SAME  # the rule that misnamed it
+    assert step_answer([cell("equivalent", 1.015, 1.002, 1.044)], at_bad) == SAME  # a documentation-only commit
+    # nearer BAD, but its interval reaches GOOD: neither same nor worse
+    assert step_answer([cell("equivalent", 1.045, 0.990, 1.100)], at_bad) == UNKNOWN
+    assert step_answer([cell("worse", 1.2, 1.1, 1.3)], at_bad) == "worse"
+    # a throughput (higher is better) that fell to 0.9x at BAD: 0.93x [0.91, 0.95] is nearer BAD, and off GOOD
+    assert step_answer([cell("equivalent", 0.93, 0.91, 0.95, "t")], {"t": 0.9}) == "worse"
+    assert step_answer([cell("equivalent", 0.98, 0.96, 0.995, "t")], {"t": 0.9}) == SAME
     bench, backends = watched_bench(["m.S.t(256) [jax]", "m.S.t(32) [tensorflow]", "m.S.t(256) [torch]"])
     assert bench == r"^(m\.S\.t\(256\)|m\.S\.t\(32\))$" and backends == ("jax", "tensorflow", "torch")
 

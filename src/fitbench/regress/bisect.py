@@ -3,10 +3,12 @@
 Each step is a whole `fitbench alert GOOD CANDIDATE` (fitbench.regress.alert): interleaved fresh processes of
 both commits, exact tests on per-process values, equivalence against ±threshold, a second stage for what the
 first could not decide. A step has three answers, as in Chromium's Pinpoint: *worse* (a watched cell is
-worse: the regression is at or before the candidate), *same* (every watched cell is shown equivalent, or
-better: it is after), *unknown* (a cell stayed inconclusive after the second stage: the search stops there and
-says which range is left, exit 3). A noisy step is never called "same", which is what makes a plain bisection
-(`asv find`: one value per commit, no test) wander off when the noise is near the change.
+worse, or significantly off GOOD and nearer BAD's value than GOOD's: the regression is at or before the
+candidate), *same* (every watched cell is shown equivalent, or better, and nearer GOOD's value: it is after),
+*unknown* (a cell stayed inconclusive after the second stage, or equivalent but nearer BAD without being
+significantly off GOOD: the search stops there and says which range is left, exit 3). A noisy step is never
+called "same", which is what makes a plain bisection (`asv find`: one value per commit, no test) wander off
+when the noise is near the change.
 
 The first step compares GOOD with BAD and picks the cells to watch: those worse at BAD. Every later step
 measures only those cells, and compares the candidate with GOOD rather than with its neighbour, so that one
@@ -18,6 +20,7 @@ GOOD is measured once (fitbench.regress.localize, as the alert does; its steps d
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -138,15 +141,38 @@ def _evidence(row: dict[str, Any]) -> CellEvidence:
                         processes=[row.get("processes_base") or 0, row.get("processes_head") or 0])
 
 
-def step_answer(cells: list[CellEvidence]) -> str:
+def _toward_bad(cell: CellEvidence, bad_ratio: float) -> tuple[float, float | None] | None:
+    """The cell's change in units of the regression BAD showed (0: GOOD's value, 1: BAD's), and its interval's
+    end nearest GOOD in the same units (None: no interval); None when either ratio is missing."""
+    if cell.ratio is None or not bad_ratio or bad_ratio <= 0 or bad_ratio == 1 or cell.ratio <= 0:
+        return None
+    scale = math.log(bad_ratio)
+    near_good = cell.ci_low if scale > 0 else cell.ci_high  # the interval's end on GOOD's side
+    return (math.log(cell.ratio) / scale,
+            math.log(near_good) / scale if near_good is not None and near_good > 0 else None)
+
+
+def step_answer(cells: list[CellEvidence], at_bad: dict[str, float] | None = None) -> str:
     """worse if a watched cell is worse; same if every one is decided and none is worse; failed if one failed;
-    unknown otherwise."""
-    changes = {c.change for c in cells}
-    if WORSE in changes:
+    unknown otherwise. With `at_bad` (each watched cell's ratio at BAD against GOOD), a cell is also worse when
+    it is significantly off GOOD towards BAD and nearer BAD than GOOD (its change at least half of BAD's, on a
+    log scale), and "same" needs it nearer GOOD: a regression near --min-change is seen at one step and called
+    equivalent at the next, and a plain rule then names a later, innocent commit (2026-12-04, docs/alerts.md)."""
+    at_bad = at_bad or {}
+    answers = []
+    for c in cells:
+        where = _toward_bad(c, at_bad[c.cell]) if c.cell in at_bad else None
+        if c.change == WORSE or (where is not None and where[1] is not None and where[1] > 0 and where[0] >= 0.5):
+            answers.append(WORSE)
+        elif c.change in (EQUIVALENT, BETTER):
+            answers.append(SAME if where is None or where[0] < 0.5 else UNKNOWN)
+        else:
+            answers.append(FAILED_STEP if c.change == "failed" else UNKNOWN)
+    if WORSE in answers:
         return WORSE
-    if "failed" in changes or not cells:
+    if FAILED_STEP in answers or not cells:
         return FAILED_STEP
-    if changes <= {EQUIVALENT, BETTER}:
+    if set(answers) == {SAME}:
         return SAME
     return UNKNOWN
 
@@ -198,6 +224,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
     out.mkdir(parents=True, exist_ok=True)
     steps: list[BisectStep] = []
     reports: dict[str, dict[str, Any]] = {}  # each step's alert report, by candidate commit
+    at_bad: dict[str, float] = {}  # each watched cell's ratio at BAD against GOOD (step 0)
     # a step's "unknown" must show; where a regression grew is one alert's question, not every step's (each
     # would spend minutes on it): `fitbench alert GOOD CULPRIT` answers it
     every_cell = AlertOptions(**{**asdict(options), "undecided_ok": False, "localize": False})
@@ -218,7 +245,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         if report.get("error"):
             answer = FAILED_STEP
         elif watched is not None:
-            answer = step_answer(cells)
+            answer = step_answer(cells, at_bad)
         elif any(c.change == WORSE for c in cells):  # BAD against GOOD: worse somewhere, even beside a failure
             answer = WORSE
         else:
@@ -234,6 +261,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
     # step 0: is BAD worse than GOOD at all, and in which cells?
     first, report = measure(len(commits), every_cell, None)
     watched = [c.cell for c in first.cells if c.change == WORSE]
+    at_bad.update({c.cell: c.ratio for c in first.cells if c.change == WORSE and c.ratio is not None})
     culprit, note, range_left = None, "", None
     if first.answer == FAILED_STEP:
         status, note = EXIT_ERROR, report.get("error") or f"a benchmark failed (see {first.report})"
