@@ -115,6 +115,12 @@ def test_a_step_nearer_bad_than_good_is_worse_even_when_equivalent_within_the_th
     # a throughput (higher is better) that fell to 0.9x at BAD: 0.93x [0.91, 0.95] is nearer BAD, and off GOOD
     assert step_answer([cell("equivalent", 0.93, 0.91, 0.95, "t")], {"t": 0.9}) == "worse"
     assert step_answer([cell("equivalent", 0.98, 0.96, 0.995, "t")], {"t": 0.9}) == SAME
+    # the report says where each candidate sits, and the culprit's evidence is the cell that made it worse
+    from fitbench.regress.bisect import cell_answer, place_between
+
+    plant = cell("equivalent", 1.045, 1.023, 1.069)
+    place_between([plant], at_bad)
+    assert plant.of_bad == pytest.approx(0.625, abs=0.001) and cell_answer(plant, at_bad) == "worse"
     bench, backends = watched_bench(["m.S.t(256) [jax]", "m.S.t(32) [tensorflow]", "m.S.t(256) [torch]"])
     assert bench == r"^(m\.S\.t\(256\)|m\.S\.t\(32\))$" and backends == ("jax", "tensorflow", "torch")
 

@@ -57,6 +57,8 @@ class CellEvidence:
     ci_high: float | None
     stage: int | None
     processes: list[int]  # [GOOD, candidate] that gave usable values
+    # its change as a share of BAD's, on a log scale (0: GOOD's value, 1: BAD's); null at step 0
+    of_bad: float | None = None
 
 
 @dataclass
@@ -152,22 +154,31 @@ def _toward_bad(cell: CellEvidence, bad_ratio: float) -> tuple[float, float | No
             math.log(near_good) / scale if near_good is not None and near_good > 0 else None)
 
 
-def step_answer(cells: list[CellEvidence], at_bad: dict[str, float] | None = None) -> str:
-    """worse if a watched cell is worse; same if every one is decided and none is worse; failed if one failed;
-    unknown otherwise. With `at_bad` (each watched cell's ratio at BAD against GOOD), a cell is also worse when
-    it is significantly off GOOD towards BAD and nearer BAD than GOOD (its change at least half of BAD's, on a
-    log scale), and "same" needs it nearer GOOD: a regression near --min-change is seen at one step and called
-    equivalent at the next, and a plain rule then names a later, innocent commit (2026-12-04, docs/alerts.md)."""
-    at_bad = at_bad or {}
-    answers = []
+def place_between(cells: list[CellEvidence], at_bad: dict[str, float]) -> None:
+    """Each cell's `of_bad`: where the candidate sits between GOOD (0) and BAD (1), on a log scale."""
     for c in cells:
         where = _toward_bad(c, at_bad[c.cell]) if c.cell in at_bad else None
-        if c.change == WORSE or (where is not None and where[1] is not None and where[1] > 0 and where[0] >= 0.5):
-            answers.append(WORSE)
-        elif c.change in (EQUIVALENT, BETTER):
-            answers.append(SAME if where is None or where[0] < 0.5 else UNKNOWN)
-        else:
-            answers.append(FAILED_STEP if c.change == "failed" else UNKNOWN)
+        c.of_bad = round(where[0], 3) if where is not None else None
+
+
+def cell_answer(c: CellEvidence, at_bad: dict[str, float] | None = None) -> str:
+    """One watched cell's answer at a step: worse, same, failed or unknown. With `at_bad` (each watched cell's
+    ratio at BAD against GOOD), a cell is also worse when it is significantly off GOOD towards BAD and nearer
+    BAD than GOOD (its change at least half of BAD's, on a log scale), and "same" needs it nearer GOOD: a
+    regression near --min-change is seen at one step and called equivalent at the next, and the plain rule
+    then named a later, innocent commit (2026-12-04, docs/alerts.md)."""
+    where = _toward_bad(c, at_bad[c.cell]) if at_bad and c.cell in at_bad else None
+    if c.change == WORSE or (where is not None and where[1] is not None and where[1] > 0 and where[0] >= 0.5):
+        return WORSE
+    if c.change in (EQUIVALENT, BETTER):
+        return SAME if where is None or where[0] < 0.5 else UNKNOWN
+    return FAILED_STEP if c.change == "failed" else UNKNOWN
+
+
+def step_answer(cells: list[CellEvidence], at_bad: dict[str, float] | None = None) -> str:
+    """worse if a watched cell is worse; same if every one is same; failed if one failed; unknown otherwise
+    (cell_answer)."""
+    answers = [cell_answer(c, at_bad) for c in cells]
     if WORSE in answers:
         return WORSE
     if FAILED_STEP in answers or not cells:
@@ -242,6 +253,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         if watched is not None:
             rows = [r for r in rows if cell_name(r) in watched]
         cells = [_evidence(r) for r in rows]
+        place_between(cells, at_bad)
         if report.get("error"):
             answer = FAILED_STEP
         elif watched is not None:
@@ -288,7 +300,7 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
     evidence: list[CellEvidence] = []
     if culprit is not None:
         where = next(s for s in steps if s.commit == culprit)
-        evidence = [c for c in where.cells if c.change == WORSE]
+        evidence = [c for c in where.cells if cell_answer(c, at_bad) == WORSE]
     doc = BisectDocument(
         good=good, bad=bad, good_rev=good_rev, bad_rev=bad_rev, bench=options.bench, commits_in_range=len(commits),
         watched=watched, steps=steps, culprit=culprit,
@@ -358,6 +370,7 @@ def render_markdown(doc: BisectDocument) -> str:
              "[95 % interval] (stage) | minutes |", "|---|---|---|---|---|---|---|"]
     for k, s in enumerate(doc.steps):
         cells = "<br>".join(f"{c.cell}: {c.change} {_ratio(c)}" + (f" (stage {c.stage})" if c.stage else "")
+                            + (f", {c.of_bad:.2f} of BAD's change" if c.of_bad is not None else "")
                             for c in s.cells) or "—"
         subject = s.subject.replace("|", "\\|")
         lines.append(f"| {k} | {s.commit if package else s.commit[:10]} | {s.index} | {subject} | **{s.answer}** | "

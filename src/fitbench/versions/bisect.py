@@ -31,6 +31,8 @@ from fitbench.regress.bisect import (
     BisectDocument,
     BisectStep,
     CellEvidence,
+    cell_answer,
+    place_between,
     render_markdown,
     search,
     step_answer,
@@ -145,6 +147,7 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
     out.mkdir(parents=True, exist_ok=True)
     steps: list[BisectStep] = []
     good_label = _column(package, good).label
+    at_bad: dict[str, float] = {}  # each watched cell's ratio at BAD against GOOD (step 0)
 
     def step(index: int, watched: list[str] | None) -> BisectStep:
         candidate = versions[index - 1]
@@ -156,12 +159,13 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
         cells = evidence(doc, good_label, _column(package, candidate).label)
         if watched is not None:
             cells = [c for c in cells if c.cell in watched]
+            place_between(cells, at_bad)
         if doc.get("error"):
             answer = FAILED_STEP
         elif watched is None:  # BAD against GOOD: worse somewhere is enough to search
             answer = WORSE if any(c.change == WORSE for c in cells) else step_answer(cells)
         else:
-            answer = step_answer(cells)
+            answer = step_answer(cells, at_bad)
         result = BisectStep(index=index, commit=candidate, subject=f"{package} {candidate}", answer=answer,
                             alert_exit_status={WORSE: EXIT_REGRESSION, SAME: EXIT_OK}.get(answer, EXIT_UNDECIDED),
                             cells=cells, seconds=round(time.monotonic() - t0, 1),
@@ -172,6 +176,7 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
 
     first = step(len(versions), None)
     watched = [c.cell for c in first.cells if c.change == WORSE]
+    at_bad.update({c.cell: c.ratio for c in first.cells if c.change == WORSE and c.ratio is not None})
     culprit, range_left = None, None
     if first.answer == FAILED_STEP:
         status, note = EXIT_ERROR, f"the first step failed (see {first.report})"
@@ -190,7 +195,7 @@ def bisect_package(package: str, good: str, bad: str, out_dir: str, settings: Ve
             note = (f"the search stopped at {steps[-1].commit} ({steps[-1].answer}): the culprit lies after "
                     f"{last_same}, up to {versions[high - 1]}")
     culprit_evidence = [c for c in next(s for s in steps if s.commit == culprit).cells
-                        if c.change == WORSE] if culprit else []
+                        if cell_answer(c, at_bad) == WORSE] if culprit else []
     doc = BisectDocument(
         good=good, bad=bad, good_rev=good, bad_rev=bad, bench=", ".join(watched) or "every cell of the settings",
         commits_in_range=len(versions), watched=watched, steps=steps, culprit=culprit,
