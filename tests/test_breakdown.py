@@ -271,3 +271,26 @@ def test_where_it_grew_says_why_it_measured_nothing_before_any_process():
                        benchmark="bench_compile.FirstStep.time_first_step", param_index=3, samples_per_process=3)
     assert localize.where_it_grew("repo", "a", "b", [(other.key, other, "jax")], {}, phases, 0, Path("out"),
                                   time.monotonic() + 600, print) == ([], [])
+
+
+def test_where_the_culprit_grew_builds_nothing_for_a_suite_without_step_phases(monkeypatch, tmp_path):
+    # bisect's culprit: the suite the steps discovered has StepTime but no StepPhases; say so, build nothing
+    from fitbench.regress import asvdata, asvpairs, pairedalert
+
+    info = {"bench_model.StepTime.time_step": {"type": "time", "params": [["256"]],
+                                               "version": "fitbench StepTime; samples-per-process=5"}}
+    monkeypatch.setattr(asvdata, "backend_environments", lambda repo, backends: {"tensorflow": "env-tf"})
+    monkeypatch.setattr(asvpairs, "benchmark_info", lambda repo: info)
+
+    def prepare(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no build without StepPhases")
+
+    monkeypatch.setattr(asvpairs, "prepare", prepare)
+    localized, [why] = pairedalert.where_it_grew_between(
+        "repo", "a" * 40, "b" * 40, ["bench_model.StepTime.time_step(256) [tensorflow]"], {}, 15.0, 0,
+        tmp_path / "out", lambda line: None)
+    assert localized == [] and why.startswith("where it grew: not measured, this suite has no StepPhases")
+    assert not (tmp_path / "out").exists()
+    # a worse cell that is not a StepTime: nothing to say, nothing asked
+    assert pairedalert.where_it_grew_between("repo", "a" * 40, "b" * 40, ["bench_model.Traces.track_step_traces(32)"
+                                             " [tensorflow]"], {}, 15.0, 0, tmp_path / "out", print) == ([], [])

@@ -296,19 +296,23 @@ def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str]
         name, _, backend = key.rpartition(" [")
         by_backend.setdefault(backend.rstrip("]"), []).append(name)
     environments = asvdata.backend_environments(repo, list(by_backend))
-    out.mkdir(parents=True, exist_ok=True)
-    progress(f"where it grew: preparing both commits' builds in {len(environments)} environment(s) (asv)")
-    sides = asvpairs.prepare(repo, list(environments.values()), [base, head], out / "asv.log", progress=progress)
-    info = asvpairs.benchmark_info(repo)
+    info = asvpairs.benchmark_info(repo)  # what the alert's steps discovered: nothing to build if it cannot pair
     worse = []
     for backend, names in by_backend.items():
         paired = pairedstage.pairable(names, {backend: environments[backend]}, info)
         worse += [(key, cell, backend) for key, cell in paired.items() if key in keys]
     if not worse:
         return [], ["where it grew: not measured, the suite has no StepTime cell to pair at these parameters"]
+    if not any(name.endswith(localize.STEP_PHASES) for name in info):
+        return localize.where_it_grew(repo, base, head, worse, {}, info, seed, out, deadline, progress)  # says why
+    out.mkdir(parents=True, exist_ok=True)
     backend_of = {env_name: backend for backend, env_name in environments.items()}
-    return localize.where_it_grew(repo, base, head, worse, sides, info, seed, out, deadline, progress, backend_of,
-                                  localize.round_estimate(per_pair, set(by_backend)))
+    with asvdata.writing(asvdata.asv_config(repo).results_dir, f"fitbench: where {head[:10]} grew"):
+        progress(f"where it grew: preparing both commits' builds in {len(environments)} environment(s) (asv)")
+        sides = asvpairs.prepare(repo, list(environments.values()), [base, head], out / "asv.log",
+                                 progress=progress)
+        return localize.where_it_grew(repo, base, head, worse, sides, info, seed, out, deadline, progress,
+                                      backend_of, localize.round_estimate(per_pair, set(by_backend)))
 
 
 def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family: int, stages: int = 2,
