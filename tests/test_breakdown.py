@@ -294,3 +294,20 @@ def test_where_the_culprit_grew_builds_nothing_for_a_suite_without_step_phases(m
     # a worse cell that is not a StepTime: nothing to say, nothing asked
     assert pairedalert.where_it_grew_between("repo", "a" * 40, "b" * 40, ["bench_model.Traces.track_step_traces(32)"
                                              " [tensorflow]"], {}, 15.0, 0, tmp_path / "out", print) == ([], [])
+
+
+def test_where_it_grew_takes_the_largest_changes_whose_pairs_fit_in_the_time_left():
+    # three worse backends after a default alert rarely leave time for all their StepPhases pairs (2026-12-04:
+    # 7.0 and 8.6 min left, about 12 needed): measure the largest changes that fit, and say which were not
+    from fitbench.regress import localize
+
+    worse = [("a [torch]", None, "torch"), ("b [jax]", None, "jax"), ("c [tensorflow]", None, "tensorflow")]
+    per_pair = {"torch": 10.0, "jax": 8.0, "tensorflow": 12.0}
+    rounds = localize.MIN_INTERVAL_PAIRS * localize.ROUND_COST  # a round runs each chosen backend's pair
+    chosen, left = localize.within_time(worse, per_pair, rounds * (10 + 8) + 1)
+    assert [k for k, _, _ in chosen] == ["a [torch]", "b [jax]"] and [k for k, _, _ in left] == ["c [tensorflow]"]
+    # a second cell of a backend already chosen costs no more rounds
+    chosen, left = localize.within_time([*worse, ("d [torch]", None, "torch")], per_pair, rounds * 10 + 1)
+    assert [k for k, _, _ in chosen] == ["a [torch]", "d [torch]"] and len(left) == 2
+    # nothing fits: every cell back, for where_it_grew to say why none was measured
+    assert localize.within_time(worse, per_pair, 10.0) == (worse, [])

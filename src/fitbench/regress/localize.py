@@ -45,6 +45,23 @@ def round_estimate(per_pair: dict[str, float], backends: set[str]) -> float:
                             for b in backends)
 
 
+def within_time(worse: list[tuple[str, Any, str]], per_pair: dict[str, float], seconds_left: float
+                ) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any, str]]]:
+    """The worse cells (key, cell, backend), in the order given (the largest change first), whose backends'
+    StepPhases pairs fit in `seconds_left` together (MIN_INTERVAL_PAIRS rounds at round_estimate), and those
+    left out: three backends' pairs rarely fit after a default alert, one or two do. Nothing fits: every cell
+    is returned, for where_it_grew to say why none was measured."""
+    chosen: list[tuple[str, Any, str]] = []
+    left: list[tuple[str, Any, str]] = []
+    for item in worse:
+        backends = {b for _, _, b in chosen} | {item[2]}
+        if MIN_INTERVAL_PAIRS * round_estimate(per_pair, backends) <= seconds_left:
+            chosen.append(item)
+        else:
+            left.append(item)
+    return (chosen, left) if chosen else (list(worse), [])
+
+
 @dataclass
 class PhaseChange:
     """One phase of the step at both commits, milliseconds per step."""

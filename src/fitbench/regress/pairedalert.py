@@ -251,8 +251,9 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
         if key in paired and row.pairs is not None:
             lost = (row.processes_requested or plan[0]) - row.pairs
             row.processes_missing = [lost, lost] if lost > 0 else []
-    worse = [(key, paired[key], row.backend or "") for key, row in rows.items()
-             if row.change == decide.WORSE and key in paired]
+    worse = sorted(((key, paired[key], row.backend or "") for key, row in rows.items()
+                    if row.change == decide.WORSE and key in paired),
+                   key=lambda w: -abs(math.log(rows[w[0]].ratio or 1.0)))  # the largest change first
     _where_it_grew(repo, base, head, report, worse, sides, info, seed + 2, out, started + options.max_minutes * 60,
                    options, backend_of, progress)
     return rows, family
@@ -271,12 +272,18 @@ def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse
                               "HEAD --bench CELL` on one machine measures it")
         return
     per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})
-    estimate = localize.round_estimate(per_pair, {backend for _, _, backend in worse})
+    stepping = [w for w in worse if w[1].benchmark.endswith(localize.LOCALIZED)]
+    chosen, left_out = localize.within_time(stepping, per_pair, deadline - time.monotonic())
+    estimate = localize.round_estimate(per_pair, {backend for _, _, backend in chosen})
     try:
-        report.localized, remarks = localize.where_it_grew(repo, base, head, worse, sides, info, seed, out,
+        report.localized, remarks = localize.where_it_grew(repo, base, head, chosen, sides, info, seed, out,
                                                            deadline, progress, backend_of, estimate)
     except Exception as exc:  # descriptive: the cells' verdict stands
         remarks = [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
+    if left_out:
+        remarks.append(f"where it grew: not measured for {', '.join(key for key, _, _ in left_out)} — their pairs "
+                       "would not fit in what --max-minutes left after the larger changes; `fitbench alert BASE HEAD "
+                       "--bench CELL --backend B` measures one alone")
     report.remarks.extend(remarks)
 
 
