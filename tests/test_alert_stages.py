@@ -343,4 +343,5 @@ def test_a_slowdown_on_one_backend_is_worse_there_and_not_on_the_other(tmp_path)
     metrics = {p["name"]: p for p in where["phases"]}["metrics"]
     assert metrics["low_ms"] < 3.0 < metrics["high_ms"] and 2.0 < metrics["change_ms"] < 4.0, metrics
     assert "### Where it grew: `" in markdown and "Grew: **metrics" in markdown
+    assert "cannot place it" not in where["note"]  # its cut saw most of the change (localize.unseen_change)
     assert "where it grew: 10 pairs of StepPhases" in result.stderr

@@ -257,15 +257,20 @@ def test_where_it_grew_says_why_it_measured_nothing_before_any_process():
 
     def run(info: dict, deadline: float, estimate: float = 0.0) -> tuple[list, list[str]]:
         return localize.where_it_grew("repo", "a" * 40, "b" * 40, worse, {}, info, 0, Path("out"), deadline,
-                                      lambda line: None, round_estimate_s=estimate)
+                                      lambda line: None, per_pair={"jax": estimate / localize.ROUND_COST})
 
-    phases = {"bench_breakdown.StepPhases.time_configuration": {"type": "time"}}
+    phases = {"bench_breakdown.StepPhases.time_configuration": {
+        "type": "time", "params": [[repr(c) for c in breakdown.CONFIGURATION_IDS], ["256"]],
+        "version": "fitbench StepPhases; samples-per-process=5"}}
     assert run({}, time.monotonic() + 600) == ([], ["where it grew: not measured, this suite has no StepPhases "
                                                      "benchmark (fitbench's own suite has bench_breakdown.StepPhases "
                                                      "since 2026-12-04; `fitbench asv-init --force` rewrites a "
                                                      "user's suite with one)"])
     located, [why] = run(phases, time.monotonic() + 120, estimate=30.0)  # 9 rounds of 30 s do not fit in 2 min
     assert not located and why.startswith("where it grew: not measured, 2.0 min were left") and "4.5" in why
+    # fast pairs, but under a minute left: not started either
+    located, [why] = run(phases, time.monotonic() + 40, estimate=1.0)
+    assert not located and "min were left under --max-minutes" in why and "need about 1.0" in why
     # a cell that is not a StepTime: nothing to say
     other = PairedCell(key="bench_compile.FirstStep.time_first_step('functional', True) [jax]", env_name="env-jax",
                        benchmark="bench_compile.FirstStep.time_first_step", param_index=3, samples_per_process=3)
@@ -309,5 +314,90 @@ def test_where_it_grew_takes_the_largest_changes_whose_pairs_fit_in_the_time_lef
     # a second cell of a backend already chosen costs no more rounds
     chosen, left = localize.within_time([*worse, ("d [torch]", None, "torch")], per_pair, rounds * 10 + 1)
     assert [k for k, _, _ in chosen] == ["a [torch]", "d [torch]"] and len(left) == 2
-    # nothing fits: every cell back, for where_it_grew to say why none was measured
-    assert localize.within_time(worse, per_pair, 10.0) == (worse, [])
+    # the largest change's backend is too slow: passed over, a smaller change that fits still measured
+    chosen, left = localize.within_time(worse, per_pair, rounds * 8 + 1)
+    assert [k for k, _, _ in chosen] == ["b [jax]"] and [k for k, _, _ in left] == ["a [torch]", "c [tensorflow]"]
+    # nothing fits, and never under MIN_SECONDS_LEFT however fast the pairs
+    assert localize.within_time(worse, per_pair, 10.0) == ([], worse)
+    assert localize.within_time(worse, {}, localize.MIN_SECONDS_LEFT - 1) == ([], worse)
+
+
+def test_where_it_grew_measures_only_cells_with_step_phases_and_names_what_it_left_out(monkeypatch):
+    # an asv-init suite has StepPhases at its largest batch only: a worse StepTime(64) can take no time from
+    # the StepTime(256) cells; what was left out, and why, is in the remarks, beside what was measured
+    import time
+    from pathlib import Path
+
+    from fitbench.regress import localize
+    from fitbench.regress.pairedstage import PairedCell
+
+    info = {"bench_model.StepPhases.time_configuration": {
+        "type": "time", "params": [[repr(c) for c in breakdown.CONFIGURATION_IDS], ["256"]],
+        "version": "fitbench StepPhases; samples-per-process=5"}}
+
+    def step(batch: int, backend: str) -> tuple[str, PairedCell, str]:
+        key = f"bench_model.StepTime.time_step({batch}) [{backend}]"
+        return key, PairedCell(key=key, env_name=f"env-{backend}", benchmark="bench_model.StepTime.time_step",
+                               param_index=0, samples_per_process=5), backend
+
+    ran: list[set[str]] = []
+
+    class Stage:
+        pairs: dict = {}
+        stopped: dict = {}
+
+    def run_stage(repo, base, head, sides, cells, *args, **kwargs):
+        ran.append({c.env_name for c in cells})
+        assert {c.benchmark for c in cells} == {"bench_model.StepPhases.time_configuration"}
+        return Stage()
+
+    monkeypatch.setattr(localize.pairedstage, "run_stage", run_stage)
+    per_pair = {"jax": 8.0, "torch": 10.0}
+    rounds = localize.MIN_INTERVAL_PAIRS * localize.ROUND_COST
+    worse = [step(64, "jax"), step(256, "torch"), step(256, "jax")]  # the largest change first
+    located, remarks = localize.where_it_grew("repo", "a" * 40, "b" * 40, worse, {}, info, 0, Path("out"),
+                                              time.monotonic() + rounds * 10 + 5, lambda line: None,
+                                              per_pair=per_pair)
+    assert ran == [{"env-torch"}] * 2  # its first pair, then the rest
+    assert [loc.cell for loc in located] == ["bench_model.StepTime.time_step(256) [torch]"]
+    assert remarks == [
+        "where it grew: not measured for bench_model.StepTime.time_step(64) [jax]: StepPhases has no cell at its "
+        "parameters",
+        "where it grew: not measured for bench_model.StepTime.time_step(256) [jax]: with "
+        "bench_model.StepTime.time_step(256) [torch] measured (the largest change first), their pairs would not "
+        "fit in what --max-minutes left; `fitbench alert BASE HEAD --bench CELL --backend B` measures one alone"]
+    # no StepPhases cell for any: nothing run, said once
+    ran.clear()
+    assert localize.where_it_grew("repo", "a", "b", [step(64, "jax")], {}, info, 0, Path("out"),
+                                  time.monotonic() + 3600, print, per_pair=per_pair) == (
+        [], ["where it grew: not measured for bench_model.StepTime.time_step(64) [jax]: StepPhases has no cell at "
+             "its parameters"])
+    assert ran == []
+
+
+def test_where_it_grew_says_when_the_cell_s_change_is_not_in_what_the_cut_runs():
+    # a real A/B (2026-12-04): a plant in fitbench's harness around fit made StepTime 1.116x, while StepPhases'
+    # own `fit` moved -0.09 ms: the phases then cannot place it, and the note says so
+    import random
+
+    from fitbench.regress.localize import MIN_INTERVAL_PAIRS, unseen_change
+
+    rng = random.Random(7)
+
+    def pair(fit_grows_by: float) -> dict[str, tuple[list[float], list[float]]]:
+        out = {}
+        for cid, ms in zip(breakdown.CONFIGURATION_IDS, (2.0, 3.0, 6.0, 8.0, 10.0, 12.0, 13.0)):
+            grown = ms * (fit_grows_by if cid in ("fit", "fit_progress") else 1.0)
+            out[cid] = ([ms * rng.uniform(0.99, 1.01) / 1000 for _ in range(5)],
+                        [grown * rng.uniform(0.99, 1.01) / 1000 for _ in range(5)])
+        return out
+
+    unchanged = [pair(1.0) for _ in range(MIN_INTERVAL_PAIRS + 1)]
+    note = unseen_change(unchanged, 1.12)
+    assert note.startswith("this cut's `fit` changed by ") and "under half the cell's change (1.120×, about +1.44 " \
+        "ms)" in note and "cannot place it" in note
+    assert unseen_change(unchanged, 1.0) == ""  # nothing to see
+    assert unseen_change([pair(1.12) for _ in range(MIN_INTERVAL_PAIRS + 1)], 1.12) == ""  # the cut saw it
+    # most of it (the toy suite of tests/test_alert_stages.py: its cut grows 25 % where its StepTime grows 30 %)
+    assert unseen_change([pair(1.09) for _ in range(MIN_INTERVAL_PAIRS + 1)], 1.12) == ""
+    assert unseen_change(unchanged[:3], 1.12) == "" and unseen_change(unchanged, None) == ""  # cannot tell

@@ -39,8 +39,9 @@ from fitbench.regress.localize import Localization
 from fitbench.report.document import Document
 from fitbench.report.io import keep_document, keep_markdown, utc_stamp
 
-# of the bisect document (2: `package`, for a search over a package's released versions; 3: `localized`)
-SCHEMA_VERSION = 3
+# of the bisect document (2: `package`, for a search over a package's released versions; 3: `localized`; 4: each
+# cell's `of_bad`)
+SCHEMA_VERSION = 4
 SAME, UNKNOWN, FAILED_STEP = "same", "unknown", "failed"
 VERDICTS = {EXIT_OK: "no regression in the range", EXIT_REGRESSION: "culprit found", EXIT_ERROR: "error",
             EXIT_UNDECIDED: "undecided"}
@@ -328,14 +329,15 @@ def where_culprit_grew(repo: str, good: str, culprit: str, evidence: list[CellEv
     """Where the culprit's worse StepTime cells grew against GOOD: StepPhases in pairs of those two commits,
     within one alert's --max-minutes, once the search is over (each step would have spent minutes on it).
     Descriptive: what goes wrong here is a remark, never a lost culprit."""
-    worse = [c.cell for c in evidence]
+    worse = [c.cell for c in sorted(evidence, key=lambda c: -abs(math.log(c.ratio)) if c.ratio and c.ratio > 0
+                                    else 0.0)]  # the largest change first, as the alert takes them
     paces = [s.get("seconds_per_pair") or {} for s in report.get("stages", [])
              if s.get("stage") == 1 and s.get("design") != decide.UNPAIRED]
     try:
         localized, remarks = pairedalert.where_it_grew_between(
             repo, good, culprit, worse, paces[0] if paces else {}, options.max_minutes,
             (report.get("order_seed") or 0) + 2, out / "where-it-grew",
-            progress=lambda line: progress(f"  {line}"))
+            progress=lambda line: progress(f"  {line}"), ratios={c.cell: c.ratio for c in evidence})
     except Exception as exc:  # descriptive: the culprit stands
         return None, [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
     return (localized or None), remarks

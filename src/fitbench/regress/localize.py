@@ -45,21 +45,24 @@ def round_estimate(per_pair: dict[str, float], backends: set[str]) -> float:
                             for b in backends)
 
 
+def seconds_needed(per_pair: dict[str, float], backends: set[str]) -> float:
+    """Seconds the StepPhases pairs of these backends need together: MIN_INTERVAL_PAIRS rounds at
+    round_estimate, never under MIN_SECONDS_LEFT."""
+    return max(MIN_SECONDS_LEFT, MIN_INTERVAL_PAIRS * round_estimate(per_pair, backends))
+
+
 def within_time(worse: list[tuple[str, Any, str]], per_pair: dict[str, float], seconds_left: float
                 ) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any, str]]]:
-    """The worse cells (key, cell, backend), in the order given (the largest change first), whose backends'
-    StepPhases pairs fit in `seconds_left` together (MIN_INTERVAL_PAIRS rounds at round_estimate), and those
-    left out: three backends' pairs rarely fit after a default alert, one or two do. Nothing fits: every cell
-    is returned, for where_it_grew to say why none was measured."""
+    """The worse cells (key, cell, backend), taken in the order given (the largest change first), whose
+    backends' StepPhases pairs fit in `seconds_left` together (seconds_needed), and those left out: three
+    backends' pairs rarely fit after a default alert, one or two do. A cell that does not fit is passed over
+    and the smaller changes after it still tried; nothing may fit."""
     chosen: list[tuple[str, Any, str]] = []
     left: list[tuple[str, Any, str]] = []
     for item in worse:
         backends = {b for _, _, b in chosen} | {item[2]}
-        if MIN_INTERVAL_PAIRS * round_estimate(per_pair, backends) <= seconds_left:
-            chosen.append(item)
-        else:
-            left.append(item)
-    return (chosen, left) if chosen else (list(worse), [])
+        (chosen if seconds_needed(per_pair, backends) <= seconds_left else left).append(item)
+    return chosen, left
 
 
 @dataclass
@@ -130,8 +133,33 @@ def phase_changes(pairs: list[dict[str, tuple[list[float], list[float]]]]) -> tu
                                   base_ms=statistics.median(base_ms), head_ms=statistics.median(head_ms),
                                   change_ms=estimate, low_ms=low if enough else None, high_ms=high if enough else None,
                                   grew=bool(enough and low > 0)))
-    fit = [statistics.median((h - b) * 1000 for b, h in _round_values(*p[_IDS[FIT]])) for p in whole]
+    fit = _fit_deltas(whole)
     return phases, (signedrank.shift_ci(fit)[0] if fit else None), len(whole)
+
+
+def _fit_deltas(pairs: list[dict[str, tuple[list[float], list[float]]]]) -> list[float]:
+    """Per pair, the median over its rounds of head's `fit` window minus base's, ms per step."""
+    return [statistics.median((h - b) * 1000 for b, h in _round_values(*p[_IDS[FIT]])) for p in pairs]
+
+
+def unseen_change(pairs: list[dict[str, tuple[list[float], list[float]]]], cell_ratio: float | None) -> str:
+    """A note when the `fit` configuration's change in these pairs is shown to be under half the worse cell's
+    change (the cell's ratio applied to base's `fit`; the upper end of fit's 95 % interval below that half):
+    most of the regression is then in code the cut does not run, e.g. the benchmark's own harness around `fit`
+    or a callback it passes, and no phase can place it. "" when the cut saw most of it, or when there is no
+    ratio or too few pairs to tell. Pure."""
+    whole = [p for p in pairs if all(cid in p and p[cid][0] and p[cid][1] for cid in CONFIGURATION_IDS)]
+    if not cell_ratio or cell_ratio <= 1 or len(whole) < MIN_INTERVAL_PAIRS:
+        return ""
+    base_fit_ms = statistics.median(statistics.median(p[_IDS[FIT]][0]) * 1000 for p in whole)
+    expected_ms = (cell_ratio - 1) * base_fit_ms
+    estimate, low, high = signedrank.shift_ci(_fit_deltas(whole), 0.95)
+    if high >= expected_ms / 2:
+        return ""
+    return (f"this cut's `fit` changed by {estimate:+.2f} ms per step [{low:+.2f}, {high:+.2f}] (95 %), under half "
+            f"the cell's change ({cell_ratio:.3f}×, about {expected_ms:+.2f} ms): most of the regression is in code "
+            "StepPhases does not run (the benchmark's own harness around `fit`, or what it passes to it), and the "
+            "phases cannot place it")
 
 
 def _params(key: str) -> str:
@@ -158,12 +186,15 @@ def _windows(pair: PairOutcome, cells: dict[str, str]) -> dict[str, tuple[list[f
 def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, PairedCell, str]],
                   sides: dict[str, Any], info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float,
                   progress: Callable[[str], None], labels: dict[str, str] | None = None,
-                  round_estimate_s: float = 0.0) -> tuple[list[Localization], list[str]]:
-    """For each worse cell (key, its PairedCell, backend) that is a StepTime, the suite's StepPhases at its
-    parameters in pairs in its environment, every environment's pairs in one stage bounded by `deadline`
-    (time.monotonic()). Not started when MIN_INTERVAL_PAIRS rounds at `round_estimate_s` would not fit; after
-    the first pair, not gone on with when a configuration is n/a or errs on a side (it would say nothing).
-    Returns the localizations and the remarks for the report (why none was measured)."""
+                  per_pair: dict[str, float] | None = None, ratios: dict[str, float | None] | None = None
+                  ) -> tuple[list[Localization], list[str]]:
+    """For the worse cells (key, its PairedCell, backend; the largest change first) that are StepTime cells
+    with a StepPhases cell at their parameters, the suite's StepPhases in pairs in their environments: the
+    largest changes whose pairs fit before `deadline` (time.monotonic(); within_time, a round estimated from
+    `per_pair`, the alert's stage-1 seconds per pair by group label), every environment's pairs in one stage.
+    After the first pair, not gone on with when a configuration is n/a or errs on a side (it would say
+    nothing). `ratios`: each worse cell's own ratio, to say when the cut did not see its change (unseen_change).
+    Returns the localizations and the remarks for the report (what was not measured, and why)."""
     worse = [w for w in worse if w[1].benchmark.endswith(LOCALIZED)]
     if not worse:
         return [], []
@@ -172,22 +203,35 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         return [], ["where it grew: not measured, this suite has no StepPhases benchmark (fitbench's own suite "
                     "has bench_breakdown.StepPhases since 2026-12-04; `fitbench asv-init --force` rewrites a "
                     "user's suite with one)"]
-    left = deadline - time.monotonic()
-    needed = max(MIN_SECONDS_LEFT, MIN_INTERVAL_PAIRS * round_estimate_s)
-    if left < needed:
-        return [], [f"where it grew: not measured, {max(0.0, left) / 60:.1f} min were left under --max-minutes and "
-                    f"{MIN_INTERVAL_PAIRS} pairs of StepPhases need about {needed / 60:.1f} (a larger --max-minutes, "
-                    f"or `fitbench breakdown` at both commits)"]
-    cells: list[PairedCell] = []
     ids: dict[str, dict[str, str]] = {}  # worse key -> {worker id: configuration id}
+    phase_cells: dict[str, list[PairedCell]] = {}
     for key, cell, backend in worse:
         params = _params(key)
         names = {f"{phases_bench}('{cid}'{', ' + params if params else ''})": cid for cid in CONFIGURATION_IDS}
         found = pairedstage.pairable(list(names), {backend: cell.env_name}, info)
         ids[key] = {c.worker_id: names[c.key.rsplit(" [", 1)[0]] for c in found.values()}
-        cells += found.values()
-    if not cells:
-        return [], ["where it grew: not measured, StepPhases has no cell at these parameters"]
+        phase_cells[key] = list(found.values())
+    remarks = []
+    unmatched = [key for key, _, _ in worse if not phase_cells[key]]
+    if unmatched:  # asv-init's suites have StepPhases at the largest batch only
+        remarks.append(f"where it grew: not measured for {', '.join(unmatched)}: StepPhases has no cell at "
+                       f"{'its' if len(unmatched) == 1 else 'their'} parameters")
+    measurable = [w for w in worse if phase_cells[w[0]]]
+    if not measurable:
+        return [], remarks
+    left = deadline - time.monotonic()
+    worse, left_out = within_time(measurable, per_pair or {}, left)
+    if not worse:
+        needed = seconds_needed(per_pair or {}, {measurable[0][2]})
+        return [], [*remarks, f"where it grew: not measured, {max(0.0, left) / 60:.1f} min were left under "
+                              f"--max-minutes and {MIN_INTERVAL_PAIRS} pairs of StepPhases need about "
+                              f"{needed / 60:.1f} (a larger --max-minutes, or `fitbench breakdown` at both commits)"]
+    if left_out:
+        remarks.append(f"where it grew: not measured for {', '.join(key for key, _, _ in left_out)}: with "
+                       f"{', '.join(key for key, _, _ in worse)} measured (the largest change first), their pairs "
+                       "would not fit in what --max-minutes left; `fitbench alert BASE HEAD --bench CELL "
+                       "--backend B` measures one alone")
+    cells = [c for key, _, _ in worse for c in phase_cells[key]]
     progress(f"where it grew: {LOCALIZE_PAIRS} pairs of StepPhases ({len(CONFIGURATION_IDS)} configurations) "
              f"for {len(worse)} worse cell(s), within --max-minutes ({left / 60:.1f} min left)")
     first = pairedstage.run_stage(repo, base, head, sides, cells, 1, "alternate", LOCALIZE_STAGE, seed, out, 0, {},
@@ -207,12 +251,11 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         holding = {c.group for c in cells if c.env_name == cell.env_name and c.worker_id in ids[key]}
         mine = [g for g in pairs if g in holding]
         group_pairs = [p for g in mine for p in pairs[g]]
-        phases, fit_ms, whole = phase_changes([_windows(p, ids[key]) for p in group_pairs])
+        windows = [_windows(p, ids[key]) for p in group_pairs]
+        phases, fit_ms, whole = phase_changes(windows)
         grew = sorted((p for p in phases if p.grew), key=lambda p: -(p.change_ms or 0.0))
         notes = []
-        if not ids[key]:
-            notes.append("StepPhases has no cell at these parameters")
-        elif whole < MIN_INTERVAL_PAIRS:
+        if whole < MIN_INTERVAL_PAIRS:
             notes.append(f"{whole} pair(s) measured every configuration on both sides: too few for the phases' "
                          f"intervals (at least {MIN_INTERVAL_PAIRS}), so no phase is said to have grown")
         missing = sorted({side for p in group_pairs for wid in ids[key] for side in p.not_available.get(wid, [])})
@@ -224,9 +267,10 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         if errors:
             notes.append(f"StepPhases failed: {errors[0]}")
         notes += [stopped[g] for g in mine if g in stopped]
+        notes.append(unseen_change(windows, (ratios or {}).get(key)))
         localized.append(Localization(cell=key, backend=backend, params=_params(key), pairs=whole,
                                       failed_pairs=sum(1 for p in group_pairs if p.failed),
                                       seconds=round(sum(p.seconds for p in group_pairs), 1),
                                       phases=phases, fit_change_ms=fit_ms, grew=[p.name for p in grew],
-                                      note="; ".join(notes)))
-    return localized, []
+                                      note="; ".join(filter(None, notes))))
+    return localized, remarks

@@ -254,14 +254,15 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
     worse = sorted(((key, paired[key], row.backend or "") for key, row in rows.items()
                     if row.change == decide.WORSE and key in paired),
                    key=lambda w: -abs(math.log(rows[w[0]].ratio or 1.0)))  # the largest change first
-    _where_it_grew(repo, base, head, report, worse, sides, info, seed + 2, out, started + options.max_minutes * 60,
-                   options, backend_of, progress)
+    _where_it_grew(repo, base, head, report, worse, {key: rows[key].ratio for key, _, _ in worse}, sides, info,
+                   seed + 2, out, started + options.max_minutes * 60, options, backend_of, progress)
     return rows, family
 
 
 def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse: list[tuple[str, PairedCell, str]],
-                   sides: dict[str, Any], info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float,
-                   options: AlertOptions, backend_of: dict[str, str], progress: Callable[[str], None]) -> None:
+                   ratios: dict[str, float | None], sides: dict[str, Any], info: dict[str, dict[str, Any]],
+                   seed: int, out: Path, deadline: float, options: AlertOptions, backend_of: dict[str, str],
+                   progress: Callable[[str], None]) -> None:
     """The phases of the worse StepTime cells (fitbench.regress.localize), after the verdict is reached: what
     goes wrong here is a remark, never a lost verdict. Not on a runner's share of a decision over several
     (--machine): its report is not the one a reader sees."""
@@ -272,28 +273,23 @@ def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse
                               "HEAD --bench CELL` on one machine measures it")
         return
     per_pair = {r.stage: r.seconds_per_pair for r in report.stages if r.design != decide.UNPAIRED}.get(1, {})
-    stepping = [w for w in worse if w[1].benchmark.endswith(localize.LOCALIZED)]
-    chosen, left_out = localize.within_time(stepping, per_pair, deadline - time.monotonic())
-    estimate = localize.round_estimate(per_pair, {backend for _, _, backend in chosen})
     try:
-        report.localized, remarks = localize.where_it_grew(repo, base, head, chosen, sides, info, seed, out,
-                                                           deadline, progress, backend_of, estimate)
+        report.localized, remarks = localize.where_it_grew(
+            repo, base, head, worse, sides, info, seed, out, deadline, progress, backend_of, per_pair, ratios)
     except Exception as exc:  # descriptive: the cells' verdict stands
         remarks = [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
-    if left_out:
-        remarks.append(f"where it grew: not measured for {', '.join(key for key, _, _ in left_out)} — their pairs "
-                       "would not fit in what --max-minutes left after the larger changes; `fitbench alert BASE HEAD "
-                       "--bench CELL --backend B` measures one alone")
     report.remarks.extend(remarks)
 
 
 def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str], per_pair: dict[str, float],
-                          max_minutes: float, seed: int, out: Path, progress: Callable[[str], None]
+                          max_minutes: float, seed: int, out: Path, progress: Callable[[str], None],
+                          ratios: dict[str, float | None] | None = None
                           ) -> tuple[list[localize.Localization], list[str]]:
     """Where the worse StepTime cells `worse_keys` (asvdata.cell_key) of an alert already run between `base` and
-    `head` grew, measured alone in pairs of StepPhases (bisect's culprit against GOOD: its steps do without).
-    `per_pair`: that alert's stage-1 seconds per pair by group label, for the estimate of a round; the pairs
-    keep to `max_minutes` from now. Returns the localizations and the remarks (why none was measured)."""
+    `head` grew, measured alone in pairs of StepPhases (bisect's culprit against GOOD: its steps do without),
+    the largest change first. `per_pair`: that alert's stage-1 seconds per pair by group label, for the
+    estimate of a round; the pairs keep to `max_minutes` from now; `ratios`: each cell's ratio at `head`
+    (localize.unseen_change). Returns the localizations and the remarks (why none was measured)."""
     deadline = time.monotonic() + max_minutes * 60
     keys = [k for k in worse_keys if k.rsplit(" [", 1)[0].partition("(")[0].endswith(localize.LOCALIZED)]
     if not keys:
@@ -308,6 +304,7 @@ def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str]
     for backend, names in by_backend.items():
         paired = pairedstage.pairable(names, {backend: environments[backend]}, info)
         worse += [(key, cell, backend) for key, cell in paired.items() if key in keys]
+    worse.sort(key=lambda w: keys.index(w[0]))  # the caller's order: the largest change first
     if not worse:
         return [], ["where it grew: not measured, the suite has no StepTime cell to pair at these parameters"]
     if not any(name.endswith(localize.STEP_PHASES) for name in info):
@@ -319,7 +316,7 @@ def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str]
         sides = asvpairs.prepare(repo, list(environments.values()), [base, head], out / "asv.log",
                                  progress=progress)
         return localize.where_it_grew(repo, base, head, worse, sides, info, seed, out, deadline, progress,
-                                      backend_of, localize.round_estimate(per_pair, set(by_backend)))
+                                      backend_of, per_pair, ratios)
 
 
 def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family: int, stages: int = 2,
