@@ -159,3 +159,47 @@ def test_a_bisection_s_steps_do_not_ask_where_it_grew(monkeypatch, tmp_path):
     monkeypatch.setattr(bisecting, "first_parent_range", lambda repo, good, bad: ["c" * 40, bad])
     doc = bisecting.bisect("repo", "a", "b", str(tmp_path / "out"))
     assert doc.note.startswith("BAD is not worse") and [r.localize for r in asked] == [False]
+
+
+def test_a_bisection_names_the_commit_nearer_bad_and_asks_where_it_grew_with_that_cell(monkeypatch, tmp_path):
+    # the real bisection's numbers (2026-12-04): BAD 1.073x, the plant 1.045x "equivalent", a documentation-only
+    # commit before it 1.015x: the culprit is the plant, its evidence the equivalent cell nearer BAD, and where
+    # it grew is asked once, of GOOD against it, with that cell and its ratio
+    from fitbench.regress import bisect as bisecting
+
+    docs, plant, bad = "d" * 40, "p" * 40, "b" * 40
+    ratios = {docs: ("equivalent", 1.015, 1.002, 1.044), plant: ("equivalent", 1.045, 1.023, 1.069),
+              bad: ("worse", 1.073, 1.060, 1.092)}
+
+    def alert(repo, good, head, out, settings, request, progress):
+        change, ratio, low, high = ratios[head]
+        row = {"benchmark": "bench_fit.StepTime.time_step", "params": {"batch_size": "256"},
+               "backend": "tensorflow", "change": change, "ratio": ratio, "ci_low": low, "ci_high": high,
+               "stage": 1, "processes_base": 12, "processes_head": 12}
+        return (1 if change == "worse" else 0), {"comparisons": [row], "stages": [], "order_seed": 3}
+
+    asked = []
+
+    def where(repo, good, culprit, worse_keys, per_pair, max_minutes, seed, out, progress, ratios=None):
+        asked.append((good, culprit, worse_keys, ratios))
+        return [], ["where it grew: recorded"]
+
+    monkeypatch.setattr(bisecting, "alert", alert)
+    monkeypatch.setattr(bisecting.pairedalert, "where_it_grew_between", where)
+    monkeypatch.setattr(bisecting.asvdata, "require_asv", lambda: None)
+    monkeypatch.setattr(bisecting.asvdata, "repo_root", lambda repo: repo)
+    monkeypatch.setattr(bisecting.asvdata, "resolve_commit", lambda repo, rev: rev * 40)
+    monkeypatch.setattr(bisecting.asvdata, "select_benchmarks", lambda repo, bench: None)
+    monkeypatch.setattr(bisecting.asvdata, "git", lambda repo, *args: "a subject")
+    monkeypatch.setattr(bisecting, "first_parent_range", lambda repo, good, bad_: [docs, plant, bad])
+    doc = bisecting.bisect("repo", "g", "b", str(tmp_path / "out"))
+    cell = "bench_fit.StepTime.time_step(256) [tensorflow]"
+    assert doc.culprit == plant and doc.exit_status == 1
+    assert [(s.commit, s.answer) for s in doc.steps] == [(bad, "worse"), (docs, "same"), (plant, "worse")]
+    [evidence] = doc.culprit_evidence
+    assert evidence.change == "equivalent" and evidence.of_bad == pytest.approx(0.625, abs=0.001)
+    assert asked == [("g" * 40, plant, [cell], {cell: 1.045})]
+    assert doc.localize_remarks == ["where it grew: recorded"]
+    from fitbench import schema
+
+    schema.validate(json.loads((tmp_path / "out" / "bisect.json").read_text()))  # schema 4: every cell's of_bad
