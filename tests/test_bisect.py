@@ -41,10 +41,12 @@ def bisect(history: dict[str, object], good: str, bad: str, out: Path, *args: st
 @pytest.mark.alert
 def test_bisect_names_the_planted_commit_with_its_evidence_and_cost(history, tmp_path):
     out = tmp_path / "report"
-    result = bisect(history, "base", "d4", out, "--bench", QUIET, "--processes", "10", "--order-seed", "1")
+    result = bisect(history, "base", "d4", out, "--bench", QUIET, "--processes", "10", "--order-seed", "1",
+                    "--json", str(tmp_path / "copy.json"))
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     doc = json.loads((out / "bisect.json").read_text())
     schema.validate(doc)
+    assert json.loads((tmp_path / "copy.json").read_text()) == doc  # --json: the same document
     assert doc["culprit"] == history["slow"] and doc["culprit_subject"] == "the plant: 30 % slower"
     assert doc["watched"] == ["bench_toy.StepTime.time_step('quiet') [tensorflow]"]
     # 5 commits after GOOD: BAD, then the middle (docs 2: same), then the plant (worse): log2 steps
@@ -203,3 +205,14 @@ def test_a_bisection_names_the_commit_nearer_bad_and_asks_where_it_grew_with_tha
     from fitbench import schema
 
     schema.validate(json.loads((tmp_path / "out" / "bisect.json").read_text()))  # schema 4: every cell's of_bad
+
+    # interrupted while it measures where the culprit grew: bisect.json and the --json copy keep the answer
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bisecting.pairedalert, "where_it_grew_between", interrupted)
+    copy = tmp_path / "copy.json"
+    with pytest.raises(KeyboardInterrupt):
+        bisecting.bisect("repo", "g", "b", str(tmp_path / "again"), copies=(str(copy),))
+    for kept in (copy, tmp_path / "again" / "bisect.json"):
+        assert json.loads(kept.read_text())["culprit"] == plant

@@ -71,8 +71,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
                                   order_seed=args.order_seed, undecided_ok=args.undecided_ok,
                                   design=args.design).check()
     doc = bisect(args.repo, args.good, args.bad, args.out, common.decision_settings(args), request,
-                 progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"))
-    return _report(args, doc, out)
+                 progress=lambda line: sys.stderr.write(f"fitbench: {line}\n"), copies=(out,) if out else ())
+    return _report(args, doc, None)  # the --json copy is kept by bisect, as bisect.json is
 
 
 def _report(args: argparse.Namespace, doc: Any, out: str | None) -> int:

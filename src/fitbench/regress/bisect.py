@@ -220,8 +220,9 @@ def search(count: int, measure: Callable[[int], BisectStep]) -> tuple[int, int, 
 
 def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: DecisionSettings = DecisionSettings(),
            options: AlertOptions = AlertOptions(),
-           progress: Callable[[str], None] = lambda line: None) -> BisectDocument:
-    """Search GOOD..BAD for the first commit worse than GOOD; every step's alert report goes under `out_dir`."""
+           progress: Callable[[str], None] = lambda line: None, copies: tuple[str, ...] = ()) -> BisectDocument:
+    """Search GOOD..BAD for the first commit worse than GOOD; every step's alert report goes under `out_dir`,
+    bisect.json and bisect.md beside them, and bisect.json to each of `copies` (`--json`) whenever it is kept."""
     started = time.monotonic()
     asvdata.require_asv()
     settings.check()
@@ -311,15 +312,19 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         exit_status=EXIT_OK if status == EXIT_UNDECIDED and options.undecided_ok else status,
         verdict=VERDICTS[status], note=note, seconds=round(time.monotonic() - started, 1),
         fitbench_version=__version__, finished=utc_stamp())
-    keep_document(str(out / "bisect.json"), doc.to_dict())
-    keep_markdown(out / "bisect.md", render_markdown(doc))
+
+    def keep() -> None:
+        for path in (str(out / "bisect.json"), *copies):
+            keep_document(path, doc.to_dict())
+        keep_markdown(out / "bisect.md", render_markdown(doc))
+
+    keep()
     if culprit is not None and options.localize:
-        # written first, so that an interrupt while it measures where the culprit grew keeps the search's answer
+        # kept first, so that an interrupt while it measures where the culprit grew keeps the search's answer
         doc.localized, doc.localize_remarks = where_culprit_grew(repo, good, culprit, evidence, reports[culprit],
                                                                  options, out, progress)
         doc.seconds, doc.finished = round(time.monotonic() - started, 1), utc_stamp()
-        keep_document(str(out / "bisect.json"), doc.to_dict())
-        keep_markdown(out / "bisect.md", render_markdown(doc))
+        keep()
     return doc
 
 
