@@ -169,16 +169,18 @@ def test_a_bisection_names_the_commit_nearer_bad_and_asks_where_it_grew_with_tha
     # it grew is asked once, of GOOD against it, with that cell and its ratio
     from fitbench.regress import bisect as bisecting
 
+    # jax made worse by the plant too, by more: where it grew takes the largest change first
     docs, plant, bad = "d" * 40, "p" * 40, "b" * 40
-    ratios = {docs: ("equivalent", 1.015, 1.002, 1.044), plant: ("equivalent", 1.045, 1.023, 1.069),
-              bad: ("worse", 1.073, 1.060, 1.092)}
+    ratios = {docs: {"tensorflow": ("equivalent", 1.015, 1.002, 1.044), "jax": ("equivalent", 1.01, 0.99, 1.03)},
+              plant: {"tensorflow": ("equivalent", 1.045, 1.023, 1.069), "jax": ("worse", 1.2, 1.1, 1.3)},
+              bad: {"tensorflow": ("worse", 1.073, 1.060, 1.092), "jax": ("worse", 1.25, 1.15, 1.35)}}
 
     def alert(repo, good, head, out, settings, request, progress):
-        change, ratio, low, high = ratios[head]
-        row = {"benchmark": "bench_fit.StepTime.time_step", "params": {"batch_size": "256"},
-               "backend": "tensorflow", "change": change, "ratio": ratio, "ci_low": low, "ci_high": high,
-               "stage": 1, "processes_base": 12, "processes_head": 12}
-        return (1 if change == "worse" else 0), {"comparisons": [row], "stages": [], "order_seed": 3}
+        rows = [{"benchmark": "bench_fit.StepTime.time_step", "params": {"batch_size": "256"}, "backend": backend,
+                 "change": change, "ratio": ratio, "ci_low": low, "ci_high": high, "stage": 1, "processes_base": 12,
+                 "processes_head": 12} for backend, (change, ratio, low, high) in ratios[head].items()]
+        status = 1 if any(r["change"] == "worse" for r in rows) else 0
+        return status, {"comparisons": rows, "stages": [], "order_seed": 3}
 
     asked = []
 
@@ -195,12 +197,13 @@ def test_a_bisection_names_the_commit_nearer_bad_and_asks_where_it_grew_with_tha
     monkeypatch.setattr(bisecting.asvdata, "git", lambda repo, *args: "a subject")
     monkeypatch.setattr(bisecting, "first_parent_range", lambda repo, good, bad_: [docs, plant, bad])
     doc = bisecting.bisect("repo", "g", "b", str(tmp_path / "out"))
-    cell = "bench_fit.StepTime.time_step(256) [tensorflow]"
+    cell, jax = "bench_fit.StepTime.time_step(256) [tensorflow]", "bench_fit.StepTime.time_step(256) [jax]"
     assert doc.culprit == plant and doc.exit_status == 1
     assert [(s.commit, s.answer) for s in doc.steps] == [(bad, "worse"), (docs, "same"), (plant, "worse")]
-    [evidence] = doc.culprit_evidence
-    assert evidence.change == "equivalent" and evidence.of_bad == pytest.approx(0.625, abs=0.001)
-    assert asked == [("g" * 40, plant, [cell], {cell: 1.045})]
+    evidence = {c.cell: c for c in doc.culprit_evidence}
+    assert evidence[cell].change == "equivalent" and evidence[cell].of_bad == pytest.approx(0.625, abs=0.001)
+    assert [c.cell for c in doc.culprit_evidence] == [cell, jax]  # as the step's rows came
+    assert asked == [("g" * 40, plant, [jax, cell], {cell: (1.045, 1.023), jax: (1.2, 1.1)})]
     assert doc.localize_remarks == ["where it grew: recorded"]
     from fitbench import schema
 

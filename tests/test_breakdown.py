@@ -366,6 +366,30 @@ def test_where_it_grew_measures_only_cells_with_step_phases_and_names_what_it_le
         "where it grew: not measured for bench_model.StepTime.time_step(256) [jax]: with "
         "bench_model.StepTime.time_step(256) [torch] measured (the largest change first), their pairs would not "
         "fit in what --max-minutes left; `fitbench alert BASE HEAD --bench CELL --backend B` measures one alone"]
+    # the ratios reach the note: pairs in which the cut's fit did not move, a cell 1.12x [1.10, 1.14] worse
+    from fitbench.regress.pairing import PairOutcome
+
+    def unmoved(index: int) -> PairOutcome:
+        windows = {}
+        for cid, ms in zip(breakdown.CONFIGURATION_IDS, (2.0, 3.0, 6.0, 8.0, 10.0, 12.0, 13.0)):
+            step = [ms * (1 + 0.001 * ((i * 7 + index) % 5)) / 1000 for i in range(5)]
+            windows[f"bench_model.StepPhases.time_configuration-{list(breakdown.CONFIGURATION_IDS).index(cid)}"] = {
+                "base": step, "head": list(reversed(step))}
+        return PairOutcome(index=index, stage=3, design="alternate", first="base", cpus=None, windows=windows)
+
+    class Measured:
+        stopped: dict = {}
+
+        def __init__(self, cells: list, count: int, start: int) -> None:
+            self.pairs = {cells[0].group: [unmoved(start + i) for i in range(count)]}
+
+    monkeypatch.setattr(localize.pairedstage, "run_stage",
+                        lambda repo, base, head, sides, cells, count, *args, **kwargs: Measured(cells, count, args[4]))
+    [located], _ = localize.where_it_grew("repo", "a" * 40, "b" * 40, [step(256, "torch")], {}, info, 0, Path("out"),
+                                          time.monotonic() + 3600, lambda line: None, per_pair=per_pair,
+                                          ratios={"bench_model.StepTime.time_step(256) [torch]": (1.12, 1.10)})
+    assert located.pairs == localize.LOCALIZE_PAIRS and "cannot place it" in located.note, located.note
+    monkeypatch.setattr(localize.pairedstage, "run_stage", run_stage)
     # no StepPhases cell for any: nothing run, said once
     ran.clear()
     assert localize.where_it_grew("repo", "a", "b", [step(64, "jax")], {}, info, 0, Path("out"),
@@ -394,10 +418,51 @@ def test_where_it_grew_says_when_the_cell_s_change_is_not_in_what_the_cut_runs()
 
     unchanged = [pair(1.0) for _ in range(MIN_INTERVAL_PAIRS + 1)]
     note = unseen_change(unchanged, 1.12)
-    assert note.startswith("this cut's `fit` changed by ") and "under half the cell's change (1.120×, about +1.44 " \
-        "ms)" in note and "cannot place it" in note
+    assert note.startswith("this cut's `fit` changed by ") and "under half the cell's change (1.120×, at least " \
+        "1.120× at 95 %: about +1.44 ms, at least +1.44)" in note and "cannot place it" in note
+    assert "at least 1.100×" in unseen_change(unchanged, 1.12, 1.10)
+    # a cell barely worse (its interval reaches 1.005x): the cut's fit is not shown to see under half of that
+    assert unseen_change(unchanged, 1.12, 1.005) == ""
+    assert unseen_change(unchanged, float("nan")) == "" and unseen_change(unchanged, 1.12, float("nan")) == ""
     assert unseen_change(unchanged, 1.0) == ""  # nothing to see
     assert unseen_change([pair(1.12) for _ in range(MIN_INTERVAL_PAIRS + 1)], 1.12) == ""  # the cut saw it
     # most of it (the toy suite of tests/test_alert_stages.py: its cut grows 25 % where its StepTime grows 30 %)
     assert unseen_change([pair(1.09) for _ in range(MIN_INTERVAL_PAIRS + 1)], 1.12) == ""
     assert unseen_change(unchanged[:3], 1.12) == "" and unseen_change(unchanged, None) == ""  # cannot tell
+
+
+def test_the_alert_keeps_its_verdict_before_it_measures_where_a_cell_grew(monkeypatch, tmp_path):
+    # where it grew takes minutes after the verdict: an interrupt then must leave alert.json and alert.md with it
+    import contextlib
+    import json
+    from types import SimpleNamespace
+
+    from fitbench.regress import alert as alerting
+    from fitbench.regress.alertdoc import Comparison
+
+    key = "bench_fit.StepTime.time_step(256) [tensorflow]"
+    for name, value in (("require_asv", lambda: None), ("repo_root", lambda repo: repo),
+                        ("resolve_commit", lambda repo, rev: rev * 40),
+                        ("select_benchmarks", lambda repo, bench: ["bench_fit.StepTime.time_step(256)"]),
+                        ("backend_environments", lambda repo, backends: {"tensorflow": "env-tf"}),
+                        ("machine_name", lambda: "vm"), ("ensure_machine", lambda repo, machine: None),
+                        ("asv_config", lambda repo: SimpleNamespace(results_dir=str(tmp_path / "results"))),
+                        ("writing", lambda folder, what: contextlib.nullcontext())):
+        monkeypatch.setattr(alerting.asvdata, name, value)
+    monkeypatch.setattr(alerting, "load_calibration", lambda repo, machine: None)
+    monkeypatch.setattr(alerting.pairedalert, "plan_pairs", lambda *args, **kwargs: ([12, 12], "default"))
+    seen = {}
+
+    def paired_live(*args, on_verdict, **kwargs):
+        rows = {key: Comparison(benchmark="bench_fit.StepTime.time_step", params={"batch_size": "256"}, unit="s",
+                                before=0.013, after=0.0145, change="worse", ratio=1.116, ci_low=1.097,
+                                ci_high=1.137, backend="tensorflow")}
+        on_verdict(rows, 1)
+        seen["kept"] = json.loads((tmp_path / "out" / "alert.json").read_text())
+        raise KeyboardInterrupt  # while it measures where the cell grew
+
+    monkeypatch.setattr(alerting.pairedalert, "paired_live", paired_live)
+    with pytest.raises(KeyboardInterrupt):
+        alerting.alert("repo", "a", "b", str(tmp_path / "out"))
+    assert seen["kept"]["exit_status"] == 1 and seen["kept"]["verdict"] == "regression"
+    assert (tmp_path / "out" / "alert.md").read_text().startswith("## fitbench alert")

@@ -93,14 +93,23 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
                 decided = unpaired_live(repo, base, head, report, keys, environments, machine, plan, settings,
                                         stages, options, seed, out, calibrated, started, progress)
             else:
+                # kept as soon as the cells are decided: an interrupt while it measures where a worse cell grew
+                # (minutes) keeps the verdict
                 decided = pairedalert.paired_live(repo, base, head, report, selected, environments, machine, plan,
                                                   settings, stages, options, seed, out, calibrated, started,
-                                                  progress)
+                                                  progress, on_verdict=lambda rows, family: conclude(
+                                                      report, rows, family, keys, options, out, started))
     if decided is None:
         report.finish(EXIT_ERROR)
         write_report(out_dir, report)
         return EXIT_ERROR, report.to_dict()
-    rows, family = decided
+    status = conclude(report, *decided, keys, options, out, started)
+    return status, report.to_dict()
+
+
+def conclude(report: AlertDocument, rows: dict[str, Comparison], family: int, keys: list[str],
+             options: AlertOptions, out: Path, started: float) -> int:
+    """The verdict from the decided rows, written to alert.json and alert.md in `out`; its exit status."""
     for key in keys:  # selected, but stored nothing for it on either commit
         if key not in rows:
             name, _, label = key.rpartition(" [")
@@ -116,5 +125,5 @@ def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: Decis
     status = exit_status(report.comparisons, options.undecided_ok)
     report.finish(status)
     report.seconds = round(time.monotonic() - started, 1)
-    write_report(out_dir, report)
-    return status, report.to_dict()
+    write_report(str(out), report)
+    return status

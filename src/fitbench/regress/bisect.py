@@ -314,9 +314,10 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         fitbench_version=__version__, finished=utc_stamp())
 
     def keep() -> None:
-        for path in (str(out / "bisect.json"), *copies):
-            keep_document(path, doc.to_dict())
+        keep_document(str(out / "bisect.json"), doc.to_dict())
         keep_markdown(out / "bisect.md", render_markdown(doc))
+        for path in copies:
+            keep_document(path, doc.to_dict())
 
     keep()
     if culprit is not None and options.localize:
@@ -342,7 +343,7 @@ def where_culprit_grew(repo: str, good: str, culprit: str, evidence: list[CellEv
         localized, remarks = pairedalert.where_it_grew_between(
             repo, good, culprit, worse, paces[0] if paces else {}, options.max_minutes,
             (report.get("order_seed") or 0) + 2, out / "where-it-grew",
-            progress=lambda line: progress(f"  {line}"), ratios={c.cell: c.ratio for c in evidence})
+            progress=lambda line: progress(f"  {line}"), ratios={c.cell: (c.ratio, c.ci_low) for c in evidence})
     except Exception as exc:  # descriptive: the culprit stands
         return None, [f"where it grew: not measured, it failed: {type(exc).__name__}: {exc}"]
     return (localized or None), remarks

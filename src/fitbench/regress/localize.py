@@ -13,6 +13,7 @@ says where the time went and decides nothing: the exit status is the cells' (doc
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -142,22 +143,29 @@ def _fit_deltas(pairs: list[dict[str, tuple[list[float], list[float]]]]) -> list
     return [statistics.median((h - b) * 1000 for b, h in _round_values(*p[_IDS[FIT]])) for p in pairs]
 
 
-def unseen_change(pairs: list[dict[str, tuple[list[float], list[float]]]], cell_ratio: float | None) -> str:
+def unseen_change(pairs: list[dict[str, tuple[list[float], list[float]]]], cell_ratio: float | None,
+                  cell_low: float | None = None) -> str:
     """A note when the `fit` configuration's change in these pairs is shown to be under half the worse cell's
-    change (the cell's ratio applied to base's `fit`; the upper end of fit's 95 % interval below that half):
-    most of the regression is then in code the cut does not run, e.g. the benchmark's own harness around `fit`
-    or a callback it passes, and no phase can place it. "" when the cut saw most of it, or when there is no
-    ratio or too few pairs to tell. Pure."""
+    change (the upper end of fit's 95 % interval below half of the cell's change at the lower end of its own
+    interval, `cell_low`, or its ratio without one, applied to base's `fit`): most of the regression is then in
+    code the cut does not run, e.g. the benchmark's own harness around `fit` or a callback it passes, and no
+    phase can place it. "" when the cut saw most of it, or when there is no ratio or too few pairs to tell.
+    Pure."""
     whole = [p for p in pairs if all(cid in p and p[cid][0] and p[cid][1] for cid in CONFIGURATION_IDS)]
-    if not cell_ratio or cell_ratio <= 1 or len(whole) < MIN_INTERVAL_PAIRS:
+    least = cell_low if cell_low is not None else cell_ratio
+    if (cell_ratio is None or least is None or not math.isfinite(least) or not math.isfinite(cell_ratio)
+            or least <= 1 or len(whole) < MIN_INTERVAL_PAIRS):
         return ""
     base_fit_ms = statistics.median(statistics.median(p[_IDS[FIT]][0]) * 1000 for p in whole)
-    expected_ms = (cell_ratio - 1) * base_fit_ms
+    if base_fit_ms <= 0:
+        return ""
+    least_ms = (least - 1) * base_fit_ms
     estimate, low, high = signedrank.shift_ci(_fit_deltas(whole), 0.95)
-    if high >= expected_ms / 2:
+    if high >= least_ms / 2:
         return ""
     return (f"this cut's `fit` changed by {estimate:+.2f} ms per step [{low:+.2f}, {high:+.2f}] (95 %), under half "
-            f"the cell's change ({cell_ratio:.3f}×, about {expected_ms:+.2f} ms): most of the regression is in code "
+            f"the cell's change ({cell_ratio:.3f}×, at least {least:.3f}× at 95 %: about "
+            f"{(cell_ratio - 1) * base_fit_ms:+.2f} ms, at least {least_ms:+.2f}): most of the regression is in code "
             "StepPhases does not run (the benchmark's own harness around `fit`, or what it passes to it), and the "
             "phases cannot place it")
 
@@ -186,14 +194,16 @@ def _windows(pair: PairOutcome, cells: dict[str, str]) -> dict[str, tuple[list[f
 def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, PairedCell, str]],
                   sides: dict[str, Any], info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float,
                   progress: Callable[[str], None], labels: dict[str, str] | None = None,
-                  per_pair: dict[str, float] | None = None, ratios: dict[str, float | None] | None = None
+                  per_pair: dict[str, float] | None = None,
+                  ratios: dict[str, tuple[float | None, float | None]] | None = None
                   ) -> tuple[list[Localization], list[str]]:
     """For the worse cells (key, its PairedCell, backend; the largest change first) that are StepTime cells
     with a StepPhases cell at their parameters, the suite's StepPhases in pairs in their environments: the
     largest changes whose pairs fit before `deadline` (time.monotonic(); within_time, a round estimated from
     `per_pair`, the alert's stage-1 seconds per pair by group label), every environment's pairs in one stage.
     After the first pair, not gone on with when a configuration is n/a or errs on a side (it would say
-    nothing). `ratios`: each worse cell's own ratio, to say when the cut did not see its change (unseen_change).
+    nothing). `ratios`: each worse cell's ratio and its interval's lower end, to say when the cut did not
+    see its change (unseen_change).
     Returns the localizations and the remarks for the report (what was not measured, and why)."""
     worse = [w for w in worse if w[1].benchmark.endswith(LOCALIZED)]
     if not worse:
@@ -267,7 +277,7 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         if errors:
             notes.append(f"StepPhases failed: {errors[0]}")
         notes += [stopped[g] for g in mine if g in stopped]
-        notes.append(unseen_change(windows, (ratios or {}).get(key)))
+        notes.append(unseen_change(windows, *(ratios or {}).get(key, (None, None))))
         localized.append(Localization(cell=key, backend=backend, params=_params(key), pairs=whole,
                                       failed_pairs=sum(1 for p in group_pairs if p.failed),
                                       seconds=round(sum(p.seconds for p in group_pairs), 1),

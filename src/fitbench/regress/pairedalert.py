@@ -192,9 +192,12 @@ def read_back(repo: str, base: str, head: str, bench: str, envs: list[str], runn
 def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected: list[str],
                 environments: dict[str, str], machine: str, plan: list[int], settings: DecisionSettings,
                 stages: int, options: AlertOptions, seed: int, out: Path, calibrated: dict[str, float] | None,
-                started: float, progress: Callable[[str], None]) -> tuple[dict[str, Comparison], int] | None:
+                started: float, progress: Callable[[str], None],
+                on_verdict: Callable[[dict[str, Comparison], int], Any] = lambda rows, family: None
+                ) -> tuple[dict[str, Comparison], int] | None:
     """Stage 1 (and 2) of pairs for the pairable cells, one asv stage for the rest; the rows decided, or None
-    when asv stored nothing for one of the commits (report.error says so)."""
+    when asv stored nothing for one of the commits (report.error says so). `on_verdict(rows, family)` is called
+    once the cells are decided, before where a worse cell grew is measured (minutes)."""
     log = out / "asv.log"
     design = report.design
     progress(f"preparing both commits' builds in {len(environments)} environment(s) for pairs (asv; log: {log})")
@@ -254,15 +257,17 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
     worse = sorted(((key, paired[key], row.backend or "") for key, row in rows.items()
                     if row.change == decide.WORSE and key in paired),
                    key=lambda w: -abs(math.log(rows[w[0]].ratio or 1.0)))  # the largest change first
-    _where_it_grew(repo, base, head, report, worse, {key: rows[key].ratio for key, _, _ in worse}, sides, info,
-                   seed + 2, out, started + options.max_minutes * 60, options, backend_of, progress)
+    on_verdict(rows, family)
+    ratios = {key: (rows[key].ratio, rows[key].ci_low) for key, _, _ in worse}
+    _where_it_grew(repo, base, head, report, worse, ratios, sides, info, seed + 2, out,
+                   started + options.max_minutes * 60, options, backend_of, progress)
     return rows, family
 
 
 def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse: list[tuple[str, PairedCell, str]],
-                   ratios: dict[str, float | None], sides: dict[str, Any], info: dict[str, dict[str, Any]],
-                   seed: int, out: Path, deadline: float, options: AlertOptions, backend_of: dict[str, str],
-                   progress: Callable[[str], None]) -> None:
+                   ratios: dict[str, tuple[float | None, float | None]], sides: dict[str, Any],
+                   info: dict[str, dict[str, Any]], seed: int, out: Path, deadline: float, options: AlertOptions,
+                   backend_of: dict[str, str], progress: Callable[[str], None]) -> None:
     """The phases of the worse StepTime cells (fitbench.regress.localize), after the verdict is reached: what
     goes wrong here is a remark, never a lost verdict. Not on a runner's share of a decision over several
     (--machine): its report is not the one a reader sees."""
@@ -283,13 +288,14 @@ def _where_it_grew(repo: str, base: str, head: str, report: AlertDocument, worse
 
 def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str], per_pair: dict[str, float],
                           max_minutes: float, seed: int, out: Path, progress: Callable[[str], None],
-                          ratios: dict[str, float | None] | None = None
+                          ratios: dict[str, tuple[float | None, float | None]] | None = None
                           ) -> tuple[list[localize.Localization], list[str]]:
     """Where the worse StepTime cells `worse_keys` (asvdata.cell_key) of an alert already run between `base` and
     `head` grew, measured alone in pairs of StepPhases (bisect's culprit against GOOD: its steps do without),
     the largest change first. `per_pair`: that alert's stage-1 seconds per pair by group label, for the
-    estimate of a round; the pairs keep to `max_minutes` from now; `ratios`: each cell's ratio at `head`
-    (localize.unseen_change). Returns the localizations and the remarks (why none was measured)."""
+    estimate of a round; the pairs keep to `max_minutes` from now; `ratios`: each cell's ratio at `head` and
+    its interval's lower end (localize.unseen_change). Returns the localizations and the remarks (why none was
+    measured)."""
     deadline = time.monotonic() + max_minutes * 60
     keys = [k for k in worse_keys if k.rsplit(" [", 1)[0].partition("(")[0].endswith(localize.LOCALIZED)]
     if not keys:
