@@ -169,7 +169,8 @@ def test_a_bisection_names_the_commit_nearer_bad_and_asks_where_it_grew_with_tha
     # it grew is asked once, of GOOD against it, with that cell and its ratio
     from fitbench.regress import bisect as bisecting
 
-    # jax made worse by the plant too, by more: where it grew takes the largest change first
+    # jax made worse by the plant too, by more: both cells go to where it grew with their ratios, which it
+    # orders by (the largest change first: tests/test_breakdown.py)
     docs, plant, bad = "d" * 40, "p" * 40, "b" * 40
     ratios = {docs: {"tensorflow": ("equivalent", 1.015, 1.002, 1.044), "jax": ("equivalent", 1.01, 0.99, 1.03)},
               plant: {"tensorflow": ("equivalent", 1.045, 1.023, 1.069), "jax": ("worse", 1.2, 1.1, 1.3)},
@@ -203,7 +204,7 @@ def test_a_bisection_names_the_commit_nearer_bad_and_asks_where_it_grew_with_tha
     evidence = {c.cell: c for c in doc.culprit_evidence}
     assert evidence[cell].change == "equivalent" and evidence[cell].of_bad == pytest.approx(0.625, abs=0.001)
     assert [c.cell for c in doc.culprit_evidence] == [cell, jax]  # as the step's rows came
-    assert asked == [("g" * 40, plant, [jax, cell], {cell: (1.045, 1.023), jax: (1.2, 1.1)})]
+    assert asked == [("g" * 40, plant, [cell, jax], {cell: (1.045, 1.023), jax: (1.2, 1.1)})]
     assert doc.localize_remarks == ["where it grew: recorded"]
     from fitbench import schema
 

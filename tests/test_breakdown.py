@@ -366,6 +366,17 @@ def test_where_it_grew_measures_only_cells_with_step_phases_and_names_what_it_le
         "where it grew: not measured for bench_model.StepTime.time_step(256) [jax]: with "
         "bench_model.StepTime.time_step(256) [torch] measured (the largest change first), their pairs would not "
         "fit in what --max-minutes left; `fitbench alert BASE HEAD --bench CELL --backend B` measures one alone"]
+    # given their ratios, the largest change goes first whatever the order the cells came in
+    ran.clear()
+    located, remarks = localize.where_it_grew("repo", "a" * 40, "b" * 40, [step(256, "jax"), step(256, "torch")],
+                                              {}, info, 0, Path("out"), time.monotonic() + rounds * 10 + 5,
+                                              lambda line: None, per_pair=per_pair,
+                                              ratios={"bench_model.StepTime.time_step(256) [jax]": (1.05, 1.02),
+                                                      "bench_model.StepTime.time_step(256) [torch]": (1.2, 1.1)})
+    assert ran == [{"env-torch"}] * 2 and [loc.cell for loc in located] == [
+        "bench_model.StepTime.time_step(256) [torch]"]
+    assert remarks[0].startswith("where it grew: not measured for bench_model.StepTime.time_step(256) [jax]: with "
+                                 "bench_model.StepTime.time_step(256) [torch] measured")
     # the ratios reach the note: pairs in which the cut's fit did not move, a cell 1.12x [1.10, 1.14] worse
     from fitbench.regress.pairing import PairOutcome
 

@@ -314,10 +314,11 @@ def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: Decis
         fitbench_version=__version__, finished=utc_stamp())
 
     def keep() -> None:
-        keep_document(str(out / "bisect.json"), doc.to_dict())
+        body = doc.to_dict()
+        keep_document(str(out / "bisect.json"), body)
         keep_markdown(out / "bisect.md", render_markdown(doc))
         for path in copies:
-            keep_document(path, doc.to_dict())
+            keep_document(path, body)
 
     keep()
     if culprit is not None and options.localize:
@@ -335,8 +336,7 @@ def where_culprit_grew(repo: str, good: str, culprit: str, evidence: list[CellEv
     """Where the culprit's worse StepTime cells grew against GOOD: StepPhases in pairs of those two commits,
     within one alert's --max-minutes, once the search is over (each step would have spent minutes on it).
     Descriptive: what goes wrong here is a remark, never a lost culprit."""
-    worse = [c.cell for c in sorted(evidence, key=lambda c: -abs(math.log(c.ratio)) if c.ratio and c.ratio > 0
-                                    else 0.0)]  # the largest change first, as the alert takes them
+    worse = [c.cell for c in evidence]
     paces = [s.get("seconds_per_pair") or {} for s in report.get("stages", [])
              if s.get("stage") == 1 and s.get("design") != decide.UNPAIRED]
     try:

@@ -52,6 +52,11 @@ def seconds_needed(per_pair: dict[str, float], backends: set[str]) -> float:
     return max(MIN_SECONDS_LEFT, MIN_INTERVAL_PAIRS * round_estimate(per_pair, backends))
 
 
+def _log_size(ratio: float | None) -> float:
+    """|log ratio|, the size of a change either way; 0 without a usable ratio."""
+    return abs(math.log(ratio)) if ratio and ratio > 0 and math.isfinite(ratio) else 0.0
+
+
 def within_time(worse: list[tuple[str, Any, str]], per_pair: dict[str, float], seconds_left: float
                 ) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any, str]]]:
     """The worse cells (key, cell, backend), taken in the order given (the largest change first), whose
@@ -197,15 +202,16 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
                   per_pair: dict[str, float] | None = None,
                   ratios: dict[str, tuple[float | None, float | None]] | None = None
                   ) -> tuple[list[Localization], list[str]]:
-    """For the worse cells (key, its PairedCell, backend; the largest change first) that are StepTime cells
-    with a StepPhases cell at their parameters, the suite's StepPhases in pairs in their environments: the
-    largest changes whose pairs fit before `deadline` (time.monotonic(); within_time, a round estimated from
-    `per_pair`, the alert's stage-1 seconds per pair by group label), every environment's pairs in one stage.
-    After the first pair, not gone on with when a configuration is n/a or errs on a side (it would say
-    nothing). `ratios`: each worse cell's ratio and its interval's lower end, to say when the cut did not
-    see its change (unseen_change).
+    """For the worse cells (key, its PairedCell, backend) that are StepTime cells with a StepPhases cell at
+    their parameters, taken the largest change first (by `ratios`; in the order given without), the suite's
+    StepPhases in pairs in their environments: the largest changes whose pairs fit before `deadline`
+    (time.monotonic(); within_time, a round estimated from `per_pair`, the alert's stage-1 seconds per pair by
+    group label), every environment's pairs in one stage. After the first pair, not gone on with when a
+    configuration is n/a or errs on a side (it would say nothing). `ratios`: each worse cell's ratio and its
+    interval's lower end, to order them and to say when the cut did not see a change (unseen_change).
     Returns the localizations and the remarks for the report (what was not measured, and why)."""
-    worse = [w for w in worse if w[1].benchmark.endswith(LOCALIZED)]
+    worse = sorted((w for w in worse if w[1].benchmark.endswith(LOCALIZED)),
+                   key=lambda w: -_log_size((ratios or {}).get(w[0], (None, None))[0]))  # the largest change first
     if not worse:
         return [], []
     phases_bench = next((name for name in sorted(info) if name.endswith(STEP_PHASES)), None)

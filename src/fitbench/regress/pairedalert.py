@@ -254,9 +254,8 @@ def paired_live(repo: str, base: str, head: str, report: AlertDocument, selected
         if key in paired and row.pairs is not None:
             lost = (row.processes_requested or plan[0]) - row.pairs
             row.processes_missing = [lost, lost] if lost > 0 else []
-    worse = sorted(((key, paired[key], row.backend or "") for key, row in rows.items()
-                    if row.change == decide.WORSE and key in paired),
-                   key=lambda w: -abs(math.log(rows[w[0]].ratio or 1.0)))  # the largest change first
+    worse = [(key, paired[key], row.backend or "") for key, row in rows.items()
+             if row.change == decide.WORSE and key in paired]
     on_verdict(rows, family)
     ratios = {key: (rows[key].ratio, rows[key].ci_low) for key, _, _ in worse}
     _where_it_grew(repo, base, head, report, worse, ratios, sides, info, seed + 2, out,
@@ -292,9 +291,9 @@ def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str]
                           ) -> tuple[list[localize.Localization], list[str]]:
     """Where the worse StepTime cells `worse_keys` (asvdata.cell_key) of an alert already run between `base` and
     `head` grew, measured alone in pairs of StepPhases (bisect's culprit against GOOD: its steps do without),
-    the largest change first. `per_pair`: that alert's stage-1 seconds per pair by group label, for the
-    estimate of a round; the pairs keep to `max_minutes` from now; `ratios`: each cell's ratio at `head` and
-    its interval's lower end (localize.unseen_change). Returns the localizations and the remarks (why none was
+    the largest change first (localize.where_it_grew). `per_pair`: that alert's stage-1 seconds per pair by
+    group label, for the estimate of a round; the pairs keep to `max_minutes` from now; `ratios`: each cell's
+    ratio at `head` and its interval's lower end. Returns the localizations and the remarks (why none was
     measured)."""
     deadline = time.monotonic() + max_minutes * 60
     keys = [k for k in worse_keys if k.rsplit(" [", 1)[0].partition("(")[0].endswith(localize.LOCALIZED)]
@@ -310,7 +309,6 @@ def where_it_grew_between(repo: str, base: str, head: str, worse_keys: list[str]
     for backend, names in by_backend.items():
         paired = pairedstage.pairable(names, {backend: environments[backend]}, info)
         worse += [(key, cell, backend) for key, cell in paired.items() if key in keys]
-    worse.sort(key=lambda w: keys.index(w[0]))  # the caller's order: the largest change first
     if not worse:
         return [], ["where it grew: not measured, the suite has no StepTime cell to pair at these parameters"]
     if not any(name.endswith(localize.STEP_PHASES) for name in info):
