@@ -146,7 +146,7 @@ def test_the_same_commit_twice_is_refused_with_a_pointer_to_calibrate(tmp_path):
 
 
 def test_bad_alert_settings_are_one_line_and_exit_2(tmp_path):
-    for args, message in ((["--alpha", "2"], "--alpha must be between 0 and 1"),
+    for args, message in ((["--alpha", "2"], "--alpha must be between 0 and 0.5, got 2.0"),
                           (["--min-change", "0.5"], "--min-change must be between 0 and --threshold"),
                           (["--compile-threshold", "1.5"], "--compile-threshold must be a relative change"),
                           (["--processes", "1"], "--processes must be at least 2"),

@@ -447,6 +447,11 @@ def test_compile_time_cells_get_their_own_wider_margin():
     assert gate.for_cell(COMPILE_KEY).threshold == 0.05
     alert = decision_settings(build_parser().parse_args(["alert", "a", "b", "--threshold", "0.05"]))
     assert alert.for_cell(COMPILE_KEY).threshold == 0.25
+    # the alarm is one direction: alert, gate and bisect bound a false "worse" alone unless told --two-sided
+    assert alert.one_sided and gate.one_sided and alert.change_level(2) == alert.alpha
+    bisect = decision_settings(build_parser().parse_args(["bisect", "a", "b", "--two-sided"]))
+    assert not bisect.one_sided and bisect.change_level(2) == bisect.alpha / 2
+    assert not DecisionSettings().one_sided  # cost and versions, and documents written without the field
 
 
 def test_an_eight_percent_change_is_worse_for_a_step_and_equivalent_for_compile_time():

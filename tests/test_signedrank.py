@@ -5,6 +5,7 @@ over 10,000 simulated A/A decisions (a few seconds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -184,6 +185,40 @@ def test_two_stage_paired_aa_alerts_keep_the_family_wise_rate_over_10000_trials(
     assert second_stages > trials // 20  # the second stage really was exercised
     assert equivalent > trials  # and most cells are decided: on average more than one in three per alert
 
+
+
+def test_one_sided_alerts_keep_each_direction_at_alpha_over_10000_trials():
+    # the alert's default (ALERT_SETTINGS, and the CLI without --two-sided): alpha bounds a false "worse" alone,
+    # and a false "better" alone; the two-sided test runs at 2 alpha, so both together may reach 2 alpha
+    rng = random.Random(20261205)
+    settings = decide.ALERT_SETTINGS
+    assert settings.one_sided and settings.change_level(2) == 2 * settings.alpha / 2
+    trials, worse, better = 10_000, 0, 0
+    for i in range(trials):
+        out = simulated_paired_alert(rng, settings, 0.0, (0.02, 0.04, 0.08), n1=11, n2=11,
+                                     runners=(1.0, 3.0) if i % 2 else (1.0,))
+        worse += any(d.change == decide.WORSE for d in out.values())
+        better += any(d.change == decide.BETTER for d in out.values())
+    slack = 3 * math.sqrt(settings.alpha * (1 - settings.alpha) / trials)
+    assert worse / trials <= settings.alpha + slack and better / trials <= settings.alpha + slack
+    assert worse + better > 0  # the level is reached at all: 11 pairs are above the one-sided floor
+
+
+def test_one_sided_alarm_needs_one_pair_fewer_before_it_can_call_a_cell_worse():
+    from fitbench.regress.pairedalert import change_floor, plan_pairs
+
+    six = [f"bench_fit.StepTime.time_step({b}) [{be}]" for be in ("tensorflow", "jax", "torch") for b in (32, 256)]
+    two_sided, one_sided = DecisionSettings(), decide.ALERT_SETTINGS
+    assert change_floor(six, two_sided, 2) == 12 and change_floor(six, one_sided, 2) == 11
+    assert plan_pairs(None, six, two_sided, 2, print)[0] == [13, 13]
+    assert plan_pairs(None, six, one_sided, 2, print)[0] == [12, 12]
+    # eleven pairs all worse: one-sided, the strictest Holm level of six cells at stage 1 is reached
+    evidence = {k: signedrank.paired_evidence([0.1 + 0.001 * i for i in range(11)], one_sided, "alternate")
+                for k in six}
+    assert all(d.change == decide.WORSE for d in decide.conclude(evidence, one_sided, stage=1, stages=2).values())
+    assert not any(d.change == decide.WORSE for d in decide.conclude(evidence, two_sided, stage=1, stages=2).values())
+    with pytest.raises(UsageError, match="between 0 and 0.5"):
+        dataclasses.replace(one_sided, alpha=0.6).check()
 
 def test_paired_alerts_catch_a_ten_percent_change_and_rarely_call_it_equivalent():
     rng = random.Random(12032026)

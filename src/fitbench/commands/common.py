@@ -134,11 +134,17 @@ def decision_flags(p: argparse.ArgumentParser, alpha: float = 0.01, verdicts: bo
                         "it is also the change every cell should be able to see (default 0.10)")
     p.add_argument("--min-change", type=float, default=0.05,
                    help="a significant change smaller than this is not a regression (default 0.05)")
-    p.add_argument("--alpha", type=float, default=alpha,
-                   help=f"family-wise false-alarm rate over all cells{' and stages' if verdicts else ''}, Holm "
-                        f"(default {alpha})")
     if not verdicts:
+        p.add_argument("--alpha", type=float, default=alpha,
+                       help=f"family-wise rate of a false change (slower or faster) over all cells, Holm "
+                            f"(default {alpha})")
         return
+    p.add_argument("--alpha", type=float, default=alpha,
+                   help=f"family-wise false-alarm rate (a cell called worse when nothing changed) over all cells "
+                        f"and stages, Holm; a false 'better' has a rate of its own, at most the same (default {alpha})")
+    p.add_argument("--two-sided", action="store_true",
+                   help="--alpha bounds a false 'worse' and a false 'better' together, as before 2026-12-05 (the "
+                        "exact test then needs one pair more before it can call a cell worse)")
     p.add_argument("--equivalence-alpha", type=float, default=0.05,
                    help="family-wise rate of calling a change of --threshold or more equivalent (default 0.05)")
     if compile_time:
@@ -157,7 +163,9 @@ def decision_settings(args: argparse.Namespace, min_change: float | None = None)
                             min_change=args.min_change if min_change is None else min_change,
                             equivalence_alpha=args.equivalence_alpha,
                             # a command without --compile-threshold (the gate) decides every cell at --threshold
-                            compile_threshold=getattr(args, "compile_threshold", args.threshold)).check()
+                            compile_threshold=getattr(args, "compile_threshold", args.threshold),
+                            # the alarm is one direction: alpha bounds it alone, unless asked otherwise
+                            one_sided=not getattr(args, "two_sided", False)).check()
 
 
 def design_flag(p: argparse.ArgumentParser) -> None:

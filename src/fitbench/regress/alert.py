@@ -25,7 +25,7 @@ from fitbench.regress.alertdoc import (
 )
 from fitbench.regress.alertreport import write_report
 from fitbench.regress.calibration import load_calibration
-from fitbench.regress.decide import DecisionSettings
+from fitbench.regress.decide import ALERT_SETTINGS, DecisionSettings
 from fitbench.regress.pairing import ALTERNATE, UNPAIRED
 from fitbench.regress.unpaired import plan_stages, unpaired_live
 
@@ -33,7 +33,7 @@ STORED_SOURCE = "asv's stored results (no new run)"
 STORED = "stored"  # the design of a --stored alert: each cell as it was measured
 
 
-def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: DecisionSettings = DecisionSettings(),
+def alert(repo: str, base_rev: str, head_rev: str, out_dir: str, settings: DecisionSettings = ALERT_SETTINGS,
           options: AlertOptions = AlertOptions(),
           progress: Callable[[str], None] = lambda line: None) -> tuple[int, dict[str, Any]]:
     """The whole `fitbench alert BASE HEAD`: validate, measure in one or two stages (the time cells in pairs

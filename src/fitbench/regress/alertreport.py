@@ -138,8 +138,10 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"**{len(by['worse'])} worse**, {len(by['better'])} better, {len(by['equivalent'])} equivalent "
              f"(within ±{margin}), {len(by['inconclusive'])} inconclusive, {len(by['failed'])} "
              f"failed, {len(by['skipped'])} n/a.", "", _how(report), "",
-             f"A cell is worse when its exact test is significant at family-wise α={s.get('alpha')} (Holm over "
-             f"{report.get('tested_cells', '?')} cells, split across {report.get('stages_planned', 1)} stage(s)) and "
+             f"A cell is worse when its exact test is significant at family-wise α={s.get('alpha')} "
+             f"{'in that direction (better likewise, at its own α)' if s.get('one_sided') else '(worse or better)'} "
+             f"(Holm over {report.get('tested_cells', '?')} cells, split across {report.get('stages_planned', 1)} "
+             f"stage(s)) and "
              f"the change is at least {pct(s.get('min_change'))}; equivalent when two one-sided tests put it within "
              f"±{margin} at family-wise α={s.get('equivalence_alpha')}; else inconclusive, which "
              f"is not a pass. Benchmarks `{report['bench']}`; "

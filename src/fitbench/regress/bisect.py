@@ -34,7 +34,7 @@ from fitbench.regress import asvdata, decide, pairedalert
 from fitbench.regress.alert import alert
 from fitbench.regress.alertdoc import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, EXIT_UNDECIDED, AlertOptions
 from fitbench.regress.alertreport import where_it_grew_lines
-from fitbench.regress.decide import BETTER, EQUIVALENT, WORSE, DecisionSettings
+from fitbench.regress.decide import ALERT_SETTINGS, BETTER, EQUIVALENT, WORSE, DecisionSettings
 from fitbench.regress.localize import Localization
 from fitbench.report.document import Document
 from fitbench.report.io import keep_document, keep_markdown, utc_stamp
@@ -218,7 +218,7 @@ def search(count: int, measure: Callable[[int], BisectStep]) -> tuple[int, int, 
     return EXIT_REGRESSION, low, high
 
 
-def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: DecisionSettings = DecisionSettings(),
+def bisect(repo: str, good_rev: str, bad_rev: str, out_dir: str, settings: DecisionSettings = ALERT_SETTINGS,
            options: AlertOptions = AlertOptions(),
            progress: Callable[[str], None] = lambda line: None, copies: tuple[str, ...] = ()) -> BisectDocument:
     """Search GOOD..BAD for the first commit worse than GOOD; every step's alert report goes under `out_dir`,

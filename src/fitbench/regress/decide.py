@@ -74,6 +74,16 @@ class DecisionSettings:
     confidence: float = 0.95  # of the reported interval
     # the margin of the compile-time cells (COMPILE_TIME); optional in the schema: documents before it lack it
     compile_threshold: float = field(default=DEFAULT_COMPILE_THRESHOLD, metadata={"optional": True})
+    # True (the alert, gate and bisect): alpha bounds each direction alone, so a false "worse" (the alarm, exit 1)
+    # has probability at most alpha and a false "better" likewise. False: alpha bounds both together (cost,
+    # versions, and every document written before 2026-12-05, which lacks the field)
+    one_sided: bool = field(default=False, metadata={"optional": True})
+
+    def change_level(self, stages: int = 1) -> float:
+        """The family-wise level at which each of `stages` stages runs the two-sided change test: alpha / stages,
+        twice that when alpha bounds each direction alone (the exact nulls are symmetric, so the two-sided test
+        at 2 alpha is the one-sided test of each direction at alpha)."""
+        return (2 if self.one_sided else 1) * self.alpha / stages
 
     def for_cell(self, key: str) -> "DecisionSettings":
         """The settings one cell is decided with: a compile-time cell's margin is compile_threshold, never
@@ -85,8 +95,8 @@ class DecisionSettings:
                        min_change=self.min_change * self.compile_threshold / self.threshold)
 
     def check(self) -> "DecisionSettings":
-        if not 0 < self.alpha < 1:
-            raise UsageError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if not 0 < self.alpha < (0.5 if self.one_sided else 1):
+            raise UsageError(f"--alpha must be between 0 and {0.5 if self.one_sided else 1}, got {self.alpha}")
         if not 0 < self.equivalence_alpha < 1:
             raise UsageError(f"--equivalence-alpha must be between 0 and 1, got {self.equivalence_alpha}")
         if not 0 < self.threshold < 1:  # the same bounds on every command that takes it (versions too)
@@ -99,6 +109,10 @@ class DecisionSettings:
             raise UsageError(f"--compile-threshold must be a relative change between 0 and 1 (0.25 = 25 %), "
                              f"got {self.compile_threshold}")
         return self
+
+
+# the alert's, the gate's and bisect's defaults: their alarm is one direction (decision_settings of the CLI agrees)
+ALERT_SETTINGS = DecisionSettings(one_sided=True)
 
 
 def is_compile_time(key: str) -> bool:
@@ -236,8 +250,8 @@ def budget_check(processes: int, settings: DecisionSettings, family: int, stages
         raise UsageError(f"{flag} {processes}: with {processes} a side the exact test can decide nothing at these "
                          f"levels ({family} cell(s), {stages} stage(s)), not even equivalence: it needs at least "
                          f"{need}")
-    if min_attainable_p(processes, processes) > settings.alpha / stages / family:
-        need = next(n for n in range(2, 200) if min_attainable_p(n, n) <= settings.alpha / stages / family)
+    if min_attainable_p(processes, processes) > settings.change_level(stages) / family:
+        need = next(n for n in range(2, 200) if min_attainable_p(n, n) <= settings.change_level(stages) / family)
         return (f"note: {flag} {processes}: with {processes} a side no cell can be called slower or faster by "
                 f"the first stage (alpha {settings.alpha:g} over {family} cell(s) and {stages} stage(s)), only "
                 f"equivalent; {need} could")
@@ -345,7 +359,7 @@ def conclude(evidence: dict[str, Evidence], settings: DecisionSettings = Decisio
     change and for equivalence. The detectable change is at Holm's strictest level."""
     names = list(evidence)
     family = max(family or 0, len(names))
-    level, equivalence_level = settings.alpha / stages, settings.equivalence_alpha / stages
+    level, equivalence_level = settings.change_level(stages), settings.equivalence_alpha / stages
     adjusted = holm([evidence[c].p_value for c in names], family)
     adjusted_eq = holm([evidence[c].p_equivalence for c in names], family)
     out = {}
@@ -391,7 +405,7 @@ def worth_continuing(decision: CellDecision, more: int, settings: DecisionSettin
     optimistic = spread_lower_bound(decision.observed_log_sd, processes)
     if not math.isfinite(optimistic):
         return None
-    reach = min_detectable_change(optimistic, 0, 0, settings.alpha / stages / family, power,
+    reach = min_detectable_change(optimistic, 0, 0, settings.change_level(stages) / family, power,
                                   sizes=[(decision.processes_base, decision.processes_head), (more, more)])
     if reach > decision.threshold:  # the cell's own margin (a compile-time cell's is wider)
         total = min(decision.processes_base, decision.processes_head) + more

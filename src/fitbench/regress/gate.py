@@ -17,7 +17,7 @@ from typing import Any
 
 from fitbench.errors import UsageError
 from fitbench.regress import decide
-from fitbench.regress.decide import DecisionSettings
+from fitbench.regress.decide import ALERT_SETTINGS, DecisionSettings
 from fitbench.report.document import Document
 
 SCHEMA_VERSION = 2  # 1: no equivalence test, exit 0 when undecided
@@ -73,7 +73,7 @@ def read_sessions(paths: list[str]) -> dict[str, list[float | None]]:
     return {name: [s.get(name) for s in per_session] for name in names}
 
 
-def gate(base_paths: list[str], head_paths: list[str], settings: DecisionSettings = DecisionSettings(),
+def gate(base_paths: list[str], head_paths: list[str], settings: DecisionSettings = ALERT_SETTINGS,
          undecided_ok: bool = False) -> dict[str, Any]:
     """Every benchmark of any session, decided; the document `fitbench gate` prints. A session that lacks a
     benchmark, or whose median is 0 or not finite, is a dropped observation of it (counted); fewer than 2

@@ -45,7 +45,7 @@ def equivalence_floor(level: float) -> int:
 
 def change_floor(keys: list[str], settings: DecisionSettings, stages: int) -> int:
     """The fewest pairs with which the exact test can call a cell worse at stage 1's first Holm level."""
-    return signedrank.min_pairs(settings.alpha / stages / _family(keys))
+    return signedrank.min_pairs(settings.change_level(stages) / _family(keys))
 
 
 def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSettings, stages: int,
@@ -152,7 +152,8 @@ def _stage_record(stage: StageOutcome, pairs: int, cells: list[PairedCell], sett
     first = {label[g]: ", ".join(f"{side} {n}" for side, n in sorted(Counter(p.first for p in ps).items()))
              for g, ps in stage.pairs.items()}
     designs = [p.design for ps in stage.pairs.values() for p in ps]
-    return StageRecord(stage=stage.stage, processes=pairs, cells=[c.key for c in cells], level=settings.alpha / stages,
+    return StageRecord(stage=stage.stage, processes=pairs, cells=[c.key for c in cells],
+                       level=settings.change_level(stages),
                        equivalence_level=settings.equivalence_alpha / stages, seconds=stage.seconds,
                        first_commit=first, asv_exit_status={}, design=designs[0] if designs else ALTERNATE,
                        pairs_failed={label[g]: len(stage.failed(g)) for g in groups},
@@ -330,8 +331,8 @@ def futile(d: decide.CellDecision, more: int, settings: DecisionSettings, family
     optimistic = decide.spread_lower_bound(d.observed_log_sd, d.processes_base)
     if not math.isfinite(optimistic):
         return None
-    reach = signedrank.min_detectable_change(optimistic, [d.processes_base + more], settings.alpha / stages / family,
-                                             power)
+    reach = signedrank.min_detectable_change(optimistic, [d.processes_base + more],
+                                             settings.change_level(stages) / family, power)
     if reach > d.threshold:  # the cell's own margin
         return (f"futile: at the per-pair spread seen here (lowest plausible {100 * optimistic:.1f} %) "
                 f"{d.processes_base + more} pairs could detect "

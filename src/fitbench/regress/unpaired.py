@@ -195,7 +195,7 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
     under-powers half the time), split in two equal stages. Else DEFAULT_PROCESSES per stage."""
     tested = [k for k in keys if not is_exact(k)]
     family = max(1, len(tested))
-    floor = _floor_processes(settings.alpha / stages / family)
+    floor = _floor_processes(settings.change_level(stages) / family)
     if requested is not None:
         note = decide.budget_check(requested, settings, family, stages)
         if note:
@@ -209,7 +209,7 @@ def plan_stages(requested: int | None, calibration: Any, keys: list[str], settin
                for k in tested if k in cells and math.isfinite(cells[k].log_sd)]
     if not spreads:
         return [max(floor, DEFAULT_PROCESSES)] * stages, "default: no calibration on this machine (fitbench calibrate)"
-    total = ranksum.processes_for(spreads, settings.threshold, settings.alpha / stages, power=PLANNING_POWER,
+    total = ranksum.processes_for(spreads, settings.threshold, settings.change_level(stages), power=PLANNING_POWER,
                                  floor=floor, limit=MAX_TOTAL_PROCESSES, family=family)
     why = (f"from this machine's calibration: {pct(settings.threshold)} seen with {100 * PLANNING_POWER:.0f} % power "
            f"at the {100 * PLANNING_SPREAD_CONFIDENCE:.0f} % upper bound of each cell's spread")
@@ -256,7 +256,7 @@ class Runner:
                                                 machine=self.machine, progress=self.progress)
             if number == 1:
                 self.seconds_per_round[backend] = (time.monotonic() - t0) / processes
-        return StageRecord(stage=number, processes=processes, cells=cells, level=settings.alpha / stages,
+        return StageRecord(stage=number, processes=processes, cells=cells, level=settings.change_level(stages),
                            equivalence_level=settings.equivalence_alpha / stages,
                            seconds=round(time.monotonic() - started, 1), first_commit=first, asv_exit_status=statuses)
 

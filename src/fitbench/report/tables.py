@@ -353,8 +353,8 @@ def calibration_table(calibration: Any, settings: Any) -> Table:
     from fitbench.regress.unpaired import MAX_TOTAL_PROCESSES, PLANNING_POWER, PLANNING_SPREAD_CONFIDENCE
 
     cells = calibration.cells
-    strictest = settings.alpha / max(1, len(cells))
-    planning_level = settings.alpha / DEFAULT_STAGES / max(1, len(cells))
+    strictest = settings.change_level() / max(1, len(cells))
+    planning_level = settings.change_level(DEFAULT_STAGES) / max(1, len(cells))
     bound_pct = f"{100 * PLANNING_SPREAD_CONFIDENCE:.0f} %"
     table = StyledTable(title=f"between-process spread, {calibration.processes} processes per cell, commit "
                         f"{calibration.commit[:10]} (threads: {calibration.threads}); an alert plans "
