@@ -187,6 +187,60 @@ def switch_cost(out: Path) -> str:
     return "\n".join(lines)
 
 
+def round_noise(out: Path) -> str:
+    """Markdown: where a pair's spread comes from. Per fitbench commit, load, backend and batch (every cell of
+    every pair): the spread of the round-by-round log ratios around their own pair's median (IQR / 1.349, the
+    noise of one round), what the median of that many such rounds alone would spread (about 1.25 / sqrt(rounds)
+    of it, for normal rounds), and the spread of the pairs' values themselves (each trial's around its own
+    median, so that a planted change is not counted as spread). When the two last are close,
+    the rounds' noise is most of the pair's and more rounds a pair would narrow it; when the pairs spread
+    more, what differs between processes dominates and only more pairs help."""
+    rounds_of: dict[tuple[str, bool, str, str], list[float]] = {}
+    pairs_of: dict[tuple[str, bool, str, str], list[float]] = {}
+    counts: dict[tuple[str, bool, str, str], int] = {}
+    by_trial: dict[tuple[tuple[str, bool, str, str], str], list[float]] = {}
+    for e in (json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()):
+        path = out / f"{e['name']}-pairs.jsonl"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            pair = json.loads(line)
+            if pair.get("failed"):
+                continue
+            backend = pair.get("group", pair.get("env_name", "")).split("KERAS_BACKEND")[-1].split("::")[0]
+            if "StepTime" not in pair.get("group", "StepTime"):
+                continue
+            for cell, windows in pair["windows"].items():
+                b, h = windows["base"], windows["head"]
+                if len(b) != len(h) or len(b) < 3 or None in b or None in h:
+                    continue
+                logs = [math.log(y) - math.log(x) for x, y in zip(b, h)]
+                centre = statistics.median(logs)
+                key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend, cell.rsplit("-", 1)[-1])
+                rounds_of.setdefault(key, []).extend(v - centre for v in logs)
+                by_trial.setdefault((key, e["name"]), []).append(centre)
+                counts[key] = len(logs)
+    for (key, _), values in by_trial.items():  # each trial around its own median: an A/B's change is no spread
+        middle = statistics.median(values)
+        pairs_of.setdefault(key, []).extend(v - middle for v in values)
+
+    def spread(values: list[float]) -> float:
+        q = statistics.quantiles(values, n=4, method="inclusive")
+        return (q[2] - q[0]) / 1.349
+
+    lines = ["| fitbench commit | load | backend | cell (parameter index) | pairs | one round's spread | "
+             "a median of the rounds alone would spread | the pairs' values spread |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(pairs_of):
+        if len(pairs_of[key]) < 4:
+            continue
+        one = spread(rounds_of[key])
+        lines.append(f"| {key[0]} | {'loaded' if key[1] else 'quiet'} | {key[2]} | {key[3]} | {len(pairs_of[key])} | "
+                     f"{100 * one:.1f} % | {100 * 1.25 * one / math.sqrt(counts[key]):.1f} % | "
+                     f"{100 * spread(pairs_of[key]):.1f} % |")
+    return "\n".join(lines)
+
+
 def median_pct(values: list[float]) -> str:
     return f"{100 * values[len(values) // 2]:.1f} %" if values else "–"
 
@@ -271,6 +325,8 @@ def main() -> int:
     parser.add_argument("--summary", action="store_true", help="only summarise the trials already in --out")
     parser.add_argument("--switch-cost", action="store_true",
                         help="only the cost of a switch: the second window of a round against the first, per pair")
+    parser.add_argument("--round-noise", action="store_true",
+                        help="only tabulate where the trials' pair spread comes from: rounds or processes")
     parser.add_argument("alert_args", nargs=argparse.REMAINDER, help="after --: more `fitbench alert` options")
     args = parser.parse_args()
     if args.summary:
@@ -278,6 +334,9 @@ def main() -> int:
         return 0
     if args.switch_cost:
         print(switch_cost(args.out))
+        return 0
+    if args.round_noise:
+        print(round_noise(args.out))
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)

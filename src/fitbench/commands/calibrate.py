@@ -42,7 +42,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.report.io import check_output_path, keep_document
     from fitbench.report.tables import calibration_table
 
-    DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0).check()
+    # the alert's rule (one-sided alarm), so that the table plans what the alert will
+    DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0, one_sided=True).check()
     out = check_output_path(args.json) if args.json else None
     check_output_path(args.log)
     try:
@@ -54,7 +55,8 @@ def main(args: argparse.Namespace, console: Console) -> int:
         return EXIT_FAILED
     if out:
         keep_document(out, result.to_dict())
-    console.print(calibration_table(result, DecisionSettings(alpha=args.alpha, threshold=args.threshold)))
+    console.print(calibration_table(result, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
+                                                             one_sided=True)))
     console.print(f"not stored (--no-store); {path} is unchanged" if args.no_store
                   else f"stored: {path} (fitbench alert reads it on this machine)")
     return EXIT_OK
