@@ -251,6 +251,11 @@ def test_markdown_and_json_rows_carry_the_statistics():
                 "between_process_cv", "p_adjusted"):
         assert report["comparisons"][0][key] is not None
     assert Comparison(**report["comparisons"][0]).label.endswith("[tensorflow]")
+    assert "significant at family-wise α=0.01 (worse or better)" in md  # two-sided: both directions together
+    stage = {"stage": 1, "processes": 12, "design": "alternate", "cells": ["c"], "level": 0.005, "seconds": 60}
+    one_sided = render_markdown({**report, "settings": asdict(decide.ALERT_SETTINGS), "stages": [stage]})
+    assert "significant at family-wise α=0.01 in that direction (better likewise, at its own α)" in one_sided
+    assert "for 1 cell(s) at family-wise α 0.005 a direction, 1.0 min" in one_sided
 
 
 # ---------- calibration and resampled rates ----------

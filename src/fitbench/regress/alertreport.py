@@ -94,7 +94,8 @@ def _how(report: dict[str, Any]) -> str:
             what = (f"{st['processes']} {st['design']} pairs per environment"
                     + (f" ({failed} failed)" if failed else ""))
         parts.append(f"stage {st['stage']}: {what} for {len(st['cells'])} cell(s) at family-wise α "
-                     f"{st['level']:.3g}, {st['seconds'] / 60:.1f} min")
+                     f"{st['level']:.3g}{' a direction' if (report.get('settings') or {}).get('one_sided') else ''}, "
+                     f"{st['seconds'] / 60:.1f} min")
     design = report.get("design", "unpaired")
     unit = ("A pair is one fresh process of each commit, both warm, measured window by window in turns "
             "(alternate) or at once on their own CPUs (duet), which commit leads drawn at random; its value is "

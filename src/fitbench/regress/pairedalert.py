@@ -153,7 +153,7 @@ def _stage_record(stage: StageOutcome, pairs: int, cells: list[PairedCell], sett
              for g, ps in stage.pairs.items()}
     designs = [p.design for ps in stage.pairs.values() for p in ps]
     return StageRecord(stage=stage.stage, processes=pairs, cells=[c.key for c in cells],
-                       level=settings.change_level(stages),
+                       level=settings.alpha / stages,  # the stage's share of alpha (a direction's, when one-sided)
                        equivalence_level=settings.equivalence_alpha / stages, seconds=stage.seconds,
                        first_commit=first, asv_exit_status={}, design=designs[0] if designs else ALTERNATE,
                        pairs_failed={label[g]: len(stage.failed(g)) for g in groups},

@@ -256,7 +256,7 @@ class Runner:
                                                 machine=self.machine, progress=self.progress)
             if number == 1:
                 self.seconds_per_round[backend] = (time.monotonic() - t0) / processes
-        return StageRecord(stage=number, processes=processes, cells=cells, level=settings.change_level(stages),
+        return StageRecord(stage=number, processes=processes, cells=cells, level=settings.alpha / stages,
                            equivalence_level=settings.equivalence_alpha / stages,
                            seconds=round(time.monotonic() - started, 1), first_commit=first, asv_exit_status=statuses)
 
