@@ -454,6 +454,7 @@ def test_compile_time_cells_get_their_own_wider_margin():
     assert alert.for_cell(COMPILE_KEY).threshold == 0.25
     # the alarm is one direction: alert, gate and bisect bound a false "worse" alone unless told --two-sided
     assert alert.one_sided and gate.one_sided and alert.change_level(2) == alert.alpha
+    assert decision_settings(build_parser().parse_args(["bisect", "a", "b"])).one_sided
     bisect = decision_settings(build_parser().parse_args(["bisect", "a", "b", "--two-sided"]))
     assert not bisect.one_sided and bisect.change_level(2) == bisect.alpha / 2
     assert not DecisionSettings().one_sided  # cost and versions, and documents written without the field

@@ -192,7 +192,6 @@ def test_one_sided_alerts_keep_each_direction_at_alpha_over_10000_trials():
     # and a false "better" alone; the two-sided test runs at 2 alpha, so both together may reach 2 alpha
     rng = random.Random(20261205)
     settings = decide.ALERT_SETTINGS
-    assert settings.one_sided and settings.change_level(2) == 2 * settings.alpha / 2
     trials, worse, better = 10_000, 0, 0
     for i in range(trials):
         out = simulated_paired_alert(rng, settings, 0.0, (0.02, 0.04, 0.08), n1=11, n2=11,
@@ -219,6 +218,22 @@ def test_one_sided_alarm_needs_one_pair_fewer_before_it_can_call_a_cell_worse():
     assert not any(d.change == decide.WORSE for d in decide.conclude(evidence, two_sided, stage=1, stages=2).values())
     with pytest.raises(UsageError, match="between 0 and 0.5"):
         dataclasses.replace(one_sided, alpha=0.6).check()
+
+
+def test_one_sided_holm_runs_per_direction_so_a_significant_better_cell_never_helps_a_worse_one():
+    # two cells at stage 1 of 1, one-sided alpha 0.01: the change test's level is 0.02, Holm's first 0.01
+    settings = decide.ALERT_SETTINGS
+    faster = [-0.1 - 0.001 * i for i in range(9)]  # p = 2 / 512 = 0.0039: at or under 0.01, Holm's first level
+    slower = [0.001, -0.002] + [0.1 + 0.001 * i for i in range(7)]  # p = 6 / 512 = 0.0117: over 0.01, under 0.02
+    evidence = {k: signedrank.paired_evidence(v, settings, "alternate") for k, v in (("f", faster), ("s", slower))}
+    assert evidence["f"].p_value < 0.01 < evidence["s"].p_value < 0.02
+    out = decide.conclude(evidence, settings)
+    # one Holm over both (the two-sided rule's way) would have stepped down to 0.02 after the better cell and
+    # called the slower one worse: per direction, it stays held against 0.01
+    assert out["f"].change == decide.BETTER and out["s"].change != decide.WORSE
+    assert out["s"].p_adjusted == pytest.approx(2 * evidence["s"].p_value)
+    alone = decide.conclude({"s": evidence["s"]}, settings, family=2)
+    assert alone["s"].p_adjusted == out["s"].p_adjusted
 
 def test_paired_alerts_catch_a_ten_percent_change_and_rarely_call_it_equivalent():
     rng = random.Random(12032026)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
@@ -127,8 +128,9 @@ def _package(args: argparse.Namespace) -> int:
     out = check_output_path(args.json) if args.json else None
     # each step: every cell of every stack against GOOD (and Keras 3 against Keras 2 where both run)
     cells = len(stacks) * len(options.batch_sizes(args.batch_sizes))
-    check_budget(args.processes or 6, decision, cells + cells // len(stacks) * 2 * keras_2_beside_3(stacks),
-                 refuse=True)
+    # versions decides both directions at --alpha (two-sided): its budget is checked so
+    check_budget(args.processes or 6, replace(decision, one_sided=False),
+                 cells + cells // len(stacks) * 2 * keras_2_beside_3(stacks), refuse=True)
     for stack in one_per_keras(stacks):  # a bad factory: one line, before any step
         check_in_child(model, stack.name)
     settings = VersionsSettings(backends=",".join(backends), batch_sizes=args.batch_sizes,

@@ -95,7 +95,7 @@ class Comparison:
     p_equivalence: float | None = None  # TOST against ±threshold
     p_equivalence_adjusted: float | None = None
     significant: bool | None = None  # p_adjusted at or below the stage's level (a change, of whatever size)
-    level: float | None = None  # family-wise level of the change test at the deciding stage (alpha / stages)
+    level: float | None = None  # what p_adjusted was held against at the deciding stage (settings.change_level)
     stage: int | None = None  # the stage whose processes (all stages up to it) decided the cell
     processes_base: int | None = None  # processes that gave usable values, all stages
     processes_head: int | None = None

@@ -81,8 +81,9 @@ class DecisionSettings:
 
     def change_level(self, stages: int = 1) -> float:
         """The family-wise level at which each of `stages` stages runs the two-sided change test: alpha / stages,
-        twice that when alpha bounds each direction alone (the exact nulls are symmetric, so the two-sided test
-        at 2 alpha is the one-sided test of each direction at alpha)."""
+        twice that when alpha bounds each direction alone (a two-sided p here is twice the smaller exact tail,
+        so the two-sided test at 2 alpha is the one-sided test of the estimate's direction at alpha; conclude
+        then runs Holm per direction)."""
         return (2 if self.one_sided else 1) * self.alpha / stages
 
     def for_cell(self, key: str) -> "DecisionSettings":
@@ -288,7 +289,7 @@ class CellDecision:
     p_equivalence: float  # TOST against ±threshold
     p_equivalence_adjusted: float  # Holm over every cell, at this stage
     significant: bool  # p_adjusted at or below this stage's level
-    level: float  # the family-wise level of the change test at this stage: alpha / stages
+    level: float  # what the Holm-adjusted two-sided p is held against at this stage: settings.change_level
     equivalence_level: float  # equivalence_alpha / stages
     stage: int  # 1 or 2: the stage whose processes this decision saw (all stages up to it)
     processes_base: int
@@ -355,12 +356,21 @@ def conclude(evidence: dict[str, Evidence], settings: DecisionSettings = Decisio
              higher_is_better: dict[str, bool] | None = None, stage: int = 1, stages: int = 1,
              family: int | None = None) -> dict[str, CellDecision]:
     """Every cell decided among the others: Holm over `family` cells (default: those given; a second stage
-    passes the first's count, the cells it does not test again count with p = 1) at alpha / stages, for the
-    change and for equivalence. The detectable change is at Holm's strictest level."""
+    passes the first's count, the cells it does not test again count with p = 1) at the stage's level
+    (settings.change_level), for the change and for equivalence. One-sided, Holm runs once per direction, each
+    cell in the direction of its estimate and counted with p = 1 in the other: a cell significant one way then
+    never lowers the bar for another cell the other way, so each direction keeps alpha under any dependence
+    between cells. The detectable change is at Holm's strictest level."""
     names = list(evidence)
     family = max(family or 0, len(names))
     level, equivalence_level = settings.change_level(stages), settings.equivalence_alpha / stages
-    adjusted = holm([evidence[c].p_value for c in names], family)
+    if settings.one_sided:
+        up = [evidence[c].ratio > 1 for c in names]
+        rising = holm([evidence[c].p_value if u else 1.0 for c, u in zip(names, up)], family)
+        falling = holm([evidence[c].p_value if not u else 1.0 for c, u in zip(names, up)], family)
+        adjusted = [r if u else f for r, f, u in zip(rising, falling, up)]
+    else:
+        adjusted = holm([evidence[c].p_value for c in names], family)
     adjusted_eq = holm([evidence[c].p_equivalence for c in names], family)
     out = {}
     for i, name in enumerate(names):

@@ -51,7 +51,7 @@ def change_floor(keys: list[str], settings: DecisionSettings, stages: int) -> in
 def plan_pairs(requested: int | None, keys: list[str], settings: DecisionSettings, stages: int,
                progress: Callable[[str], None], share: str | None = None) -> tuple[list[int], str]:
     """(pairs per stage, why). The exact signed-rank test cannot give p below 2 / 2**n with n pairs, and
-    Holm's first level is alpha / stages / cells: the default is that floor plus PAIR_MARGIN (at least
+    Holm's first level is change_level(stages) / cells: the default is that floor plus PAIR_MARGIN (at least
     DEFAULT_PAIRS). Asked for fewer: one line before anything runs when no cell could be called worse, and
     refused (UsageError) when no cell could be decided at all — unless these pairs are one runner's `share`
     of a decision over several (--machine): the floor is then over all the runners' pairs together."""
