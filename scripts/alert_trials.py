@@ -149,6 +149,19 @@ def decidable_margins(out: Path, name: str, stages: int = 2) -> dict[str, float]
     return margins
 
 
+def trial_pairs(out: Path):
+    """Every measured pair of every trial in `out` (its pairs.jsonl), with the trial's entry and the pair's
+    backend; failed pairs left out."""
+    for e in (json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()):
+        path = out / f"{e['name']}-pairs.jsonl"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            pair = json.loads(line)
+            if not pair.get("failed"):
+                yield e, pair, pair.get("group", pair.get("env_name", "")).split("KERAS_BACKEND")[-1].split("::")[0]
+
+
 def switch_cost(out: Path) -> str:
     """Markdown: in each trial's pairs (pairs.jsonl), how much slower a window is when it is the second of its
     round (right after the other side's window, under the schedule before 2026-12-04's warm-up; after it,
@@ -158,27 +171,20 @@ def switch_cost(out: Path) -> str:
     several, the window before may be another cell's of the same process). Per fitbench commit, load and
     backend: pairs, median and the share of pairs above 0."""
     groups: dict[tuple[str, bool, str], list[float]] = {}
-    entries = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
-    for e in entries:
-        path = out / f"{e['name']}-pairs.jsonl"
-        if not path.exists():
+    for e, pair, backend in trial_pairs(out):
+        if pair.get("design", "alternate") != "alternate":
             continue
-        for line in path.read_text().splitlines():
-            pair = json.loads(line)
-            if pair.get("failed") or pair.get("design", "alternate") != "alternate":
+        if len(pair["windows"]) != 1:  # with several cells a worker's next window may be another cell's
+            continue
+        for windows in pair["windows"].values():
+            b, h = windows["base"], windows["head"]
+            if len(b) != len(h) or len(b) < 2 or None in b or None in h:
                 continue
-            backend = pair.get("group", pair.get("env_name", "")).split("KERAS_BACKEND")[-1].split("::")[0]
-            if len(pair["windows"]) != 1:  # with several cells a worker's next window may be another cell's
-                continue
-            for windows in pair["windows"].values():
-                b, h = windows["base"], windows["head"]
-                if len(b) != len(h) or len(b) < 2 or None in b or None in h:
-                    continue
-                logs = [math.log(y) - math.log(x) for x, y in zip(b, h)]
-                base_first = [v for k, v in enumerate(logs) if (k % 2 == 0) == (pair["first"] == "base")]
-                head_first = [v for k, v in enumerate(logs) if (k % 2 == 0) != (pair["first"] == "base")]
-                key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend)
-                groups.setdefault(key, []).append((statistics.mean(base_first) - statistics.mean(head_first)) / 2)
+            logs = [math.log(y) - math.log(x) for x, y in zip(b, h)]
+            base_first = [v for k, v in enumerate(logs) if (k % 2 == 0) == (pair["first"] == "base")]
+            head_first = [v for k, v in enumerate(logs) if (k % 2 == 0) != (pair["first"] == "base")]
+            key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend)
+            groups.setdefault(key, []).append((statistics.mean(base_first) - statistics.mean(head_first)) / 2)
     lines = ["| fitbench commit | load | backend | pairs | second window of a round: slower by, median | "
              "share of pairs where it is slower |", "|---|---|---|---|---|---|"]
     for (commit, loaded, backend), values in sorted(groups.items()):
@@ -199,27 +205,19 @@ def round_noise(out: Path) -> str:
     pairs_of: dict[tuple[str, bool, str, str], list[float]] = {}
     counts: dict[tuple[str, bool, str, str], int] = {}
     by_trial: dict[tuple[tuple[str, bool, str, str], str], list[float]] = {}
-    for e in (json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()):
-        path = out / f"{e['name']}-pairs.jsonl"
-        if not path.exists():
+    for e, pair, backend in trial_pairs(out):
+        if "StepTime" not in pair.get("group", "StepTime"):
             continue
-        for line in path.read_text().splitlines():
-            pair = json.loads(line)
-            if pair.get("failed"):
+        for cell, windows in pair["windows"].items():
+            b, h = windows["base"], windows["head"]
+            if len(b) != len(h) or len(b) < 3 or None in b or None in h:
                 continue
-            backend = pair.get("group", pair.get("env_name", "")).split("KERAS_BACKEND")[-1].split("::")[0]
-            if "StepTime" not in pair.get("group", "StepTime"):
-                continue
-            for cell, windows in pair["windows"].items():
-                b, h = windows["base"], windows["head"]
-                if len(b) != len(h) or len(b) < 3 or None in b or None in h:
-                    continue
-                logs = [math.log(y) - math.log(x) for x, y in zip(b, h)]
-                centre = statistics.median(logs)
-                key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend, cell.rsplit("-", 1)[-1])
-                rounds_of.setdefault(key, []).extend(v - centre for v in logs)
-                by_trial.setdefault((key, e["name"]), []).append(centre)
-                counts[key] = len(logs)
+            logs = [math.log(y) - math.log(x) for x, y in zip(b, h)]
+            centre = statistics.median(logs)
+            key = (e.get("fitbench_commit", "earlier"), e["loaded"], backend, cell.rsplit("-", 1)[-1])
+            rounds_of.setdefault(key, []).extend(v - centre for v in logs)
+            by_trial.setdefault((key, e["name"]), []).append(centre)
+            counts[key] = len(logs)
     for (key, _), values in by_trial.items():  # each trial around its own median: an A/B's change is no spread
         middle = statistics.median(values)
         pairs_of.setdefault(key, []).extend(v - middle for v in values)

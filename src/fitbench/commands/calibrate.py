@@ -43,7 +43,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
     from fitbench.report.tables import calibration_table
 
     # the alert's rule (one-sided alarm), so that the table plans what the alert will
-    DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0, one_sided=True).check()
+    settings = DecisionSettings(alpha=args.alpha, threshold=args.threshold, min_change=0.0, one_sided=True).check()
     out = check_output_path(args.json) if args.json else None
     check_output_path(args.log)
     try:
@@ -55,8 +55,7 @@ def main(args: argparse.Namespace, console: Console) -> int:
         return EXIT_FAILED
     if out:
         keep_document(out, result.to_dict())
-    console.print(calibration_table(result, DecisionSettings(alpha=args.alpha, threshold=args.threshold,
-                                                             one_sided=True)))
+    console.print(calibration_table(result, settings))
     console.print(f"not stored (--no-store); {path} is unchanged" if args.no_store
                   else f"stored: {path} (fitbench alert reads it on this machine)")
     return EXIT_OK
