@@ -165,6 +165,7 @@ def fix_process() -> None:
         pin_cpus(parse_cpus(CPUS_SETTING))
         apply_threads(BACKEND, THREADS)
     flush_subnormals()
+    keep_freed_memory()
 
 
 def flush_subnormals() -> None:
@@ -177,6 +178,25 @@ def flush_subnormals() -> None:
         import torch
 
         torch.set_flush_denormal(True)
+
+
+def keep_freed_memory() -> None:
+    """PyTorch's CPU tensors come from glibc's malloc, which with its defaults maps each step's large tensors
+    afresh and hands them back when freed: the kernel's page faults, slow and load-dependent on a VM, were half
+    of a torch step at batch 32 and much of its noise (docs/noise.md). glibc keeps freed memory instead (as
+    fitbench.backends.torch.keep_freed_memory does); TensorFlow and XLA allocate through their own allocators.
+    Written here rather than imported, so that every commit's processes do the same."""
+    if BACKEND != "torch":
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(-3, 1 << 30) or mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc before 2.35 takes 32 MiB at most)
+    mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
 
 
 def select_device(device: str) -> None:

@@ -74,6 +74,7 @@ def _prepare_process() -> None:
     pin_cpus(parse_cpus(os.environ.get("FITBENCH_CPUS", "")))
     apply_threads(BACKEND, None if _THREADS == "default" else _THREADS)
     backends.get(BACKEND).flush_subnormals()  # subnormal arithmetic is not the fit loop (docs/noise.md)
+    backends.get(BACKEND).keep_freed_memory()  # nor the kernel's page faults for freed tensors (likewise)
 
 
 class ModelBenchmark:

@@ -49,6 +49,33 @@ def set_thread_env(threads: int | None) -> None:
     os.environ.update(merge_env(os.environ, thread_env(threads)))
 
 
+# glibc's mallopt parameters (malloc.h): above the mmap threshold a block is mapped afresh and unmapped when
+# freed; above the trim threshold the heap's free top is handed back to the kernel
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEPT_HEAP_BYTES = 1 << 30
+GLIBC_MAX_MMAP_THRESHOLD = 32 << 20  # what glibc before 2.35 accepts at most on a 64-bit machine
+
+
+def keep_freed_heap() -> bool:
+    """In this process: glibc's malloc keeps what is freed (up to KEPT_HEAP_BYTES) for the next allocation,
+    rather than handing blocks over its thresholds back to the kernel. Why: a framework that allocates each
+    step's tensors with malloc (PyTorch on a CPU) otherwise maps them afresh every step, and the kernel's
+    page faults and zeroing, slow and load-dependent on a VM, are then a large and noisy part of the timed
+    step (docs/noise.md). Fixed thresholds also end glibc's adaptive ones, which move with what the process
+    freed before. True when in force; False where the C library has no mallopt (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mapped = mallopt(M_MMAP_THRESHOLD, KEPT_HEAP_BYTES) or mallopt(M_MMAP_THRESHOLD, GLIBC_MAX_MMAP_THRESHOLD)
+    return bool(mapped and mallopt(M_TRIM_THRESHOLD, KEPT_HEAP_BYTES))
+
+
 def activation(name: str, module: Any) -> Any:
     """The raw step's activation from a framework's math module."""
     if name == "sigmoid":

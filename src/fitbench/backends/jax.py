@@ -97,6 +97,12 @@ def flush_subnormals() -> None:
     """Nothing: XLA flushes subnormals to zero."""
 
 
+def keep_freed_memory() -> bool:
+    """Nothing: XLA allocates through its own allocator; measured, the glibc setting that PyTorch needs
+    changed neither step (docs/noise.md)."""
+    return False
+
+
 class RawStep:
     """The seed network's step in JAX's idiom: `jax.value_and_grad` plus the Adam update, the whole step under
     `jax.jit` when jit is on (op-by-op eager dispatch when it is off, as Keras on JAX does)."""

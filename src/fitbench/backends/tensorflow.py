@@ -106,6 +106,12 @@ def flush_subnormals() -> None:
     """Nothing: XLA and TensorFlow's own thread pools flush subnormals to zero already."""
 
 
+def keep_freed_memory() -> bool:
+    """Nothing: TensorFlow and XLA allocate through their own allocators; measured, the glibc setting
+    that PyTorch needs changed neither step (docs/noise.md)."""
+    return False
+
+
 class RawStep:
     """The seed network's step in TensorFlow's idiom: a `tf.function(jit_compile=jit)` around GradientTape,
     the Adam update written out as Keras 3 writes it, variables and data as tensors."""

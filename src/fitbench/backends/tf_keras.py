@@ -27,6 +27,7 @@ from fitbench.backends.tensorflow import (  # noqa: F401 - the framework's code 
     flush_subnormals,
     gpu_names,
     in_force,
+    keep_freed_memory,
     layer_step,
     matmul,
     persistent_cache_env,

@@ -7,7 +7,16 @@ from typing import Any
 import numpy as np
 
 from fitbench.backends import Switch
-from fitbench.backends.common import BETA_1, BETA_2, EPSILON, activation, is_float, projection, set_thread_env
+from fitbench.backends.common import (
+    BETA_1,
+    BETA_2,
+    EPSILON,
+    activation,
+    is_float,
+    keep_freed_heap,
+    projection,
+    set_thread_env,
+)
 from fitbench.backends.common import thread_env as _thread_env
 
 NAME = "torch"
@@ -110,6 +119,13 @@ def flush_subnormals() -> None:
     import torch
 
     torch.set_flush_denormal(True)
+
+
+def keep_freed_memory() -> bool:
+    """glibc keeps freed memory for the next step (fitbench.backends.common.keep_freed_heap): PyTorch's CPU
+    tensors come from malloc, and with glibc's defaults each step's large ones were mapped afresh, the kernel's
+    page faults half of the seed network's step at batch 32 on a VM (docs/noise.md). Before the first tensor."""
+    return keep_freed_heap()
 
 
 class RawStep:
