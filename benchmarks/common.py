@@ -182,10 +182,10 @@ def flush_subnormals() -> None:
 
 def keep_freed_memory() -> None:
     """PyTorch's CPU tensors come from glibc's malloc, which with its defaults maps each step's large tensors
-    afresh and hands them back when freed: the kernel's page faults, slow and load-dependent on a VM, were half
-    of a torch step at batch 32 and much of its noise (docs/noise.md). glibc keeps freed memory instead (as
-    fitbench.backends.torch.keep_freed_memory does); TensorFlow and XLA allocate through their own allocators.
-    Written here rather than imported, so that every commit's processes do the same."""
+    afresh and hands them back when freed: the kernel's page faults (slow on a VM) were a large part of a
+    torch step (docs/noise.md). glibc keeps freed memory instead (as fitbench.backends.torch.keep_freed_memory
+    does); TensorFlow and XLA allocate through their own allocators. Written here rather than imported, so
+    that every commit's processes do the same."""
     if BACKEND != "torch":
         return
     import ctypes

@@ -6,7 +6,7 @@ setting measured is turned off in half of them:
 - `subnormals`: subnormal floats flushed to zero (what XLA does on TensorFlow and JAX) or PyTorch's default,
   computed at full cost;
 - `heap`: glibc keeps freed memory for the next allocation, or its defaults (large blocks mapped afresh and
-  handed back to the kernel when freed).
+  handed back to the kernel when freed); on any backend, though the suite keeps it for torch alone.
 
     python scripts/process_settings.py --setting heap --backend torch --processes 8 --out docs/results/heap-DATE.json
 
@@ -28,26 +28,33 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"subnormals": "flush_subnormals", "heap": "keep_freed_memory"}  # benchmarks/common.py's functions
+# benchmarks/common.py's function for each setting, and what turns the setting on in the measured processes: the
+# suite's own function (torch alone), or glibc's setting on whatever backend (to see that the others need none)
+SETTINGS = {"subnormals": ("flush_subnormals", "original()"),
+            "heap": ("keep_freed_memory", "from fitbench.backends.common import keep_freed_heap; keep_freed_heap()")}
 CHILD = r"""
-import json, os, sys
+import json, os, resource, sys
 sys.path.insert(0, {root!r})
 os.environ["KERAS_BACKEND"] = {backend!r}
 from benchmarks import common
-if not {on}:
-    setattr(common, {function!r}, lambda: None)  # the setting left at the framework's or the C library's default
+original = getattr(common, {function!r})
+setattr(common, {function!r}, lambda: None)  # off: the framework's or the C library's default
+if {on}:
+    {turn_on}
 from benchmarks import bench_fit
-out = {{}}
+out, faults = {{}}, {{}}
 for batch in {batches!r}:
     bench = bench_fit.StepTime()
     bench.setup(batch)
     windows = []
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range({windows}):
         start = common.per_step_clock()
         bench.time_step(batch)
         windows.append(common.per_step_clock() - start)
     out[batch] = windows
-print(json.dumps(out))
+    faults[batch] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({{"windows": out, "minor_faults": faults}}))
 """
 
 
@@ -60,13 +67,16 @@ def summary(runs: list[dict], batches: list[int]) -> list[str]:
     for batch in map(str, batches):
         medians = {on: [statistics.median(r["windows_s_per_step"][batch]) for r in runs if r["on"] == on]
                    for on in (True, False)}
+        faults = {on: statistics.median(r["minor_faults_in_windows"][batch] for r in runs if r["on"] == on)
+                  for on in (True, False)}
         within = {on: statistics.median(robust_log_sd(r["windows_s_per_step"][batch]) for r in runs if r["on"] == on)
                   for on in (True, False)}
         ratio, low, high = hodges_lehmann_ci(medians[True], medians[False])
         for on in (True, False):
             lines.append(f"batch {batch}, setting {'on' if on else 'off'}: per-process medians "
                          + ", ".join(f"{1e3 * m:.2f}" for m in medians[on]) + " ms; one process's windows spread "
-                         f"{100 * within[on]:.1f} % (median over its processes)")
+                         f"{100 * within[on]:.1f} % (median over its processes); {faults[on]:.0f} minor page faults "
+                         "in its windows (median)")
         lines.append(f"batch {batch}: off/on {ratio:.3f} [{low:.3f}, {high:.3f}] (95 %, {len(medians[True])} + "
                      f"{len(medians[False])} processes)" + ("" if math.isfinite(high) else ": too few processes"))
     return lines
@@ -87,11 +97,13 @@ def main() -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for number in range(args.processes):
         for on in ((True, False) if number % 2 == 0 else (False, True)):
-            code = CHILD.format(root=str(ROOT), backend=args.backend, on=on, function=SETTINGS[args.setting],
+            code = CHILD.format(root=str(ROOT), backend=args.backend, on=on, function=SETTINGS[args.setting][0],
+                                turn_on=SETTINGS[args.setting][1],
                                 batches=batches, windows=args.windows)
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-            windows = json.loads(proc.stdout.strip().splitlines()[-1])
-            runs.append({"on": on, "windows_s_per_step": windows})
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            windows = got["windows"]
+            runs.append({"on": on, "windows_s_per_step": windows, "minor_faults_in_windows": got["minor_faults"]})
             print(f"process {number + 1}, {args.setting} {'on' if on else 'off'}: " + "; ".join(
                 f"batch {b}: " + " ".join(f"{1e3 * w:.1f}" for w in ws) + " ms" for b, ws in windows.items()),
                 file=sys.stderr, flush=True)

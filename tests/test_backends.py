@@ -228,3 +228,46 @@ def test_gpu_check_script_fails_every_gpu_step_where_there_is_no_gpu(tmp_path, w
     assert doc["records"] and {r["status"] for r in doc["records"]} == {"skipped"}
     summary = (out / "summary.txt").read_text()
     assert "6 step(s) failed" in summary and "the devices cells need 2 or more" in summary
+
+
+# Runs in a child: an 8 MiB block is mapped apart from the heap with glibc's defaults (mallinfo2's hblks), then
+# not, once the function under test has set the thresholds; the same for the asv suite's own copy.
+_HEAP = """
+import ctypes, json, os, sys
+sys.path.insert(0, sys.argv[1])
+libc = ctypes.CDLL("libc.so.6")
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def mapped_apart():
+    block = libc.malloc(8 << 20)
+    count = libc.mallinfo2().hblks
+    libc.free(block)
+    return count
+before = mapped_apart()
+if sys.argv[2] == "benchmarks":
+    os.environ["KERAS_BACKEND"] = "torch"
+    from benchmarks import common
+    result = common.keep_freed_memory()
+else:
+    from fitbench.backends import torch
+    result = torch.keep_freed_memory()
+print(json.dumps({"before": before, "after": mapped_apart(), "result": result}))
+"""
+
+
+@pytest.mark.parametrize("where", ["fitbench", "benchmarks"])
+def test_torch_processes_keep_freed_memory_instead_of_mapping_each_large_tensor_afresh(where):
+    """glibc's defaults map a large block apart and unmap it when freed (each torch step paid the page faults,
+    docs/noise.md); after keep_freed_memory the block comes from the heap, in fitbench's backend and in the asv
+    suite's copy of it."""
+    if not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None:
+        pytest.skip("glibc's mallopt: Linux with glibc only")
+    proc = subprocess.run([sys.executable, "-c", _HEAP, str(ROOT), where], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["before"] == 1 and got["after"] == 0
+    assert got["result"] is (True if where == "fitbench" else None)

@@ -60,9 +60,9 @@ def keep_freed_heap() -> bool:
     """In this process: glibc's malloc keeps what is freed (up to KEPT_HEAP_BYTES) for the next allocation,
     rather than handing blocks over its thresholds back to the kernel. Why: a framework that allocates each
     step's tensors with malloc (PyTorch on a CPU) otherwise maps them afresh every step, and the kernel's
-    page faults and zeroing, slow and load-dependent on a VM, are then a large and noisy part of the timed
-    step (docs/noise.md). Fixed thresholds also end glibc's adaptive ones, which move with what the process
-    freed before. True when in force; False where the C library has no mallopt (not glibc)."""
+    page faults and zeroing (slow on a VM) are then a large part of the timed step (docs/noise.md). Fixed
+    thresholds also end glibc's adaptive ones, which move with what the process freed before. True when in
+    force; False where the C library has no mallopt (not glibc)."""
     import ctypes
     import ctypes.util
 

@@ -124,7 +124,7 @@ def flush_subnormals() -> None:
 def keep_freed_memory() -> bool:
     """glibc keeps freed memory for the next step (fitbench.backends.common.keep_freed_heap): PyTorch's CPU
     tensors come from malloc, and with glibc's defaults each step's large ones were mapped afresh, the kernel's
-    page faults half of the seed network's step at batch 32 on a VM (docs/noise.md). Before the first tensor."""
+    page faults a large part of the seed network's step (docs/noise.md). Before the first tensor."""
     return keep_freed_heap()
 
 
