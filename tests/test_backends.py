@@ -242,9 +242,10 @@ class Info(ctypes.Structure):
 libc.mallinfo2.restype = Info
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-def mapped_apart():
+def mapped_apart():  # how many blocks the allocation added to those mapped apart
+    already = libc.mallinfo2().hblks
     block = libc.malloc(8 << 20)
-    count = libc.mallinfo2().hblks
+    count = libc.mallinfo2().hblks - already
     libc.free(block)
     return count
 before = mapped_apart()
