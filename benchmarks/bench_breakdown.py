@@ -44,7 +44,7 @@ class StepPhases(Benchmark):
         select_device("cpu")
         set_window(step_window(batch_size))
         built = cached(("phases", batch_size), lambda: step_configurations(
-            STACK, None, "functional", DEFAULT_JIT[BACKEND], batch_size, SEED))  # subnormals: select_device
+            STACK, None, "functional", DEFAULT_JIT[BACKEND], batch_size, SEED))  # subnormals, heap: select_device
         self.window = built.window(configuration)
 
     def time_configuration(self, configuration: str, batch_size: int) -> None:

@@ -164,8 +164,8 @@ def fix_process() -> None:
     if apply_threads is not None:
         pin_cpus(parse_cpus(CPUS_SETTING))
         apply_threads(BACKEND, THREADS)
+    keep_freed_memory()  # before flush_subnormals imports torch
     flush_subnormals()
-    keep_freed_memory()
 
 
 def flush_subnormals() -> None:
@@ -195,7 +195,7 @@ def keep_freed_memory() -> None:
     except (OSError, AttributeError):  # not glibc
         return
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    mallopt(-3, 1 << 30) or mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc before 2.35 takes 32 MiB at most)
+    mallopt(-3, 1 << 30) or mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (mallopt(3) documents 32 MiB at most)
     mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
 
 

@@ -66,11 +66,17 @@ def test_a_cell_says_what_its_figures_cannot():
     torch = BreakdownCell(stack="torch", model="seed", api="functional", jit=False, jit_effective=False,
                           batch_size=8, processes=3, variant_s=dict(VARIANT_S))
     summarize(torch)
-    assert len(torch.notes) == 1 and "--flush-subnormals" in torch.notes[0]  # eager: no note on compiled cuts
+    assert len(torch.notes) == 2 and "--flush-subnormals" in torch.notes[0]  # eager: no note on compiled cuts
+    assert "--keep-freed-memory" in torch.notes[1] and "as the asv suite does" in torch.notes[1]
     flushed = BreakdownCell(stack="torch", model="seed", api="functional", jit=False, jit_effective=False,
                             batch_size=8, processes=3, variant_s=dict(VARIANT_S), subnormals_flushed=True)
     summarize(flushed)
-    assert flushed.notes == []
+    assert len(flushed.notes) == 1 and "--keep-freed-memory" in flushed.notes[0]
+    as_suite = BreakdownCell(stack="torch", model="seed", api="functional", jit=False, jit_effective=False,
+                             batch_size=8, processes=3, variant_s=dict(VARIANT_S), subnormals_flushed=True,
+                             freed_memory_kept=True)
+    summarize(as_suite)
+    assert as_suite.notes == []
 
 
 def test_one_process_measures_every_configuration_on_tensorflow(keras_cpu):

@@ -73,8 +73,8 @@ def _prepare_process() -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     pin_cpus(parse_cpus(os.environ.get("FITBENCH_CPUS", "")))
     apply_threads(BACKEND, None if _THREADS == "default" else _THREADS)
-    backends.get(BACKEND).flush_subnormals()  # subnormal arithmetic is not the fit loop (docs/noise.md)
-    backends.get(BACKEND).keep_freed_memory()  # nor the kernel's page faults for freed tensors (likewise)
+    backends.get(BACKEND).keep_freed_memory()  # the kernel's page faults for freed tensors are not the fit loop
+    backends.get(BACKEND).flush_subnormals()  # nor is subnormal arithmetic (docs/noise.md)
 
 
 class ModelBenchmark:

@@ -53,7 +53,7 @@ def set_thread_env(threads: int | None) -> None:
 # freed; above the trim threshold the heap's free top is handed back to the kernel
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEPT_HEAP_BYTES = 1 << 30
-GLIBC_MAX_MMAP_THRESHOLD = 32 << 20  # what glibc before 2.35 accepts at most on a 64-bit machine
+GLIBC_MAX_MMAP_THRESHOLD = 32 << 20  # mallopt(3)'s upper limit on 64-bit systems: a glibc that holds to it refuses more
 
 
 def keep_freed_heap() -> bool:
@@ -61,13 +61,13 @@ def keep_freed_heap() -> bool:
     rather than handing blocks over its thresholds back to the kernel. Why: a framework that allocates each
     step's tensors with malloc (PyTorch on a CPU) otherwise maps them afresh every step, and the kernel's
     page faults and zeroing (slow on a VM) are then a large part of the timed step (docs/noise.md). Fixed
-    thresholds also end glibc's adaptive ones, which move with what the process freed before. True when in
-    force; False where the C library has no mallopt (not glibc)."""
+    thresholds also end glibc's adaptive ones, which move with what the process freed before. True when glibc
+    took both settings (an allocator put in its place with LD_PRELOAD ignores them); False where there is no
+    glibc."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # not ctypes.util.find_library: it starts ldconfig in every process
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

@@ -35,6 +35,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--flush-subnormals", action="store_true",
                    help="flush subnormal floats to zero in every process, as the asv suite does (PyTorch computes "
                         "them at full cost on a CPU; XLA flushes them already)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="glibc keeps freed memory in every process, as the asv suite does on torch (with glibc's "
+                        "defaults PyTorch's large CPU tensors are mapped afresh each step, and page-faulted)")
     p.add_argument("--cell-timeout", type=common.positive_int("--cell-timeout", common.TIMEOUT_MAX_S),
                    default=1800, metavar="S", help="seconds one process may take (default 1800)")
     return p
@@ -63,7 +66,8 @@ def settings_from(args: argparse.Namespace) -> Any:
                              jit={"auto": None, "on": True, "off": False}[args.jit], batch_size=args.batch_size,
                              processes=args.processes, rounds=args.rounds, steps=args.steps,
                              threads=options.threads(args.threads), seed=args.seed, timeout_s=args.cell_timeout,
-                             flush_subnormals=args.flush_subnormals)
+                             flush_subnormals=args.flush_subnormals,
+                             keep_freed_memory=args.keep_freed_memory)
 
 
 def main(args: argparse.Namespace, console: Console) -> int:

@@ -80,6 +80,7 @@ class BreakdownCell:
     custom_over_fit: float | None = None  # the framework loop's step ÷ the fit step: raw/fit for any model
     step_traces: int | None = None  # traces of the fit step in the first process (fitbench.measure.traces)
     subnormals_flushed: bool = False  # --flush-subnormals: the processes flushed subnormal floats to zero
+    freed_memory_kept: bool = False  # --keep-freed-memory: glibc kept freed memory in the processes
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -182,10 +183,10 @@ class StepConfigurations:
 
 
 def step_configurations(stack: str, model: dict[str, Any] | None, api: str, jit: bool, batch_size: int, seed: int,
-                        flush_subnormals: bool = False) -> StepConfigurations:
+                        flush_subnormals: bool = False, keep_freed_memory: bool = False) -> StepConfigurations:
     """The configurations built from one seeded model choice (a ModelChoice's dict; None: the seed network),
-    none warmed up yet (StepConfigurations.warm). `flush_subnormals`: as the asv suite does (PyTorch on a CPU
-    computes subnormal floats at full cost)."""
+    none warmed up yet (StepConfigurations.warm). `flush_subnormals` and `keep_freed_memory`: as the asv suite
+    does (PyTorch on a CPU computes subnormal floats at full cost, and maps its freed tensors afresh)."""
     from fitbench import backends
     from fitbench.measure.ctl import CtlHarness
     from fitbench.measure.harness import FitHarness
@@ -196,6 +197,8 @@ def step_configurations(stack: str, model: dict[str, Any] | None, api: str, jit:
 
     keras_major = 2 if stack == "tf-keras" else 3
     choice = ModelChoice.from_dict(model) if model is not None else ModelChoice()
+    if keep_freed_memory:
+        backends.get(stack).keep_freed_memory()
     if flush_subnormals:
         backends.get(stack).flush_subnormals()
 
@@ -223,10 +226,11 @@ def step_configurations(stack: str, model: dict[str, Any] | None, api: str, jit:
 
 
 def measure_process(stack: str, model: dict[str, Any], api: str, jit: bool, batch_size: int, seed: int,
-                    rounds: int, steps: int, order_seed: int, flush_subnormals: bool = False) -> dict[str, Any]:
+                    rounds: int, steps: int, order_seed: int, flush_subnormals: bool = False,
+                    keep_freed_memory: bool = False) -> dict[str, Any]:
     """Child side: the seven configurations (step_configurations), then `rounds` rounds of `steps` steps each
     in a drawn order; returns each configuration's median seconds per step."""
-    built = step_configurations(stack, model, api, jit, batch_size, seed, flush_subnormals)
+    built = step_configurations(stack, model, api, jit, batch_size, seed, flush_subnormals, keep_freed_memory)
     for name in VARIANTS:  # trace, compile and settle each one before anything is timed
         built.warm(name)
     order = random.Random(order_seed)
@@ -278,6 +282,10 @@ def summarize(cell: BreakdownCell) -> None:
         cell.notes.append("PyTorch computes subnormal floats at full cost on a CPU (XLA flushes them): a model that "
                           "trains into them (the seed network on one batch does) pays in every phase that meets "
                           "them, as your own fit would; --flush-subnormals leaves them out (docs/noise.md)")
+    if cell.stack == "torch" and not cell.freed_memory_kept:
+        cell.notes.append("glibc maps PyTorch's large CPU tensors afresh each step and hands them back when freed: the "
+                          "kernel's page faults are in every phase, as in your own fit; --keep-freed-memory leaves "
+                          "them out, as the asv suite does (docs/noise.md)")
     if cell.processes < 3:
         cell.notes.append(f"{cell.processes} process(es): the ranges are anecdotes, not intervals")
 
@@ -298,6 +306,7 @@ class BreakdownSettings:
     seed: int
     timeout_s: float
     flush_subnormals: bool = False
+    keep_freed_memory: bool = False
 
 
 def run_breakdown(settings: BreakdownSettings, progress: Callable[[str], None] = lambda line: None
@@ -316,7 +325,8 @@ def run_breakdown(settings: BreakdownSettings, progress: Callable[[str], None] =
         cells[stack] = BreakdownCell(stack=stack, model=settings.model["source"], api=settings.api, jit=jit,
                                      jit_effective=None, batch_size=settings.batch_size, processes=0,
                                      variant_s={name: [] for name in VARIANTS},
-                                     subnormals_flushed=settings.flush_subnormals)
+                                     subnormals_flushed=settings.flush_subnormals,
+                                     freed_memory_kept=settings.keep_freed_memory)
     started = time.monotonic()
     total = settings.processes * len(settings.stacks)
     done = 0
@@ -325,7 +335,8 @@ def run_breakdown(settings: BreakdownSettings, progress: Callable[[str], None] =
             kwargs = {"stack": stack, "model": settings.model, "api": settings.api, "jit": cell.jit,
                       "batch_size": settings.batch_size, "seed": settings.seed, "rounds": settings.rounds,
                       "steps": settings.steps, "order_seed": settings.seed * 1000 + index,
-                      "flush_subnormals": settings.flush_subnormals}
+                      "flush_subnormals": settings.flush_subnormals,
+                      "keep_freed_memory": settings.keep_freed_memory}
             try:
                 result = run_isolated(measure_process, kwargs, env=process_env(parse_stack(stack),
                                                                                threads=settings.threads),

@@ -241,7 +241,8 @@ def where_it_grew(repo: str, base: str, head: str, worse: list[tuple[str, Paired
         needed = seconds_needed(per_pair or {}, {measurable[0][2]})
         return [], [*remarks, f"where it grew: not measured, {max(0.0, left) / 60:.1f} min were left under "
                               f"--max-minutes and {MIN_INTERVAL_PAIRS} pairs of StepPhases need about "
-                              f"{needed / 60:.1f} (a larger --max-minutes, or `fitbench breakdown` at both commits)"]
+                              f"{needed / 60:.1f} (a larger --max-minutes, or `fitbench breakdown --flush-subnormals "
+                              "--keep-freed-memory` at both commits)"]
     if left_out:
         remarks.append(f"where it grew: not measured for {', '.join(key for key, _, _ in left_out)}: with "
                        f"{', '.join(key for key, _, _ in worse)} measured (the largest change first), their pairs "
