@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # one on the AMD VM of the next session, the alerts that say where a planted regression grew, a planted retrace
 ALERT_FOLDERS = ("alert-runs-2026-12-03", "alert-runs-2026-12-04", "alert-runs-2026-12-04-warm",
                  "alert-runs-2026-12-04-amd", "where-it-grew-2026-12-04", "where-it-grew-2026-12-04-seen",
-                 "retrace-alert-2026-12-04", "alert-runs-2026-12-05-amd-loaded")
+                 "retrace-alert-2026-12-04", "alert-runs-2026-12-05-amd-loaded",
+                 "alert-runs-2026-12-05-amd-heap-loaded", "alert-runs-2026-12-05-amd-heap-quiet")
 ALERT_RUNS = sorted(p for folder in ALERT_FOLDERS
                     for p in (ROOT / "docs" / "results" / folder).glob("a*.json"))
 
