@@ -100,3 +100,15 @@ def test_a_calibration_document_is_typed_and_validates_and_an_older_one_still_lo
     del broken["cells"][0]["values"]
     with pytest.raises(jsonschema.ValidationError, match="values"):
         schema.validate(broken)
+
+
+def test_stored_breakdown_documents_validate_including_those_from_before_its_optional_fields():
+    stored = [doc for path in sorted((ROOT / "docs" / "results").glob("**/*.json"))
+              if isinstance(doc := json.loads(path.read_text()), dict) and doc.get("command") == "breakdown"]
+    assert len(stored) >= 3  # docs/results.md's breakdowns (2026-12-03): without subnormals_flushed
+    for doc in stored:
+        schema.validate(doc)
+    broken = copy.deepcopy(stored[0])
+    broken["cells"][0]["freed_memory_kept"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        schema.validate(broken)

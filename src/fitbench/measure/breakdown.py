@@ -79,8 +79,10 @@ class BreakdownCell:
     fit_ms: float | None = None  # the fit step as `fitbench run` times it (metrics, no progress bar)
     custom_over_fit: float | None = None  # the framework loop's step ÷ the fit step: raw/fit for any model
     step_traces: int | None = None  # traces of the fit step in the first process (fitbench.measure.traces)
-    subnormals_flushed: bool = False  # --flush-subnormals: the processes flushed subnormal floats to zero
-    freed_memory_kept: bool = False  # --keep-freed-memory: glibc kept freed memory in the processes
+    # --flush-subnormals: the processes flushed subnormal floats to zero (optional: the first documents lack it)
+    subnormals_flushed: bool = field(default=False, metadata={"optional": True})
+    # --keep-freed-memory: glibc kept freed memory in the processes (optional: documents before 2026-12-05 lack it)
+    freed_memory_kept: bool = field(default=False, metadata={"optional": True})
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
